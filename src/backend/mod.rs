@@ -1,0 +1,150 @@
+//! The backend seam. A tensor's bytes live in a `Storage`: either `Storage::Cpu` or `Storage::Cuda`.
+//! Every op is a *kernel* value (a struct holding the op's parameters) that implements `CpuKernel`
+//! (generic over the compute type) and, in builds with the `cuda` feature, `CudaKernel`. `run_kernel`
+//! looks at the inputs' device and calls the matching implementation, so models and training code never
+//! know where they run. Without the `cuda` feature, `CudaStorage` is an empty enum: no CUDA tensor can
+//! exist, and asking for the CUDA device returns `Error::CudaUnavailable`.
+
+pub mod cpu;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_stub.rs"]
+pub mod cuda;
+
+pub use cpu::{CpuKernel, CpuStorage};
+pub use cuda::{CudaKernel, CudaStorage};
+
+use crate::{DType, Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Device {
+    /// The CUDA device `ordinal`, or a typed error when the build or the machine has none.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        cuda::ensure_device(ordinal)?;
+        Ok(Device::Cuda(ordinal))
+    }
+    /// CUDA device 0 when one is usable, else the CPU.
+    pub fn cuda_if_available() -> Device {
+        Device::cuda(0).unwrap_or(Device::Cpu)
+    }
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+pub enum Storage {
+    Cpu(CpuStorage),
+    Cuda(CudaStorage),
+}
+
+impl Storage {
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Cuda(s) => s.device(),
+        }
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(s) => s.dtype(),
+            Storage::Cuda(s) => s.dtype(),
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            Storage::Cuda(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies to the host.
+    pub fn to_cpu(&self) -> Result<CpuStorage> {
+        match self {
+            Storage::Cpu(s) => Ok(s.clone()),
+            Storage::Cuda(s) => s.to_cpu(),
+        }
+    }
+    pub fn to_device(&self, device: Device) -> Result<Storage> {
+        match (self, device) {
+            (Storage::Cpu(s), Device::Cpu) => Ok(Storage::Cpu(s.clone())),
+            (Storage::Cpu(s), Device::Cuda(i)) => Ok(Storage::Cuda(CudaStorage::from_cpu(s, i)?)),
+            (Storage::Cuda(s), Device::Cpu) => Ok(Storage::Cpu(s.to_cpu()?)),
+            (Storage::Cuda(s), Device::Cuda(i)) => {
+                if s.device() == Device::Cuda(i) {
+                    Ok(Storage::Cuda(s.try_clone()?))
+                } else {
+                    Ok(Storage::Cuda(CudaStorage::from_cpu(&s.to_cpu()?, i)?))
+                }
+            }
+        }
+    }
+}
+
+/// Every op's kernel implements both halves of the seam.
+pub trait Kernel: CpuKernel + CudaKernel {}
+impl<K: CpuKernel + CudaKernel> Kernel for K {}
+
+/// Runs `kernel` on `inputs` (all on one device); output `i` gets dtype `out_dtypes[i]` (on the CPU, a
+/// computation with any f64 input is done and returned in f64).
+pub fn run_kernel<K: Kernel>(
+    kernel: &K,
+    inputs: &[&Storage],
+    out_dtypes: &[DType],
+) -> Result<Vec<Storage>> {
+    let Some(first) = inputs.first() else {
+        return Err(Error::bad(K::NAME, "kernel called with no inputs"));
+    };
+    let device = first.device();
+    for s in inputs {
+        if s.device() != device {
+            return Err(Error::DeviceMismatch {
+                op: K::NAME,
+                a: device.to_string(),
+                b: s.device().to_string(),
+            });
+        }
+    }
+    match device {
+        Device::Cpu => {
+            let cpu: Vec<&CpuStorage> = inputs
+                .iter()
+                .map(|s| match s {
+                    Storage::Cpu(c) => c,
+                    Storage::Cuda(_) => unreachable!("device checked above"),
+                })
+                .collect();
+            Ok(cpu::run(kernel, &cpu, out_dtypes)?
+                .into_iter()
+                .map(Storage::Cpu)
+                .collect())
+        }
+        Device::Cuda(_) => {
+            let gpu: Vec<&CudaStorage> = inputs
+                .iter()
+                .map(|s| match s {
+                    Storage::Cuda(c) => c,
+                    Storage::Cpu(_) => unreachable!("device checked above"),
+                })
+                .collect();
+            Ok(cuda::run(kernel, &gpu, out_dtypes)?
+                .into_iter()
+                .map(Storage::Cuda)
+                .collect())
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! engine: a small deep-learning research engine. See docs/ARCHITECTURE.md for the layers:
+//! tensor → backend (CPU, CUDA) → ops (forward + backward) → autograd → nn layers → models → training.
+
+pub mod autograd;
+pub mod backend;
+pub mod dtype;
+pub mod error;
+pub mod ops;
+pub mod shape;
+pub mod tensor;
+pub mod testing;
+
+pub use autograd::{no_grad, GradStore, NoGradGuard};
+pub use backend::Device;
+pub use dtype::{DType, Element, Float};
+pub use error::{Error, Result};
+pub use ops::{BinaryOp, UnaryOp};
+pub use shape::Shape;
+pub use tensor::{MemoryFormat, Tensor, TensorId};

@@ -1,0 +1,84 @@
+//! Ops: each file holds one family of ops — the `Tensor` method a user calls, its kernel struct with
+//! the CPU implementation (`CpuKernel`), and its backward rule right beside the forward (passed to
+//! `Tensor::track`). CUDA launchers for the same kernel structs live in `src/backend/cuda/` when the
+//! `cuda` feature is on, named after the op, and the `.cu` sources in `cuda/<op>.cu`.
+
+pub mod elementwise;
+pub mod layout;
+pub mod matmul;
+pub mod reduce;
+
+pub use elementwise::{BinaryOp, UnaryOp};
+
+use crate::backend::{run_kernel, Kernel};
+use crate::tensor::{MemoryFormat, Tensor};
+use crate::{DType, Result, Shape};
+
+/// Runs `kernel` on `inputs` and wraps each output `(shape, dtype)` as a tensor with no history.
+/// Inputs in another memory format are made contiguous first.
+pub(crate) fn apply<K: Kernel>(
+    kernel: &K,
+    inputs: &[&Tensor],
+    outs: &[(Shape, DType)],
+) -> Result<Vec<Tensor>> {
+    let contiguous: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| {
+            if t.format() == MemoryFormat::Contiguous {
+                Ok((*t).clone())
+            } else {
+                t.contiguous()
+            }
+        })
+        .collect::<Result<_>>()?;
+    let guards: Vec<_> = contiguous.iter().map(|t| t.storage()).collect();
+    let storages: Vec<&crate::backend::Storage> = guards.iter().map(|g| &**g).collect();
+    let dtypes: Vec<DType> = outs.iter().map(|(_, d)| *d).collect();
+    let results = run_kernel(kernel, &storages, &dtypes)?;
+    drop(guards);
+    results
+        .into_iter()
+        .zip(outs)
+        .map(|(s, (shape, _))| Tensor::from_storage(s, shape.clone(), MemoryFormat::Contiguous))
+        .collect()
+}
+
+/// `apply` for single-output kernels.
+pub(crate) fn apply1<K: Kernel>(
+    kernel: &K,
+    inputs: &[&Tensor],
+    shape: Shape,
+    dtype: DType,
+) -> Result<Tensor> {
+    Ok(apply(kernel, inputs, &[(shape, dtype)])?
+        .pop()
+        .expect("one output"))
+}
+
+/// Splits `0..n` work into chunks for rayon: at most a few per thread, none smaller than `min`.
+pub(crate) fn chunk_len(n: usize, min: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    (n.div_ceil(threads * 4)).max(min).max(1)
+}
+
+/// Checks that two tensors share dtype and device (ops that mix dtypes say so explicitly).
+pub(crate) fn same_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.device() != b.device() {
+        return Err(crate::Error::DeviceMismatch {
+            op,
+            a: a.device().to_string(),
+            b: b.device().to_string(),
+        });
+    }
+    if a.dtype() != b.dtype() {
+        return Err(crate::Error::DType {
+            op,
+            msg: format!(
+                "{} and {} inputs; cast one with to_dtype",
+                a.dtype(),
+                b.dtype()
+            ),
+        });
+    }
+    Ok(())
+}
