@@ -132,3 +132,156 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &[f64], atol: f64, rt
         "{what}: max |diff| {max:.3e} exceeds atol {atol:.1e} + rtol {rtol:.1e}"
     );
 }
+
+/// Tolerances for comparing against an f64 reference, by the dtype the engine computed in.
+pub fn tolerance(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F64 => (1e-9, 1e-8),
+        DType::F32 => (2e-5, 2e-4),
+        DType::F16 => (2e-2, 2e-2),
+    }
+}
+
+/// The PyTorch reference fixtures written by `tools/make_fixtures.py` (layout documented in
+/// `tools/fixtures/common.py`).
+pub struct Fixtures {
+    family: String,
+    tensors: std::collections::HashMap<String, (Vec<usize>, Vec<f64>)>,
+    meta: std::collections::HashMap<String, String>,
+}
+
+/// The fixture format version this build understands (`FIXTURE_VERSION` in tools/fixtures/common.py).
+pub const FIXTURE_VERSION: &str = "1";
+
+impl Fixtures {
+    /// Loads `tests/fixtures/<family>.safetensors`; panics with regeneration advice if it is missing
+    /// or of another version.
+    pub fn load(family: &str) -> Fixtures {
+        let path = format!(
+            "{}/tests/fixtures/{family}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{path}: {e}; regenerate with `python3 tools/make_fixtures.py {family}`")
+        });
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let meta: std::collections::HashMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let version = meta.get("version").map(String::as_str).unwrap_or("none");
+        assert_eq!(
+            version, FIXTURE_VERSION,
+            "{path} has fixture version {version}; regenerate with tools/make_fixtures.py"
+        );
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut tensors = std::collections::HashMap::new();
+        for (name, view) in st.tensors() {
+            assert_eq!(
+                view.dtype(),
+                safetensors::Dtype::F64,
+                "{path}: {name} is not F64"
+            );
+            let data: Vec<f64> = view
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            tensors.insert(name, (view.shape().to_vec(), data));
+        }
+        Fixtures {
+            family: family.to_string(),
+            tensors,
+            meta,
+        }
+    }
+
+    /// Case names (those with params metadata), sorted.
+    pub fn cases(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .meta
+            .keys()
+            .filter(|k| *k != "version" && *k != "torch")
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The case's op parameters (JSON object).
+    pub fn params(&self, case: &str) -> serde_json::Value {
+        let text = self
+            .meta
+            .get(case)
+            .unwrap_or_else(|| panic!("{}: no case {case}", self.family));
+        serde_json::from_str(text).expect("params are JSON")
+    }
+
+    /// Raw values of one stored tensor.
+    pub fn raw(&self, name: &str) -> &(Vec<usize>, Vec<f64>) {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{}: no tensor {name}", self.family))
+    }
+
+    /// A stored tensor as `dtype` on `device`.
+    pub fn tensor(&self, name: &str, dtype: DType, device: Device) -> Tensor {
+        let (shape, data) = self.raw(name);
+        Tensor::from_f64s(data, shape.clone(), dtype, device).expect("fixture tensor")
+    }
+
+    /// Runs one case: builds its inputs in `dtype` on `device` (as variables where PyTorch computed a
+    /// gradient), calls `f`, and compares the output and every input gradient with PyTorch's.
+    pub fn check_case(
+        &self,
+        case: &str,
+        dtype: DType,
+        device: Device,
+        f: impl Fn(&std::collections::HashMap<String, Tensor>) -> Result<Tensor>,
+    ) {
+        let (atol, rtol) = tolerance(dtype);
+        let prefix = format!("{case}/in/");
+        let mut inputs = std::collections::HashMap::new();
+        let mut grads_expected = Vec::new();
+        for name in self.tensors.keys().filter(|k| k.starts_with(&prefix)) {
+            let short = name[prefix.len()..].to_string();
+            let grad_name = format!("{case}/grad/{short}");
+            let mut t = self.tensor(name, dtype, device);
+            if self.tensors.contains_key(&grad_name) {
+                t = t.var();
+                grads_expected.push((short.clone(), grad_name));
+            }
+            inputs.insert(short, t);
+        }
+        let what = format!("{}:{case} [{dtype} on {device}]", self.family);
+        let out = f(&inputs).unwrap_or_else(|e| panic!("{what}: forward failed: {e}"));
+        let (_, expected) = self.raw(&format!("{case}/out"));
+        assert_close(&format!("{what} output"), &out, expected, atol, rtol);
+        if grads_expected.is_empty() {
+            return;
+        }
+        let gout = self.tensor(&format!("{case}/grad_out"), out.dtype(), device);
+        let loss = out
+            .mul(&gout)
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.sum_all())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let grads = loss
+            .backward()
+            .unwrap_or_else(|e| panic!("{what}: backward failed: {e}"));
+        for (short, grad_name) in grads_expected {
+            let (_, exp) = self.raw(&grad_name);
+            match grads.get(&inputs[&short]) {
+                Some(g) => assert_close(&format!("{what} grad of {short}"), g, exp, atol, rtol),
+                None => assert!(
+                    exp.iter().all(|&v| v == 0.0),
+                    "{what}: no gradient reached {short}"
+                ),
+            }
+        }
+    }
+}

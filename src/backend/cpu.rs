@@ -101,8 +101,9 @@ pub fn narrow(v: &[f32]) -> Vec<f16> {
     }
 }
 
-/// The CPU implementation of an op. `run` receives the inputs, widened to the compute type `T`, in the
-/// order the op passed them, and returns one buffer per output.
+/// The CPU implementation of an op. `run` receives the inputs, widened to the compute type `T` (f64
+/// when any input is f64, else f32), in the order the op passed them, and returns one buffer per
+/// output; the runner then converts each output to the dtype the op asked for.
 pub trait CpuKernel: Sync {
     /// The op's name, used in every error message.
     const NAME: &'static str;
@@ -115,7 +116,7 @@ pub fn run<K: CpuKernel>(
     out_dtypes: &[DType],
 ) -> Result<Vec<CpuStorage>> {
     let any_f64 = inputs.iter().any(|s| s.dtype() == DType::F64);
-    let outs = if any_f64 {
+    let outs: Vec<CpuStorage> = if any_f64 {
         let mut xs = Vec::with_capacity(inputs.len());
         for s in inputs {
             match s {
@@ -135,29 +136,34 @@ pub fn run<K: CpuKernel>(
             .run::<f64>(&xs)?
             .into_iter()
             .map(CpuStorage::F64)
-            .collect::<Vec<_>>()
+            .collect()
     } else {
         let widened: Vec<Cow<'_, [f32]>> = inputs.iter().map(|s| s.widen_f32()).collect();
         let xs: Vec<&[f32]> = widened.iter().map(|c| c.as_ref()).collect();
-        let outs = kernel.run::<f32>(&xs)?;
-        if outs.len() != out_dtypes.len() {
-            return Err(Error::bad(
-                K::NAME,
-                format!(
-                    "kernel returned {} outputs, op expected {}",
-                    outs.len(),
-                    out_dtypes.len()
-                ),
-            ));
-        }
-        outs.into_iter()
-            .zip(out_dtypes)
-            .map(|(v, &dt)| match dt {
-                DType::F32 => CpuStorage::F32(v),
-                DType::F16 => CpuStorage::F16(narrow(&v)),
-                DType::F64 => CpuStorage::F64(v.iter().map(|&x| x as f64).collect()),
-            })
+        kernel
+            .run::<f32>(&xs)?
+            .into_iter()
+            .map(CpuStorage::F32)
             .collect()
     };
+    if outs.len() != out_dtypes.len() {
+        return Err(Error::bad(
+            K::NAME,
+            format!(
+                "kernel returned {} outputs, op expected {}",
+                outs.len(),
+                out_dtypes.len()
+            ),
+        ));
+    }
+    let outs = outs
+        .into_iter()
+        .zip(out_dtypes)
+        .map(|(s, &dt)| match (s, dt) {
+            (CpuStorage::F32(v), DType::F16) => CpuStorage::F16(narrow(&v)),
+            (s, dt) if s.dtype() == dt => s,
+            (s, dt) => s.to_dtype(dt),
+        })
+        .collect();
     Ok(outs)
 }
