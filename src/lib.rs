@@ -2,9 +2,11 @@
 //! tensor → backend (CPU, CUDA) → ops (forward + backward) → autograd → nn layers → models → training.
 
 pub mod autograd;
+pub mod data;
 pub mod backend;
 pub mod dtype;
 pub mod error;
+// pub mod nn;
 pub mod ops;
 pub mod shape;
 pub mod tensor;

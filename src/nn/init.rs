@@ -1,0 +1,54 @@
+//! Seeded parameter initialisation (PyTorch's conventions): Kaiming normal for convolutions (fan-out,
+//! ReLU gain, as torchvision's ResNet does), Kaiming-uniform-style defaults for linear layers, Xavier.
+//! Every initialiser draws from an `Init` stream, so one seed reproduces a whole model.
+
+use crate::{DType, Device, Result, Tensor};
+use rand::{RngCore, SeedableRng};
+
+/// A seeded source of initial values: each call takes a fresh sub-seed from one ChaCha8 stream.
+pub struct Init {
+    rng: rand_chacha::ChaCha8Rng,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+impl Init {
+    pub fn new(seed: u64, dtype: DType, device: Device) -> Init {
+        Init { rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed), dtype, device }
+    }
+    fn next_seed(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+    pub fn normal(&mut self, dims: &[usize], std: f64) -> Result<Tensor> {
+        let s = self.next_seed();
+        Tensor::randn(dims.to_vec(), 0.0, std, s, self.dtype, self.device)
+    }
+    pub fn uniform(&mut self, dims: &[usize], bound: f64) -> Result<Tensor> {
+        let s = self.next_seed();
+        Tensor::rand_uniform(dims.to_vec(), -bound, bound, s, self.dtype, self.device)
+    }
+    pub fn constant(&mut self, dims: &[usize], value: f64) -> Result<Tensor> {
+        Tensor::full(value, dims.to_vec(), self.dtype, self.device)
+    }
+    /// `N(0, sqrt(2 / fan_out))` for a weight `[out, in/groups, kh, kw]` (torchvision ResNet).
+    pub fn kaiming_normal_fan_out(&mut self, dims: &[usize]) -> Result<Tensor> {
+        let receptive: usize = dims[2..].iter().product();
+        let fan_out = dims[0] * receptive;
+        self.normal(dims, (2.0 / fan_out as f64).sqrt())
+    }
+    /// PyTorch's default for Conv/Linear weights: U(±1/sqrt(fan_in)) (kaiming_uniform with a = √5).
+    pub fn default_weight(&mut self, dims: &[usize]) -> Result<Tensor> {
+        let fan_in: usize = dims[1..].iter().product();
+        self.uniform(dims, 1.0 / (fan_in.max(1) as f64).sqrt())
+    }
+    /// PyTorch's default for biases: U(±1/sqrt(fan_in)).
+    pub fn default_bias(&mut self, len: usize, fan_in: usize) -> Result<Tensor> {
+        self.uniform(&[len], 1.0 / (fan_in.max(1) as f64).sqrt())
+    }
+    /// Xavier/Glorot uniform: U(±sqrt(6 / (fan_in + fan_out))).
+    pub fn xavier_uniform(&mut self, dims: &[usize]) -> Result<Tensor> {
+        let receptive: usize = dims[2..].iter().product::<usize>().max(1);
+        let (fan_in, fan_out) = (dims[1] * receptive, dims[0] * receptive);
+        self.uniform(dims, (6.0 / (fan_in + fan_out) as f64).sqrt())
+    }
+}
