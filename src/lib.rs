@@ -8,7 +8,7 @@ pub mod dtype;
 pub mod error;
 // pub mod nn;
 pub mod ops;
-pub mod optim;
+// pub mod optim;
 pub mod shape;
 pub mod tensor;
 pub mod testing;

@@ -1,4 +1,90 @@
-//! Datasets and loaders: image-classification data as `u8` pixels plus labels, read from the formats
-//! the engine supports (IDX as shipped by Debian's `dataset-fashion-mnist`; more formats join here).
+//! Datasets and loaders. A `Dataset` hands out decoded `u8` images (HWC) and labels; `augment`
+//! turns one into a normalised f32 CHW sample (training augmentation or evaluation preprocessing);
+//! `loader` batches samples on worker threads with prefetch, seeded so that a batch depends only on
+//! (seed, epoch, batch index), never on thread timing — which is what makes `--resume` exact.
 
+pub mod augment;
 pub mod idx;
+pub mod loader;
+
+pub use augment::{AugmentConfig, Preprocess};
+pub use loader::{Batch, Loader, LoaderConfig};
+
+use crate::Result;
+
+/// A decoded image, `u8` in height × width × channels order.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: Vec<u8>,
+}
+
+pub trait Dataset: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn class_names(&self) -> &[String];
+    fn channels(&self) -> usize;
+    /// Label of sample `index` (cheap: no decoding).
+    fn label(&self, index: usize) -> usize;
+    /// Decodes sample `index`. An error (a corrupt file) makes the loader skip and report it.
+    fn get(&self, index: usize) -> Result<Image>;
+    /// A name for sample `index` in logs (its path, or its index).
+    fn describe(&self, index: usize) -> String {
+        format!("#{index}")
+    }
+}
+
+/// An in-memory array of equally sized grayscale images (IDX files).
+pub struct ArrayDataset {
+    pub data: idx::LabelledImages,
+}
+
+impl Dataset for ArrayDataset {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+    fn class_names(&self) -> &[String] {
+        &self.data.classes
+    }
+    fn channels(&self) -> usize {
+        1
+    }
+    fn label(&self, index: usize) -> usize {
+        self.data.labels[index]
+    }
+    fn get(&self, index: usize) -> Result<Image> {
+        let (h, w) = (self.data.height, self.data.width);
+        Ok(Image { width: w, height: h, channels: 1, data: self.data.images[index * h * w..(index + 1) * h * w].to_vec() })
+    }
+}
+
+/// A subset of another dataset by indices (for short runs and held-out splits).
+pub struct Subset<D: Dataset> {
+    pub inner: D,
+    pub indices: Vec<usize>,
+}
+
+impl<D: Dataset> Dataset for Subset<D> {
+    fn len(&self) -> usize {
+        self.indices.len()
+    }
+    fn class_names(&self) -> &[String] {
+        self.inner.class_names()
+    }
+    fn channels(&self) -> usize {
+        self.inner.channels()
+    }
+    fn label(&self, index: usize) -> usize {
+        self.inner.label(self.indices[index])
+    }
+    fn get(&self, index: usize) -> Result<Image> {
+        self.inner.get(self.indices[index])
+    }
+    fn describe(&self, index: usize) -> String {
+        self.inner.describe(self.indices[index])
+    }
+}
