@@ -3,10 +3,14 @@
 //! `Tensor::track`). CUDA launchers for the same kernel structs live in `src/backend/cuda/` when the
 //! `cuda` feature is on, named after the op, and the `.cu` sources in `cuda/<op>.cu`.
 
+pub mod adain;
+pub mod dropout;
 pub mod elementwise;
 pub mod layout;
+pub mod loss;
 pub mod matmul;
 pub mod reduce;
+pub mod softmax;
 
 pub use elementwise::{BinaryOp, UnaryOp};
 
