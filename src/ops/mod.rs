@@ -3,10 +3,13 @@
 //! `Tensor::track`). CUDA launchers for the same kernel structs live in `src/backend/cuda/` when the
 //! `cuda` feature is on, named after the op, and the `.cu` sources in `cuda/<op>.cu`.
 
+pub mod batch_norm;
 pub mod elementwise;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
+pub mod resize;
 
 pub use elementwise::{BinaryOp, UnaryOp};
 
