@@ -2,8 +2,8 @@
 //! tensor → backend (CPU, CUDA) → ops (forward + backward) → autograd → nn layers → models → training.
 
 pub mod autograd;
-pub mod data;
 pub mod backend;
+pub mod data;
 pub mod dtype;
 pub mod error;
 // pub mod nn;
@@ -17,6 +17,8 @@ pub use autograd::{no_grad, GradStore, NoGradGuard};
 pub use backend::Device;
 pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
+pub use ops::batch_norm::BatchNormArgs;
+pub use ops::pool::Pool2dParams;
 pub use ops::{BinaryOp, UnaryOp};
 pub use shape::Shape;
 pub use tensor::{MemoryFormat, Tensor, TensorId};

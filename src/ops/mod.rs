@@ -4,12 +4,15 @@
 //! `cuda` feature is on, named after the op, and the `.cu` sources in `cuda/<op>.cu`.
 
 pub mod adain;
+pub mod batch_norm;
 pub mod dropout;
 pub mod elementwise;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod softmax;
 
 pub use elementwise::{BinaryOp, UnaryOp};

@@ -1,0 +1,465 @@
+//! 2-d pooling over the last two dims of `[N, C, H, W]` (or `[C, H, W]`) inputs: `max_pool2d`,
+//! `avg_pool2d` and `global_avg_pool2d`, with PyTorch's semantics.
+//!
+//! Invariants:
+//! - Output size per spatial dim: `⌊(in + 2p − k) / s⌋ + 1`, or with `ceil_mode` `⌈(in + 2p − k) / s⌉ + 1`
+//!   reduced by one when the last window would start at or past `in + p` (so every window starts
+//!   inside the input or the left padding). Padding must be at most half the kernel, as in PyTorch.
+//! - Max pooling pads with −∞ (padded cells never win); ties and NaNs follow PyTorch (the first
+//!   maximum in row-major window order wins, a NaN wins). The forward kernel saves the argmax as the
+//!   flat index `h·W + w` inside its plane, stored as f32 (f64 for f64 inputs; planes above 2²⁴
+//!   elements are refused for f16/f32), and the backward kernel scatters the gradient to it.
+//! - Average pooling sums the window clipped to the input; the divisor is the window clipped to the
+//!   padded input (`count_include_pad`) or to the input (not counting padding), exactly like PyTorch
+//!   (including ceil-mode windows that run past the padding).
+//! - Kernels are parallel over `(n, c)` planes.
+
+use super::{apply, apply1};
+use crate::backend::CpuKernel;
+use crate::dtype::Float;
+use crate::{DType, Error, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Kernel size, stride and zero-based padding per spatial dim `(h, w)`, and PyTorch's `ceil_mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dParams {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub ceil_mode: bool,
+}
+
+impl Pool2dParams {
+    /// Square kernel, stride and padding; floor mode.
+    pub fn new(kernel: usize, stride: usize, padding: usize) -> Self {
+        Pool2dParams {
+            kernel: (kernel, kernel),
+            stride: (stride, stride),
+            padding: (padding, padding),
+            ceil_mode: false,
+        }
+    }
+    /// The same parameters with `ceil_mode` on.
+    pub fn ceil(self) -> Self {
+        Pool2dParams {
+            ceil_mode: true,
+            ..self
+        }
+    }
+}
+
+/// One spatial dim's output size, or an error naming `op`.
+fn out_size(
+    op: &'static str,
+    what: &str,
+    input: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    ceil: bool,
+) -> Result<usize> {
+    if k == 0 || s == 0 {
+        return Err(Error::bad(
+            op,
+            format!("kernel and stride must be positive, got kernel {k} and stride {s} ({what})"),
+        ));
+    }
+    if p > k / 2 {
+        return Err(Error::bad(
+            op,
+            format!("padding {p} must be at most half the kernel size {k} ({what})"),
+        ));
+    }
+    let span = input + 2 * p;
+    if span < k {
+        return Err(Error::bad(
+            op,
+            format!("kernel {k} is larger than the padded input {span} ({what}: input {input}, padding {p})"),
+        ));
+    }
+    let mut o = (span - k + if ceil { s - 1 } else { 0 }) / s + 1;
+    if ceil && (o - 1) * s >= input + p {
+        o -= 1;
+    }
+    Ok(o)
+}
+
+/// The geometry shared by the pooling kernels: `planes` planes of `h × w` pooled to `oh × ow`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub p: Pool2dParams,
+}
+
+impl PoolGeom {
+    fn new(op: &'static str, x: &Tensor, p: Pool2dParams) -> Result<(PoolGeom, Shape)> {
+        let d = x.dims();
+        if d.len() != 4 && d.len() != 3 {
+            return Err(Error::bad(
+                op,
+                format!(
+                    "expected a 4-d [N, C, H, W] or 3-d [C, H, W] input, got shape {:?}",
+                    x.shape()
+                ),
+            ));
+        }
+        let r = d.len();
+        let (h, w) = (d[r - 2], d[r - 1]);
+        if h == 0 || w == 0 {
+            return Err(Error::bad(
+                op,
+                format!("empty spatial dims in input {:?}", x.shape()),
+            ));
+        }
+        let oh = out_size(
+            op,
+            "height",
+            h,
+            p.kernel.0,
+            p.stride.0,
+            p.padding.0,
+            p.ceil_mode,
+        )?;
+        let ow = out_size(
+            op,
+            "width",
+            w,
+            p.kernel.1,
+            p.stride.1,
+            p.padding.1,
+            p.ceil_mode,
+        )?;
+        let planes = d[..r - 2].iter().product();
+        let mut out = d.to_vec();
+        out[r - 2] = oh;
+        out[r - 1] = ow;
+        Ok((
+            PoolGeom {
+                planes,
+                h,
+                w,
+                oh,
+                ow,
+                p,
+            },
+            Shape::new(out),
+        ))
+    }
+
+    /// Window rows `[hs, he)` clipped to the input, and the unclipped-to-input end (clipped to the
+    /// padded input) used by average pooling's `count_include_pad` divisor.
+    #[inline(always)]
+    fn window(o: usize, k: usize, s: usize, p: usize, n: usize) -> (usize, usize, usize) {
+        let start = (o * s) as isize - p as isize;
+        let end_pad = (start + k as isize).min((n + p) as isize);
+        let size_pad = (end_pad - start) as usize;
+        let hs = start.max(0) as usize;
+        let he = ((start + k as isize).min(n as isize)).max(0) as usize;
+        (hs, he, size_pad)
+    }
+}
+
+/// Max pooling. Inputs `[x]`; outputs `[y, argmax]` with `argmax` the flat in-plane index of each
+/// output's maximum (as a float).
+pub struct MaxPool2d(pub PoolGeom);
+
+impl CpuKernel for MaxPool2d {
+    const NAME: &'static str = "max_pool2d";
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
+        let g = self.0;
+        let x = inputs[0];
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        let mut y = vec![T::zero(); g.planes * op];
+        let mut idx = vec![T::zero(); g.planes * op];
+        y.par_chunks_mut(op.max(1))
+            .zip(idx.par_chunks_mut(op.max(1)))
+            .enumerate()
+            .for_each(|(pl, (yp, ip_out))| {
+                let xp = &x[pl * ip..(pl + 1) * ip];
+                for oy in 0..g.oh {
+                    let (hs, he, _) =
+                        PoolGeom::window(oy, g.p.kernel.0, g.p.stride.0, g.p.padding.0, g.h);
+                    for ox in 0..g.ow {
+                        let (ws, we, _) =
+                            PoolGeom::window(ox, g.p.kernel.1, g.p.stride.1, g.p.padding.1, g.w);
+                        let mut best = T::neg_infinity();
+                        let mut at = hs * g.w + ws;
+                        for yy in hs..he {
+                            for xx in ws..we {
+                                let v = xp[yy * g.w + xx];
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    at = yy * g.w + xx;
+                                    if v.is_nan() {
+                                        break;
+                                    }
+                                }
+                            }
+                            if best.is_nan() {
+                                break;
+                            }
+                        }
+                        yp[oy * g.ow + ox] = best;
+                        ip_out[oy * g.ow + ox] = T::c(at as f64);
+                    }
+                }
+            });
+        Ok(vec![y, idx])
+    }
+}
+
+/// Max-pool backward. Inputs `[argmax, dy]`; output `[dx]`: each `dy` added at its argmax.
+pub struct MaxPool2dBackward(pub PoolGeom);
+
+impl CpuKernel for MaxPool2dBackward {
+    const NAME: &'static str = "max_pool2d_backward";
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
+        let g = self.0;
+        let (idx, dy) = (inputs[0], inputs[1]);
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        let mut dx = vec![T::zero(); g.planes * ip];
+        dx.par_chunks_mut(ip.max(1))
+            .enumerate()
+            .for_each(|(pl, dxp)| {
+                for o in pl * op..(pl + 1) * op {
+                    let i = num_traits::ToPrimitive::to_usize(&idx[o]).unwrap_or(0);
+                    dxp[i.min(ip - 1)] += dy[o];
+                }
+            });
+        Ok(vec![dx])
+    }
+}
+
+/// Average pooling. Inputs `[x]`; output `[y]`.
+pub struct AvgPool2d {
+    pub geom: PoolGeom,
+    pub count_include_pad: bool,
+}
+
+impl AvgPool2d {
+    /// Window bounds and divisor of output `(oy, ox)`.
+    #[inline(always)]
+    fn cell(&self, oy: usize, ox: usize) -> (usize, usize, usize, usize, f64) {
+        let g = self.geom;
+        let (hs, he, hp) = PoolGeom::window(oy, g.p.kernel.0, g.p.stride.0, g.p.padding.0, g.h);
+        let (ws, we, wp) = PoolGeom::window(ox, g.p.kernel.1, g.p.stride.1, g.p.padding.1, g.w);
+        let div = if self.count_include_pad {
+            hp * wp
+        } else {
+            (he - hs) * (we - ws)
+        };
+        (hs, he, ws, we, div as f64)
+    }
+}
+
+impl CpuKernel for AvgPool2d {
+    const NAME: &'static str = "avg_pool2d";
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
+        let g = self.geom;
+        let x = inputs[0];
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        let mut y = vec![T::zero(); g.planes * op];
+        y.par_chunks_mut(op.max(1))
+            .enumerate()
+            .for_each(|(pl, yp)| {
+                let xp = &x[pl * ip..(pl + 1) * ip];
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let (hs, he, ws, we, div) = self.cell(oy, ox);
+                        let mut s = T::zero();
+                        for yy in hs..he {
+                            for &v in &xp[yy * g.w + ws..yy * g.w + we] {
+                                s += v;
+                            }
+                        }
+                        yp[oy * g.ow + ox] = s / T::c(div);
+                    }
+                }
+            });
+        Ok(vec![y])
+    }
+}
+
+/// Average-pool backward. Inputs `[dy]`; output `[dx]`: `dy / divisor` spread over each window.
+pub struct AvgPool2dBackward(pub AvgPool2d);
+
+impl CpuKernel for AvgPool2dBackward {
+    const NAME: &'static str = "avg_pool2d_backward";
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
+        let a = &self.0;
+        let g = a.geom;
+        let dy = inputs[0];
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        let mut dx = vec![T::zero(); g.planes * ip];
+        dx.par_chunks_mut(ip.max(1))
+            .enumerate()
+            .for_each(|(pl, dxp)| {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let (hs, he, ws, we, div) = a.cell(oy, ox);
+                        let v = dy[pl * op + oy * g.ow + ox] / T::c(div);
+                        for yy in hs..he {
+                            for d in &mut dxp[yy * g.w + ws..yy * g.w + we] {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            });
+        Ok(vec![dx])
+    }
+}
+
+/// Mean of each plane. Inputs `[x]` (`planes × hw`); output `[y]` (`planes`).
+pub struct GlobalAvgPool {
+    pub planes: usize,
+    pub hw: usize,
+}
+
+impl CpuKernel for GlobalAvgPool {
+    const NAME: &'static str = "global_avg_pool2d";
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
+        let (x, hw) = (inputs[0], self.hw);
+        let y: Vec<T> = (0..self.planes)
+            .into_par_iter()
+            .with_min_len((4096 / hw.max(1)).max(1))
+            .map(|p| {
+                let s: f64 = x[p * hw..(p + 1) * hw]
+                    .iter()
+                    .map(|&v| crate::Element::to_f64(v))
+                    .sum();
+                T::c(s / hw as f64)
+            })
+            .collect();
+        Ok(vec![y])
+    }
+}
+
+/// Global-average-pool backward. Inputs `[dy]` (`planes`); output `[dx]`: `dy / hw` over each plane.
+pub struct GlobalAvgPoolBackward {
+    pub planes: usize,
+    pub hw: usize,
+}
+
+impl CpuKernel for GlobalAvgPoolBackward {
+    const NAME: &'static str = "global_avg_pool2d_backward";
+    fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
+        let (dy, hw) = (inputs[0], self.hw);
+        let mut dx = vec![T::zero(); self.planes * hw];
+        let inv = T::c(1.0 / hw as f64);
+        dx.par_chunks_mut(hw.max(1))
+            .enumerate()
+            .with_min_len((4096 / hw.max(1)).max(1))
+            .for_each(|(p, d)| d.fill(dy[p] * inv));
+        Ok(vec![dx])
+    }
+}
+
+impl Tensor {
+    /// Max pooling with −∞ padding (PyTorch's `F.max_pool2d`, dilation 1). The gradient goes to the
+    /// argmax of each window, saved by the forward kernel.
+    pub fn max_pool2d(&self, p: Pool2dParams) -> Result<Tensor> {
+        const OP: &str = "max_pool2d";
+        let (geom, out_shape) = PoolGeom::new(OP, self, p)?;
+        let idx_dtype = if self.dtype() == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        if idx_dtype == DType::F32 && geom.h * geom.w > 1 << 24 {
+            return Err(Error::bad(
+                OP,
+                format!(
+                    "planes of {}×{} are too large for f32 argmax indices (at most 2^24 elements)",
+                    geom.h, geom.w
+                ),
+            ));
+        }
+        let outs = apply(
+            &MaxPool2d(geom),
+            &[self],
+            &[
+                (out_shape.clone(), self.dtype()),
+                (out_shape.clone(), idx_dtype),
+            ],
+        )?;
+        let [y, idx]: [Tensor; 2] = outs
+            .try_into()
+            .map_err(|_| Error::bad(OP, "kernel returned the wrong number of outputs"))?;
+        let (in_shape, dtype) = (self.shape().clone(), self.dtype());
+        Ok(y.track(OP, &[self], move |dy| {
+            let dx = apply1(
+                &MaxPool2dBackward(geom),
+                &[&idx, dy],
+                in_shape.clone(),
+                dtype,
+            )?;
+            Ok(vec![Some(dx)])
+        }))
+    }
+
+    /// Average pooling (PyTorch's `F.avg_pool2d`, no divisor override).
+    pub fn avg_pool2d(&self, p: Pool2dParams, count_include_pad: bool) -> Result<Tensor> {
+        const OP: &str = "avg_pool2d";
+        let (geom, out_shape) = PoolGeom::new(OP, self, p)?;
+        let y = apply1(
+            &AvgPool2d {
+                geom,
+                count_include_pad,
+            },
+            &[self],
+            out_shape,
+            self.dtype(),
+        )?;
+        let (in_shape, dtype) = (self.shape().clone(), self.dtype());
+        Ok(y.track(OP, &[self], move |dy| {
+            let k = AvgPool2dBackward(AvgPool2d {
+                geom,
+                count_include_pad,
+            });
+            Ok(vec![Some(apply1(&k, &[dy], in_shape.clone(), dtype)?)])
+        }))
+    }
+
+    /// Mean over the last two dims: `[N, C, H, W] → [N, C, 1, 1]` (`adaptive_avg_pool2d(x, 1)`).
+    pub fn global_avg_pool2d(&self) -> Result<Tensor> {
+        const OP: &str = "global_avg_pool2d";
+        let d = self.dims();
+        if d.len() != 4 && d.len() != 3 {
+            return Err(Error::bad(
+                OP,
+                format!(
+                    "expected a 4-d [N, C, H, W] or 3-d [C, H, W] input, got shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let r = d.len();
+        let hw = d[r - 2] * d[r - 1];
+        if hw == 0 {
+            return Err(Error::bad(
+                OP,
+                format!("empty spatial dims in input {:?}", self.shape()),
+            ));
+        }
+        let planes: usize = d[..r - 2].iter().product();
+        let mut out = d.to_vec();
+        out[r - 2] = 1;
+        out[r - 1] = 1;
+        let y = apply1(
+            &GlobalAvgPool { planes, hw },
+            &[self],
+            Shape::new(out),
+            self.dtype(),
+        )?;
+        let (in_shape, dtype) = (self.shape().clone(), self.dtype());
+        Ok(y.track(OP, &[self], move |dy| {
+            let k = GlobalAvgPoolBackward { planes, hw };
+            Ok(vec![Some(apply1(&k, &[dy], in_shape.clone(), dtype)?)])
+        }))
+    }
+}
