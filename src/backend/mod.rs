@@ -9,6 +9,8 @@ pub mod cpu;
 #[cfg(not(feature = "cuda"))]
 #[path = "cuda_stub.rs"]
 pub mod cuda;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 pub use cpu::{CpuKernel, CpuStorage};
 pub use cuda::{CudaKernel, CudaStorage};

@@ -265,6 +265,16 @@ impl Broadcast {
             strides,
         }
     }
+    /// Output dims (read by the CUDA launchers).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn dims(&self) -> &[usize] {
+        &self.out
+    }
+    /// Input stride of each output dim (read by the CUDA launchers).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn strides(&self) -> &[usize] {
+        &self.strides
+    }
     pub(crate) fn row_len(&self) -> usize {
         *self.out.last().unwrap_or(&1)
     }

@@ -1,0 +1,497 @@
+//! The CUDA half of the backend seam (built with the `cuda` feature). Same public surface as
+//! `cuda_stub.rs`: `CudaStorage`, `CudaKernel`, `ensure_device` and `run`.
+//!
+//! Design and invariants:
+//! - One `Gpu` per device ordinal, created lazily on first use and cached for the process in a
+//!   `OnceLock` (a failure is cached too, so a machine without CUDA answers quickly every time). It holds
+//!   the primary context, ONE non-blocking stream on which everything (kernels, copies, cuBLAS) is
+//!   ordered, the kernel modules loaded from the fatbins that build.rs embeds (`KERNELS`), a cache of
+//!   looked-up functions and, lazily, a cuBLAS handle bound to the same stream.
+//! - Before touching the driver, `ensure_device` checks that libcuda (and libcublas, which matmul needs)
+//!   can be loaded and otherwise returns `Error::CudaUnavailable` with advice; cudarc would panic.
+//! - Because there is one stream per device, cudarc's per-buffer event tracking is turned off (it would
+//!   create two CUDA events per allocation). Any future second stream must synchronise explicitly.
+//! - Allocation is stream-ordered: cudarc uses `cuMemAllocAsync`/`cuMemFreeAsync` on the device's default
+//!   memory pool when the device supports pools (every GPU we target). We raise the pool's release
+//!   threshold to "never", so freed blocks stay in the pool and, after the first training step, steps do
+//!   not map new device memory; dropping a `CudaStorage` enqueues its free on the stream.
+//! - `CudaStorage` is an untyped byte buffer tagged with its dtype and element count. Buffers are never
+//!   zero-sized (at least one byte is allocated) and kernels are never launched for zero elements.
+//! - Kernel launches are asynchronous; errors surface at the next synchronising call (`to_cpu`), which
+//!   also checks errors cudarc recorded in `Drop`s.
+//! - `run` normalises dtypes like the CPU runner: f64 may not be mixed with other dtypes; f16 inputs
+//!   mixed with f32 are widened to f32 first. A launcher receives inputs of one dtype and may return
+//!   outputs in it; `run` then casts each output to the dtype the op asked for.
+
+mod elementwise;
+mod layout;
+mod matmul;
+mod pending;
+mod reduce;
+
+use super::{CpuKernel, CpuStorage, Device};
+use crate::{DType, Error, Result};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, DriverError,
+    LaunchConfig,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+pub use generated::KERNELS;
+
+/// Device ordinals above this are refused.
+pub const MAX_DEVICES: usize = 16;
+/// Most dims a shape descriptor passed to a kernel holds after collapsing (`MAX_DIMS` in common.cuh).
+pub(crate) const MAX_DIMS: usize = 8;
+/// Threads per block for the elementwise-style kernels.
+pub(crate) const THREADS: u32 = 256;
+
+const LIB_ADVICE: &str =
+    "CUDA needs an NVIDIA driver (libcuda.so.1) and, from PyTorch's pip wheels, \
+    the CUDA 13 libraries: set LD_LIBRARY_PATH (before starting the process) to include \
+    <site-packages>/nvidia/cu13/lib and <site-packages>/nvidia/cudnn/lib of the Python that holds \
+    PyTorch (`python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))'` prints \
+    <site-packages>)";
+
+/// Kernels with a CUDA implementation override `launch`; the default says the op is not implemented
+/// on CUDA (such kernels are listed in `pending.rs`).
+///
+/// Contract: `inputs` all have one dtype and live on one device (`run` ensures it); `out_dtypes` are
+/// the dtypes the op asked for. The launcher returns one storage per output, either in the requested
+/// dtype or in the inputs' dtype (then `run` casts it).
+pub trait CudaKernel: CpuKernel {
+    fn launch(&self, inputs: &[&CudaStorage], out_dtypes: &[DType]) -> Result<Vec<CudaStorage>> {
+        let _ = (inputs, out_dtypes);
+        Err(Error::NotImplemented {
+            op: Self::NAME,
+            device: "cuda".to_string(),
+        })
+    }
+}
+
+/// Dense device memory: `len` elements of `dtype` on device `ordinal`.
+pub struct CudaStorage {
+    buf: CudaSlice<u8>,
+    dtype: DType,
+    len: usize,
+    ordinal: usize,
+}
+
+/// Makes sure CUDA device `ordinal` is usable (initialising it on first call).
+pub fn ensure_device(ordinal: usize) -> Result<()> {
+    gpu(ordinal).map(|_| ())
+}
+
+/// Runs `kernel` on CUDA inputs (see the module docs for the dtype rules).
+pub fn run<K: CudaKernel>(
+    kernel: &K,
+    inputs: &[&CudaStorage],
+    out_dtypes: &[DType],
+) -> Result<Vec<CudaStorage>> {
+    let Some(first) = inputs.first() else {
+        return Err(Error::bad(K::NAME, "kernel called with no inputs"));
+    };
+    let any_f64 = inputs.iter().any(|s| s.dtype == DType::F64);
+    let uniform = inputs.iter().all(|s| s.dtype == first.dtype);
+    let widened: Vec<CudaStorage>;
+    let inputs: Vec<&CudaStorage> = if uniform {
+        inputs.to_vec()
+    } else if any_f64 {
+        let other = inputs
+            .iter()
+            .find(|s| s.dtype != DType::F64)
+            .expect("mixed");
+        return Err(Error::DType {
+            op: K::NAME,
+            msg: format!(
+                "an f64 computation got an {} input; cast all inputs to f64",
+                other.dtype
+            ),
+        });
+    } else {
+        widened = inputs
+            .iter()
+            .map(|s| layout::cast(s, DType::F32))
+            .collect::<Result<_>>()?;
+        widened.iter().collect()
+    };
+    let outs = kernel.launch(&inputs, out_dtypes)?;
+    if outs.len() != out_dtypes.len() {
+        return Err(Error::bad(
+            K::NAME,
+            format!(
+                "CUDA kernel returned {} outputs, op expected {}",
+                outs.len(),
+                out_dtypes.len()
+            ),
+        ));
+    }
+    outs.into_iter()
+        .zip(out_dtypes)
+        .map(|(s, &dt)| {
+            if s.dtype == dt {
+                Ok(s)
+            } else {
+                layout::cast(&s, dt)
+            }
+        })
+        .collect()
+}
+
+impl CudaStorage {
+    pub fn device(&self) -> Device {
+        Device::Cuda(self.ordinal)
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub(crate) fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+    pub(crate) fn buf(&self) -> &CudaSlice<u8> {
+        &self.buf
+    }
+    pub(crate) fn buf_mut(&mut self) -> &mut CudaSlice<u8> {
+        &mut self.buf
+    }
+    pub(crate) fn num_bytes(&self) -> usize {
+        self.len * self.dtype.size_in_bytes()
+    }
+
+    /// Copies to the host (waits for the device).
+    pub fn to_cpu(&self) -> Result<CpuStorage> {
+        Ok(match self.dtype {
+            DType::F16 => CpuStorage::F16(self.download()?),
+            DType::F32 => CpuStorage::F32(self.download()?),
+            DType::F64 => CpuStorage::F64(self.download()?),
+        })
+    }
+
+    fn download<T: bytemuck::Pod>(&self) -> Result<Vec<T>> {
+        let mut v = vec![T::zeroed(); self.len];
+        if self.len == 0 {
+            return Ok(v);
+        }
+        let g = gpu(self.ordinal)?;
+        let src = self.buf.slice(0..self.num_bytes());
+        g.stream
+            .memcpy_dtoh(&src, bytemuck::cast_slice_mut::<T, u8>(&mut v))
+            .cu("to_cpu")?;
+        g.stream.synchronize().cu("to_cpu")?;
+        g.ctx.check_err().cu("to_cpu")?;
+        Ok(v)
+    }
+
+    /// A device-side copy.
+    pub fn try_clone(&self) -> Result<CudaStorage> {
+        let g = gpu(self.ordinal)?;
+        let mut out = g.alloc(self.dtype, self.len)?;
+        if self.len > 0 {
+            let src = self.buf.slice(0..self.num_bytes());
+            g.stream.memcpy_dtod(&src, &mut out.buf).cu("try_clone")?;
+        }
+        Ok(out)
+    }
+
+    /// Uploads host storage to device `ordinal`.
+    pub fn from_cpu(s: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
+        let g = gpu(ordinal)?;
+        let mut out = g.alloc(s.dtype(), s.len())?;
+        if !s.is_empty() {
+            g.stream
+                .memcpy_htod(s.as_bytes(), &mut out.buf)
+                .cu("from_cpu")?;
+        }
+        Ok(out)
+    }
+}
+
+/// One initialised device.
+pub(crate) struct Gpu {
+    pub(crate) ordinal: usize,
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    modules: HashMap<&'static str, Arc<CudaModule>>,
+    functions: Mutex<HashMap<String, CudaFunction>>,
+    sm_count: u32,
+    blas: OnceLock<std::result::Result<cudarc::cublas::CudaBlas, String>>,
+}
+
+/// The device `ordinal`, initialised on first use.
+pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
+    static DEVICES: [OnceLock<std::result::Result<Gpu, String>>; MAX_DEVICES] =
+        [const { OnceLock::new() }; MAX_DEVICES];
+    let slot = DEVICES.get(ordinal).ok_or_else(|| {
+        Error::CudaUnavailable(format!(
+            "device ordinal {ordinal} is above the supported {MAX_DEVICES}"
+        ))
+    })?;
+    slot.get_or_init(|| Gpu::init(ordinal))
+        .as_ref()
+        .map_err(|e| Error::CudaUnavailable(e.clone()))
+}
+
+impl Gpu {
+    fn init(ordinal: usize) -> std::result::Result<Gpu, String> {
+        // SAFETY: only tries to dlopen the library; nothing is called through it.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(format!(
+                "the CUDA driver library (libcuda.so.1) cannot be loaded: this machine has no NVIDIA \
+                 driver, or it is not on the loader path. {LIB_ADVICE}"
+            ));
+        }
+        // SAFETY: as above.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(format!(
+                "cuBLAS (libcublas.so.13) cannot be loaded. {LIB_ADVICE}"
+            ));
+        }
+        let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
+            .map_err(|_| format!("initialising CUDA device {ordinal} panicked. {LIB_ADVICE}"))?
+            .map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
+        // SAFETY: no slice exists yet, and this backend uses a single stream per device (see the
+        // module docs), so stream order alone keeps every use of a buffer ordered.
+        unsafe { ctx.disable_event_tracking() };
+        if ctx.has_async_alloc() {
+            // Keep freed memory in the pool instead of returning it to the driver at each sync.
+            // SAFETY: `cu_device` comes from this context; the attribute takes a u64.
+            unsafe {
+                let pool = cudarc::driver::result::device::get_default_mem_pool(ctx.cu_device())
+                    .map_err(|e| format!("device {ordinal}: default memory pool: {e}"))?;
+                let mut threshold: u64 = u64::MAX;
+                cudarc::driver::result::mem_pool::set_attribute(
+                    pool,
+                    cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                    &mut threshold as *mut u64 as *mut std::ffi::c_void,
+                )
+                .map_err(|e| format!("device {ordinal}: memory pool threshold: {e}"))?;
+            }
+        }
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| format!("device {ordinal}: cannot create a stream: {e}"))?;
+        let sm_count = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(|e| format!("device {ordinal}: {e}"))?
+            .max(1) as u32;
+        let mut modules = HashMap::new();
+        for &(name, image) in KERNELS {
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec()))
+                .map_err(|e| {
+                    let cc = ctx
+                        .compute_capability()
+                        .map(|(a, b)| format!("sm_{a}{b}"))
+                        .unwrap_or_else(|_| "unknown".into());
+                    format!(
+                        "device {ordinal} ({cc}): cannot load kernel module `{name}` (built for sm_80, \
+                         sm_90 and compute_90 PTX; the driver must support CUDA 13.0): {e}"
+                    )
+                })?;
+            modules.insert(name, module);
+        }
+        Ok(Gpu {
+            ordinal,
+            ctx,
+            stream,
+            modules,
+            functions: Mutex::new(HashMap::new()),
+            sm_count,
+            blas: OnceLock::new(),
+        })
+    }
+
+    /// The kernel `name` from module `module` (a `cuda/<module>.cu` stem).
+    pub(crate) fn func(&self, module: &str, name: &str) -> Result<CudaFunction> {
+        let mut cache = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = cache.get(name) {
+            return Ok(f.clone());
+        }
+        let m = self
+            .modules
+            .get(module)
+            .ok_or_else(|| Error::Msg(format!("cuda: no kernel module `{module}` was built")))?;
+        let f = m
+            .load_function(name)
+            .map_err(|e| Error::Msg(format!("cuda: kernel `{name}` in `{module}`: {e}")))?;
+        cache.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Uninitialised device memory for `len` elements of `dtype` (at least one byte is allocated).
+    pub(crate) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaStorage> {
+        let bytes = len
+            .checked_mul(dtype.size_in_bytes())
+            .ok_or_else(|| Error::Msg(format!("cuda: {len} × {dtype} overflows")))?;
+        // SAFETY: the memory is uninitialised; every launcher writes all `len` elements before the
+        // storage is read, and `to_cpu`/`try_clone` only read the first `len` elements.
+        let buf = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.cu("alloc")?;
+        Ok(CudaStorage {
+            buf,
+            dtype,
+            len,
+            ordinal: self.ordinal,
+        })
+    }
+
+    /// Zero-filled device memory.
+    pub(crate) fn zeros(&self, dtype: DType, len: usize) -> Result<CudaStorage> {
+        let mut s = self.alloc(dtype, len)?;
+        self.stream.memset_zeros(&mut s.buf).cu("zeros")?;
+        Ok(s)
+    }
+
+    /// A 1-d grid-stride launch over `n` items: 256 threads, at most 32 blocks per SM.
+    pub(crate) fn grid(&self, n: usize) -> LaunchConfig {
+        let blocks = n
+            .div_ceil(THREADS as usize)
+            .clamp(1, self.sm_count as usize * 32) as u32;
+        LaunchConfig {
+            grid_dim: (blocks, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+
+    pub(crate) fn sm_count(&self) -> u32 {
+        self.sm_count
+    }
+
+    /// The cuBLAS handle (bound to this device's stream), created on first use.
+    pub(crate) fn blas(&self) -> Result<&cudarc::cublas::CudaBlas> {
+        self.blas
+            .get_or_init(|| {
+                cudarc::cublas::CudaBlas::new(self.stream.clone())
+                    .map_err(|e| format!("cuBLAS on device {}: {e:?}. {LIB_ADVICE}", self.ordinal))
+            })
+            .as_ref()
+            .map_err(|e| Error::CudaUnavailable(e.clone()))
+    }
+}
+
+/// Converts driver errors into engine errors naming the operation.
+pub(crate) trait CuResultExt<T> {
+    fn cu(self, what: &str) -> Result<T>;
+}
+impl<T> CuResultExt<T> for std::result::Result<T, DriverError> {
+    fn cu(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::Msg(format!("cuda {what}: {e}")))
+    }
+}
+
+/// Extents and input strides of a dense row-major output, mirrored by `StridedArgs` in common.cuh.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StridedArgs {
+    dims: [i64; MAX_DIMS],
+    strides: [i64; MAX_DIMS],
+    rank: i32,
+    pad: i32,
+}
+// SAFETY: plain `#[repr(C)]` integers, laid out exactly like the C struct (200 bytes, 8-aligned).
+unsafe impl DeviceRepr for StridedArgs {}
+
+impl StridedArgs {
+    /// Packs collapsed `dims` and one operand's `strides`; fails when more than `MAX_DIMS` remain.
+    pub(crate) fn new(op: &'static str, dims: &[usize], strides: &[usize]) -> Result<StridedArgs> {
+        if dims.len() > MAX_DIMS {
+            return Err(Error::bad(
+                op,
+                format!(
+                    "CUDA kernels take at most {MAX_DIMS} dims after merging contiguous ones; got {dims:?}"
+                ),
+            ));
+        }
+        let mut a = StridedArgs {
+            rank: dims.len() as i32,
+            ..Default::default()
+        };
+        for (d, (&n, &s)) in dims.iter().zip(strides).enumerate() {
+            a.dims[d] = n as i64;
+            a.strides[d] = s as i64;
+        }
+        Ok(a)
+    }
+}
+
+/// Drops extent-1 dims and merges neighbouring dims that are contiguous for every operand
+/// (`strides[k][d]` is operand k's stride of dim d). The offsets the result describes are identical
+/// for every row-major position, and there are fewer dims to decompose in the kernel.
+pub(crate) fn collapse(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let mut out_dims: Vec<usize> = Vec::with_capacity(dims.len());
+    let mut out_strides: Vec<Vec<usize>> = vec![Vec::with_capacity(dims.len()); strides.len()];
+    for d in 0..dims.len() {
+        let n = dims[d];
+        if n == 1 {
+            continue;
+        }
+        let mergeable = !out_dims.is_empty()
+            && strides
+                .iter()
+                .zip(&out_strides)
+                .all(|(s, o)| *o.last().expect("non-empty") == s[d] * n);
+        if mergeable {
+            *out_dims.last_mut().expect("non-empty") *= n;
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                *o.last_mut().expect("non-empty") = s[d];
+            }
+        } else {
+            out_dims.push(n);
+            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
+                o.push(s[d]);
+            }
+        }
+    }
+    (out_dims, out_strides)
+}
+
+/// The kernel-name suffix of a dtype.
+pub(crate) fn suffix(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "f16",
+        DType::F32 => "f32",
+        DType::F64 => "f64",
+    }
+}
+
+/// The kernel-name suffix of a dtype's bit width, for kernels that only move bits.
+pub(crate) fn bits_suffix(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "u16",
+        DType::F32 => "u32",
+        DType::F64 => "u64",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collapse;
+
+    #[test]
+    fn collapse_merges_contiguous_and_drops_ones() {
+        // [2,3,4] contiguous and a [1,3,1] broadcast operand.
+        let (d, s) = collapse(&[2, 3, 4], &[&[12, 4, 1], &[0, 1, 0]]);
+        assert_eq!(d, vec![2, 3, 4]);
+        assert_eq!(s, vec![vec![12, 4, 1], vec![0, 1, 0]]);
+        let (d, s) = collapse(&[2, 3, 4], &[&[12, 4, 1], &[12, 4, 1]]);
+        assert_eq!(d, vec![24]);
+        assert_eq!(s, vec![vec![1], vec![1]]);
+        let (d, s) = collapse(&[2, 1, 3, 4], &[&[12, 12, 4, 1], &[0, 0, 4, 1]]);
+        assert_eq!(d, vec![2, 12]);
+        assert_eq!(s, vec![vec![12, 1], vec![0, 1]]);
+        let (d, _) = collapse(&[1, 1], &[&[1, 1]]);
+        assert!(d.is_empty());
+    }
+}
