@@ -14,5 +14,30 @@ macro_rules! pending {
     };
 }
 
-// Every kernel in src/ops/ today has a launcher (elementwise.rs, layout.rs, reduce.rs, matmul.rs).
-pending!();
+pending!(
+    crate::ops::adain::AdainBackward,
+    crate::ops::adain::AdainForward,
+    crate::ops::adain::PlaneStat,
+    crate::ops::adain::PlaneStatBackward,
+    crate::ops::batch_norm::BatchNormBackward,
+    crate::ops::batch_norm::BatchNormForward,
+    crate::ops::dropout::MaskScale,
+    crate::ops::loss::CrossEntropySoft,
+    crate::ops::loss::CrossEntropySoftBackward,
+    crate::ops::loss::Distillation,
+    crate::ops::loss::DistillationBackward,
+    crate::ops::loss::PairLoss,
+    crate::ops::loss::PairLossBackward,
+    crate::ops::pool::AvgPool2d,
+    crate::ops::pool::AvgPool2dBackward,
+    crate::ops::pool::GlobalAvgPool,
+    crate::ops::pool::GlobalAvgPoolBackward,
+    crate::ops::pool::MaxPool2d,
+    crate::ops::pool::MaxPool2dBackward,
+    crate::ops::resize::Pad2d,
+    crate::ops::resize::Pad2dBackward,
+    crate::ops::resize::UpsampleNearest2d,
+    crate::ops::resize::UpsampleNearest2dBackward,
+    crate::ops::softmax::Softmax,
+    crate::ops::softmax::SoftmaxBackward,
+);
