@@ -330,14 +330,27 @@ impl Gpu {
         Ok(f)
     }
 
-    /// Uninitialised device memory for `len` elements of `dtype` (at least one byte is allocated).
+    /// Device memory for `len` elements of `dtype` (at least one byte is allocated): uninitialised, or
+    /// NaN-poisoned in debug builds and when `ENGINE_POISON=1` (the GPU check sets it).
     pub(crate) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaStorage> {
         let bytes = len
             .checked_mul(dtype.size_in_bytes())
             .ok_or_else(|| Error::Msg(format!("cuda: {len} × {dtype} overflows")))?;
         // SAFETY: the memory is uninitialised; every launcher writes all `len` elements before the
         // storage is read, and `to_cpu`/`try_clone` only read the first `len` elements.
-        let buf = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.cu("alloc")?;
+        let mut buf = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.cu("alloc")?;
+        if poison_outputs() {
+            // Fill with 0xFF bytes (NaN in every float type) so a launcher that misses an element
+            // shows up as NaN in the tests instead of as stale memory that happens to be right.
+            use cudarc::driver::DevicePtrMut;
+            let n = buf.num_bytes();
+            let (ptr, _record) = buf.device_ptr_mut(&self.stream);
+            // SAFETY: `ptr` addresses the `n` bytes just allocated on this stream.
+            unsafe {
+                cudarc::driver::result::memset_d8_async(ptr, 0xFF, n, self.stream.cu_stream())
+            }
+            .cu("poison")?;
+        }
         Ok(CudaStorage {
             buf,
             dtype,
@@ -494,4 +507,12 @@ mod tests {
         let (d, _) = collapse(&[1, 1], &[&[1, 1]]);
         assert!(d.is_empty());
     }
+}
+
+/// True in debug builds and when `ENGINE_POISON=1`: fresh device buffers are filled with NaN.
+pub(crate) fn poison_outputs() -> bool {
+    static POISON: OnceLock<bool> = OnceLock::new();
+    *POISON.get_or_init(|| {
+        cfg!(debug_assertions) || std::env::var("ENGINE_POISON").as_deref() == Ok("1")
+    })
 }
