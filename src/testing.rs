@@ -157,10 +157,11 @@ impl Fixtures {
     /// Loads `tests/fixtures/<family>.safetensors`; panics with regeneration advice if it is missing
     /// or of another version.
     pub fn load(family: &str) -> Fixtures {
-        let path = format!(
-            "{}/tests/fixtures/{family}.safetensors",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        // ENGINE_FIXTURES_DIR lets prebuilt test binaries (the GPU bundle) find the fixtures in
+        // another checkout; by default they are read from this source tree.
+        let dir = std::env::var("ENGINE_FIXTURES_DIR")
+            .unwrap_or_else(|_| format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR")));
+        let path = format!("{dir}/{family}.safetensors");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| {
             panic!("{path}: {e}; regenerate with `python3 tools/make_fixtures.py {family}`")
         });
