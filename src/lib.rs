@@ -19,6 +19,6 @@ pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use ops::batch_norm::BatchNormArgs;
 pub use ops::pool::Pool2dParams;
-pub use ops::{BinaryOp, UnaryOp};
+pub use ops::{BinaryOp, Conv2dParams, ConvTranspose2dParams, UnaryOp};
 pub use shape::Shape;
 pub use tensor::{MemoryFormat, Tensor, TensorId};

@@ -5,6 +5,7 @@
 
 pub mod adain;
 pub mod batch_norm;
+pub mod conv;
 pub mod dropout;
 pub mod elementwise;
 pub mod layout;
@@ -15,6 +16,7 @@ pub mod reduce;
 pub mod resize;
 pub mod softmax;
 
+pub use conv::{Conv2dParams, ConvTranspose2dParams};
 pub use elementwise::{BinaryOp, UnaryOp};
 
 use crate::backend::{run_kernel, Kernel};
