@@ -120,6 +120,31 @@ fn conv_cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dParams, bool
 
 #[test]
 fn conv2d_gradients() {
+    conv2d_cases_check();
+}
+
+#[test]
+fn conv_transpose2d_gradients() {
+    conv_transpose2d_cases_check();
+}
+
+/// The kernels split the batch differently by thread count (one task with multi-threaded gemm, or
+/// one task per thread, each packing several images into one gemm): check every split.
+#[test]
+fn gradients_with_other_thread_counts() {
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            conv2d_cases_check();
+            conv_transpose2d_cases_check();
+        });
+    }
+}
+
+fn conv2d_cases_check() {
     for (i, (name, xd, wd, p, bias)) in conv_cases().into_iter().enumerate() {
         let seed = 100 + 10 * i as u64;
         let mut inputs = vec![randn_var(&xd, seed), randn_var(&wd, seed + 1)];
@@ -132,8 +157,7 @@ fn conv2d_gradients() {
     }
 }
 
-#[test]
-fn conv_transpose2d_gradients() {
+fn conv_transpose2d_cases_check() {
     let t = ConvTranspose2dParams::new;
     let cases: Vec<(&str, [usize; 4], [usize; 4], ConvTranspose2dParams, bool)> = vec![
         (

@@ -242,22 +242,111 @@ fn im2col_row<T: Float>(g: &Conv2dGeometry, x: &[T], r: usize, dst: &mut [T]) {
     }
 }
 
-/// `col [groups·krows, ho·wo]` from one image; in parallel over rows when `parallel`.
-fn im2col<T: Float>(g: &Conv2dGeometry, x: &[T], col: &mut [T], parallel: bool) {
-    let p = g.out_plane();
-    if parallel {
-        col.par_chunks_mut(p)
-            .enumerate()
-            .for_each(|(r, d)| im2col_row(g, x, r, d));
-    } else {
-        for (r, d) in col.chunks_mut(p).enumerate() {
-            im2col_row(g, x, r, d);
+/// Columns aimed for in one gemm: images are packed side by side into one column matrix
+/// `[rows, block·ho·wo]` until it is about this wide, so that packing the weight is amortised and
+/// backward-weight's inner dimension is long.
+const TARGET_COLS: usize = 1024;
+/// Upper bound on one column buffer (elements), whatever `TARGET_COLS` asks for (≥ one image).
+const MAX_COL_ELEMS: usize = 1 << 22;
+
+/// How a kernel walks the batch: contiguous image ranges (one rayon task each), processed in blocks of
+/// at most `block` images, with `gemm_threads` threads per gemm.
+struct Plan {
+    tasks: Vec<std::ops::Range<usize>>,
+    block: usize,
+    gemm_threads: usize,
+}
+
+impl Plan {
+    fn new(n: usize, plane: usize, col_rows: usize) -> Plan {
+        let threads = rayon::current_num_threads().max(1);
+        let (tasks, gemm_threads) = if threads > 1 && n >= threads {
+            let (q, r) = (n / threads, n % threads);
+            let mut start = 0;
+            let tasks = (0..threads)
+                .map(|t| {
+                    let len = q + (t < r) as usize;
+                    start += len;
+                    start - len..start
+                })
+                .collect();
+            (tasks, 1)
+        } else {
+            (vec![0..n], threads)
+        };
+        let plane = plane.max(1);
+        let by_cols = TARGET_COLS.div_ceil(plane);
+        let by_mem = (MAX_COL_ELEMS / (col_rows.max(1) * plane)).max(1);
+        Plan {
+            tasks,
+            block: by_cols.min(by_mem).max(1),
+            gemm_threads,
         }
+    }
+    /// Blocks of `range`, evened out (e.g. 16 images with block 6 → 6, 5, 5).
+    fn blocks(&self, range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
+        let count = range.len();
+        if count == 0 {
+            return vec![];
+        }
+        let nb = count.div_ceil(self.block);
+        let (q, r) = (count / nb, count % nb);
+        let mut start = range.start;
+        (0..nb)
+            .map(|b| {
+                let len = q + (b < r) as usize;
+                start += len;
+                start - len..start
+            })
+            .collect()
     }
 }
 
-/// Adds the column rows of channel `c` (`kh·kw` rows of `ho·wo`) into its input plane `xc` [h, w].
-fn col2im_channel<T: Float>(g: &Conv2dGeometry, col: &[T], c: usize, xc: &mut [T]) {
+/// Splits `v` into consecutive pieces of `sizes[i] · unit` elements.
+fn split_by<'a, T>(
+    mut v: &'a mut [T],
+    tasks: &[std::ops::Range<usize>],
+    unit: usize,
+) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let (a, b) = v.split_at_mut(t.len() * unit);
+        out.push(a);
+        v = b;
+    }
+    out
+}
+
+/// `col [rows, b·P]` (row stride `b·P`) from `b` consecutive images `x` [b, cin, h, w]; in parallel over
+/// rows when `parallel`.
+fn im2col_block<T: Float>(g: &Conv2dGeometry, x: &[T], b: usize, col: &mut [T], parallel: bool) {
+    let p = g.out_plane();
+    let ld = b * p;
+    let img = g.in_image();
+    let row = |r: usize, d: &mut [T]| {
+        for (bi, dd) in d.chunks_exact_mut(p).enumerate() {
+            im2col_row(g, &x[bi * img..(bi + 1) * img], r, dd);
+        }
+    };
+    if parallel {
+        col.par_chunks_mut(ld)
+            .enumerate()
+            .for_each(|(r, d)| row(r, d));
+    } else {
+        col.chunks_mut(ld).enumerate().for_each(|(r, d)| row(r, d));
+    }
+}
+
+/// Adds the column rows of channel `c` (`kh·kw` rows, row stride `ld`, this image's `ho·wo` columns
+/// starting at `coff`) into the input plane `xc` [h, w].
+fn col2im_channel<T: Float>(
+    g: &Conv2dGeometry,
+    col: &[T],
+    ld: usize,
+    coff: usize,
+    c: usize,
+    xc: &mut [T],
+) {
     let p = g.out_plane();
     let kk = g.kh * g.kw;
     let (sh, sw) = g.stride;
@@ -265,7 +354,7 @@ fn col2im_channel<T: Float>(g: &Conv2dGeometry, col: &[T], c: usize, xc: &mut [T
         let r = c * kk + k;
         let (_, off_h, off_w) = row_geom(g, r);
         let (lo, hi) = valid_range(off_w, sw, g.w, g.wo);
-        let row = &col[r * p..(r + 1) * p];
+        let row = &col[r * ld + coff..r * ld + coff + p];
         for (oh, s) in row.chunks_exact(g.wo).enumerate() {
             let ih = (oh * sh) as isize + off_h;
             if ih < 0 || ih >= g.h as isize {
@@ -286,24 +375,81 @@ fn col2im_channel<T: Float>(g: &Conv2dGeometry, col: &[T], c: usize, xc: &mut [T
     }
 }
 
-/// `dx [cin, h, w] += col2im(col)`.
-fn col2im<T: Float>(g: &Conv2dGeometry, col: &[T], dx: &mut [T], parallel: bool) {
+/// `dx [b, cin, h, w] += col2im(col [rows, b·P])`, in parallel over planes when `parallel`.
+fn col2im_block<T: Float>(g: &Conv2dGeometry, col: &[T], b: usize, dx: &mut [T], parallel: bool) {
     let plane = g.h * g.w;
+    let ld = b * g.out_plane();
+    let one = |j: usize, xc: &mut [T]| {
+        let (bi, c) = (j / g.cin, j % g.cin);
+        col2im_channel(g, col, ld, bi * g.out_plane(), c, xc);
+    };
     if parallel {
         dx.par_chunks_mut(plane)
             .enumerate()
-            .for_each(|(c, xc)| col2im_channel(g, col, c, xc));
+            .for_each(|(j, xc)| one(j, xc));
     } else {
-        for (c, xc) in dx.chunks_mut(plane).enumerate() {
-            col2im_channel(g, col, c, xc);
+        dx.chunks_mut(plane)
+            .enumerate()
+            .for_each(|(j, xc)| one(j, xc));
+    }
+}
+
+/// `dst [rows, b·P] = src [b, rows, P]` (images side by side).
+fn gather<T: Float>(src: &[T], b: usize, rows: usize, p: usize, dst: &mut [T]) {
+    let ld = b * p;
+    for bi in 0..b {
+        for r in 0..rows {
+            let s = (bi * rows + r) * p;
+            dst[r * ld + bi * p..r * ld + (bi + 1) * p].copy_from_slice(&src[s..s + p]);
         }
     }
 }
 
-/// Whether to spread images over rayon threads (else: one image at a time, threaded gemm).
-fn batch_parallel(n: usize) -> bool {
-    let t = rayon::current_num_threads();
-    t > 1 && n >= t
+/// `dst [b, rows, P] = src [rows, b·P]` (+ `bias[r]` on row r when given).
+fn scatter<T: Float>(
+    src: &[T],
+    b: usize,
+    rows: usize,
+    p: usize,
+    bias: Option<&[T]>,
+    dst: &mut [T],
+) {
+    let ld = b * p;
+    for bi in 0..b {
+        for r in 0..rows {
+            let d = &mut dst[(bi * rows + r) * p..(bi * rows + r + 1) * p];
+            let s = &src[r * ld + bi * p..r * ld + (bi + 1) * p];
+            match bias {
+                Some(bv) => {
+                    let bv = bv[r];
+                    d.iter_mut().zip(s).for_each(|(a, &v)| *a = v + bv);
+                }
+                None => d.copy_from_slice(s),
+            }
+        }
+    }
+}
+
+/// Scratch buffers one task reuses across its blocks.
+#[derive(Default)]
+struct Scratch<T> {
+    col: Vec<T>,
+    mat: Vec<T>,
+}
+
+fn sized<T: Float>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    v.resize(len, T::zero());
+    &mut v[..len]
+}
+
+fn check_inputs(op: &'static str, inputs: usize, want: usize) -> Result<()> {
+    if inputs != want {
+        return Err(Error::bad(
+            op,
+            format!("expected {want} inputs, got {inputs}"),
+        ));
+    }
+    Ok(())
 }
 
 /// `y = conv(x, w) (+ bias)`; inputs `[x, w]` or `[x, w, bias]`, output `[n, cout, ho, wo]`.
@@ -312,18 +458,70 @@ pub struct Conv2dForward {
     pub has_bias: bool,
 }
 
+impl Conv2dForward {
+    /// One block of `b` images: x [b, cin, h, w] → y [b, cout, ho, wo].
+    fn block<T: Float>(
+        &self,
+        wt: &[T],
+        bias: Option<&[T]>,
+        x: &[T],
+        b: usize,
+        y: &mut [T],
+        s: &mut Scratch<T>,
+        threads: usize,
+    ) {
+        let g = &self.geom;
+        let (p, kp, cg) = (g.out_plane(), g.krows(), g.cout_g());
+        let bp = b * p;
+        let cols: &[T] = if g.pointwise() && b == 1 {
+            x
+        } else if g.pointwise() {
+            let col = sized(&mut s.col, g.cin * bp);
+            gather(x, b, g.cin, p, col);
+            col
+        } else {
+            let col = sized(&mut s.col, g.groups * kp * bp);
+            im2col_block(g, x, b, col, threads > 1);
+            col
+        };
+        // With one image the gemm writes y directly (bias pre-filled); else into `mat`, then scattered.
+        let direct = b == 1;
+        let out: &mut [T] = if direct {
+            if let Some(bv) = bias {
+                for (row, &v) in y.chunks_exact_mut(p).zip(bv) {
+                    row.fill(v);
+                }
+            }
+            y
+        } else {
+            sized(&mut s.mat, g.cout * bp)
+        };
+        for grp in 0..g.groups {
+            gemm_into(
+                &mut out[grp * cg * bp..(grp + 1) * cg * bp],
+                &wt[grp * cg * kp..(grp + 1) * cg * kp],
+                &cols[grp * kp * bp..(grp + 1) * kp * bp],
+                cg,
+                kp,
+                bp,
+                false,
+                false,
+                direct && bias.is_some(),
+                threads,
+            );
+        }
+        if !direct {
+            scatter(&s.mat, b, g.cout, p, bias, y);
+        }
+    }
+}
+
 impl CpuKernel for Conv2dForward {
     const NAME: &'static str = "conv2d";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let g = self.geom;
         g.validate(Self::NAME)?;
-        let want = 2 + self.has_bias as usize;
-        if inputs.len() != want {
-            return Err(Error::bad(
-                Self::NAME,
-                format!("expected {want} inputs, got {}", inputs.len()),
-            ));
-        }
+        check_inputs(Self::NAME, inputs.len(), 2 + self.has_bias as usize)?;
         let (x, wt) = (inputs[0], inputs[1]);
         g.check_len(Self::NAME, "input", x, g.n * g.in_image())?;
         g.check_len(Self::NAME, "weight", wt, g.weight_len())?;
@@ -333,50 +531,34 @@ impl CpuKernel for Conv2dForward {
         } else {
             None
         };
-        let (p, kp, cg) = (g.out_plane(), g.krows(), g.cout_g());
         let mut y = vec![T::zero(); g.n * g.out_image()];
         if y.is_empty() {
             return Ok(vec![y]);
         }
-        let one = |yi: &mut [T], xi: &[T], col: &mut Vec<T>, threads: usize| {
-            let cols: &[T] = if g.pointwise() {
-                xi
-            } else {
-                col.resize(g.groups * kp * p, T::zero());
-                im2col(&g, xi, col, threads > 1);
-                col
-            };
-            if let Some(b) = bias {
-                for (row, &bv) in yi.chunks_exact_mut(p).zip(b) {
-                    row.fill(bv);
-                }
-            }
-            for grp in 0..g.groups {
-                gemm_into(
-                    &mut yi[grp * cg * p..(grp + 1) * cg * p],
-                    &wt[grp * cg * kp..(grp + 1) * cg * kp],
-                    &cols[grp * kp * p..(grp + 1) * kp * p],
-                    cg,
-                    kp,
-                    p,
-                    false,
-                    false,
-                    bias.is_some(),
-                    threads,
+        let plan = Plan::new(g.n, g.out_plane(), g.groups * g.krows());
+        let (ii, oi) = (g.in_image(), g.out_image());
+        let parts = split_by(&mut y, &plan.tasks, oi);
+        let work = |(range, ys): (std::ops::Range<usize>, &mut [T])| {
+            let mut s = Scratch::default();
+            let first = range.start;
+            for blk in plan.blocks(range) {
+                let (b, i0) = (blk.len(), blk.start);
+                let yb = &mut ys[(i0 - first) * oi..(i0 - first + b) * oi];
+                self.block(
+                    wt,
+                    bias,
+                    &x[i0 * ii..(i0 + b) * ii],
+                    b,
+                    yb,
+                    &mut s,
+                    plan.gemm_threads,
                 );
             }
         };
-        let in_img = g.in_image().max(1);
-        if batch_parallel(g.n) {
-            y.par_chunks_mut(g.out_image())
-                .zip(x.par_chunks(in_img))
-                .for_each_init(Vec::new, |col, (yi, xi)| one(yi, xi, col, 1));
+        if plan.tasks.len() > 1 {
+            plan.tasks.clone().into_par_iter().zip(parts).for_each(work);
         } else {
-            let threads = rayon::current_num_threads();
-            let mut col = Vec::new();
-            for (yi, xi) in y.chunks_mut(g.out_image()).zip(x.chunks(in_img)) {
-                one(yi, xi, &mut col, threads);
-            }
+            plan.tasks.clone().into_iter().zip(parts).for_each(work);
         }
         Ok(vec![y])
     }
@@ -389,18 +571,69 @@ pub struct Conv2dBackwardInput {
     pub has_bias: bool,
 }
 
+impl Conv2dBackwardInput {
+    /// One block of `b` images: dy [b, cout, ho, wo] → dx [b, cin, h, w] (dx zeroed on entry).
+    fn block<T: Float>(
+        &self,
+        wt: &[T],
+        bias: Option<&[T]>,
+        dy: &[T],
+        b: usize,
+        dx: &mut [T],
+        s: &mut Scratch<T>,
+        threads: usize,
+    ) {
+        let g = &self.geom;
+        let (p, kp, cg) = (g.out_plane(), g.krows(), g.cout_g());
+        let bp = b * p;
+        let dys: &[T] = if b == 1 {
+            dy
+        } else {
+            let m = sized(&mut s.mat, g.cout * bp);
+            gather(dy, b, g.cout, p, m);
+            m
+        };
+        let direct = g.pointwise() && b == 1;
+        let dcol: &mut [T] = if direct {
+            &mut *dx
+        } else {
+            sized(&mut s.col, g.groups * kp * bp)
+        };
+        for grp in 0..g.groups {
+            gemm_into(
+                &mut dcol[grp * kp * bp..(grp + 1) * kp * bp],
+                &wt[grp * cg * kp..(grp + 1) * cg * kp],
+                &dys[grp * cg * bp..(grp + 1) * cg * bp],
+                kp,
+                cg,
+                bp,
+                true,
+                false,
+                false,
+                threads,
+            );
+        }
+        if g.pointwise() && !direct {
+            scatter(&s.col, b, g.cin, p, None, dx);
+        } else if !direct {
+            col2im_block(g, &s.col, b, dx, threads > 1);
+        }
+        if let Some(bv) = bias {
+            let plane = g.h * g.w;
+            for (j, xc) in dx.chunks_exact_mut(plane).enumerate() {
+                let v = bv[j % g.cin];
+                xc.iter_mut().for_each(|a| *a += v);
+            }
+        }
+    }
+}
+
 impl CpuKernel for Conv2dBackwardInput {
     const NAME: &'static str = "conv2d_backward_input";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let g = self.geom;
         g.validate(Self::NAME)?;
-        let want = 2 + self.has_bias as usize;
-        if inputs.len() != want {
-            return Err(Error::bad(
-                Self::NAME,
-                format!("expected {want} inputs, got {}", inputs.len()),
-            ));
-        }
+        check_inputs(Self::NAME, inputs.len(), 2 + self.has_bias as usize)?;
         let (dy, wt) = (inputs[0], inputs[1]);
         g.check_len(Self::NAME, "output gradient", dy, g.n * g.out_image())?;
         g.check_len(Self::NAME, "weight", wt, g.weight_len())?;
@@ -410,63 +643,34 @@ impl CpuKernel for Conv2dBackwardInput {
         } else {
             None
         };
-        let (p, kp, cg) = (g.out_plane(), g.krows(), g.cout_g());
-        let plane = g.h * g.w;
         let mut dx = vec![T::zero(); g.n * g.in_image()];
         if dx.is_empty() {
             return Ok(vec![dx]);
         }
-        let one = |dxi: &mut [T], dyi: &[T], col: &mut Vec<T>, threads: usize| {
-            if g.pointwise() {
-                for grp in 0..g.groups {
-                    gemm_into(
-                        &mut dxi[grp * kp * p..(grp + 1) * kp * p],
-                        &wt[grp * cg * kp..(grp + 1) * cg * kp],
-                        &dyi[grp * cg * p..(grp + 1) * cg * p],
-                        kp,
-                        cg,
-                        p,
-                        true,
-                        false,
-                        false,
-                        threads,
-                    );
-                }
-            } else {
-                col.resize(g.groups * kp * p, T::zero());
-                for grp in 0..g.groups {
-                    gemm_into(
-                        &mut col[grp * kp * p..(grp + 1) * kp * p],
-                        &wt[grp * cg * kp..(grp + 1) * cg * kp],
-                        &dyi[grp * cg * p..(grp + 1) * cg * p],
-                        kp,
-                        cg,
-                        p,
-                        true,
-                        false,
-                        false,
-                        threads,
-                    );
-                }
-                col2im(&g, col, dxi, threads > 1);
-            }
-            if let Some(b) = bias {
-                for (xc, &bv) in dxi.chunks_exact_mut(plane).zip(b) {
-                    xc.iter_mut().for_each(|v| *v += bv);
-                }
+        let plan = Plan::new(g.n, g.out_plane(), g.groups * g.krows());
+        let (ii, oi) = (g.in_image(), g.out_image());
+        let parts = split_by(&mut dx, &plan.tasks, ii);
+        let work = |(range, xs): (std::ops::Range<usize>, &mut [T])| {
+            let mut s = Scratch::default();
+            let first = range.start;
+            for blk in plan.blocks(range) {
+                let (b, i0) = (blk.len(), blk.start);
+                let xb = &mut xs[(i0 - first) * ii..(i0 - first + b) * ii];
+                self.block(
+                    wt,
+                    bias,
+                    &dy[i0 * oi..(i0 + b) * oi],
+                    b,
+                    xb,
+                    &mut s,
+                    plan.gemm_threads,
+                );
             }
         };
-        let out_img = g.out_image().max(1);
-        if batch_parallel(g.n) {
-            dx.par_chunks_mut(g.in_image())
-                .zip(dy.par_chunks(out_img))
-                .for_each_init(Vec::new, |col, (dxi, dyi)| one(dxi, dyi, col, 1));
+        if plan.tasks.len() > 1 {
+            plan.tasks.clone().into_par_iter().zip(parts).for_each(work);
         } else {
-            let threads = rayon::current_num_threads();
-            let mut col = Vec::new();
-            for (dxi, dyi) in dx.chunks_mut(g.in_image()).zip(dy.chunks(out_img)) {
-                one(dxi, dyi, &mut col, threads);
-            }
+            plan.tasks.clone().into_iter().zip(parts).for_each(work);
         }
         Ok(vec![dx])
     }
@@ -477,78 +681,109 @@ pub struct Conv2dBackwardWeight {
     pub geom: Conv2dGeometry,
 }
 
+impl Conv2dBackwardWeight {
+    /// `dw += Σ over the block of b images` of dY_g · col_gᵀ.
+    fn block<T: Float>(
+        &self,
+        x: &[T],
+        dy: &[T],
+        b: usize,
+        dw: &mut [T],
+        s: &mut Scratch<T>,
+        threads: usize,
+    ) {
+        let g = &self.geom;
+        let (p, kp, cg) = (g.out_plane(), g.krows(), g.cout_g());
+        let bp = b * p;
+        let cols: &[T] = if g.pointwise() && b == 1 {
+            x
+        } else if g.pointwise() {
+            let col = sized(&mut s.col, g.cin * bp);
+            gather(x, b, g.cin, p, col);
+            col
+        } else {
+            let col = sized(&mut s.col, g.groups * kp * bp);
+            im2col_block(g, x, b, col, threads > 1);
+            col
+        };
+        let dys: &[T] = if b == 1 {
+            dy
+        } else {
+            let m = sized(&mut s.mat, g.cout * bp);
+            gather(dy, b, g.cout, p, m);
+            m
+        };
+        for grp in 0..g.groups {
+            gemm_into(
+                &mut dw[grp * cg * kp..(grp + 1) * cg * kp],
+                &dys[grp * cg * bp..(grp + 1) * cg * bp],
+                &cols[grp * kp * bp..(grp + 1) * kp * bp],
+                cg,
+                bp,
+                kp,
+                false,
+                true,
+                true,
+                threads,
+            );
+        }
+    }
+}
+
 impl CpuKernel for Conv2dBackwardWeight {
     const NAME: &'static str = "conv2d_backward_weight";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let g = self.geom;
         g.validate(Self::NAME)?;
-        if inputs.len() != 2 {
-            return Err(Error::bad(
-                Self::NAME,
-                format!("expected 2 inputs, got {}", inputs.len()),
-            ));
-        }
+        check_inputs(Self::NAME, inputs.len(), 2)?;
         let (x, dy) = (inputs[0], inputs[1]);
         g.check_len(Self::NAME, "input", x, g.n * g.in_image())?;
         g.check_len(Self::NAME, "output gradient", dy, g.n * g.out_image())?;
-        let (p, kp, cg) = (g.out_plane(), g.krows(), g.cout_g());
         let wlen = g.weight_len();
-        // dW_g [cg × kp] += dY_g [cg × p] · col_gᵀ [p × kp], image after image.
-        let accumulate = |dw: &mut [T], images: std::ops::Range<usize>, threads: usize| {
-            let mut col = Vec::new();
-            for i in images {
-                let xi = &x[i * g.in_image()..(i + 1) * g.in_image()];
-                let dyi = &dy[i * g.out_image()..(i + 1) * g.out_image()];
-                let cols: &[T] = if g.pointwise() {
-                    xi
-                } else {
-                    col.resize(g.groups * kp * p, T::zero());
-                    im2col(&g, xi, &mut col, threads > 1);
-                    &col
-                };
-                for grp in 0..g.groups {
-                    gemm_into(
-                        &mut dw[grp * cg * kp..(grp + 1) * cg * kp],
-                        &dyi[grp * cg * p..(grp + 1) * cg * p],
-                        &cols[grp * kp * p..(grp + 1) * kp * p],
-                        cg,
-                        p,
-                        kp,
-                        false,
-                        true,
-                        true,
-                        threads,
-                    );
-                }
-            }
-        };
         let mut dw = vec![T::zero(); wlen];
-        if wlen == 0 || g.n == 0 || p == 0 {
+        if wlen == 0 || g.n == 0 || g.out_plane() == 0 {
             return Ok(vec![dw]);
         }
-        if batch_parallel(g.n) {
-            let threads = rayon::current_num_threads();
-            let per = g.n.div_ceil(threads);
-            let partials: Vec<Vec<T>> = (0..g.n.div_ceil(per))
-                .into_par_iter()
-                .map(|ci| {
-                    let mut part = vec![T::zero(); wlen];
-                    accumulate(&mut part, ci * per..((ci + 1) * per).min(g.n), 1);
-                    part
-                })
-                .collect();
-            let chunk = wlen.div_ceil(threads * 4).max(1 << 12);
-            dw.par_chunks_mut(chunk).enumerate().for_each(|(ci, d)| {
-                let (o, len) = (ci * chunk, d.len());
-                for part in &partials {
-                    for (a, &b) in d.iter_mut().zip(&part[o..o + len]) {
-                        *a += b;
-                    }
-                }
-            });
-        } else {
-            accumulate(&mut dw, 0..g.n, rayon::current_num_threads());
+        let plan = Plan::new(g.n, g.out_plane(), g.groups * g.krows());
+        let (ii, oi) = (g.in_image(), g.out_image());
+        let work = |range: std::ops::Range<usize>, acc: &mut [T]| {
+            let mut s = Scratch::default();
+            for blk in plan.blocks(range) {
+                let (b, i0) = (blk.len(), blk.start);
+                self.block(
+                    &x[i0 * ii..(i0 + b) * ii],
+                    &dy[i0 * oi..(i0 + b) * oi],
+                    b,
+                    acc,
+                    &mut s,
+                    plan.gemm_threads,
+                );
+            }
+        };
+        if plan.tasks.len() == 1 {
+            work(0..g.n, &mut dw);
+            return Ok(vec![dw]);
         }
+        // Per-task partial sums (`+=` inside gemm), then one parallel reduction.
+        let partials: Vec<Vec<T>> = plan
+            .tasks
+            .clone()
+            .into_par_iter()
+            .map(|range| {
+                let mut part = vec![T::zero(); wlen];
+                work(range, &mut part);
+                part
+            })
+            .collect();
+        let chunk = wlen.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
+        dw.par_chunks_mut(chunk).enumerate().for_each(|(ci, d)| {
+            let (o, len) = (ci * chunk, d.len());
+            for part in &partials {
+                for (a, &b) in d.iter_mut().zip(&part[o..o + len]) {
+                    *a += b;
+                }
+            }
+        });
         Ok(vec![dw])
     }
 }
