@@ -9,8 +9,10 @@ fn check(name: &str, inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Result<Tensor>)
     check_gradients(name, inputs, f, 48, 1e-6, 1e-5).unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// (name, x dims, weight dims, params, bias)
-fn conv_cases() -> Vec<(&'static str, [usize; 4], [usize; 4], Conv2dParams, bool)> {
+/// (name, x dims, weight dims, params, with bias)
+type Case<P> = (&'static str, [usize; 4], [usize; 4], P, bool);
+
+fn conv_cases() -> Vec<Case<Conv2dParams>> {
     vec![
         (
             "3x3 s1 p1",
@@ -159,7 +161,7 @@ fn conv2d_cases_check() {
 
 fn conv_transpose2d_cases_check() {
     let t = ConvTranspose2dParams::new;
-    let cases: Vec<(&str, [usize; 4], [usize; 4], ConvTranspose2dParams, bool)> = vec![
+    let cases: Vec<Case<ConvTranspose2dParams>> = vec![
         (
             "k4 s2 p1 (pix2pix)",
             [2, 3, 4, 5],
