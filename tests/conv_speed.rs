@@ -1,7 +1,9 @@
-//! Hand-run CPU throughput check for conv2d (ignored by default; run in release mode):
+//! Hand-run CPU throughput check for conv2d / conv_transpose2d (ignored by default; release mode):
 //! `cargo test --release --test conv_speed -- --ignored --nocapture`.
 //! Times 3×3 256→256 at 14×14, batch 32: forward + backward-input + backward-weight, both through
-//! the kernels directly and through autograd, reporting GFLOP/s with FLOPs = 3 · 2·N·Cout·Ho·Wo·Cin·kh·kw.
+//! the kernels directly and through autograd, reporting GFLOP/s with FLOPs = 3 · 2·N·Cout·Ho·Wo·Cin·kh·kw
+//! (best-of wall time, and per CPU-second × threads since the machine may be shared), plus other
+//! shapes. `CONV_TILE_ELEMS=n` overrides the tile budget for tuning.
 
 use engine::backend::cpu::{run, CpuStorage};
 use engine::ops::conv::{Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dForward, Conv2dGeometry};
@@ -112,6 +114,48 @@ fn bench(name: &str, n: usize, cin: usize, cout: usize, hw: usize, k: usize, ite
     );
 }
 
+/// conv_transpose2d k4 s2 p1 (pix2pix decoder) forward + backward through autograd.
+fn bench_transpose(n: usize, cin: usize, cout: usize, hw: usize, iters: usize) {
+    use engine::ConvTranspose2dParams;
+    let x = Tensor::randn(vec![n, cin, hw, hw], 0.0, 1.0, 1, DType::F32, Device::Cpu)
+        .unwrap()
+        .var();
+    let w = Tensor::randn(vec![cin, cout, 4, 4], 0.0, 0.05, 2, DType::F32, Device::Cpu)
+        .unwrap()
+        .var();
+    let b = Tensor::randn(vec![cout], 0.0, 0.05, 3, DType::F32, Device::Cpu)
+        .unwrap()
+        .var();
+    let dy = Tensor::randn(
+        vec![n, cout, 2 * hw, 2 * hw],
+        0.0,
+        1.0,
+        4,
+        DType::F32,
+        Device::Cpu,
+    )
+    .unwrap();
+    let step = || {
+        let y = x
+            .conv_transpose2d(&w, Some(&b), ConvTranspose2dParams::new(2, 1))
+            .unwrap();
+        y.mul(&dy).unwrap().sum_all().unwrap().backward().unwrap();
+    };
+    step();
+    let mut best = f64::MAX;
+    for _ in 0..iters {
+        let t = Instant::now();
+        step();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let flops = 3.0 * 2.0 * (n * cin * cout * hw * hw * 16) as f64;
+    println!(
+        "conv_transpose2d k4 s2 p1 {cin}->{cout} {hw}x{hw} N={n}: autograd fwd+bwd {:.1} GFLOP/s (best {:.1} ms)",
+        flops / best / 1e9,
+        best * 1e3
+    );
+}
+
 /// The bare gemm the forward does per image (32 × [256×2304]·[2304×196], batch-parallel), as a ceiling.
 fn bare_gemm(iters: usize) {
     use engine::ops::matmul::Matmul;
@@ -145,6 +189,12 @@ fn bare_gemm(iters: usize) {
 #[ignore]
 fn conv_speed() {
     println!("rayon threads: {}", rayon::current_num_threads());
+    if let Some(t) = std::env::var("CONV_TILE_ELEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        engine::ops::conv::TILE_ELEMS.store(t, std::sync::atomic::Ordering::Relaxed);
+    }
     bare_gemm(10);
     bench("3x3 256->256 14x14 N=32", 32, 256, 256, 14, 3, 10);
     bench("3x3 256->256 14x14 N=1", 1, 256, 256, 14, 3, 20);
@@ -152,4 +202,6 @@ fn conv_speed() {
     bench("1x1 256->256 14x14 N=32", 32, 256, 256, 14, 1, 10);
     bench("3x3 512->512 7x7 N=32", 32, 512, 512, 7, 3, 5);
     bench("3x3 64->64 4x4 N=64", 64, 64, 64, 4, 3, 10);
+    bench_transpose(1, 256, 128, 32, 10);
+    bench_transpose(4, 128, 64, 64, 5);
 }

@@ -131,19 +131,29 @@ fn conv_transpose2d_gradients() {
 }
 
 /// The kernels split the batch differently by thread count (one task with multi-threaded gemm, or
-/// one task per thread, each packing several images into one gemm): check every split.
+/// one task per thread, each packing several images into one gemm) and tile big images by output
+/// rows: check every split, with tiles of one row and of a few rows forced through the hidden knob.
+/// (Other tests in this binary may run while the knob is lowered; every tiling is exact, so they
+/// still pass.)
 #[test]
-fn gradients_with_other_thread_counts() {
-    for threads in [1, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            conv2d_cases_check();
-            conv_transpose2d_cases_check();
-        });
+fn gradients_with_other_thread_counts_and_tiles() {
+    use std::sync::atomic::Ordering;
+    let knob = &engine::ops::conv::TILE_ELEMS;
+    let default = knob.load(Ordering::Relaxed);
+    for tile in [default, 1, 100] {
+        knob.store(tile, Ordering::Relaxed);
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                conv2d_cases_check();
+                conv_transpose2d_cases_check();
+            });
+        }
     }
+    knob.store(default, Ordering::Relaxed);
 }
 
 fn conv2d_cases_check() {
