@@ -261,6 +261,50 @@ fn conv_output_shapes() {
 }
 
 #[test]
+fn empty_batch_and_direct_kernel_misuse() {
+    use engine::backend::cpu::{run, CpuStorage};
+    use engine::ops::conv::{Conv2dForward, Conv2dGeometry};
+    let z = |d: &[usize]| Tensor::zeros(d.to_vec(), DType::F32, Device::Cpu).unwrap();
+    let y = z(&[0, 3, 5, 5])
+        .conv2d(&z(&[4, 3, 3, 3]), Some(&z(&[4])), Conv2dParams::new(1, 1))
+        .unwrap();
+    assert_eq!(y.dims(), &[0, 4, 5, 5]);
+    // A kernel built by hand with inconsistent geometry or buffers errors instead of panicking.
+    let geom = Conv2dGeometry {
+        n: 1,
+        cin: 2,
+        h: 4,
+        w: 4,
+        cout: 2,
+        kh: 3,
+        kw: 3,
+        ho: 2,
+        wo: 0,
+        stride: (1, 1),
+        padding: (0, 0),
+        dilation: (1, 1),
+        groups: 1,
+    };
+    let buf = CpuStorage::F32(vec![0.0; 64]);
+    let f = |geom| {
+        run(
+            &Conv2dForward {
+                geom,
+                has_bias: false,
+            },
+            &[&buf, &buf],
+            &[DType::F32],
+        )
+        .is_err()
+    };
+    assert!(f(geom));
+    assert!(
+        f(Conv2dGeometry { wo: 2, ..geom }),
+        "buffer lengths do not match"
+    );
+}
+
+#[test]
 fn bad_shapes_are_errors_not_panics() {
     let z = |d: &[usize]| Tensor::zeros(d.to_vec(), DType::F32, Device::Cpu).unwrap();
     let x = z(&[2, 4, 5, 5]);

@@ -170,8 +170,13 @@ impl Conv2dGeometry {
             && self.wo == self.w
     }
     /// Kernels are pub: guard against geometry that would make them index out of bounds.
+    /// Every extent but the batch must be >= 1 (the batch may be empty).
     fn validate(&self, op: &'static str) -> Result<()> {
-        if self.groups == 0
+        let extents = [
+            self.cin, self.h, self.w, self.cout, self.kh, self.kw, self.ho, self.wo,
+        ];
+        if extents.contains(&0)
+            || self.groups == 0
             || self.cin % self.groups != 0
             || self.cout % self.groups != 0
             || self.stride.0 == 0
