@@ -314,7 +314,7 @@ impl Plan {
     }
 }
 
-/// Splits `v` into consecutive pieces of `sizes[i] · unit` elements.
+/// Splits `v` into consecutive pieces of `tasks[i].len() · unit` elements.
 fn split_by<'a, T>(
     mut v: &'a mut [T],
     tasks: &[std::ops::Range<usize>],
