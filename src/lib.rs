@@ -3,15 +3,18 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod cli;
 pub mod data;
 pub mod dtype;
 pub mod error;
-// pub mod nn;
+pub mod models;
+pub mod nn;
 pub mod ops;
-// pub mod optim;
+pub mod optim;
 pub mod shape;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 
 pub use autograd::{no_grad, GradStore, NoGradGuard};
 pub use backend::Device;

@@ -36,13 +36,24 @@ pub struct AugmentConfig {
 impl AugmentConfig {
     /// Evaluation preprocessing matching a training config.
     pub fn eval(&self, resize: usize) -> AugmentConfig {
-        AugmentConfig { preprocess: Preprocess::CenterCrop { resize }, flip: false, jitter: 0.0, hue: false, lighting: 0.0, ..self.clone() }
+        AugmentConfig {
+            preprocess: Preprocess::CenterCrop { resize },
+            flip: false,
+            jitter: 0.0,
+            hue: false,
+            lighting: 0.0,
+            ..self.clone()
+        }
     }
 }
 
 /// ImageNet's RGB eigenvalues/vectors for PCA lighting (AlexNet; as used by GluonCV).
 const EIGVAL: [f32; 3] = [0.2175, 0.0188, 0.0045];
-const EIGVEC: [[f32; 3]; 3] = [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]];
+const EIGVEC: [[f32; 3]; 3] = [
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.8140],
+    [-0.5836, -0.6948, 0.4203],
+];
 
 /// Bilinear sample of channel `c` at continuous pixel coordinates (x, y), edges clamped.
 fn sample(img: &Image, x: f32, y: f32, c: usize) -> f32 {
@@ -62,7 +73,15 @@ fn sample(img: &Image, x: f32, y: f32, c: usize) -> f32 {
 }
 
 /// Crops the box (x, y, w, h) of `img` and resizes it to `size`×`size` bilinearly, into CHW in [0,1].
-fn crop_resize(img: &Image, bx: f32, by: f32, bw: f32, bh: f32, size: usize, flip: bool) -> Vec<f32> {
+fn crop_resize(
+    img: &Image,
+    bx: f32,
+    by: f32,
+    bw: f32,
+    bh: f32,
+    size: usize,
+    flip: bool,
+) -> Vec<f32> {
     let c = img.channels;
     let mut out = vec![0.0; c * size * size];
     let (sx, sy) = (bw / size as f32, bh / size as f32);
@@ -98,7 +117,9 @@ pub fn apply(img: &Image, cfg: &AugmentConfig, rng: &mut impl Rng) -> Vec<f32> {
                     }
                     let dx = if flip { size - 1 - x } else { x };
                     for ch in 0..c {
-                        o[(ch * size + y) * size + dx] = img.data[(sy as usize * img.width + sx as usize) * c + ch] as f32 / 255.0;
+                        o[(ch * size + y) * size + dx] =
+                            img.data[(sy as usize * img.width + sx as usize) * c + ch] as f32
+                                / 255.0;
                     }
                 }
             }
@@ -114,11 +135,24 @@ pub fn apply(img: &Image, cfg: &AugmentConfig, rng: &mut impl Rng) -> Vec<f32> {
                 let cw = (area * ratio).sqrt();
                 let ch = (area / ratio).sqrt();
                 if cw <= w && ch <= h {
-                    bx = (rng.random_range(0.0..=w - cw), rng.random_range(0.0..=h - ch), cw, ch);
+                    bx = (
+                        rng.random_range(0.0..=w - cw),
+                        rng.random_range(0.0..=h - ch),
+                        cw,
+                        ch,
+                    );
                     break;
                 }
             }
-            crop_resize(img, bx.0 as f32, bx.1 as f32, bx.2 as f32, bx.3 as f32, size, flip)
+            crop_resize(
+                img,
+                bx.0 as f32,
+                bx.1 as f32,
+                bx.2 as f32,
+                bx.3 as f32,
+                size,
+                flip,
+            )
         }
         Preprocess::CenterCrop { resize } => {
             // Resize the shorter side to `resize`, then take the central size×size: equivalently crop
@@ -133,7 +167,11 @@ pub fn apply(img: &Image, cfg: &AugmentConfig, rng: &mut impl Rng) -> Vec<f32> {
     let plane = size * size;
     if cfg.jitter > 0.0 {
         let j = cfg.jitter;
-        let mut factors = [rng.random_range(1.0 - j..=1.0 + j), rng.random_range(1.0 - j..=1.0 + j), rng.random_range(1.0 - j..=1.0 + j)];
+        let mut factors = [
+            rng.random_range(1.0 - j..=1.0 + j),
+            rng.random_range(1.0 - j..=1.0 + j),
+            rng.random_range(1.0 - j..=1.0 + j),
+        ];
         if c == 1 {
             factors[2] = 1.0;
         }
@@ -148,7 +186,8 @@ pub fn apply(img: &Image, cfg: &AugmentConfig, rng: &mut impl Rng) -> Vec<f32> {
                 0 => out.iter_mut().for_each(|v| *v *= f),
                 1 => {
                     let gray_mean = gray(&out, c, plane).iter().sum::<f32>() / plane as f32;
-                    out.iter_mut().for_each(|v| *v = *v * f + gray_mean * (1.0 - f));
+                    out.iter_mut()
+                        .for_each(|v| *v = *v * f + gray_mean * (1.0 - f));
                 }
                 _ => {
                     let g = gray(&out, c, plane);
@@ -161,22 +200,35 @@ pub fn apply(img: &Image, cfg: &AugmentConfig, rng: &mut impl Rng) -> Vec<f32> {
             }
         }
         if cfg.hue && c == 3 {
-            rotate_hue(&mut out, plane, rng.random_range(-j..=j) * std::f32::consts::PI);
+            rotate_hue(
+                &mut out,
+                plane,
+                rng.random_range(-j..=j) * std::f32::consts::PI,
+            );
         }
     }
     if cfg.lighting > 0.0 && c == 3 {
         let alpha: [f32; 3] = std::array::from_fn(|_| {
             use rand_distr::Distribution;
-            rand_distr::Normal::new(0.0f32, cfg.lighting).unwrap().sample(rng)
+            rand_distr::Normal::new(0.0f32, cfg.lighting)
+                .unwrap()
+                .sample(rng)
         });
         for ch in 0..3 {
             let delta: f32 = (0..3).map(|k| EIGVEC[ch][k] * alpha[k] * EIGVAL[k]).sum();
-            out[ch * plane..(ch + 1) * plane].iter_mut().for_each(|v| *v += delta);
+            out[ch * plane..(ch + 1) * plane]
+                .iter_mut()
+                .for_each(|v| *v += delta);
         }
     }
     for ch in 0..c {
-        let (m, s) = (cfg.mean[ch.min(cfg.mean.len() - 1)], cfg.std[ch.min(cfg.std.len() - 1)]);
-        out[ch * plane..(ch + 1) * plane].iter_mut().for_each(|v| *v = (*v - m) / s);
+        let (m, s) = (
+            cfg.mean[ch.min(cfg.mean.len() - 1)],
+            cfg.std[ch.min(cfg.std.len() - 1)],
+        );
+        out[ch * plane..(ch + 1) * plane]
+            .iter_mut()
+            .for_each(|v| *v = (*v - m) / s);
     }
     out
 }
@@ -185,19 +237,31 @@ fn gray(x: &[f32], c: usize, plane: usize) -> Vec<f32> {
     if c == 1 {
         return x.to_vec();
     }
-    (0..plane).map(|i| 0.299 * x[i] + 0.587 * x[plane + i] + 0.114 * x[2 * plane + i]).collect()
+    (0..plane)
+        .map(|i| 0.299 * x[i] + 0.587 * x[plane + i] + 0.114 * x[2 * plane + i])
+        .collect()
 }
 
 /// Rotates hue by `theta` radians in YIQ space.
 fn rotate_hue(x: &mut [f32], plane: usize, theta: f32) {
     let (u, w) = (theta.cos(), theta.sin());
-    let t = [[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]];
-    let it = [[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.107, 1.705]];
+    let t = [
+        [0.299, 0.587, 0.114],
+        [0.596, -0.274, -0.321],
+        [0.211, -0.523, 0.311],
+    ];
+    let it = [
+        [1.0, 0.956, 0.621],
+        [1.0, -0.272, -0.647],
+        [1.0, -1.107, 1.705],
+    ];
     let rot = [[1.0, 0.0, 0.0], [0.0, u, -w], [0.0, w, u]];
     let mut m = [[0.0f32; 3]; 3];
     for i in 0..3 {
         for j in 0..3 {
-            m[i][j] = (0..3).map(|k| (0..3).map(|l| it[i][k] * rot[k][l] * t[l][j]).sum::<f32>()).sum();
+            m[i][j] = (0..3)
+                .map(|k| (0..3).map(|l| it[i][k] * rot[k][l] * t[l][j]).sum::<f32>())
+                .sum();
         }
     }
     for p in 0..plane {
@@ -214,18 +278,36 @@ mod tests {
     use rand::SeedableRng;
 
     fn ramp(w: usize, h: usize, c: usize) -> Image {
-        Image { width: w, height: h, channels: c, data: (0..w * h * c).map(|i| (i * 5 % 256) as u8).collect() }
+        Image {
+            width: w,
+            height: h,
+            channels: c,
+            data: (0..w * h * c).map(|i| (i * 5 % 256) as u8).collect(),
+        }
     }
 
     fn plain(size: usize, preprocess: Preprocess) -> AugmentConfig {
-        AugmentConfig { size, preprocess, flip: false, jitter: 0.0, hue: false, lighting: 0.0, mean: vec![0.0], std: vec![1.0] }
+        AugmentConfig {
+            size,
+            preprocess,
+            flip: false,
+            jitter: 0.0,
+            hue: false,
+            lighting: 0.0,
+            mean: vec![0.0],
+            std: vec![1.0],
+        }
     }
 
     #[test]
     fn center_crop_of_same_size_is_identity_and_normalises() {
         let img = ramp(6, 6, 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let out = apply(&img, &plain(6, Preprocess::CenterCrop { resize: 6 }), &mut rng);
+        let out = apply(
+            &img,
+            &plain(6, Preprocess::CenterCrop { resize: 6 }),
+            &mut rng,
+        );
         let expect: Vec<f32> = img.data.iter().map(|&v| v as f32 / 255.0).collect();
         for (a, b) in out.iter().zip(&expect) {
             assert!((a - b).abs() < 1e-5);

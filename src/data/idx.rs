@@ -15,16 +15,22 @@ pub struct IdxArray {
 
 /// Reads an IDX file; `.gz` files are decompressed.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     let raw = std::fs::read(path).map_err(io)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(io)?;
         out
     } else {
         raw
     };
-    parse_idx(&bytes).map_err(|msg| Error::Msg(format!("{}: not a valid IDX file: {msg}", path.display())))
+    parse_idx(&bytes)
+        .map_err(|msg| Error::Msg(format!("{}: not a valid IDX file: {msg}", path.display())))
 }
 
 /// Parses IDX bytes (already decompressed).
@@ -33,19 +39,30 @@ pub fn parse_idx(bytes: &[u8]) -> std::result::Result<IdxArray, String> {
         return Err("missing the 0x0000 magic prefix".into());
     }
     if bytes[2] != 0x08 {
-        return Err(format!("element type 0x{:02x} is not unsigned byte (0x08)", bytes[2]));
+        return Err(format!(
+            "element type 0x{:02x} is not unsigned byte (0x08)",
+            bytes[2]
+        ));
     }
     let rank = bytes[3] as usize;
     let header = 4 + 4 * rank;
     if bytes.len() < header {
         return Err("truncated header".into());
     }
-    let dims: Vec<usize> = (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
     let n: usize = dims.iter().product();
     if bytes.len() - header != n {
-        return Err(format!("dims {dims:?} need {n} bytes of data, file has {}", bytes.len() - header));
+        return Err(format!(
+            "dims {dims:?} need {n} bytes of data, file has {}",
+            bytes.len() - header
+        ));
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxArray {
+        dims,
+        data: bytes[header..].to_vec(),
+    })
 }
 
 /// Serialises an IDX byte array (for tests and tools).
@@ -81,8 +98,18 @@ impl LabelledImages {
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Fashion-MNIST's class names, in label order.
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
 
 /// Loads an MNIST-style split (`train` or `t10k`) from `dir`, accepting `.gz` or plain files.
 pub fn load_mnist_style(dir: &Path, split: &str, classes: &[&str]) -> Result<LabelledImages> {
@@ -101,11 +128,20 @@ pub fn load_mnist_style(dir: &Path, split: &str, classes: &[&str]) -> Result<Lab
     let images = read_idx(&find("images-idx3-ubyte")?)?;
     let labels = read_idx(&find("labels-idx1-ubyte")?)?;
     if images.dims.len() != 3 || labels.dims.len() != 1 || images.dims[0] != labels.dims[0] {
-        return Err(Error::Msg(format!("{}: image dims {:?} do not match label dims {:?}", dir.display(), images.dims, labels.dims)));
+        return Err(Error::Msg(format!(
+            "{}: image dims {:?} do not match label dims {:?}",
+            dir.display(),
+            images.dims,
+            labels.dims
+        )));
     }
     let labels: Vec<usize> = labels.data.iter().map(|&l| l as usize).collect();
     if let Some(&bad) = labels.iter().find(|&&l| l >= classes.len()) {
-        return Err(Error::Msg(format!("{}: label {bad} out of range for {} classes", dir.display(), classes.len())));
+        return Err(Error::Msg(format!(
+            "{}: label {bad} out of range for {} classes",
+            dir.display(),
+            classes.len()
+        )));
     }
     Ok(LabelledImages {
         height: images.dims[1],
@@ -127,10 +163,14 @@ mod tests {
         let a = parse_idx(&bytes).unwrap();
         assert_eq!(a.dims, vec![2, 3, 4]);
         assert_eq!(a.data, data);
-        assert!(parse_idx(&bytes[..bytes.len() - 1]).unwrap_err().contains("need 24 bytes"));
+        assert!(parse_idx(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .contains("need 24 bytes"));
         let mut wrong_type = bytes.clone();
         wrong_type[2] = 0x0d;
-        assert!(parse_idx(&wrong_type).unwrap_err().contains("not unsigned byte"));
+        assert!(parse_idx(&wrong_type)
+            .unwrap_err()
+            .contains("not unsigned byte"));
     }
 
     #[test]
@@ -142,13 +182,25 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&imgs).unwrap();
         std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
-        std::fs::write(dir.join("train-labels-idx1-ubyte"), encode_idx(&[3], &[0, 2, 1])).unwrap();
+        std::fs::write(
+            dir.join("train-labels-idx1-ubyte"),
+            encode_idx(&[3], &[0, 2, 1]),
+        )
+        .unwrap();
         let d = load_mnist_style(&dir, "train", &["a", "b", "c"]).unwrap();
         assert_eq!((d.len(), d.height, d.width), (3, 2, 2));
         assert_eq!(d.labels, vec![0, 2, 1]);
-        let err = load_mnist_style(&dir, "t10k", &["a", "b", "c"]).unwrap_err().to_string();
-        assert!(err.contains("t10k-images-idx3-ubyte") && err.contains("apt-get install"), "{err}");
-        assert!(load_mnist_style(&dir, "train", &["a", "b"]).unwrap_err().to_string().contains("label 2 out of range"));
+        let err = load_mnist_style(&dir, "t10k", &["a", "b", "c"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t10k-images-idx3-ubyte") && err.contains("apt-get install"),
+            "{err}"
+        );
+        assert!(load_mnist_style(&dir, "train", &["a", "b"])
+            .unwrap_err()
+            .to_string()
+            .contains("label 2 out of range"));
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -166,6 +218,9 @@ mod tests {
         for &l in &test.labels {
             counts[l] += 1;
         }
-        assert_eq!(counts, [1000; 10], "Fashion-MNIST's test split has 1000 images per class");
+        assert_eq!(
+            counts, [1000; 10],
+            "Fashion-MNIST's test split has 1000 images per class"
+        );
     }
 }

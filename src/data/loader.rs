@@ -93,7 +93,9 @@ pub struct Loader {
 impl Loader {
     pub fn new(dataset: Arc<dyn Dataset>, config: LoaderConfig) -> Result<Loader> {
         if dataset.is_empty() {
-            return Err(Error::Msg("the dataset is empty: check the data path".into()));
+            return Err(Error::Msg(
+                "the dataset is empty: check the data path".into(),
+            ));
         }
         if config.batch_size == 0 {
             return Err(Error::Msg("batch size must be at least 1".into()));
@@ -114,7 +116,11 @@ impl Loader {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..self.dataset.len()).collect();
         if self.config.shuffle {
-            idx.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[self.config.seed, epoch, 1])));
+            idx.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+                self.config.seed,
+                epoch,
+                1,
+            ])));
         }
         idx
     }
@@ -128,7 +134,12 @@ impl Loader {
             .par_iter()
             .map(|&i| {
                 let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[cfg.seed, epoch, i as u64, 2]));
-                (i, self.dataset.get(i).map(|img| augment::apply(&img, &cfg.augment, &mut rng)))
+                (
+                    i,
+                    self.dataset
+                        .get(i)
+                        .map(|img| augment::apply(&img, &cfg.augment, &mut rng)),
+                )
             })
             .collect();
         let c = self.dataset.channels();
@@ -149,7 +160,9 @@ impl Loader {
         let mixup = if cfg.mixup_alpha > 0.0 && n > 1 {
             use rand_distr::Distribution;
             let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[cfg.seed, epoch, b as u64, 3]));
-            let lambda = rand_distr::Beta::new(cfg.mixup_alpha, cfg.mixup_alpha).expect("alpha > 0").sample(&mut rng);
+            let lambda = rand_distr::Beta::new(cfg.mixup_alpha, cfg.mixup_alpha)
+                .expect("alpha > 0")
+                .sample(&mut rng);
             let mut perm: Vec<usize> = (0..n).collect();
             perm.shuffle(&mut rng);
             let per = c * s * s;
@@ -164,7 +177,14 @@ impl Loader {
         } else {
             None
         };
-        Batch { images, dims: [n, c, s, s], labels, mixup, skipped, index: b }
+        Batch {
+            images,
+            dims: [n, c, s, s],
+            labels,
+            mixup,
+            skipped,
+            index: b,
+        }
     }
 
     /// Batches `start_batch..` of `epoch`, produced ahead on a background thread.
@@ -210,14 +230,44 @@ mod tests {
             if i == 7 {
                 return Err(Error::Msg("corrupt image".into()));
             }
-            Ok(Image { width: 4, height: 4, channels: 1, data: vec![(i * 20) as u8; 16] })
+            Ok(Image {
+                width: 4,
+                height: 4,
+                channels: 1,
+                data: vec![(i * 20) as u8; 16],
+            })
         }
     }
 
     fn loader(mixup: f64) -> Arc<Loader> {
-        let augment = AugmentConfig { size: 4, preprocess: Preprocess::PadCrop { pad: 1 }, flip: true, jitter: 0.0, hue: false, lighting: 0.0, mean: vec![0.0], std: vec![1.0] };
-        let ds = Arc::new(Toy { classes: vec!["a".into(), "b".into(), "c".into()] });
-        Arc::new(Loader::new(ds, LoaderConfig { batch_size: 4, shuffle: true, drop_last: false, seed: 5, augment, mixup_alpha: mixup, prefetch: 2 }).unwrap())
+        let augment = AugmentConfig {
+            size: 4,
+            preprocess: Preprocess::PadCrop { pad: 1 },
+            flip: true,
+            jitter: 0.0,
+            hue: false,
+            lighting: 0.0,
+            mean: vec![0.0],
+            std: vec![1.0],
+        };
+        let ds = Arc::new(Toy {
+            classes: vec!["a".into(), "b".into(), "c".into()],
+        });
+        Arc::new(
+            Loader::new(
+                ds,
+                LoaderConfig {
+                    batch_size: 4,
+                    shuffle: true,
+                    drop_last: false,
+                    seed: 5,
+                    augment,
+                    mixup_alpha: mixup,
+                    prefetch: 2,
+                },
+            )
+            .unwrap(),
+        )
     }
 
     #[test]
@@ -228,7 +278,10 @@ mod tests {
         let b: Vec<Batch> = l.epoch(0, 1).collect();
         assert_eq!(a.len(), 3);
         assert_eq!(b.len(), 2);
-        assert_eq!(a[1].images, b[0].images, "resuming at batch 1 gives the same batch 1");
+        assert_eq!(
+            a[1].images, b[0].images,
+            "resuming at batch 1 gives the same batch 1"
+        );
         assert_eq!(a[2].labels, b[1].labels);
         let total: usize = a.iter().map(|x| x.labels.len()).sum();
         let skipped: Vec<&String> = a.iter().flat_map(|x| &x.skipped).collect();
@@ -236,7 +289,14 @@ mod tests {
         assert_eq!(skipped.len(), 1);
         assert!(skipped[0].contains("#7") && skipped[0].contains("corrupt"));
         let next: Vec<Batch> = l.epoch(1, 0).collect();
-        assert_ne!(a[0].labels.iter().chain(&a[1].labels).collect::<Vec<_>>(), next[0].labels.iter().chain(&next[1].labels).collect::<Vec<_>>());
+        assert_ne!(
+            a[0].labels.iter().chain(&a[1].labels).collect::<Vec<_>>(),
+            next[0]
+                .labels
+                .iter()
+                .chain(&next[1].labels)
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -247,7 +307,10 @@ mod tests {
         assert!(m.lambda > 0.0 && m.lambda < 1.0);
         let t = batch.soft_targets(3, 0.1);
         for row in t.chunks(3) {
-            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "targets are distributions");
+            assert!(
+                (row.iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                "targets are distributions"
+            );
         }
         let plain = loader(0.0).epoch(0, 0).next().unwrap();
         let t = plain.soft_targets(3, 0.1);

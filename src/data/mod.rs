@@ -58,7 +58,12 @@ impl Dataset for ArrayDataset {
     }
     fn get(&self, index: usize) -> Result<Image> {
         let (h, w) = (self.data.height, self.data.width);
-        Ok(Image { width: w, height: h, channels: 1, data: self.data.images[index * h * w..(index + 1) * h * w].to_vec() })
+        Ok(Image {
+            width: w,
+            height: h,
+            channels: 1,
+            data: self.data.images[index * h * w..(index + 1) * h * w].to_vec(),
+        })
     }
 }
 

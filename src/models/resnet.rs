@@ -43,7 +43,16 @@ pub struct ResNetConfig {
 
 impl ResNetConfig {
     pub fn resnet50(num_classes: usize) -> Self {
-        ResNetConfig { depth: 50, variant: Variant::B, preact: false, zero_gamma: false, small_input: false, in_channels: 3, num_classes, width: 64 }
+        ResNetConfig {
+            depth: 50,
+            variant: Variant::B,
+            preact: false,
+            zero_gamma: false,
+            small_input: false,
+            in_channels: 3,
+            num_classes,
+            width: 64,
+        }
     }
     fn layout(&self) -> Result<(bool, [usize; 4])> {
         Ok(match self.depth {
@@ -51,7 +60,12 @@ impl ResNetConfig {
             34 => (false, [3, 4, 6, 3]),
             50 => (true, [3, 4, 6, 3]),
             101 => (true, [3, 4, 23, 3]),
-            d => return Err(Error::bad("resnet", format!("depth {d} is not one of 18, 34, 50, 101"))),
+            d => {
+                return Err(Error::bad(
+                    "resnet",
+                    format!("depth {d} is not one of 18, 34, 50, 101"),
+                ))
+            }
         })
     }
 }
@@ -63,16 +77,27 @@ fn conv(init: &mut Init, cin: usize, cout: usize, k: usize, stride: usize) -> Re
 /// The projection on a shortcut whose shape changes.
 enum Downsample {
     /// 1×1 conv with stride, then BN (`downsample.0`, `downsample.1`).
-    Conv { conv: Conv2d, bn: Option<BatchNorm2d> },
+    Conv {
+        conv: Conv2d,
+        bn: Option<BatchNorm2d>,
+    },
     /// ResNet-D: 2×2 s2 average pool, then 1×1 conv, then BN (`downsample.1`, `downsample.2`).
-    PoolConv { pool_stride: usize, conv: Conv2d, bn: Option<BatchNorm2d> },
+    PoolConv {
+        pool_stride: usize,
+        conv: Conv2d,
+        bn: Option<BatchNorm2d>,
+    },
 }
 
 impl Downsample {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let (h, conv, bn) = match self {
             Downsample::Conv { conv, bn } => (x.clone(), conv, bn),
-            Downsample::PoolConv { pool_stride, conv, bn } => {
+            Downsample::PoolConv {
+                pool_stride,
+                conv,
+                bn,
+            } => {
                 let h = if *pool_stride > 1 {
                     x.avg_pool2d(Pool2dParams::new(2, 2, 0).ceil(), false)?
                 } else {
@@ -110,33 +135,79 @@ struct Block {
 
 impl Block {
     #[allow(clippy::too_many_arguments)]
-    fn new(init: &mut Init, cfg: &ResNetConfig, bottleneck: bool, cin: usize, planes: usize, stride: usize) -> Result<Block> {
+    fn new(
+        init: &mut Init,
+        cfg: &ResNetConfig,
+        bottleneck: bool,
+        cin: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Block> {
         let expansion = if bottleneck { 4 } else { 1 };
         let cout = planes * expansion;
         let convs = if bottleneck {
-            let (s1, s3) = if cfg.variant == Variant::A { (stride, 1) } else { (1, stride) };
-            vec![conv(init, cin, planes, 1, s1)?, conv(init, planes, planes, 3, s3)?, conv(init, planes, cout, 1, 1)?]
+            let (s1, s3) = if cfg.variant == Variant::A {
+                (stride, 1)
+            } else {
+                (1, stride)
+            };
+            vec![
+                conv(init, cin, planes, 1, s1)?,
+                conv(init, planes, planes, 3, s3)?,
+                conv(init, planes, cout, 1, 1)?,
+            ]
         } else {
-            vec![conv(init, cin, planes, 3, stride)?, conv(init, planes, planes, 3, 1)?]
+            vec![
+                conv(init, cin, planes, 3, stride)?,
+                conv(init, planes, planes, 3, 1)?,
+            ]
         };
         let n = convs.len();
         let mut bns = Vec::with_capacity(n);
         for (i, c) in convs.iter().enumerate() {
-            let channels = if cfg.preact { c.weight.tensor.dims()[1] } else { c.weight.tensor.dims()[0] };
+            let channels = if cfg.preact {
+                c.weight.tensor.dims()[1]
+            } else {
+                c.weight.tensor.dims()[0]
+            };
             let last = i == n - 1;
-            bns.push(BatchNorm2d::new(init, channels, if last && cfg.zero_gamma && !cfg.preact { 0.0 } else { 1.0 })?);
+            bns.push(BatchNorm2d::new(
+                init,
+                channels,
+                if last && cfg.zero_gamma && !cfg.preact {
+                    0.0
+                } else {
+                    1.0
+                },
+            )?);
         }
         let downsample = if stride != 1 || cin != cout {
-            let bn = if cfg.preact { None } else { Some(BatchNorm2d::new(init, cout, 1.0)?) };
-            Some(if cfg.variant == Variant::D {
-                Downsample::PoolConv { pool_stride: stride, conv: conv(init, cin, cout, 1, 1)?, bn }
+            let bn = if cfg.preact {
+                None
             } else {
-                Downsample::Conv { conv: conv(init, cin, cout, 1, stride)?, bn }
+                Some(BatchNorm2d::new(init, cout, 1.0)?)
+            };
+            Some(if cfg.variant == Variant::D {
+                Downsample::PoolConv {
+                    pool_stride: stride,
+                    conv: conv(init, cin, cout, 1, 1)?,
+                    bn,
+                }
+            } else {
+                Downsample::Conv {
+                    conv: conv(init, cin, cout, 1, stride)?,
+                    bn,
+                }
             })
         } else {
             None
         };
-        Ok(Block { convs, bns, downsample, preact: cfg.preact })
+        Ok(Block {
+            convs,
+            bns,
+            downsample,
+            preact: cfg.preact,
+        })
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -161,7 +232,9 @@ impl Block {
         };
         let mut h = x.clone();
         for i in 0..n - 1 {
-            h = self.convs[i].forward(&h, mode)?.batch_norm_relu(&self.bns[i].args(mode))?;
+            h = self.convs[i]
+                .forward(&h, mode)?
+                .batch_norm_relu(&self.bns[i].args(mode))?;
         }
         let h = self.convs[n - 1].forward(&h, mode)?;
         h.batch_norm_add_relu(&shortcut, &self.bns[n - 1].args(mode))
@@ -198,7 +271,13 @@ impl ResNet {
     pub fn new(config: ResNetConfig, init: &mut Init) -> Result<ResNet> {
         let (bottleneck, counts) = config.layout()?;
         if config.in_channels == 0 || config.num_classes == 0 || config.width < 4 {
-            return Err(Error::bad("resnet", format!("in_channels {}, classes {} and width {} must be positive (width ≥ 4)", config.in_channels, config.num_classes, config.width)));
+            return Err(Error::bad(
+                "resnet",
+                format!(
+                    "in_channels {}, classes {} and width {} must be positive (width ≥ 4)",
+                    config.in_channels, config.num_classes, config.width
+                ),
+            ));
         }
         let w = config.width;
         let cin = config.in_channels;
@@ -206,9 +285,22 @@ impl ResNet {
             Stem::Single(conv(init, cin, w, 3, 1)?)
         } else if matches!(config.variant, Variant::C | Variant::D) {
             let half = (w / 2).max(1);
-            Stem::Deep(conv(init, cin, half, 3, 2)?, BatchNorm2d::new(init, half, 1.0)?, conv(init, half, half, 3, 1)?, BatchNorm2d::new(init, half, 1.0)?, conv(init, half, w, 3, 1)?)
+            Stem::Deep(
+                conv(init, cin, half, 3, 2)?,
+                BatchNorm2d::new(init, half, 1.0)?,
+                conv(init, half, half, 3, 1)?,
+                BatchNorm2d::new(init, half, 1.0)?,
+                conv(init, half, w, 3, 1)?,
+            )
         } else {
-            Stem::Single(Conv2d::new(init, cin, w, 7, Conv2dParams::new(2, 3), false)?)
+            Stem::Single(Conv2d::new(
+                init,
+                cin,
+                w,
+                7,
+                Conv2dParams::new(2, 3),
+                false,
+            )?)
         };
         let mut stages = Vec::new();
         let mut channels = w;
@@ -218,14 +310,22 @@ impl ResNet {
             let mut blocks = Vec::new();
             for b in 0..count {
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(Block::new(init, &config, bottleneck, channels, planes, stride)?);
+                blocks.push(Block::new(
+                    init, &config, bottleneck, channels, planes, stride,
+                )?);
                 channels = planes * expansion;
             }
             stages.push(blocks);
         }
         let bn1 = BatchNorm2d::new(init, if config.preact { channels } else { w }, 1.0)?;
         let fc = Linear::new(init, channels, config.num_classes, true)?;
-        Ok(ResNet { config, stem, bn1, stages, fc })
+        Ok(ResNet {
+            config,
+            stem,
+            bn1,
+            stages,
+            fc,
+        })
     }
 
     /// Features after the stem and after each stage (the taps a perceptual loss uses), and the logits.

@@ -14,7 +14,11 @@ pub struct Init {
 
 impl Init {
     pub fn new(seed: u64, dtype: DType, device: Device) -> Init {
-        Init { rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed), dtype, device }
+        Init {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            dtype,
+            device,
+        }
     }
     fn next_seed(&mut self) -> u64 {
         self.rng.next_u64()

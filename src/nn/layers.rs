@@ -19,23 +19,63 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Weight `[out, in/groups, k, k]`, Kaiming-normal (fan-out) as torchvision's ResNet initialises it.
-    pub fn new(init: &mut Init, cin: usize, cout: usize, kernel: usize, params: Conv2dParams, bias: bool) -> Result<Conv2d> {
+    pub fn new(
+        init: &mut Init,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        params: Conv2dParams,
+        bias: bool,
+    ) -> Result<Conv2d> {
         let w = init.kaiming_normal_fan_out(&[cout, cin / params.groups.max(1), kernel, kernel])?;
-        let b = if bias { Some(Param::new(init.default_bias(cout, cin / params.groups.max(1) * kernel * kernel)?, ParamKind::Bias)) } else { None };
-        Ok(Conv2d { weight: Param::new(w, ParamKind::Weight), bias: b, params })
+        let b = if bias {
+            Some(Param::new(
+                init.default_bias(cout, cin / params.groups.max(1) * kernel * kernel)?,
+                ParamKind::Bias,
+            ))
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight: Param::new(w, ParamKind::Weight),
+            bias: b,
+            params,
+        })
     }
     /// Same shapes with PyTorch's default (uniform) initialisation, as pix2pix and AdaIN use.
-    pub fn new_default_init(init: &mut Init, cin: usize, cout: usize, kernel: usize, params: Conv2dParams, bias: bool) -> Result<Conv2d> {
+    pub fn new_default_init(
+        init: &mut Init,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        params: Conv2dParams,
+        bias: bool,
+    ) -> Result<Conv2d> {
         let g = params.groups.max(1);
         let w = init.default_weight(&[cout, cin / g, kernel, kernel])?;
-        let b = if bias { Some(Param::new(init.default_bias(cout, cin / g * kernel * kernel)?, ParamKind::Bias)) } else { None };
-        Ok(Conv2d { weight: Param::new(w, ParamKind::Weight), bias: b, params })
+        let b = if bias {
+            Some(Param::new(
+                init.default_bias(cout, cin / g * kernel * kernel)?,
+                ParamKind::Bias,
+            ))
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight: Param::new(w, ParamKind::Weight),
+            bias: b,
+            params,
+        })
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        x.conv2d(&self.weight.tensor, self.bias.as_ref().map(|b| &b.tensor), self.params)
+        x.conv2d(
+            &self.weight.tensor,
+            self.bias.as_ref().map(|b| &b.tensor),
+            self.params,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -53,19 +93,44 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     /// Weight `[in, out/groups, k, k]` with PyTorch's default initialisation.
-    pub fn new(init: &mut Init, cin: usize, cout: usize, kernel: usize, params: ConvTranspose2dParams, bias: bool) -> Result<ConvTranspose2d> {
+    pub fn new(
+        init: &mut Init,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        params: ConvTranspose2dParams,
+        bias: bool,
+    ) -> Result<ConvTranspose2d> {
         let g = params.groups.max(1);
         // PyTorch computes fan_in for ConvTranspose weights from dim 1 (out/groups · k · k).
         let fan_in = cout / g * kernel * kernel;
-        let w = init.uniform(&[cin, cout / g, kernel, kernel], 1.0 / (fan_in as f64).sqrt())?;
-        let b = if bias { Some(Param::new(init.default_bias(cout, fan_in)?, ParamKind::Bias)) } else { None };
-        Ok(ConvTranspose2d { weight: Param::new(w, ParamKind::Weight), bias: b, params })
+        let w = init.uniform(
+            &[cin, cout / g, kernel, kernel],
+            1.0 / (fan_in as f64).sqrt(),
+        )?;
+        let b = if bias {
+            Some(Param::new(
+                init.default_bias(cout, fan_in)?,
+                ParamKind::Bias,
+            ))
+        } else {
+            None
+        };
+        Ok(ConvTranspose2d {
+            weight: Param::new(w, ParamKind::Weight),
+            bias: b,
+            params,
+        })
     }
 }
 
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
-        x.conv_transpose2d(&self.weight.tensor, self.bias.as_ref().map(|b| &b.tensor), self.params)
+        x.conv_transpose2d(
+            &self.weight.tensor,
+            self.bias.as_ref().map(|b| &b.tensor),
+            self.params,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -135,8 +200,18 @@ impl Linear {
     /// Weight `[out, in]` and bias `[out]`, PyTorch's default initialisation.
     pub fn new(init: &mut Init, fan_in: usize, fan_out: usize, bias: bool) -> Result<Linear> {
         let w = init.default_weight(&[fan_out, fan_in])?;
-        let b = if bias { Some(Param::new(init.default_bias(fan_out, fan_in)?, ParamKind::Bias)) } else { None };
-        Ok(Linear { weight: Param::new(w, ParamKind::Weight), bias: b })
+        let b = if bias {
+            Some(Param::new(
+                init.default_bias(fan_out, fan_in)?,
+                ParamKind::Bias,
+            ))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::new(w, ParamKind::Weight),
+            bias: b,
+        })
     }
 }
 
@@ -196,13 +271,23 @@ pub struct Dropout {
 }
 impl Dropout {
     pub fn new(p: f64, seed: u64) -> Dropout {
-        Dropout { p, seed, calls: AtomicU64::new(0) }
+        Dropout {
+            p,
+            seed,
+            calls: AtomicU64::new(0),
+        }
     }
 }
 impl Module for Dropout {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        x.dropout(self.p, self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(call), mode.training)
+        x.dropout(
+            self.p,
+            self.seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(call),
+            mode.training,
+        )
     }
     fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Param)) {}
 }

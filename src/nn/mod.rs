@@ -7,7 +7,10 @@ pub mod init;
 pub mod layers;
 pub mod state;
 
-pub use layers::{AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, Relu, Sequential};
+pub use layers::{
+    AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, Relu,
+    Sequential,
+};
 
 use crate::{Result, Tensor};
 
@@ -40,7 +43,11 @@ pub struct Param {
 
 impl Param {
     pub fn new(tensor: Tensor, kind: ParamKind) -> Param {
-        let tensor = if kind.trainable() { tensor.var() } else { tensor.detach() };
+        let tensor = if kind.trainable() {
+            tensor.var()
+        } else {
+            tensor.detach()
+        };
         Param { tensor, kind }
     }
 }
@@ -80,5 +87,9 @@ pub fn named_params(m: &dyn Module) -> Vec<(String, Param)> {
 
 /// Number of trainable scalars.
 pub fn count_trainable(m: &dyn Module) -> usize {
-    named_params(m).iter().filter(|(_, p)| p.kind.trainable()).map(|(_, p)| p.tensor.numel()).sum()
+    named_params(m)
+        .iter()
+        .filter(|(_, p)| p.kind.trainable())
+        .map(|(_, p)| p.tensor.numel())
+        .sum()
 }

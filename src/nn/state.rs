@@ -43,7 +43,10 @@ fn to_st_dtype(d: DType) -> safetensors::Dtype {
 
 /// Writes `bytes` to `path` atomically (temp file + fsync + rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io { path: path.display().to_string(), source: e };
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -57,26 +60,58 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Saves named tensors (any device; copied to the host) with string metadata.
-pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut host = BTreeMap::new();
     for (name, t) in tensors {
         let t = t.contiguous()?;
         let cpu = t.storage().to_cpu()?;
-        host.insert(name.clone(), HostTensor { dtype: to_st_dtype(cpu.dtype()), shape: t.dims().to_vec(), bytes: cpu.as_bytes().to_vec() });
+        host.insert(
+            name.clone(),
+            HostTensor {
+                dtype: to_st_dtype(cpu.dtype()),
+                shape: t.dims().to_vec(),
+                bytes: cpu.as_bytes().to_vec(),
+            },
+        );
     }
-    let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let meta: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let bytes = safetensors::serialize(host.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
-        .map_err(|e| Error::Checkpoint { path: path.display().to_string(), msg: e.to_string() })?;
+        .map_err(|e| Error::Checkpoint {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
     write_atomic(path, &bytes)
 }
 
 /// Loads every floating-point tensor of a safetensors file onto `device`, plus its metadata.
 /// Integer tensors (such as `num_batches_tracked`) are skipped.
-pub fn load_tensors(path: &Path, device: Device) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
-    let err = |msg: String| Error::Checkpoint { path: path.display().to_string(), msg };
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
-    let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+pub fn load_tensors(
+    path: &Path,
+    device: Device,
+) -> Result<(BTreeMap<String, Tensor>, BTreeMap<String, String>)> {
+    let err = |msg: String| Error::Checkpoint {
+        path: path.display().to_string(),
+        msg,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+    let metadata: BTreeMap<String, String> = header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -91,43 +126,73 @@ pub fn load_tensors(path: &Path, device: Device) -> Result<(BTreeMap<String, Ten
             }
             _ => continue,
         };
-        let t = Tensor::from_storage(Storage::Cpu(storage).to_device(device)?, view.shape().to_vec(), MemoryFormat::Contiguous)?;
+        let t = Tensor::from_storage(
+            Storage::Cpu(storage).to_device(device)?,
+            view.shape().to_vec(),
+            MemoryFormat::Contiguous,
+        )?;
         out.insert(name, t);
     }
     Ok((out, metadata))
 }
 
 /// Saves every parameter and buffer of `module` under its PyTorch name.
-pub fn save_module(path: &Path, module: &dyn Module, metadata: &BTreeMap<String, String>) -> Result<()> {
-    let named: Vec<(String, Tensor)> = named_params(module).into_iter().map(|(n, p)| (n, p.tensor)).collect();
+pub fn save_module(
+    path: &Path,
+    module: &dyn Module,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let named: Vec<(String, Tensor)> = named_params(module)
+        .into_iter()
+        .map(|(n, p)| (n, p.tensor))
+        .collect();
     save_tensors(path, &named, metadata)
 }
 
 /// Copies a file's tensors into `module` (converting dtype and device). With `strict`, tensors in
 /// the file that the module lacks are an error too. Missing and mis-shaped tensors always are.
-pub fn load_module(path: &Path, module: &dyn Module, strict: bool) -> Result<BTreeMap<String, String>> {
-    let device = named_params(module).first().map(|(_, p)| p.tensor.device()).unwrap_or(Device::Cpu);
+pub fn load_module(
+    path: &Path,
+    module: &dyn Module,
+    strict: bool,
+) -> Result<BTreeMap<String, String>> {
+    let device = named_params(module)
+        .first()
+        .map(|(_, p)| p.tensor.device())
+        .unwrap_or(Device::Cpu);
     let (mut tensors, metadata) = load_tensors(path, device)?;
     let mut problems = Vec::new();
     let mut assignments = Vec::new();
     for (name, p) in named_params(module) {
         match tensors.remove(&name) {
-            None => problems.push(format!("missing {name} (expected shape {:?})", p.tensor.shape())),
-            Some(t) if t.shape() != p.tensor.shape() => {
-                problems.push(format!("{name}: file has shape {:?}, model expects {:?}", t.shape(), p.tensor.shape()))
-            }
+            None => problems.push(format!(
+                "missing {name} (expected shape {:?})",
+                p.tensor.shape()
+            )),
+            Some(t) if t.shape() != p.tensor.shape() => problems.push(format!(
+                "{name}: file has shape {:?}, model expects {:?}",
+                t.shape(),
+                p.tensor.shape()
+            )),
             Some(t) => assignments.push((p, t)),
         }
     }
     if strict {
-        for name in tensors.keys().filter(|n| !n.ends_with("num_batches_tracked")) {
+        for name in tensors
+            .keys()
+            .filter(|n| !n.ends_with("num_batches_tracked"))
+        {
             problems.push(format!("unexpected {name} (not a parameter of this model)"));
         }
     }
     if !problems.is_empty() {
         return Err(Error::Checkpoint {
             path: path.display().to_string(),
-            msg: format!("does not fit this model ({} problems): {}", problems.len(), problems.join("; ")),
+            msg: format!(
+                "does not fit this model ({} problems): {}",
+                problems.len(),
+                problems.join("; ")
+            ),
         });
     }
     for (p, t) in assignments {

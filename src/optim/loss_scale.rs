@@ -17,14 +17,28 @@ pub struct DynamicLossScaler {
 
 impl Default for DynamicLossScaler {
     fn default() -> Self {
-        DynamicLossScaler { scale: 65536.0, growth_factor: 2.0, backoff_factor: 0.5, growth_interval: 2000, clean_steps: 0, min_scale: 1.0 / 65536.0 }
+        DynamicLossScaler {
+            scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+            clean_steps: 0,
+            min_scale: 1.0 / 65536.0,
+        }
     }
 }
 
 impl DynamicLossScaler {
     /// A scaler that never scales (FP32 training): scale 1, never changes.
     pub fn disabled() -> Self {
-        DynamicLossScaler { scale: 1.0, growth_factor: 1.0, backoff_factor: 1.0, growth_interval: usize::MAX, clean_steps: 0, min_scale: 0.0 }
+        DynamicLossScaler {
+            scale: 1.0,
+            growth_factor: 1.0,
+            backoff_factor: 1.0,
+            growth_interval: usize::MAX,
+            clean_steps: 0,
+            min_scale: 0.0,
+        }
     }
 
     /// Records a step's outcome: `finite` = all gradients were finite. Returns false when the scale
@@ -50,7 +64,10 @@ mod tests {
 
     #[test]
     fn halves_on_overflow_and_grows_after_clean_steps() {
-        let mut s = DynamicLossScaler { growth_interval: 3, ..Default::default() };
+        let mut s = DynamicLossScaler {
+            growth_interval: 3,
+            ..Default::default()
+        };
         assert!(s.update(false));
         assert_eq!(s.scale, 32768.0);
         s.update(true);
@@ -58,7 +75,13 @@ mod tests {
         assert_eq!(s.scale, 32768.0);
         s.update(true);
         assert_eq!(s.scale, 65536.0);
-        let mut tiny = DynamicLossScaler { scale: 1.0 / 65536.0, ..Default::default() };
-        assert!(!tiny.update(false), "falling below the minimum scale is reported");
+        let mut tiny = DynamicLossScaler {
+            scale: 1.0 / 65536.0,
+            ..Default::default()
+        };
+        assert!(
+            !tiny.update(false),
+            "falling below the minimum scale is reported"
+        );
     }
 }

@@ -9,7 +9,10 @@ pub enum ScheduleKind {
     /// `lr · ½(1 + cos(π · t))` over the steps after warmup.
     Cosine,
     /// `lr · gamma^k` after the k-th milestone (in steps).
-    Step { milestones: Vec<usize>, gamma: f64 },
+    Step {
+        milestones: Vec<usize>,
+        gamma: f64,
+    },
     Constant,
 }
 
@@ -49,13 +52,33 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_and_step() {
-        let s = LrSchedule { base_lr: 0.4, warmup_steps: 4, total_steps: 104, kind: ScheduleKind::Cosine };
+        let s = LrSchedule {
+            base_lr: 0.4,
+            warmup_steps: 4,
+            total_steps: 104,
+            kind: ScheduleKind::Cosine,
+        };
         assert!((s.lr(0) - 0.1).abs() < 1e-12);
         assert!((s.lr(3) - 0.4).abs() < 1e-12);
         assert!((s.lr(4) - 0.4).abs() < 1e-12);
-        assert!((s.lr(54) - 0.2).abs() < 1e-12, "half way through the cosine is half the rate");
+        assert!(
+            (s.lr(54) - 0.2).abs() < 1e-12,
+            "half way through the cosine is half the rate"
+        );
         assert!(s.lr(104).abs() < 1e-12);
-        let st = LrSchedule { base_lr: 0.1, warmup_steps: 0, total_steps: 100, kind: ScheduleKind::Step { milestones: vec![30, 60], gamma: 0.1 } };
-        assert!((st.lr(29) - 0.1).abs() < 1e-12 && (st.lr(30) - 0.01).abs() < 1e-12 && (st.lr(99) - 0.001).abs() < 1e-12);
+        let st = LrSchedule {
+            base_lr: 0.1,
+            warmup_steps: 0,
+            total_steps: 100,
+            kind: ScheduleKind::Step {
+                milestones: vec![30, 60],
+                gamma: 0.1,
+            },
+        };
+        assert!(
+            (st.lr(29) - 0.1).abs() < 1e-12
+                && (st.lr(30) - 0.01).abs() < 1e-12
+                && (st.lr(99) - 0.001).abs() < 1e-12
+        );
     }
 }

@@ -24,7 +24,12 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 1e-4, no_bias_decay: true }
+        SgdConfig {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+            no_bias_decay: true,
+        }
     }
 }
 
@@ -42,16 +47,26 @@ impl CpuKernel for SgdStep {
     const NAME: &'static str = "sgd_step";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let (p, g, buf) = (inputs[0], inputs[1], inputs[2]);
-        let (lr, mu, wd, inv) = (T::c(self.lr), T::c(self.momentum), T::c(self.weight_decay), T::c(self.inv_scale));
+        let (lr, mu, wd, inv) = (
+            T::c(self.lr),
+            T::c(self.momentum),
+            T::c(self.weight_decay),
+            T::c(self.inv_scale),
+        );
         let mut p_out = vec![T::zero(); p.len()];
         let mut b_out = vec![T::zero(); p.len()];
-        p_out.par_iter_mut().zip(b_out.par_iter_mut()).enumerate().with_min_len(4096).for_each(|(i, (po, bo))| {
-            let d = g[i] * inv + wd * p[i];
-            let b = if self.first_step { d } else { mu * buf[i] + d };
-            let step = if self.nesterov { d + mu * b } else { b };
-            *bo = b;
-            *po = p[i] - lr * step;
-        });
+        p_out
+            .par_iter_mut()
+            .zip(b_out.par_iter_mut())
+            .enumerate()
+            .with_min_len(4096)
+            .for_each(|(i, (po, bo))| {
+                let d = g[i] * inv + wd * p[i];
+                let b = if self.first_step { d } else { mu * buf[i] + d };
+                let step = if self.nesterov { d + mu * b } else { b };
+                *bo = b;
+                *po = p[i] - lr * step;
+            });
         Ok(vec![p_out, b_out])
     }
 }
@@ -90,8 +105,17 @@ impl Sgd {
     pub fn new(params: Vec<(String, Param)>, config: SgdConfig) -> Result<Sgd> {
         let mut slots = Vec::new();
         for (name, param) in params.into_iter().filter(|(_, p)| p.kind.trainable()) {
-            let master = if param.tensor.dtype() == DType::F16 { Some(param.tensor.detach().to_dtype(DType::F32)?) } else { None };
-            slots.push(Slot { name, param, master, momentum: None });
+            let master = if param.tensor.dtype() == DType::F16 {
+                Some(param.tensor.detach().to_dtype(DType::F32)?)
+            } else {
+                None
+            };
+            slots.push(Slot {
+                name,
+                param,
+                master,
+                momentum: None,
+            });
         }
         Ok(Sgd { config, slots })
     }
@@ -118,15 +142,31 @@ impl Sgd {
         for i in 0..self.slots.len() {
             let wd = self.decay_for(self.slots[i].param.kind);
             let s = &mut self.slots[i];
-            let Some(g) = grads.get(&s.param.tensor) else { continue };
+            let Some(g) = grads.get(&s.param.tensor) else {
+                continue;
+            };
             let p = s.master.clone().unwrap_or_else(|| s.param.tensor.detach());
             let first = s.momentum.is_none();
             let buf = match &s.momentum {
                 Some(b) => b.clone(),
                 None => Tensor::zeros(p.shape().clone(), p.dtype(), p.device())?,
             };
-            let k = SgdStep { lr, momentum: self.config.momentum, nesterov: self.config.nesterov, weight_decay: wd, inv_scale: 1.0 / loss_scale, first_step: first };
-            let out = apply(&k, &[&p, g, &buf], &[(p.shape().clone(), p.dtype()), (p.shape().clone(), p.dtype())])?;
+            let k = SgdStep {
+                lr,
+                momentum: self.config.momentum,
+                nesterov: self.config.nesterov,
+                weight_decay: wd,
+                inv_scale: 1.0 / loss_scale,
+                first_step: first,
+            };
+            let out = apply(
+                &k,
+                &[&p, g, &buf],
+                &[
+                    (p.shape().clone(), p.dtype()),
+                    (p.shape().clone(), p.dtype()),
+                ],
+            )?;
             match &s.master {
                 Some(m) => {
                     m.assign(&out[0])?;
@@ -154,12 +194,23 @@ impl Sgd {
     }
 
     /// Restores state written by `state_tensors` (missing buffers mean "no step taken yet").
-    pub fn load_state_tensors(&mut self, tensors: &std::collections::BTreeMap<String, Tensor>) -> Result<()> {
+    pub fn load_state_tensors(
+        &mut self,
+        tensors: &std::collections::BTreeMap<String, Tensor>,
+    ) -> Result<()> {
         for s in &mut self.slots {
             if let Some(b) = tensors.get(&format!("{}.momentum_buffer", s.name)) {
-                s.momentum = Some(b.to_dtype(s.master.as_ref().map_or(s.param.tensor.dtype(), |m| m.dtype()))?.to_device(s.param.tensor.device())?);
+                s.momentum = Some(
+                    b.to_dtype(
+                        s.master
+                            .as_ref()
+                            .map_or(s.param.tensor.dtype(), |m| m.dtype()),
+                    )?
+                    .to_device(s.param.tensor.device())?,
+                );
             }
-            if let (Some(m), Some(saved)) = (&s.master, tensors.get(&format!("{}.master", s.name))) {
+            if let (Some(m), Some(saved)) = (&s.master, tensors.get(&format!("{}.master", s.name)))
+            {
                 m.assign(saved)?;
             }
         }
@@ -175,16 +226,40 @@ mod tests {
     /// Reference values computed by hand from torch.optim.SGD's documented rule.
     #[test]
     fn matches_pytorch_rule_with_nesterov_and_no_bias_decay() {
-        let w = Param::new(Tensor::from_vec(vec![1.0f32, -2.0], [2], Device::Cpu).unwrap(), ParamKind::Weight);
-        let b = Param::new(Tensor::from_vec(vec![0.5f32], [1], Device::Cpu).unwrap(), ParamKind::Bias);
-        let mut opt = Sgd::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], SgdConfig { momentum: 0.9, nesterov: true, weight_decay: 0.1, no_bias_decay: true }).unwrap();
+        let w = Param::new(
+            Tensor::from_vec(vec![1.0f32, -2.0], [2], Device::Cpu).unwrap(),
+            ParamKind::Weight,
+        );
+        let b = Param::new(
+            Tensor::from_vec(vec![0.5f32], [1], Device::Cpu).unwrap(),
+            ParamKind::Bias,
+        );
+        let mut opt = Sgd::new(
+            vec![("w".into(), w.clone()), ("b".into(), b.clone())],
+            SgdConfig {
+                momentum: 0.9,
+                nesterov: true,
+                weight_decay: 0.1,
+                no_bias_decay: true,
+            },
+        )
+        .unwrap();
         let mut grads = GradStore::default();
-        grads.insert(&w.tensor, Tensor::from_vec(vec![0.2f32, 0.4], [2], Device::Cpu).unwrap());
-        grads.insert(&b.tensor, Tensor::from_vec(vec![1.0f32], [1], Device::Cpu).unwrap());
+        grads.insert(
+            &w.tensor,
+            Tensor::from_vec(vec![0.2f32, 0.4], [2], Device::Cpu).unwrap(),
+        );
+        grads.insert(
+            &b.tensor,
+            Tensor::from_vec(vec![1.0f32], [1], Device::Cpu).unwrap(),
+        );
         assert!(opt.step(&grads, 0.5, 2.0).unwrap());
         // w: d = g/2 + 0.1·w = [0.2, 0.0]; buf = d; step = d + 0.9·buf = [0.38, 0]; w = [1 − 0.19, −2].
         let wv = w.tensor.to_vec::<f32>().unwrap();
-        assert!((wv[0] - 0.81).abs() < 1e-6 && (wv[1] + 2.0).abs() < 1e-6, "{wv:?}");
+        assert!(
+            (wv[0] - 0.81).abs() < 1e-6 && (wv[1] + 2.0).abs() < 1e-6,
+            "{wv:?}"
+        );
         // b: no decay: d = 0.5; step = 0.95; b = 0.5 − 0.475.
         assert!((b.tensor.to_vec::<f32>().unwrap()[0] - 0.025).abs() < 1e-6);
         // Second step uses the momentum buffer: w0: d = 0.1 + 0.081 = 0.181; buf = 0.9·0.2 + 0.181 = 0.361;
@@ -195,18 +270,56 @@ mod tests {
 
     #[test]
     fn skips_steps_with_non_finite_gradients_and_keeps_f32_masters() {
-        let w = Param::new(Tensor::from_vec(vec![half::f16::from_f32(1.0); 3], [3], Device::Cpu).unwrap(), ParamKind::Weight);
-        let mut opt = Sgd::new(vec![("w".into(), w.clone())], SgdConfig { momentum: 0.0, nesterov: false, weight_decay: 0.0, no_bias_decay: true }).unwrap();
+        let w = Param::new(
+            Tensor::from_vec(vec![half::f16::from_f32(1.0); 3], [3], Device::Cpu).unwrap(),
+            ParamKind::Weight,
+        );
+        let mut opt = Sgd::new(
+            vec![("w".into(), w.clone())],
+            SgdConfig {
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+                no_bias_decay: true,
+            },
+        )
+        .unwrap();
         let mut grads = GradStore::default();
-        grads.insert(&w.tensor, Tensor::from_vec(vec![half::f16::from_f32(1.0), half::f16::INFINITY, half::f16::from_f32(0.0)], [3], Device::Cpu).unwrap());
+        grads.insert(
+            &w.tensor,
+            Tensor::from_vec(
+                vec![
+                    half::f16::from_f32(1.0),
+                    half::f16::INFINITY,
+                    half::f16::from_f32(0.0),
+                ],
+                [3],
+                Device::Cpu,
+            )
+            .unwrap(),
+        );
         assert!(!opt.step(&grads, 0.1, 1.0).unwrap());
-        assert_eq!(w.tensor.to_vec::<f32>().unwrap(), vec![1.0; 3], "a skipped step changes nothing");
+        assert_eq!(
+            w.tensor.to_vec::<f32>().unwrap(),
+            vec![1.0; 3],
+            "a skipped step changes nothing"
+        );
         // 1e-4 steps are below f16's resolution at 1.0 (2^-10) but accumulate in the f32 master.
-        grads.insert(&w.tensor, Tensor::from_vec(vec![half::f16::from_f32(1.0); 3], [3], Device::Cpu).unwrap());
+        grads.insert(
+            &w.tensor,
+            Tensor::from_vec(vec![half::f16::from_f32(1.0); 3], [3], Device::Cpu).unwrap(),
+        );
         for _ in 0..10 {
             assert!(opt.step(&grads, 1e-4, 1.0).unwrap());
         }
-        let m = opt.state_tensors().into_iter().find(|(n, _)| n == "w.master").unwrap().1.to_vec::<f32>().unwrap();
+        let m = opt
+            .state_tensors()
+            .into_iter()
+            .find(|(n, _)| n == "w.master")
+            .unwrap()
+            .1
+            .to_vec::<f32>()
+            .unwrap();
         assert!((m[0] - 0.999).abs() < 1e-6, "{m:?}");
         assert!((w.tensor.to_vec::<f32>().unwrap()[0] - 0.999).abs() < 1e-3);
     }

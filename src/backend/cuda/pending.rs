@@ -44,4 +44,6 @@ pending!(
     crate::ops::resize::UpsampleNearest2dBackward,
     crate::ops::softmax::Softmax,
     crate::ops::softmax::SoftmaxBackward,
+    crate::optim::sgd::AllFinite,
+    crate::optim::sgd::SgdStep,
 );

@@ -1,0 +1,307 @@
+//! Command-line interface (clap): `engine train`, `engine eval`, `engine info`. Every option of a
+//! training run can come from a recipe preset, a JSON config file (`--config`, the same format as the
+//! `config.json` a run writes), and individual flags, applied in that order.
+
+use crate::data::idx::FASHION_MNIST_DIR;
+use crate::models::{ResNet, Variant};
+use crate::nn::init::Init;
+use crate::train::config::DistillConfig;
+use crate::train::{checkpoint, trainer, DataSpec, Recipe, TrainConfig};
+use crate::{DType, Device, Error, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "engine",
+    version,
+    about = "A Rust deep-learning research engine: ResNets with the Bag of Tricks recipe, on CPU or CUDA"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a ResNet classifier (Fashion-MNIST by default) with a Bag of Tricks recipe.
+    Train(TrainArgs),
+    /// Score a training checkpoint on the validation split: top-1 and top-5 accuracy.
+    Eval(EvalArgs),
+    /// Print the build's features and the devices it can use.
+    Info,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+    /// CUDA when available, else the CPU.
+    Auto,
+}
+
+fn device(d: DeviceArg) -> Result<Device> {
+    match d {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => Device::cuda(0),
+        DeviceArg::Auto => Ok(Device::cuda_if_available()),
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Recipe preset: the rows of Bag of Tricks' Tables 4 and 6 (cumulative), or the 2019 reproduction's.
+    #[arg(long, value_enum, default_value = "reproduction-2019")]
+    recipe: Recipe,
+    /// JSON config file (as written to <out>/config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder with the Fashion-MNIST IDX files (Debian's dataset-fashion-mnist installs them here).
+    #[arg(long, default_value = FASHION_MNIST_DIR)]
+    data: PathBuf,
+    /// Run folder: config.json, metrics.jsonl, checkpoint.safetensors.
+    #[arg(long, default_value = "runs/fashion-mnist")]
+    out: PathBuf,
+    /// Continue from <out>/checkpoint.safetensors exactly where it stopped.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// FP16 weights and activations with f32 master weights and dynamic loss scaling.
+    #[arg(long)]
+    fp16: bool,
+    /// ResNet depth: 18, 34, 50 or 101.
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Channels of the first stage (64 for the paper's models).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Architecture variant: a, b, c or d.
+    #[arg(long)]
+    variant: Option<char>,
+    /// Pre-activation blocks.
+    #[arg(long)]
+    preact: bool,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate per 256 images (scaled linearly with the batch size).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Mixup α (0 = off).
+    #[arg(long)]
+    mixup: Option<f64>,
+    /// Brightness/contrast/saturation jitter strength (0 = off).
+    #[arg(long)]
+    jitter: Option<f32>,
+    /// Distil from this teacher checkpoint (its architecture is read from it).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    #[arg(long, default_value_t = 4.0)]
+    temperature: f64,
+    /// Weight of the distillation loss.
+    #[arg(long, default_value_t = 0.5)]
+    distill_weight: f64,
+    /// Train on the first N training images only (0 = all).
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test images only (0 = all).
+    #[arg(long)]
+    val_limit: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A checkpoint written by `engine train`.
+    checkpoint: PathBuf,
+    /// Data folder (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+}
+
+fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut c = match &a.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            serde_json::from_str(&text).map_err(|e| {
+                Error::Msg(format!(
+                    "{}: not a valid training config: {e}",
+                    path.display()
+                ))
+            })?
+        }
+        None => TrainConfig::fashion_mnist(a.recipe, a.data.clone(), 18, 16, a.out.clone()),
+    };
+    c.data = DataSpec::FashionMnist {
+        dir: a.data.clone(),
+    };
+    c.out_dir = a.out.clone();
+    c.fp16 |= a.fp16;
+    c.model.preact |= a.preact;
+    if let Some(v) = a.depth {
+        c.model.depth = v;
+    }
+    if let Some(v) = a.width {
+        c.model.width = v;
+    }
+    if let Some(v) = a.variant {
+        c.model.variant = match v.to_ascii_lowercase() {
+            'a' => Variant::A,
+            'b' => Variant::B,
+            'c' => Variant::C,
+            'd' => Variant::D,
+            other => {
+                return Err(Error::Msg(format!(
+                    "--variant {other}: expected a, b, c or d"
+                )))
+            }
+        };
+    }
+    macro_rules! set {
+        ($field:expr, $arg:expr) => {
+            if let Some(v) = $arg {
+                $field = v;
+            }
+        };
+    }
+    set!(c.epochs, a.epochs);
+    set!(c.batch_size, a.batch_size);
+    set!(c.lr_per_256, a.lr);
+    set!(c.warmup_epochs, a.warmup_epochs);
+    set!(c.weight_decay, a.weight_decay);
+    set!(c.label_smoothing, a.label_smoothing);
+    set!(c.mixup_alpha, a.mixup);
+    set!(c.augment.jitter, a.jitter);
+    set!(c.train_limit, a.train_limit);
+    set!(c.val_limit, a.val_limit);
+    set!(c.seed, a.seed);
+    if let Some(t) = &a.teacher {
+        let teacher_cfg = checkpoint::read_run_state(t)?.config.model;
+        c.distill = Some(DistillConfig {
+            teacher: t.clone(),
+            teacher_model: teacher_cfg,
+            temperature: a.temperature,
+            weight: a.distill_weight,
+        });
+    }
+    if c.epochs == 0 || c.batch_size == 0 {
+        return Err(Error::Msg(
+            "--epochs and --batch-size must be at least 1".into(),
+        ));
+    }
+    Ok(c)
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let cfg = if a.resume {
+        let ckpt = trainer::checkpoint_path(&a.out);
+        let mut c = checkpoint::read_run_state(&ckpt)
+            .map_err(|e| Error::Msg(format!("--resume: {e}")))?
+            .config;
+        c.out_dir = a.out.clone();
+        if let Some(e) = a.epochs {
+            c.epochs = e;
+        }
+        c
+    } else {
+        build_config(&a)?
+    };
+    let dev = device(a.device)?;
+    eprintln!(
+        "training ResNet-{}{:?} (width {}{}) on {} with recipe {} for {} epochs, batch {}, lr {:.4}{} → {}",
+        cfg.model.depth,
+        cfg.model.variant,
+        cfg.model.width,
+        if cfg.model.preact { ", pre-activation" } else { "" },
+        dev,
+        cfg.recipe.name(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr(),
+        if cfg.fp16 { ", fp16" } else { "" },
+        cfg.out_dir.display()
+    );
+    let summary = trainer::train(&cfg, dev, a.resume, !a.quiet)?;
+    if let Some(last) = summary.history.last() {
+        println!(
+            "final: top-1 {:.2}%  top-5 {:.2}%  best top-1 {:.2}%  {:.0} img/s  {:.0}s",
+            last.top1, last.top5, summary.best_top1, summary.images_per_s, summary.wall_seconds
+        );
+    }
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let run = checkpoint::read_run_state(&a.checkpoint)?;
+    let mut cfg = run.config;
+    if let Some(d) = a.data {
+        cfg.data = DataSpec::FashionMnist { dir: d };
+    }
+    let dev = device(a.device)?;
+    let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
+    let model = ResNet::new(cfg.model.clone(), &mut Init::new(0, dtype, dev))?;
+    checkpoint::load(&a.checkpoint, &model, None, &cfg.model)?;
+    let DataSpec::FashionMnist { dir } = &cfg.data;
+    let val = std::sync::Arc::new(crate::data::ArrayDataset {
+        data: crate::data::idx::load_mnist_style(
+            dir,
+            "t10k",
+            &crate::data::idx::FASHION_MNIST_CLASSES,
+        )?,
+    });
+    let loader = std::sync::Arc::new(crate::data::Loader::new(
+        val,
+        crate::data::LoaderConfig {
+            batch_size: 256,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            augment: cfg.augment.eval(cfg.eval_resize),
+            mixup_alpha: 0.0,
+            prefetch: 2,
+        },
+    )?);
+    let (top1, top5) = trainer::evaluate(&model, &loader, dtype, dev)?;
+    println!(
+        "{}: top-1 {top1:.2}%  top-5 {top5:.2}%  (trained {} epochs)",
+        a.checkpoint.display(),
+        run.epoch
+    );
+    Ok(())
+}
+
+fn run_info() -> Result<()> {
+    println!("engine {}", env!("CARGO_PKG_VERSION"));
+    println!("cuda feature: {}", cfg!(feature = "cuda"));
+    println!("cpu threads: {}", rayon::current_num_threads());
+    match Device::cuda(0) {
+        Ok(d) => println!("cuda: {d} available"),
+        Err(e) => println!("cuda: unavailable ({e})"),
+    }
+    Ok(())
+}
+
+pub fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => run_train(a),
+        Command::Eval(a) => run_eval(a),
+        Command::Info => run_info(),
+    }
+}

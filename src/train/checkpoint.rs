@@ -1,0 +1,126 @@
+//! Training checkpoints: one safetensors file holding the model (`model/<name>`), the optimiser state
+//! (`optim/<name>`) and, in its metadata, the run state (next epoch and batch, global step, loss
+//! scaler, full config) as JSON. Written atomically (temp file, fsync, rename), so a crash or Ctrl-C
+//! during a save leaves the previous checkpoint intact. Loading refuses a checkpoint of another
+//! architecture with a message naming both.
+
+use super::TrainConfig;
+use crate::nn::{named_params, state, Module};
+use crate::optim::{DynamicLossScaler, Sgd};
+use crate::{Device, Error, Result, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const FORMAT: &str = "engine-checkpoint-1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunState {
+    /// Next epoch to run (0-based) and the batch within it to start from.
+    pub epoch: usize,
+    pub batch: usize,
+    /// Optimiser steps taken so far (including skipped ones).
+    pub step: usize,
+    pub scaler: DynamicLossScaler,
+    pub best_top1: f64,
+    pub config: TrainConfig,
+}
+
+pub fn save(path: &Path, model: &dyn Module, opt: &Sgd, run: &RunState) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = named_params(model)
+        .into_iter()
+        .map(|(n, p)| (format!("model/{n}"), p.tensor))
+        .collect();
+    tensors.extend(
+        opt.state_tensors()
+            .into_iter()
+            .map(|(n, t)| (format!("optim/{n}"), t)),
+    );
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert(
+        "run".to_string(),
+        serde_json::to_string(run).expect("serialisable"),
+    );
+    state::save_tensors(path, &tensors, &meta)
+}
+
+/// Reads only the run state (to decide how to build the model before loading weights).
+pub fn read_run_state(path: &Path) -> Result<RunState> {
+    let (_, meta) = state::load_tensors(path, Device::Cpu)?;
+    parse_meta(path, &meta)
+}
+
+fn parse_meta(path: &Path, meta: &BTreeMap<String, String>) -> Result<RunState> {
+    let err = |msg: String| Error::Checkpoint {
+        path: path.display().to_string(),
+        msg,
+    };
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(err(format!(
+            "not an engine training checkpoint (format {:?}, expected {FORMAT})",
+            meta.get("format")
+        )));
+    }
+    serde_json::from_str(
+        meta.get("run")
+            .ok_or_else(|| err("missing run state".into()))?,
+    )
+    .map_err(|e| err(format!("unreadable run state: {e}")))
+}
+
+/// Loads weights (and optimiser state when `opt` is given) into an already built model, checking
+/// that the checkpoint's architecture is `expected`.
+pub fn load(
+    path: &Path,
+    model: &dyn Module,
+    opt: Option<&mut Sgd>,
+    expected: &crate::models::ResNetConfig,
+) -> Result<RunState> {
+    let device = named_params(model)
+        .first()
+        .map(|(_, p)| p.tensor.device())
+        .unwrap_or(Device::Cpu);
+    let (tensors, meta) = state::load_tensors(path, device)?;
+    let run = parse_meta(path, &meta)?;
+    if &run.config.model != expected {
+        return Err(Error::Checkpoint {
+            path: path.display().to_string(),
+            msg: format!(
+                "it is from another architecture: checkpoint {:?}, requested {:?}",
+                run.config.model, expected
+            ),
+        });
+    }
+    let mut model_t = BTreeMap::new();
+    let mut optim_t = BTreeMap::new();
+    for (k, v) in tensors {
+        if let Some(n) = k.strip_prefix("model/") {
+            model_t.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("optim/") {
+            optim_t.insert(n.to_string(), v);
+        }
+    }
+    let mut problems = Vec::new();
+    for (name, p) in named_params(model) {
+        match model_t.get(&name) {
+            Some(t) if t.shape() == p.tensor.shape() => p.tensor.assign(t)?,
+            Some(t) => problems.push(format!(
+                "{name}: shape {:?} vs model {:?}",
+                t.shape(),
+                p.tensor.shape()
+            )),
+            None => problems.push(format!("missing {name}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Checkpoint {
+            path: path.display().to_string(),
+            msg: problems.join("; "),
+        });
+    }
+    if let Some(opt) = opt {
+        opt.load_state_tensors(&optim_t)?;
+    }
+    Ok(run)
+}

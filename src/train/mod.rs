@@ -1,0 +1,11 @@
+//! Image-classification training: the run configuration and the Bag of Tricks recipes
+//! (`config`), the loop (`trainer`), checkpoints that survive a crash (`checkpoint`) and metrics
+//! (`metrics`).
+
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod trainer;
+
+pub use config::{DataSpec, Recipe, TrainConfig};
+pub use trainer::{train, TrainSummary};

@@ -1,0 +1,413 @@
+//! The classification training loop: builds data, model and optimiser from a `TrainConfig`, trains
+//! with warmup + cosine/step LR, label smoothing, mixup, distillation and FP16 loss scaling,
+//! evaluates top-1/top-5 every epoch, logs JSON lines, and checkpoints atomically every epoch and on
+//! Ctrl-C. `resume` continues from `<out_dir>/checkpoint.safetensors` at the exact batch it stopped.
+
+use super::checkpoint::{self, RunState};
+use super::config::{DataSpec, TrainConfig};
+use super::metrics::{topk_correct, JsonLog};
+use crate::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
+use crate::data::{ArrayDataset, Dataset, Loader, LoaderConfig, Subset};
+use crate::models::ResNet;
+use crate::nn::init::Init;
+use crate::nn::{named_params, Mode, Module};
+use crate::optim::{DynamicLossScaler, LrSchedule, ScheduleKind, Sgd, SgdConfig};
+use crate::{DType, Device, Error, Result, Tensor};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub top1: f64,
+    pub top5: f64,
+    pub lr: f64,
+    pub images_per_s: f64,
+    pub seconds: f64,
+    pub skipped_steps: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub history: Vec<EpochMetrics>,
+    pub best_top1: f64,
+    pub wall_seconds: f64,
+    pub images_per_s: f64,
+    /// True when the run stopped on Ctrl-C (a checkpoint was written).
+    pub interrupted: bool,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler once per process; a second Ctrl-C exits at once.
+fn install_ctrlc() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
+        });
+    });
+}
+
+fn datasets(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
+    let DataSpec::FashionMnist { dir } = &cfg.data;
+    let train = ArrayDataset {
+        data: load_mnist_style(dir, "train", &FASHION_MNIST_CLASSES)?,
+    };
+    let val = ArrayDataset {
+        data: load_mnist_style(dir, "t10k", &FASHION_MNIST_CLASSES)?,
+    };
+    let limit = |d: ArrayDataset, n: usize| -> Arc<dyn Dataset> {
+        if n == 0 || n >= d.len() {
+            Arc::new(d)
+        } else {
+            Arc::new(Subset {
+                inner: d,
+                indices: (0..n).collect(),
+            })
+        }
+    };
+    Ok((limit(train, cfg.train_limit), limit(val, cfg.val_limit)))
+}
+
+/// Batch images as a tensor on `device` in `dtype`.
+fn batch_tensor(
+    images: Vec<f32>,
+    dims: [usize; 4],
+    dtype: DType,
+    device: Device,
+) -> Result<Tensor> {
+    Tensor::from_vec(images, dims.to_vec(), Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(device)
+}
+
+/// Top-1 and top-5 accuracy (%) of `model` on `loader`'s data.
+pub fn evaluate(
+    model: &dyn Module,
+    loader: &Arc<Loader>,
+    dtype: DType,
+    device: Device,
+) -> Result<(f64, f64)> {
+    let _g = crate::NoGradGuard::new();
+    let (mut n, mut c1, mut c5) = (0usize, 0usize, 0usize);
+    for batch in loader.epoch(0, 0) {
+        let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
+        let logits = model.forward(&x, Mode::EVAL)?.to_dtype(DType::F32)?;
+        let hits = topk_correct(&logits, &batch.labels, &[1, 5])?;
+        n += batch.labels.len();
+        c1 += hits[0];
+        c5 += hits[1];
+    }
+    Ok((
+        100.0 * c1 as f64 / n.max(1) as f64,
+        100.0 * c5 as f64 / n.max(1) as f64,
+    ))
+}
+
+pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
+    out_dir.join("checkpoint.safetensors")
+}
+
+pub fn train(
+    cfg: &TrainConfig,
+    device: Device,
+    resume: bool,
+    show_progress: bool,
+) -> Result<TrainSummary> {
+    let t_start = Instant::now();
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::Io {
+        path: cfg.out_dir.display().to_string(),
+        source: e,
+    })?;
+    crate::nn::state::write_atomic(
+        &cfg.out_dir.join("config.json"),
+        serde_json::to_string_pretty(cfg).expect("json").as_bytes(),
+    )?;
+    install_ctrlc();
+
+    let (train_ds, val_ds) = datasets(cfg)?;
+    if train_ds.class_names().len() != cfg.model.num_classes
+        || val_ds.class_names() != train_ds.class_names()
+    {
+        return Err(Error::Msg(format!(
+            "class mismatch: model has {} classes, training data {} ({:?}), validation data {}",
+            cfg.model.num_classes,
+            train_ds.class_names().len(),
+            train_ds.class_names(),
+            val_ds.class_names().len()
+        )));
+    }
+    let train_loader = Arc::new(Loader::new(
+        train_ds,
+        LoaderConfig {
+            batch_size: cfg.batch_size,
+            shuffle: true,
+            drop_last: true,
+            seed: cfg.seed,
+            augment: cfg.augment.clone(),
+            mixup_alpha: cfg.mixup_alpha,
+            prefetch: 3,
+        },
+    )?);
+    let val_loader = Arc::new(Loader::new(
+        val_ds,
+        LoaderConfig {
+            batch_size: 256,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            augment: cfg.augment.eval(cfg.eval_resize),
+            mixup_alpha: 0.0,
+            prefetch: 2,
+        },
+    )?);
+
+    let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
+    let model = ResNet::new(cfg.model.clone(), &mut Init::new(cfg.seed, dtype, device))?;
+    let mut opt = Sgd::new(
+        named_params(&model),
+        SgdConfig {
+            momentum: cfg.momentum,
+            nesterov: cfg.nesterov,
+            weight_decay: cfg.weight_decay,
+            no_bias_decay: cfg.no_bias_decay,
+        },
+    )?;
+    let teacher = match &cfg.distill {
+        Some(d) => {
+            let t = ResNet::new(d.teacher_model.clone(), &mut Init::new(0, dtype, device))?;
+            let state = checkpoint::read_run_state(&d.teacher).ok();
+            match state {
+                Some(_) => {
+                    checkpoint::load(&d.teacher, &t, None, &d.teacher_model)?;
+                }
+                None => {
+                    crate::nn::state::load_module(&d.teacher, &t, false)?;
+                }
+            }
+            Some((t, d.temperature, d.weight))
+        }
+        None => None,
+    };
+
+    let spe = train_loader.batches_per_epoch();
+    let schedule = LrSchedule {
+        base_lr: cfg.lr(),
+        warmup_steps: (cfg.warmup_epochs * spe as f64).round() as usize,
+        total_steps: cfg.epochs * spe,
+        kind: if cfg.cosine {
+            ScheduleKind::Cosine
+        } else {
+            ScheduleKind::Step {
+                milestones: cfg.step_milestones.iter().map(|e| e * spe).collect(),
+                gamma: cfg.step_gamma,
+            }
+        },
+    };
+
+    let ckpt = checkpoint_path(&cfg.out_dir);
+    let mut run = RunState {
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        scaler: if cfg.fp16 {
+            DynamicLossScaler::default()
+        } else {
+            DynamicLossScaler::disabled()
+        },
+        best_top1: 0.0,
+        config: cfg.clone(),
+    };
+    if resume {
+        if !ckpt.exists() {
+            return Err(Error::Msg(format!(
+                "--resume: no checkpoint at {}; start without --resume",
+                ckpt.display()
+            )));
+        }
+        let saved = checkpoint::load(&ckpt, &model, Some(&mut opt), &cfg.model)?;
+        run.epoch = saved.epoch;
+        run.batch = saved.batch;
+        run.step = saved.step;
+        run.scaler = saved.scaler;
+        run.best_top1 = saved.best_top1;
+        eprintln!(
+            "resuming from {} at epoch {} batch {} (step {})",
+            ckpt.display(),
+            run.epoch + 1,
+            run.batch,
+            run.step
+        );
+    }
+
+    let mut log = JsonLog::append(&cfg.out_dir.join("metrics.jsonl"))?;
+    let mut history = Vec::new();
+    let mut train_images = 0usize;
+    let mut train_seconds = 0.0f64;
+    let classes = cfg.model.num_classes;
+    let soft = cfg.mixup_alpha > 0.0 || cfg.label_smoothing > 0.0;
+
+    while run.epoch < cfg.epochs {
+        let epoch = run.epoch;
+        let pb = if show_progress {
+            indicatif::ProgressBar::new((spe - run.batch) as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
+        let t_epoch = Instant::now();
+        let (mut loss_sum, mut loss_n, mut seen, mut skipped_steps) = (0.0, 0usize, 0usize, 0usize);
+        let mut interrupted = false;
+        for batch in train_loader.epoch(epoch as u64, run.batch) {
+            for s in &batch.skipped {
+                pb.println(format!("skipped unreadable sample {s}"));
+            }
+            let lr = schedule.lr(run.step);
+            let n = batch.labels.len();
+            let targets = if soft {
+                Some(batch.soft_targets(classes, cfg.label_smoothing))
+            } else {
+                None
+            };
+            let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
+            let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
+            let mut loss = match targets {
+                Some(t) => logits.cross_entropy_soft(
+                    &Tensor::from_vec(t, [n, classes], Device::Cpu)?.to_device(device)?,
+                )?,
+                None => logits.cross_entropy(&batch.labels, 0.0)?,
+            };
+            if let Some((teacher, temperature, weight)) = &teacher {
+                let t_logits =
+                    crate::no_grad(|| teacher.forward(&x, Mode::EVAL))?.to_dtype(DType::F32)?;
+                loss = loss.scale(1.0 - weight)?.add(
+                    &logits
+                        .distillation_loss(&t_logits, *temperature)?
+                        .scale(*weight)?,
+                )?;
+            }
+            let loss_value = loss.to_scalar()?;
+            if !loss_value.is_finite() && !cfg.fp16 {
+                checkpoint::save(
+                    &ckpt,
+                    &model,
+                    &opt,
+                    &RunState {
+                        batch: batch.index,
+                        ..run.clone()
+                    },
+                )?;
+                return Err(Error::Msg(format!(
+                    "the loss became {loss_value} at epoch {} step {}: lower --lr or check the data; the last good state is in {}",
+                    epoch + 1,
+                    run.step,
+                    ckpt.display()
+                )));
+            }
+            let grads = if cfg.fp16 {
+                loss.scale(run.scaler.scale)?.backward()?
+            } else {
+                loss.backward()?
+            };
+            let applied = opt.step(&grads, lr, run.scaler.scale)?;
+            if cfg.fp16 && !run.scaler.update(applied) {
+                return Err(Error::Msg(format!(
+                    "gradients stay inf/NaN even at loss scale {:.2e} (epoch {} step {}): the loss itself is diverging; lower --lr; last checkpoint {}",
+                    run.scaler.scale,
+                    epoch + 1,
+                    run.step,
+                    ckpt.display()
+                )));
+            }
+            if !applied {
+                skipped_steps += 1;
+            }
+            run.step += 1;
+            run.batch = batch.index + 1;
+            if loss_value.is_finite() {
+                loss_sum += loss_value * n as f64;
+                loss_n += n;
+            }
+            seen += n;
+            let ips = seen as f64 / t_epoch.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!(
+                "loss {:.4} lr {lr:.4} {ips:.0} img/s",
+                loss_sum / loss_n.max(1) as f64
+            ));
+            pb.inc(1);
+            if run.step % 20 == 0 {
+                log.write(&serde_json::json!({"kind": "step", "epoch": epoch + 1, "step": run.step, "loss": loss_value, "lr": lr, "loss_scale": run.scaler.scale, "images_per_s": ips}))?;
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                interrupted = true;
+                break;
+            }
+        }
+        pb.finish_and_clear();
+        let seconds = t_epoch.elapsed().as_secs_f64();
+        train_images += seen;
+        train_seconds += seconds;
+        if interrupted {
+            checkpoint::save(&ckpt, &model, &opt, &run)?;
+            INTERRUPTED.store(false, Ordering::SeqCst);
+            eprintln!(
+                "checkpoint written to {}; continue with --resume",
+                ckpt.display()
+            );
+            return Ok(TrainSummary {
+                history,
+                best_top1: run.best_top1,
+                wall_seconds: t_start.elapsed().as_secs_f64(),
+                images_per_s: train_images as f64 / train_seconds.max(1e-9),
+                interrupted: true,
+            });
+        }
+        let (top1, top5) = evaluate(&model, &val_loader, dtype, device)?;
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / loss_n.max(1) as f64,
+            top1,
+            top5,
+            lr: schedule.lr(run.step.saturating_sub(1)),
+            images_per_s: seen as f64 / seconds.max(1e-9),
+            seconds,
+            skipped_steps,
+        };
+        if show_progress {
+            eprintln!(
+                "epoch {}/{}: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  {:.0} img/s  {:.0}s",
+                m.epoch, cfg.epochs, m.train_loss, m.top1, m.top5, m.images_per_s, m.seconds
+            );
+        }
+        log.write(&serde_json::json!({"kind": "epoch", "metrics": m}))?;
+        run.epoch += 1;
+        run.batch = 0;
+        if top1 > run.best_top1 {
+            run.best_top1 = top1;
+        }
+        checkpoint::save(&ckpt, &model, &opt, &run)?;
+        history.push(m);
+    }
+    Ok(TrainSummary {
+        history,
+        best_top1: run.best_top1,
+        wall_seconds: t_start.elapsed().as_secs_f64(),
+        images_per_s: train_images as f64 / train_seconds.max(1e-9),
+        interrupted: false,
+    })
+}
