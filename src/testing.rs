@@ -286,3 +286,13 @@ impl Fixtures {
         }
     }
 }
+
+/// Relative L2 error `‖actual − expected‖ / ‖expected‖`: the measure for deep compositions in
+/// low precision, where per-element relative error is dominated by elements that cancel to ~0.
+pub fn relative_l2_error(actual: &Tensor, expected: &[f64]) -> f64 {
+    let a = actual.to_vec_f64().expect("read tensor");
+    assert_eq!(a.len(), expected.len(), "element counts differ");
+    let num: f64 = a.iter().zip(expected).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = expected.iter().map(|y| y * y).sum();
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}

@@ -141,7 +141,7 @@ impl Module for ConvTranspose2d {
 }
 
 /// Batch normalisation over `[N, C, H, W]` (or `[N, C]`). γ, β and the running statistics are kept
-/// in f32 whatever the activations' dtype, as mixed-precision training does.
+/// in f32 for f16 and f32 activations, as mixed-precision training does (f64 for f64 models).
 pub struct BatchNorm2d {
     pub weight: Param,
     pub bias: Param,
@@ -154,7 +154,13 @@ pub struct BatchNorm2d {
 impl BatchNorm2d {
     /// γ = `gamma` (1, or 0 for zero-γ residual branches), β = 0, running mean 0 and var 1.
     pub fn new(init: &mut Init, channels: usize, gamma: f64) -> Result<BatchNorm2d> {
-        let f32_init = |v: f64| Tensor::full(v, vec![channels], DType::F32, init.device);
+        // f32 statistics for f16/f32 models (as mixed precision keeps them); f64 for f64 models.
+        let dtype = if init.dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let f32_init = |v: f64| Tensor::full(v, vec![channels], dtype, init.device);
         Ok(BatchNorm2d {
             weight: Param::new(f32_init(gamma)?, ParamKind::Norm),
             bias: Param::new(f32_init(0.0)?, ParamKind::Norm),

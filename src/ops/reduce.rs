@@ -66,12 +66,14 @@ impl CpuKernel for SumKeep {
                 .map(sum_one)
                 .collect()
         } else if n_out == 1 && reduced.len() == ind.len() {
-            // Full reduction: parallel partial sums over contiguous chunks.
+            // Full reduction: parallel partial sums over fixed contiguous chunks, collected in order
+            // and added serially, so the result does not depend on thread scheduling.
             let c = chunk_len(x.len(), 1 << 15);
-            vec![x
+            let partials: Vec<T> = x
                 .par_chunks(c)
                 .map(|ch| ch.iter().copied().sum::<T>())
-                .sum()]
+                .collect();
+            vec![partials.into_iter().sum()]
         } else {
             (0..n_out).map(sum_one).collect()
         };

@@ -1,0 +1,275 @@
+//! Whole-network checks of the engine's ResNets against torchvision:
+//! - parameter names and shapes equal torchvision's resnet18/34/50/101 state dicts (so checkpoints
+//!   map 1:1 and torchvision weights load into variant B);
+//! - a tiny-width ResNet-18 (basic blocks, small-input stem) and ResNet-50 (bottlenecks, 7×7 stem,
+//!   max pool) in training mode give PyTorch's logits, the gradients of the input and of every
+//!   parameter, and the updated BN running statistics (fixture `models`), in f64 and f32, on every
+//!   device; f32 is held to 4× PyTorch's own f32 error on the same case.
+
+use engine::models::{ResNet, ResNetConfig, Variant};
+use engine::nn::init::Init;
+use engine::nn::{named_params, Mode, Module};
+use engine::testing::{assert_close, relative_l2_error, test_devices, Fixtures};
+use engine::{DType, Device, Tensor};
+
+fn config(
+    depth: usize,
+    width: usize,
+    in_channels: usize,
+    num_classes: usize,
+    small_input: bool,
+) -> ResNetConfig {
+    ResNetConfig {
+        depth,
+        variant: Variant::B,
+        preact: false,
+        zero_gamma: false,
+        small_input,
+        in_channels,
+        num_classes,
+        width,
+    }
+}
+
+#[test]
+fn parameter_names_and_shapes_match_torchvision() {
+    let path = format!(
+        "{}/tests/fixtures/torchvision_names.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let all: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (arch, depth) in [
+        ("resnet18", 18),
+        ("resnet34", 34),
+        ("resnet50", 50),
+        ("resnet101", 101),
+    ] {
+        let expected: Vec<(String, Vec<usize>)> = all[arch]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e[0].as_str().unwrap().to_string(),
+                    e[1].as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.as_u64().unwrap() as usize)
+                        .collect(),
+                )
+            })
+            .collect();
+        let model = ResNet::new(
+            config(depth, 64, 3, 1000, false),
+            &mut Init::new(0, DType::F32, Device::Cpu),
+        )
+        .unwrap();
+        let ours: Vec<(String, Vec<usize>)> = named_params(&model)
+            .into_iter()
+            .map(|(n, p)| (n, p.tensor.dims().to_vec()))
+            .collect();
+        assert_eq!(ours.len(), expected.len(), "{arch}: tensor count");
+        for (o, e) in ours.iter().zip(&expected) {
+            assert_eq!(o, e, "{arch}: first difference");
+        }
+    }
+}
+
+/// Compares with per-element tolerances in f64; in lower precision by relative L2 error ≤ `rtol`
+/// per tensor (a deep composition's per-element error is dominated by values that cancel to ~0).
+fn close(what: &str, actual: &Tensor, expected: &[f64], dtype: DType, atol: f64, rtol: f64) {
+    if dtype == DType::F64 {
+        assert_close(what, actual, expected, atol, rtol);
+    } else {
+        let e = relative_l2_error(actual, expected);
+        assert!(e <= rtol, "{what}: relative L2 error {e:.3e} > {rtol:.1e}");
+    }
+}
+
+fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
+    let fx = Fixtures::load("models");
+    // f64: per element. f32: relative L2 error within 4× PyTorch's own f32 error on this case (measured
+    // by tools/fixtures/gen_models.py and stored with the fixture).
+    let (atol, rtol) = match dtype {
+        DType::F64 => (1e-9, 1e-7),
+        _ => (
+            0.0,
+            4.0 * fx.params(case)["torch_f32_rel_l2"]
+                .as_f64()
+                .expect("torch_f32_rel_l2")
+                .max(1e-6),
+        ),
+    };
+    let model = ResNet::new(cfg, &mut Init::new(0, dtype, device)).unwrap();
+    for (name, p) in named_params(&model) {
+        let prefix = if p.kind.trainable() { "p" } else { "b" };
+        let t = fx.tensor(
+            &format!("{case}/in/{prefix}.{name}"),
+            p.tensor.dtype(),
+            device,
+        );
+        p.tensor
+            .assign(&t)
+            .unwrap_or_else(|e| panic!("{case}: {name}: {e}"));
+    }
+    let x = fx.tensor(&format!("{case}/in/x"), dtype, device).var();
+    let out = model.forward(&x, Mode::TRAIN).unwrap();
+    let what = format!("{case} [{dtype} on {device}]");
+    close(
+        &format!("{what} logits"),
+        &out,
+        &fx.raw(&format!("{case}/out")).1,
+        dtype,
+        atol,
+        rtol,
+    );
+    let gout = fx.tensor(&format!("{case}/grad_out"), dtype, device);
+    let grads = out
+        .mul(&gout)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    close(
+        &format!("{what} grad x"),
+        grads.get(&x).expect("grad of x"),
+        &fx.raw(&format!("{case}/grad/x")).1,
+        dtype,
+        atol,
+        rtol,
+    );
+    for (name, p) in named_params(&model) {
+        if p.kind.trainable() {
+            let g = grads
+                .get(&p.tensor)
+                .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+            close(
+                &format!("{what} grad {name}"),
+                g,
+                &fx.raw(&format!("{case}/grad/p.{name}")).1,
+                dtype,
+                atol,
+                rtol,
+            );
+        } else {
+            close(
+                &format!("{what} updated {name}"),
+                &p.tensor,
+                &fx.raw(&format!("{case}/extra/b.{name}")).1,
+                dtype,
+                atol,
+                rtol,
+            );
+        }
+    }
+}
+
+#[test]
+fn tiny_resnet18_matches_pytorch_in_training_mode() {
+    for device in test_devices() {
+        check_network(
+            "resnet18_w4",
+            config(18, 4, 1, 10, true),
+            DType::F64,
+            device,
+        );
+        check_network(
+            "resnet18_w4",
+            config(18, 4, 1, 10, true),
+            DType::F32,
+            device,
+        );
+    }
+}
+
+#[test]
+fn tiny_resnet50_matches_pytorch_in_training_mode() {
+    for device in test_devices() {
+        check_network(
+            "resnet50_w4",
+            config(50, 4, 3, 5, false),
+            DType::F64,
+            device,
+        );
+        check_network(
+            "resnet50_w4",
+            config(50, 4, 3, 5, false),
+            DType::F32,
+            device,
+        );
+    }
+}
+
+#[test]
+fn variants_build_and_run_with_expected_shapes() {
+    let x = Tensor::randn(vec![2, 3, 32, 32], 0.0, 1.0, 3, DType::F32, Device::Cpu).unwrap();
+    for variant in [Variant::A, Variant::B, Variant::C, Variant::D] {
+        for preact in [false, true] {
+            for depth in [18, 50] {
+                let cfg = ResNetConfig {
+                    depth,
+                    variant,
+                    preact,
+                    zero_gamma: true,
+                    small_input: false,
+                    in_channels: 3,
+                    num_classes: 7,
+                    width: 8,
+                };
+                let m = ResNet::new(cfg, &mut Init::new(1, DType::F32, Device::Cpu)).unwrap();
+                let (taps, logits) = m.forward_features(&x, Mode::TRAIN).unwrap();
+                assert_eq!(logits.dims(), &[2, 7]);
+                assert_eq!(taps.len(), 5);
+                let expansion = if depth == 50 { 4 } else { 1 };
+                assert_eq!(
+                    taps[4].dims()[1],
+                    64 * expansion,
+                    "{variant:?} preact={preact} depth={depth}"
+                );
+                let names: Vec<String> = named_params(&m).into_iter().map(|(n, _)| n).collect();
+                if matches!(variant, Variant::C | Variant::D) {
+                    assert!(
+                        names.contains(&"conv1.6.weight".to_string()),
+                        "deep stem names"
+                    );
+                }
+                if variant == Variant::D {
+                    assert!(
+                        names.contains(&"layer2.0.downsample.1.weight".to_string()),
+                        "pooled shortcut names"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_gamma_zeroes_the_last_bn_of_each_block_only() {
+    let cfg = ResNetConfig {
+        depth: 50,
+        variant: Variant::B,
+        preact: false,
+        zero_gamma: true,
+        small_input: true,
+        in_channels: 1,
+        num_classes: 3,
+        width: 4,
+    };
+    let m = ResNet::new(cfg, &mut Init::new(1, DType::F32, Device::Cpu)).unwrap();
+    for (name, p) in named_params(&m) {
+        if name.ends_with(".weight") && name.contains(".bn") {
+            let v = p.tensor.to_vec::<f32>().unwrap();
+            let expect = if name.ends_with("bn3.weight") {
+                0.0
+            } else {
+                1.0
+            };
+            assert!(v.iter().all(|&g| g == expect), "{name}: {:?}", &v[..2]);
+        }
+    }
+}
