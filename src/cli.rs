@@ -120,6 +120,9 @@ struct TrainArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Stop (with a checkpoint, as Ctrl-C does) after this many optimiser steps in total.
+    #[arg(long)]
+    stop_after_steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -238,7 +241,15 @@ fn run_train(a: TrainArgs) -> Result<()> {
         if cfg.fp16 { ", fp16" } else { "" },
         cfg.out_dir.display()
     );
-    let summary = trainer::train(&cfg, dev, a.resume, !a.quiet)?;
+    let opts = trainer::RunOptions {
+        resume: a.resume,
+        show_progress: !a.quiet,
+        stop_after_steps: a.stop_after_steps,
+    };
+    let summary = trainer::train(&cfg, dev, &opts)?;
+    if summary.interrupted {
+        return Ok(());
+    }
     if let Some(last) = summary.history.last() {
         println!(
             "final: top-1 {:.2}%  top-5 {:.2}%  best top-1 {:.2}%  {:.0} img/s  {:.0}s",

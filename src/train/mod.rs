@@ -8,4 +8,4 @@ pub mod metrics;
 pub mod trainer;
 
 pub use config::{DataSpec, Recipe, TrainConfig};
-pub use trainer::{train, TrainSummary};
+pub use trainer::{train, RunOptions, TrainSummary};

@@ -116,12 +116,19 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
     out_dir.join("checkpoint.safetensors")
 }
 
-pub fn train(
-    cfg: &TrainConfig,
-    device: Device,
-    resume: bool,
-    show_progress: bool,
-) -> Result<TrainSummary> {
+/// How to run (as opposed to what to train, which is the `TrainConfig`).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Continue from `<out_dir>/checkpoint.safetensors`.
+    pub resume: bool,
+    pub show_progress: bool,
+    /// Stop as Ctrl-C would (checkpoint, then return) once this many optimiser steps have been
+    /// taken in total: for time-boxed runs and for testing `resume`.
+    pub stop_after_steps: Option<usize>,
+}
+
+pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<TrainSummary> {
+    let (resume, show_progress) = (opts.resume, opts.show_progress);
     let t_start = Instant::now();
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::Io {
         path: cfg.out_dir.display().to_string(),
@@ -353,7 +360,9 @@ pub fn train(
             if run.step % 20 == 0 {
                 log.write(&serde_json::json!({"kind": "step", "epoch": epoch + 1, "step": run.step, "loss": loss_value, "lr": lr, "loss_scale": run.scaler.scale, "images_per_s": ips}))?;
             }
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if INTERRUPTED.load(Ordering::SeqCst)
+                || opts.stop_after_steps.is_some_and(|n| run.step >= n)
+            {
                 interrupted = true;
                 break;
             }
@@ -365,10 +374,13 @@ pub fn train(
         if interrupted {
             checkpoint::save(&ckpt, &model, &opt, &run)?;
             INTERRUPTED.store(false, Ordering::SeqCst);
-            eprintln!(
-                "checkpoint written to {}; continue with --resume",
-                ckpt.display()
-            );
+            if show_progress {
+                eprintln!(
+                    "stopped at step {}; checkpoint written to {}; continue with --resume",
+                    run.step,
+                    ckpt.display()
+                );
+            }
             return Ok(TrainSummary {
                 history,
                 best_top1: run.best_top1,

@@ -1,0 +1,215 @@
+//! End-to-end training on a small IDX dataset written by the test (class-dependent stripe patterns
+//! plus noise): a stopped-and-resumed run reproduces an uninterrupted one exactly on the CPU (same
+//! epoch losses, accuracies and final weights), FP16 training with loss scaling runs and learns, and
+//! bad runs fail with clear errors (diverging loss, resuming with another architecture, missing data).
+
+use engine::data::idx::encode_idx;
+use engine::nn::state::load_tensors;
+use engine::train::{train, Recipe, RunOptions, TrainConfig};
+use engine::Device;
+use std::path::{Path, PathBuf};
+
+/// Writes train/t10k IDX files of 28×28 images whose class sets the stripe frequency.
+fn write_dataset(dir: &Path, n_train: usize, n_test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut state = 12345u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 64) as u8
+    };
+    for (split, n) in [("train", n_train), ("t10k", n_test)] {
+        let mut images = Vec::with_capacity(n * 784);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let class = i % 10;
+            for y in 0..28 {
+                for x in 0..28 {
+                    let on = ((y * (class + 1)) / 7 + if class >= 5 { x / 4 } else { 0 }) % 2 == 0;
+                    images.push(if on { 180 } else { 20 } + noise());
+                }
+            }
+            labels.push(class as u8);
+        }
+        std::fs::write(
+            dir.join(format!("{split}-images-idx3-ubyte")),
+            encode_idx(&[n, 28, 28], &images),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{split}-labels-idx1-ubyte")),
+            encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("engine-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn tiny_config(data: &Path, out: PathBuf, recipe: Recipe) -> TrainConfig {
+    let mut c = TrainConfig::fashion_mnist(recipe, data.to_path_buf(), 18, 4, out);
+    c.epochs = 2;
+    c.batch_size = 32;
+    c
+}
+
+fn quiet() -> RunOptions {
+    RunOptions {
+        resume: false,
+        show_progress: false,
+        stop_after_steps: None,
+    }
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_run_exactly() {
+    let data = tmp("data-resume");
+    write_dataset(&data, 160, 60);
+    // Mixup + smoothing + jitter: every random stream (shuffle, augmentation, λ) must resume exactly.
+    let full_dir = tmp("full");
+    let full = train(
+        &tiny_config(&data, full_dir.clone(), Recipe::Reproduction2019),
+        Device::Cpu,
+        &quiet(),
+    )
+    .unwrap();
+    assert_eq!(full.history.len(), 2);
+
+    let split_dir = tmp("split");
+    let cfg = tiny_config(&data, split_dir.clone(), Recipe::Reproduction2019);
+    let stopped = train(
+        &cfg,
+        Device::Cpu,
+        &RunOptions {
+            stop_after_steps: Some(7),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    assert!(
+        stopped.interrupted,
+        "stopping after step 7 (mid epoch 2) checkpoints and returns"
+    );
+    assert_eq!(stopped.history.len(), 1);
+    assert_eq!(stopped.history[0].top1, full.history[0].top1);
+    let resumed = train(
+        &cfg,
+        Device::Cpu,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap();
+    assert!(!resumed.interrupted);
+    let (a, b) = (&full.history[1], &resumed.history[0]);
+    assert_eq!((a.epoch, a.top1, a.top5), (b.epoch, b.top1, b.top5));
+    // The final checkpoints hold bit-identical weights, momentum buffers and run state.
+    let (wa, ma) = load_tensors(&full_dir.join("checkpoint.safetensors"), Device::Cpu).unwrap();
+    let (wb, mb) = load_tensors(&split_dir.join("checkpoint.safetensors"), Device::Cpu).unwrap();
+    assert_eq!(wa.len(), wb.len());
+    for (name, t) in &wa {
+        assert_eq!(
+            t.to_vec::<f32>().unwrap(),
+            wb[name].to_vec::<f32>().unwrap(),
+            "{name} differs after resume"
+        );
+    }
+    let run = |m: &std::collections::BTreeMap<String, String>| {
+        let mut v: serde_json::Value = serde_json::from_str(&m["run"]).unwrap();
+        v["config"]["out_dir"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(run(&ma), run(&mb));
+}
+
+#[test]
+fn fp32_and_fp16_training_learn() {
+    let data = tmp("data-learn");
+    write_dataset(&data, 640, 100);
+    for fp16 in [false, true] {
+        let mut cfg = tiny_config(&data, tmp(&format!("learn-{fp16}")), Recipe::LabelSmoothing);
+        cfg.fp16 = fp16;
+        cfg.epochs = 4;
+        cfg.lr_per_256 = 1.6; // lr 0.2 at batch 32
+        let s = train(&cfg, Device::Cpu, &quiet()).unwrap();
+        let losses: Vec<f64> = s.history.iter().map(|h| h.train_loss).collect();
+        let last = s.history.last().unwrap();
+        assert!(
+            losses.iter().all(|l| l.is_finite()),
+            "fp16={fp16}: {losses:?}"
+        );
+        assert!(
+            losses[3] < 0.8 * losses[0],
+            "fp16={fp16}: loss falls: {losses:?}"
+        );
+        assert!(
+            last.top1 > 50.0,
+            "fp16={fp16}: top-1 {} (chance is 10)",
+            last.top1
+        );
+    }
+}
+
+#[test]
+fn clear_errors_for_bad_runs() {
+    let data = tmp("data-errors");
+    write_dataset(&data, 64, 20);
+    // A diverging run stops with advice and a checkpoint of the last good state.
+    let mut cfg = tiny_config(&data, tmp("diverge"), Recipe::Baseline);
+    cfg.lr_per_256 = 1e12;
+    cfg.epochs = 3;
+    let err = train(&cfg, Device::Cpu, &quiet()).unwrap_err().to_string();
+    assert!(
+        err.contains("loss became") && err.contains("lower --lr"),
+        "{err}"
+    );
+
+    // Resuming into another architecture is refused, naming both.
+    let out = tmp("arch");
+    let cfg = tiny_config(&data, out.clone(), Recipe::Baseline);
+    train(
+        &cfg,
+        Device::Cpu,
+        &RunOptions {
+            stop_after_steps: Some(1),
+            ..quiet()
+        },
+    )
+    .unwrap();
+    let mut other = cfg.clone();
+    other.model.width = 8;
+    let err = train(
+        &other,
+        Device::Cpu,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("another architecture"), "{err}");
+
+    // Missing data says where Fashion-MNIST comes from.
+    let cfg = tiny_config(&tmp("nowhere"), tmp("missing"), Recipe::Baseline);
+    let err = train(&cfg, Device::Cpu, &quiet()).unwrap_err().to_string();
+    assert!(err.contains("dataset-fashion-mnist"), "{err}");
+    // Resume without a checkpoint.
+    let err = train(
+        &tiny_config(&data, tmp("fresh"), Recipe::Baseline),
+        Device::Cpu,
+        &RunOptions {
+            resume: true,
+            ..quiet()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no checkpoint"), "{err}");
+}
