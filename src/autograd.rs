@@ -173,6 +173,12 @@ pub struct GradStore {
     grads: HashMap<TensorId, Tensor>,
 }
 
+impl std::fmt::Debug for GradStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GradStore({} gradients)", self.grads.len())
+    }
+}
+
 impl GradStore {
     pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
         self.grads.get(&t.id())
