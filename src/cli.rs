@@ -82,17 +82,22 @@ struct TrainArgs {
     /// Pre-activation blocks.
     #[arg(long)]
     preact: bool,
+    /// Epochs to train (recipe default: 8).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Images per step (recipe default: 128).
     #[arg(long)]
     batch_size: Option<usize>,
     /// Learning rate per 256 images (scaled linearly with the batch size).
     #[arg(long)]
     lr: Option<f64>,
+    /// Linear learning-rate warmup, in epochs (fractions allowed).
     #[arg(long)]
     warmup_epochs: Option<f64>,
+    /// L2 weight decay (biases and BN γ/β are exempt from `no-bias-decay` on).
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// Label smoothing ε (0 = off; 0.1 in the paper).
     #[arg(long)]
     label_smoothing: Option<f64>,
     /// Mixup α (0 = off).
@@ -104,6 +109,7 @@ struct TrainArgs {
     /// Distil from this teacher checkpoint (its architecture is read from it).
     #[arg(long)]
     teacher: Option<PathBuf>,
+    /// Distillation temperature T.
     #[arg(long, default_value_t = 4.0)]
     temperature: f64,
     /// Weight of the distillation loss.
@@ -115,6 +121,7 @@ struct TrainArgs {
     /// Evaluate on the first N test images only (0 = all).
     #[arg(long)]
     val_limit: Option<usize>,
+    /// Seed for initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
     /// No progress bars.
@@ -203,6 +210,11 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
             temperature: a.temperature,
             weight: a.distill_weight,
         });
+    }
+    if c.recipe == Recipe::Distill && c.distill.is_none() {
+        return Err(Error::Msg(
+            "--recipe distill needs --teacher CHECKPOINT (e.g. a run of the mixup recipe)".into(),
+        ));
     }
     if c.epochs == 0 || c.batch_size == 0 {
         return Err(Error::Msg(
