@@ -23,11 +23,15 @@
 //!   mixed with f32 are widened to f32 first. A launcher receives inputs of one dtype and may return
 //!   outputs in it; `run` then casts each output to the dtype the op asked for.
 
+mod adain;
 mod elementwise;
 mod layout;
+mod loss;
 mod matmul;
 mod pending;
 mod reduce;
+mod sgd;
+mod softmax;
 
 use super::{CpuKernel, CpuStorage, Device};
 use crate::{DType, Error, Result};
