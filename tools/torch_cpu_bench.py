@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""PyTorch side of scripts/bench_cpu_vs_torch.sh: reads the engine's JSON (examples/bench_cpu.rs),
-times exactly the same workloads in PyTorch on the CPU with the same thread count (conv2d forward +
-backward as GFLOP/s; one ResNet training step as images/s; median of several runs after warm-up),
-and prints / writes a markdown table engine vs PyTorch.
+"""PyTorch side and driver of scripts/bench_cpu_vs_torch.sh: asks the engine's benchmark binary
+(examples/bench_cpu.rs) for its workloads, then for each one runs the engine binary on it alone and
+right after times exactly the same work in PyTorch on the CPU with the same thread count (conv2d
+forward + backward as GFLOP/s; one ResNet training step as images/s; median of several runs after
+warm-up), so both sides of a row see the same machine conditions. Prints / writes a markdown table
+engine vs PyTorch, with the CPU time other processes took during each side's measurement.
 
 The ResNets are written in plain torch (torchvision's architecture: BasicBlock / Bottleneck v1.5,
 Kaiming fan-out init, BN γ=1 β=0), so torchvision is not needed. Metadata for the report header
 comes from the environment: BENCH_DATE, BENCH_CPU, BENCH_COMMIT (set by the shell script).
 
-    python3 tools/torch_cpu_bench.py --engine-json eng.json --out docs/benchmarks-cpu.md
+    python3 tools/torch_cpu_bench.py --engine-bin target/release/examples/bench_cpu \
+        --out docs/benchmarks-cpu.md
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
 import time
 
 import torch
@@ -28,6 +33,33 @@ ANCHORS = {
     50: 4.4,  # images/s, ResNet-50 224^2 batch 16
 }
 GEMM_CEILING = 190.0  # GFLOP/s: gemm crate f32, 2 threads, 256x2304x6272 (anchors.md)
+
+
+class ForeignLoad:
+    """CPU time that processes other than this one and its children used during a `with` block,
+    in cores (busy jiffies of /proc/stat minus our own rusage, over the wall time): 0 on a quiet
+    machine, 1 when another process took a whole core."""
+
+    @staticmethod
+    def _busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own():
+        r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        return sum(x.ru_utime + x.ru_stime for x in r)
+
+    def __enter__(self):
+        self.t, self.b, self.o = time.perf_counter(), self._busy(), self._own()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t
+        other = (self._busy() - self.b) - (self._own() - self.o)
+        self.cores = max(other, 0.0) / max(wall, 1e-9)
 
 
 def median_time(fn, warmup, reps):
@@ -194,9 +226,16 @@ def fmt_row(cells):
     return "| " + " | ".join(cells) + " |"
 
 
+def run_engine(binary, index, args):
+    cmd = [binary, "--only", str(index), "--warmup", str(args.warmup), "--reps", str(args.reps),
+           "--train-reps", str(args.train_reps)]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out)["results"][0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--engine-json", required=True)
+    ap.add_argument("--engine-bin", required=True, help="the release build of examples/bench_cpu.rs")
     ap.add_argument("--out", help="markdown file to write")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--reps", type=int, default=7)
@@ -205,61 +244,76 @@ def main():
 
     threads = os.cpu_count()
     torch.set_num_threads(threads)
-    with open(args.engine_json) as f:
-        eng = json.load(f)
+    listing = json.loads(
+        subprocess.run([args.engine_bin, "--list"], check=True, stdout=subprocess.PIPE, text=True).stdout)
 
-    rows = []
-    for r in eng["results"]:
+    rows, max_load = [], 0.0
+    for i, w in enumerate(listing["results"]):
+        with ForeignLoad() as le:
+            r = run_engine(args.engine_bin, i, args)
         if r["kind"] == "conv":
-            step = conv_workload(r, r["path"] == "autograd")
-            med, _ = median_time(step, args.warmup, args.reps)
+            with ForeignLoad() as lt:
+                step = conv_workload(r, r["path"] == "autograd")
+                med, _ = median_time(step, args.warmup, args.reps)
             t_gf = r["flops"] / med / 1e9
             e_gf = r["gflops"]
             name = f"conv {r['name']} fwd+bwd"
             if r["path"] == "autograd":
                 name += " via autograd (loss Σ y·dy, both sides)"
-            note = f"{r['flops'] / 1e9:.1f} GFLOP/call; engine at {100 * e_gf / GEMM_CEILING:.0f}% of the {GEMM_CEILING:.0f} GFLOP/s gemm ceiling"
+            note = (f"{r['flops'] / 1e9:.1f} GFLOP/call; engine at {100 * e_gf / GEMM_CEILING:.0f}%, "
+                    f"PyTorch at {100 * t_gf / GEMM_CEILING:.0f}% of the {GEMM_CEILING:.0f} GFLOP/s gemm ceiling")
             if r["path"] == "kernels" and r["name"].startswith("layer3 3x3 256->256"):
                 note += f"; anchors.md PyTorch {ANCHORS['conv']}"
-            rows.append((name, f"{e_gf:.1f} GFLOP/s", f"{t_gf:.1f} GFLOP/s", e_gf / t_gf, note))
-            print(f"torch {name}: {t_gf:.1f} GFLOP/s (engine {e_gf:.1f})", flush=True)
-        elif r["kind"] == "train":
-            step, fpi = train_workload(r)
-            med, _ = median_time(step, 1, args.train_reps)
+            e, t, q = f"{e_gf:.1f} GFLOP/s", f"{t_gf:.1f} GFLOP/s", e_gf / t_gf
+        else:
+            with ForeignLoad() as lt:
+                step, fpi = train_workload(r)
+                med, _ = median_time(step, 1, args.train_reps)
             t_ips = r["batch"] / med
             e_ips = r["images_per_s"]
             name = f"train step {r['name']} (fwd, CE, bwd, SGD)"
             note = (f"≈ {fpi / 1e9:.2f} GFLOP/image (conv+fc, 3× fwd): engine {e_ips * fpi / 1e9:.0f}, "
                     f"PyTorch {t_ips * fpi / 1e9:.0f} GFLOP/s; anchors.md PyTorch {ANCHORS.get(r['depth'], '?')} img/s")
-            rows.append((name, f"{e_ips:.1f} img/s", f"{t_ips:.1f} img/s", e_ips / t_ips, note))
-            print(f"torch {name}: {t_ips:.1f} img/s (engine {e_ips:.1f})", flush=True)
+            e, t, q = f"{e_ips:.1f} img/s", f"{t_ips:.1f} img/s", e_ips / t_ips
+        load = f"{le.cores:.2f} / {lt.cores:.2f}"
+        max_load = max(max_load, le.cores, lt.cores)
+        rows.append((name, e, t, q, load, note))
+        print(f"{name}: engine {e}, PyTorch {t}, ratio {q:.2f}; other processes {load} cores", flush=True)
 
-    head = fmt_row(["Work", "Engine", "PyTorch", "Engine / PyTorch", "FLOPs / ceiling notes"])
-    sep = "|---|---:|---:|---:|---|"
-    table = "\n".join([head, sep] + [fmt_row([n, e, t, f"{q:.2f}", note]) for n, e, t, q, note in rows])
+    head = fmt_row(["Work", "Engine", "PyTorch", "Engine / PyTorch",
+                    "Other load, cores (engine / PyTorch)", "FLOPs / ceiling notes"])
+    sep = "|---|---:|---:|---:|---:|---|"
+    table = "\n".join([head, sep] + [fmt_row([n, e, t, f"{q:.2f}", ld, note])
+                                     for n, e, t, q, ld, note in rows])
+    verdict = ("quiet: no other process used more than 0.1 core during any measurement"
+               if max_load <= 0.1 else
+               f"NOT quiet: other processes used up to {max_load:.2f} cores during a measurement; "
+               "rows with load above ~0.1 are skewed (PyTorch's OpenMP threads suffer more than rayon)")
     commit = os.environ.get("BENCH_COMMIT", "?")
     doc = f"""# CPU benchmarks: engine vs PyTorch
 
 Written by `scripts/bench_cpu_vs_torch.sh` (engine: `examples/bench_cpu.rs`, release build; PyTorch:
-`tools/torch_cpu_bench.py`). Both run the same workloads one after the other in one go, on the same
-machine, with the same thread count.
+`tools/torch_cpu_bench.py`). For each workload the engine binary runs it alone, then PyTorch runs the
+same work, on the same machine with the same thread count.
 
 - Date (UTC): {os.environ.get('BENCH_DATE', '?')}
 - CPU: {os.environ.get('BENCH_CPU', '?')}
-- Threads: engine {eng['threads']} (rayon), PyTorch {torch.get_num_threads()} (`torch.set_num_threads(os.cpu_count())`)
+- Threads: engine {listing['threads']} (rayon), PyTorch {torch.get_num_threads()} (`torch.set_num_threads(os.cpu_count())`)
 - PyTorch {torch.__version__}; engine commit `{commit}`
-- Method: median of {eng['reps']} runs after {eng['warmup']} warm-up runs for convs (engine) / {args.reps} after {args.warmup} (PyTorch);
-  median of {eng['train_reps']} training steps after 1 warm-up (engine) / {args.train_reps} after 1 (PyTorch).
+- Method: convs: median of {args.reps} runs after {args.warmup} warm-up runs; training steps: median
+  of {args.train_reps} steps after 1 warm-up step; both sides alike.
 - Conv FLOPs = 3 × 2·N·Cout·Ho·Wo·Cin·kh·kw (forward, input gradient, weight gradient); the engine's
   conv rows call the three CPU kernels directly, PyTorch's do `y = F.conv2d(x, w); y.backward(dy)`.
 - Training step: forward (train mode BN), cross-entropy, backward, SGD (momentum 0.9, wd 1e-4) on one
   fixed random batch; ResNets in torchvision's layout (PyTorch side written in plain torch).
-{os.environ.get('BENCH_NOTE', '')}
+- "Other load": CPU time other processes used while each side measured, in cores (0 = quiet machine).
+  This run: {verdict}.
 
 {table}
 """
     print()
     print(table)
+    print(verdict)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as f:
