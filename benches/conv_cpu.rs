@@ -51,7 +51,7 @@ fn conv_benches(c: &mut Criterion) {
     g.finish();
 
     println!(
-        "\nconv2d fwd+bwd, {} rayon threads (best of 3; PyTorch 2.15 anchor: ≈ 150 GFLOP/s)",
+        "\nconv2d fwd+bwd, {} rayon threads (best of 3; PyTorch: docs/benchmarks-cpu.md)",
         rayon::current_num_threads()
     );
     for (name, gflops, s) in summary {
