@@ -24,12 +24,16 @@
 //!   outputs in it; `run` then casts each output to the dtype the op asked for.
 
 mod adain;
+mod batch_norm;
+mod dropout;
 mod elementwise;
 mod layout;
 mod loss;
 mod matmul;
 mod pending;
+mod pool;
 mod reduce;
+mod resize;
 mod sgd;
 mod softmax;
 

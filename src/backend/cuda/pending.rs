@@ -15,21 +15,8 @@ macro_rules! pending {
 }
 
 pending!(
-    crate::ops::batch_norm::BatchNormBackward,
-    crate::ops::batch_norm::BatchNormForward,
     crate::ops::conv::Conv2dBackwardInput,
     crate::ops::conv::Conv2dBackwardWeight,
     crate::ops::conv::Conv2dBiasGrad,
     crate::ops::conv::Conv2dForward,
-    crate::ops::dropout::MaskScale,
-    crate::ops::pool::AvgPool2d,
-    crate::ops::pool::AvgPool2dBackward,
-    crate::ops::pool::GlobalAvgPool,
-    crate::ops::pool::GlobalAvgPoolBackward,
-    crate::ops::pool::MaxPool2d,
-    crate::ops::pool::MaxPool2dBackward,
-    crate::ops::resize::Pad2d,
-    crate::ops::resize::Pad2dBackward,
-    crate::ops::resize::UpsampleNearest2d,
-    crate::ops::resize::UpsampleNearest2dBackward,
 );
