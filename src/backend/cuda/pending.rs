@@ -17,10 +17,6 @@ macro_rules! pending {
 pending!(
     crate::ops::batch_norm::BatchNormBackward,
     crate::ops::batch_norm::BatchNormForward,
-    crate::ops::conv::Conv2dBackwardInput,
-    crate::ops::conv::Conv2dBackwardWeight,
-    crate::ops::conv::Conv2dBiasGrad,
-    crate::ops::conv::Conv2dForward,
     crate::ops::dropout::MaskScale,
     crate::ops::pool::AvgPool2d,
     crate::ops::pool::AvgPool2dBackward,
