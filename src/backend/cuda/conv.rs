@@ -1319,3 +1319,68 @@ impl CudaKernel for Conv2dBiasGrad {
         Ok(vec![db])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{CuGeom, Format, Kind, PlanKey};
+    use crate::ops::conv::Conv2dGeometry;
+    use crate::DType;
+
+    fn geom(h: usize, k: usize, s: usize, p: usize, d: usize, ho: usize) -> Conv2dGeometry {
+        Conv2dGeometry {
+            n: 2,
+            cin: 4,
+            h,
+            w: h,
+            cout: 6,
+            kh: k,
+            kw: k,
+            ho,
+            wo: ho,
+            stride: (s, s),
+            padding: (p, p),
+            dilation: (d, d),
+            groups: 2,
+        }
+    }
+
+    #[test]
+    fn cudnn_output_extent_and_windowing() {
+        // 3x3 s2 p1 on 15: (15 + 2 - 3)/2 + 1 = 8, as the engine computes: no window.
+        let g = geom(15, 3, 2, 1, 1, 8);
+        let cg = CuGeom::new("t", &g).unwrap();
+        assert_eq!((cg.ho, cg.wo, cg.cin_g), (8, 8, 2));
+        assert!(!cg.windowed(&g));
+        // Transposed k3 s2 p1 output_padding 1 from 7: Ho_t = 14; the conv 14 -> 7 matches.
+        let g = geom(14, 3, 2, 1, 1, 7);
+        assert!(!CuGeom::new("t", &g).unwrap().windowed(&g));
+        // Transposed s1 d2 output_padding 1 from 6: Ho_t = 6 - 1 + 4 + 1 + 1 = 11; the conv 11 -> 7,
+        // the geometry says 6: cuDNN runs at 7 and the launchers crop / zero-pad.
+        let g = geom(11, 3, 1, 0, 2, 6);
+        let cg = CuGeom::new("t", &g).unwrap();
+        assert_eq!(cg.ho, 7);
+        assert!(cg.windowed(&g));
+        // An output larger than the convolution produces, or a kernel larger than the input: refused.
+        assert!(CuGeom::new("t", &geom(11, 3, 1, 0, 2, 8)).is_err());
+        assert!(CuGeom::new("t", &geom(3, 3, 1, 0, 2, 1)).is_err());
+        assert!(CuGeom::new("t", &Conv2dGeometry { groups: 4, ..g }).is_err());
+    }
+
+    #[test]
+    fn plan_keys_separate_kind_dtype_format() {
+        let g = geom(15, 3, 2, 1, 1, 8);
+        let k = PlanKey::new(&g, DType::F32, Format::Nchw, Kind::Forward);
+        assert_eq!(k, PlanKey::new(&g, DType::F32, Format::Nchw, Kind::Forward));
+        assert_ne!(k, PlanKey::new(&g, DType::F16, Format::Nchw, Kind::Forward));
+        assert_ne!(k, PlanKey::new(&g, DType::F32, Format::Nhwc, Kind::Forward));
+        assert_ne!(
+            k,
+            PlanKey::new(&g, DType::F32, Format::Nchw, Kind::BackwardData)
+        );
+        let g2 = Conv2dGeometry { n: 3, ..g };
+        assert_ne!(
+            k,
+            PlanKey::new(&g2, DType::F32, Format::Nchw, Kind::Forward)
+        );
+    }
+}
