@@ -25,6 +25,7 @@
 
 mod adain;
 mod batch_norm;
+mod conv;
 mod dropout;
 mod elementwise;
 mod layout;
@@ -49,6 +50,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 }
+pub use conv::{conv_cache_stats, ConvCacheStats};
 pub use generated::KERNELS;
 
 /// Device ordinals above this are refused.
@@ -233,6 +235,8 @@ pub(crate) struct Gpu {
     functions: Mutex<HashMap<String, CudaFunction>>,
     sm_count: u32,
     blas: OnceLock<std::result::Result<cudarc::cublas::CudaBlas, String>>,
+    /// cuDNN handle, plan cache and workspace (conv.rs), created on first use.
+    cudnn: OnceLock<std::result::Result<Mutex<conv::CudnnState>, String>>,
 }
 
 /// The device `ordinal`, initialised on first use.
@@ -318,6 +322,7 @@ impl Gpu {
             functions: Mutex::new(HashMap::new()),
             sm_count,
             blas: OnceLock::new(),
+            cudnn: OnceLock::new(),
         })
     }
 
@@ -397,6 +402,15 @@ impl Gpu {
                 cudarc::cublas::CudaBlas::new(self.stream.clone())
                     .map_err(|e| format!("cuBLAS on device {}: {e:?}. {LIB_ADVICE}", self.ordinal))
             })
+            .as_ref()
+            .map_err(|e| Error::CudaUnavailable(e.clone()))
+    }
+
+    /// The cuDNN state (handle bound to this device's stream, plan cache, workspace), created on
+    /// first use; `Error::CudaUnavailable` when libcudnn cannot be loaded.
+    pub(crate) fn cudnn(&self) -> Result<&Mutex<conv::CudnnState>> {
+        self.cudnn
+            .get_or_init(|| conv::CudnnState::new(self).map(Mutex::new))
             .as_ref()
             .map_err(|e| Error::CudaUnavailable(e.clone()))
     }
