@@ -3,6 +3,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod dtype;

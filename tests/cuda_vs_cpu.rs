@@ -2,7 +2,7 @@
 //! sizes above the launch grid (grid-stride loops), both reduction strategies, many-dim broadcasts,
 //! every cast pair, batched/shared/transposed matmuls. Runs only in `--features cuda` builds on a
 //! machine with a usable GPU; otherwise it prints why and passes, unless `ENGINE_REQUIRE_CUDA=1`
-//! (set by scripts/check_cuda.sh on the GPU machines) turns a missing GPU into a failure.
+//! (set by scripts/gpu_check.sh on the GPU machines) turns a missing GPU into a failure.
 
 use engine::testing::compare;
 use engine::{DType, Device, Result, Tensor, UnaryOp};

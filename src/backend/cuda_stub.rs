@@ -19,6 +19,18 @@ pub fn ensure_device(_ordinal: usize) -> Result<()> {
     Err(Error::CudaUnavailable(HOW.to_string()))
 }
 
+pub fn synchronize(_ordinal: usize) -> Result<()> {
+    Err(Error::CudaUnavailable(HOW.to_string()))
+}
+
+pub fn device_report(_ordinal: usize) -> Result<super::CudaDeviceReport> {
+    Err(Error::CudaUnavailable(HOW.to_string()))
+}
+
+pub fn reset_peak_memory(_ordinal: usize) -> Result<()> {
+    Err(Error::CudaUnavailable(HOW.to_string()))
+}
+
 impl CudaStorage {
     pub fn device(&self) -> Device {
         match *self {}

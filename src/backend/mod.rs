@@ -15,6 +15,40 @@ pub mod cuda;
 pub use cpu::{CpuKernel, CpuStorage};
 pub use cuda::{CudaKernel, CudaStorage};
 
+/// What a CUDA device says about itself and its memory (for benchmarks: `engine bench-step`).
+/// Byte counts come from the driver: `cuMemGetInfo` and the device's default stream-ordered memory
+/// pool, which serves every allocation of this backend.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CudaDeviceReport {
+    pub name: String,
+    /// e.g. `sm_90`.
+    pub compute_capability: String,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    /// Bytes of live allocations in the pool now.
+    pub pool_used_bytes: u64,
+    /// High-water mark of `pool_used_bytes` since the last `cuda_reset_peak_memory` (the analogue of
+    /// PyTorch's `max_memory_allocated`).
+    pub pool_used_high_bytes: u64,
+    /// High-water mark of the memory the pool mapped from the driver.
+    pub pool_reserved_high_bytes: u64,
+}
+
+/// Waits until all work queued on CUDA device `ordinal` has finished (and surfaces its errors).
+pub fn cuda_synchronize(ordinal: usize) -> Result<()> {
+    cuda::synchronize(ordinal)
+}
+
+/// Name, capability and memory figures of CUDA device `ordinal`.
+pub fn cuda_device_report(ordinal: usize) -> Result<CudaDeviceReport> {
+    cuda::device_report(ordinal)
+}
+
+/// Resets the pool's high-water marks of CUDA device `ordinal` to the current usage.
+pub fn cuda_reset_peak_memory(ordinal: usize) -> Result<()> {
+    cuda::reset_peak_memory(ordinal)
+}
+
 use crate::{DType, Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -96,6 +96,85 @@ pub fn ensure_device(ordinal: usize) -> Result<()> {
     gpu(ordinal).map(|_| ())
 }
 
+/// Waits for all work queued on device `ordinal` and reports errors recorded by the driver.
+pub fn synchronize(ordinal: usize) -> Result<()> {
+    let g = gpu(ordinal)?;
+    g.stream.synchronize().cu("synchronize")?;
+    g.ctx.check_err().cu("synchronize")
+}
+
+/// Name, capability and memory figures of device `ordinal` (see `backend::CudaDeviceReport`).
+pub fn device_report(ordinal: usize) -> Result<super::CudaDeviceReport> {
+    use cudarc::driver::sys::CUmemPool_attribute as A;
+    let g = gpu(ordinal)?;
+    let (free, total) = g.ctx.mem_get_info().cu("mem_get_info")?;
+    let mut r = super::CudaDeviceReport {
+        name: g.ctx.name().cu("device name")?,
+        compute_capability: g
+            .ctx
+            .compute_capability()
+            .map(|(a, b)| format!("sm_{a}{b}"))
+            .cu("compute capability")?,
+        total_bytes: total as u64,
+        free_bytes: free as u64,
+        ..Default::default()
+    };
+    if g.ctx.has_async_alloc() {
+        // SAFETY: the pool belongs to this context's device; each attribute is a u64.
+        unsafe {
+            let pool = cudarc::driver::result::device::get_default_mem_pool(g.ctx.cu_device())
+                .cu("default memory pool")?;
+            for (attr, dst) in [
+                (A::CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &mut r.pool_used_bytes),
+                (
+                    A::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+                    &mut r.pool_used_high_bytes,
+                ),
+                (
+                    A::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH,
+                    &mut r.pool_reserved_high_bytes,
+                ),
+            ] {
+                cudarc::driver::result::mem_pool::get_attribute(
+                    pool,
+                    attr,
+                    dst as *mut u64 as *mut std::ffi::c_void,
+                )
+                .cu("memory pool attribute")?;
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Resets the high-water marks of device `ordinal`'s memory pool (the driver sets them to the
+/// current values).
+pub fn reset_peak_memory(ordinal: usize) -> Result<()> {
+    use cudarc::driver::sys::CUmemPool_attribute as A;
+    let g = gpu(ordinal)?;
+    if !g.ctx.has_async_alloc() {
+        return Ok(());
+    }
+    // SAFETY: as in `device_report`; resetting a high-water mark takes a u64 zero.
+    unsafe {
+        let pool = cudarc::driver::result::device::get_default_mem_pool(g.ctx.cu_device())
+            .cu("default memory pool")?;
+        for attr in [
+            A::CU_MEMPOOL_ATTR_USED_MEM_HIGH,
+            A::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH,
+        ] {
+            let mut zero: u64 = 0;
+            cudarc::driver::result::mem_pool::set_attribute(
+                pool,
+                attr,
+                &mut zero as *mut u64 as *mut std::ffi::c_void,
+            )
+            .cu("memory pool attribute")?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `kernel` on CUDA inputs (see the module docs for the dtype rules).
 pub fn run<K: CudaKernel>(
     kernel: &K,

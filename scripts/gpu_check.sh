@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The one-shot GPU check. Runs ON THE LENT GPU MACHINE, from the repo root, with no cargo and no
+# network: everything it runs was built here by scripts/gpu_bundle.sh and travels as `carry: ["bundle"]`.
+# See docs/GPU-CHECK.md for the exact device call.
+#
+# Steps (each under `timeout`, all inside GPU_CHECK_BUDGET_S, default 450 s; a failing step is
+# recorded and the script goes on):
+#   0. unpack bundle/bins.tar.xz to $GPU_CHECK_WORK (default /tmp/gpu_check)
+#   1. LD_LIBRARY_PATH += <site-packages>/nvidia/{cu13,cudnn}/lib of python3 (PyTorch's wheels)
+#   2. nvidia-smi; `engine info` (decides whether a CUDA device is usable)
+#   3. every bundled test executable with ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1
+#      ENGINE_FIXTURES_DIR=tests/fixtures: pass/fail per binary and the failing test names
+#   4. bundled bench executables with short measurement times
+#   5. `engine bench-step` (ResNet-50, batch 256, 224², fp16) and `engine bench-ops`
+#   6. tools/torch_gpu_bench.py: PyTorch AMP channels_last ResNet-50 step, the same ops, ceilings
+#   7. tools/gpu_check_report.py: ONE table (op, ours, baseline, ratio, % of ceiling)
+# Results: $OUT (default ./gpu_check_out): gpu_check.log, tests.log, benches.log, results.json, table.md.
+# Without a usable CUDA driver the GPU steps are reported as "no CUDA driver" and the script exits 0
+# (GPU_CHECK_CPU_TESTS=1 still runs the test executables, without ENGINE_REQUIRE_CUDA).
+# GPU_CHECK_SMOKE=1 (for the build machine): CPU-sized benchmarks (engine on the CPU, torch --dry-run)
+# and the test executables without ENGINE_REQUIRE_CUDA, to check the script and the table end to end.
+# Exit status: 0 when the check ran (whatever it found), 1 when the bundle is missing.
+set -u
+set -o pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO" || exit 1
+OUT="${OUT:-$REPO/gpu_check_out}"
+WORK="${GPU_CHECK_WORK:-/tmp/gpu_check}"
+BUDGET="${GPU_CHECK_BUDGET_S:-450}"
+TEST_TIMEOUT="${GPU_CHECK_TEST_TIMEOUT_S:-150}"
+TESTS_BUDGET="${GPU_CHECK_TESTS_BUDGET_S:-240}"
+PYTHON="${PYTHON:-python3}"
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1
+SMOKE="${GPU_CHECK_SMOKE:-0}"
+STEP_ARGS=(--model resnet50 --batch 256 --image 224 --fp16 --steps 20 --warmup 3 --device cuda)
+OPS_ARGS=(--device cuda)
+TORCH_ARGS=()
+if [[ "$SMOKE" == 1 ]]; then
+    STEP_ARGS=(--model resnet18 --batch 4 --image 32 --steps 2 --warmup 1 --device cpu)
+    OPS_ARGS=(--device cpu --shrink 64 --repeats 2 --iters 1)
+    TORCH_ARGS=(--dry-run)
+    GPU_CHECK_CPU_TESTS=1
+fi
+
+main() {
+    local T0=$SECONDS
+    say() { printf '[gpu_check %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
+    # Seconds a step may take: min(its cap, what is left of the budget minus 40 s for the report).
+    left() { local l=$((BUDGET - (SECONDS - T0) - 40)); ((l > $1)) && l=$1; echo "$l"; }
+    local STATE="$WORK/state"
+    rm -rf "$STATE" && mkdir -p "$STATE"
+    : >"$OUT/tests.log"
+    : >"$OUT/benches.log"
+
+    say "repo $REPO; results in $OUT; budget ${BUDGET}s"
+    # ---- 0. the bundle
+    local BIN="$WORK/bin"
+    if [[ ! -f bundle/bins.tar.xz ]]; then
+        say "ERROR: bundle/bins.tar.xz is missing: run scripts/gpu_bundle.sh on the build machine and pass carry: [\"bundle\"]"
+        echo '{"status": "no_bundle"}' >"$OUT/results.json"
+        return 1
+    fi
+    sed -n '1,7p' bundle/MANIFEST.txt 2>/dev/null
+    rm -rf "$BIN" && mkdir -p "$BIN"
+    if command -v xz >/dev/null; then
+        timeout -k 5 120 tar -C "$BIN" -xJf bundle/bins.tar.xz
+    else
+        timeout -k 5 120 "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+            bundle/bins.tar.xz "$BIN"
+    fi || { say "ERROR: could not unpack bundle/bins.tar.xz"; echo '{"status": "bad_bundle"}' >"$OUT/results.json"; return 1; }
+    say "unpacked $(find "$BIN" -type f | wc -l) executables to $BIN"
+
+    # ---- 1. loader path from PyTorch's wheels
+    local SITE
+    SITE="$(timeout -k 5 60 "$PYTHON" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)"
+    if [[ -n "$SITE" ]]; then
+        export LD_LIBRARY_PATH="$SITE/nvidia/cu13/lib:$SITE/nvidia/cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        say "LD_LIBRARY_PATH += $SITE/nvidia/{cu13,cudnn}/lib"
+        ls "$SITE/nvidia/cu13/lib" 2>/dev/null | grep -E 'libcublas|libnvrtc' | head -n 4 | sed 's/^/    /'
+    else
+        say "python3 has no 'nvidia' wheels; relying on the system loader path"
+    fi
+
+    # ---- 2. the GPU
+    say "nvidia-smi:"
+    if command -v nvidia-smi >/dev/null; then
+        timeout -k 5 30 nvidia-smi 2>&1 | head -n 20
+        timeout -k 5 30 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem \
+            --format=csv,noheader >"$STATE/gpu.txt" 2>&1
+    else
+        echo "    (no nvidia-smi: no NVIDIA driver on this machine)"
+        echo "no nvidia-smi" >"$STATE/gpu.txt"
+    fi
+    say "engine info:"
+    timeout -k 5 60 "$BIN/engine" info >"$STATE/info.txt" 2>&1
+    echo "rc=$?" >>"$STATE/info.txt"
+    sed 's/^/    /' "$STATE/info.txt"
+    local GPU_OK=0 NO_GPU_REASON=""
+    if grep -q '^cuda: cuda:0 available' "$STATE/info.txt"; then
+        GPU_OK=1
+    else
+        NO_GPU_REASON="no CUDA driver: $(grep '^cuda:' "$STATE/info.txt" | head -n 1 | cut -c1-160)"
+        say "$NO_GPU_REASON"
+    fi
+    echo "$GPU_OK" >"$STATE/gpu_ok"
+    echo "$NO_GPU_REASON" >"$STATE/no_gpu_reason"
+
+    # ---- 3. tests
+    local RUN_TESTS=$GPU_OK
+    [[ "${GPU_CHECK_CPU_TESTS:-0}" == 1 ]] && RUN_TESTS=1
+    local TESTS_T0=$SECONDS exe name t rc
+    : >"$STATE/tests.tsv"
+    for exe in "$BIN"/tests/*; do
+        [[ -x "$exe" ]] || continue
+        name="$(basename "$exe")"
+        if [[ "$RUN_TESTS" != 1 ]]; then
+            printf '%s\tskipped\t0\t0\t0\tno CUDA driver\n' "$name" >>"$STATE/tests.tsv"
+            continue
+        fi
+        t="$(left "$TEST_TIMEOUT")"
+        local tb=$((TESTS_BUDGET - (SECONDS - TESTS_T0)))
+        ((tb < t)) && t=$tb
+        if ((t < 5)); then
+            printf '%s\tskipped\t0\t0\t0\tout of time budget\n' "$name" >>"$STATE/tests.tsv"
+            continue
+        fi
+        say "test $name (timeout ${t}s)"
+        {
+            echo "==== $name ===="
+            if [[ "$GPU_OK" == 1 ]]; then
+                ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" \
+                    timeout -k 5 "$t" "$exe" 2>&1
+            else
+                ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" 2>&1
+            fi
+            echo "==== $name: exit $? ===="
+        } >"$STATE/test_$name.log"
+        cat "$STATE/test_$name.log" >>"$OUT/tests.log"
+        rc="$(tail -n 1 "$STATE/test_$name.log" | sed -E 's/.*exit ([0-9]+).*/\1/')"
+        local passed failed ignored status failing
+        passed="$(grep -Eo '[0-9]+ passed' "$STATE/test_$name.log" | awk '{s+=$1} END {print s+0}')"
+        failed="$(grep -Eo '[0-9]+ failed' "$STATE/test_$name.log" | awk '{s+=$1} END {print s+0}')"
+        ignored="$(grep -Eo '[0-9]+ ignored' "$STATE/test_$name.log" | awk '{s+=$1} END {print s+0}')"
+        failing="$(grep -E '^test .* \.\.\. FAILED$' "$STATE/test_$name.log" | awk '{print $2}' | paste -sd' ' -)"
+        case "$rc" in
+            0) status=pass ;;
+            124 | 137) status=timeout; failing="${failing:+$failing }(timed out after ${t}s)" ;;
+            *) status=fail ;;
+        esac
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$passed" "$failed" "$ignored" "$failing" >>"$STATE/tests.tsv"
+        say "  $status: $passed passed, $failed failed${failing:+: $failing}"
+    done
+
+    # ---- 4. benches
+    : >"$STATE/benches.tsv"
+    local any_bench=0
+    for exe in "$BIN"/benches/*; do
+        [[ -x "$exe" ]] || continue
+        any_bench=1
+        name="$(basename "$exe")"
+        if [[ "$GPU_OK" != 1 ]]; then
+            printf '%s\tskipped\tno CUDA driver\n' "$name" >>"$STATE/benches.tsv"
+            continue
+        fi
+        t="$(left 90)"
+        if ((t < 5)); then
+            printf '%s\tskipped\tout of time budget\n' "$name" >>"$STATE/benches.tsv"
+            continue
+        fi
+        local args=(--bench)
+        if timeout 10 "$exe" --help 2>&1 | grep -q -- '--measurement-time'; then
+            args=(--bench --warm-up-time 1 --measurement-time 2 --noplot)
+        fi
+        say "bench $name ${args[*]} (timeout ${t}s)"
+        echo "==== $name ${args[*]} ====" >>"$OUT/benches.log"
+        ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" "${args[@]}" >>"$OUT/benches.log" 2>&1
+        rc=$?
+        echo "==== $name: exit $rc ====" >>"$OUT/benches.log"
+        printf '%s\t%s\t\n' "$name" "$([[ $rc == 0 ]] && echo ok || echo "exit $rc")" >>"$STATE/benches.tsv"
+    done
+    ((any_bench)) || { say "no bench executables in the bundle"; echo "no bench executables in the bundle" >>"$OUT/benches.log"; }
+
+    # ---- 5. engine benchmarks (each prints JSON; a missing GPU is reported in it, quickly)
+    t="$(left 150)"
+    if ((t >= 5)); then
+        say "engine bench-step ${STEP_ARGS[*]} (timeout ${t}s)"
+        timeout -k 5 "$t" "$BIN/engine" bench-step "${STEP_ARGS[@]}" \
+            >"$STATE/engine_step.json" 2>"$STATE/engine_step.err"
+        echo "  exit $?"
+        tail -n 5 "$STATE/engine_step.err" | sed 's/^/    /'
+    fi
+    t="$(left 150)"
+    if ((t >= 5)); then
+        say "engine bench-ops ${OPS_ARGS[*]} (timeout ${t}s)"
+        timeout -k 5 "$t" "$BIN/engine" bench-ops "${OPS_ARGS[@]}" >"$STATE/engine_ops.json" 2>"$STATE/engine_ops.err"
+        echo "  exit $?"
+        sed 's/^/    /' "$STATE/engine_ops.err" | tail -n 20
+    fi
+
+    # ---- 6. PyTorch baselines and ceilings
+    t="$(left 240)"
+    if ((t >= 5)); then
+        say "tools/torch_gpu_bench.py (timeout ${t}s)"
+        timeout -k 5 "$t" "$PYTHON" tools/torch_gpu_bench.py "${TORCH_ARGS[@]}" ${GPU_CHECK_TORCH_ARGS:-} \
+            --out "$STATE/torch.json" 2>"$STATE/torch.err"
+        echo "  exit $?"
+        grep -E '^torch:|Error|error' "$STATE/torch.err" | tail -n 30 | sed 's/^/    /'
+    fi
+
+    # ---- 7. the table
+    say "report"
+    timeout -k 5 60 "$PYTHON" tools/gpu_check_report.py --state "$STATE" --out "$OUT" \
+        || say "ERROR: the report failed (raw JSON is in $STATE)"
+    say "done in $((SECONDS - T0))s; files in $OUT: $(ls "$OUT" | paste -sd' ' -)"
+    return 0
+}
+
+main "$@" 2>&1 | tee "$OUT/gpu_check.log"
+exit "${PIPESTATUS[0]}"
