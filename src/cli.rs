@@ -394,6 +394,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         if cfg.fp16 { ", fp16" } else { "" },
         cfg.out_dir.display()
     );
+    eprintln!("data: {}", cfg.data.describe());
     let opts = trainer::RunOptions {
         resume: a.resume,
         show_progress: !a.quiet,

@@ -567,3 +567,134 @@ fn folder_training_eval_and_predict_end_to_end() {
     assert!(stderr.contains("nope.jpg"), "{stderr}");
     std::fs::remove_dir_all(&base).ok();
 }
+
+fn engine(args: &[&str]) -> (bool, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+/// The CLI: `--data-format cifar --data DIR` trains and evaluates; the default format
+/// (Fashion-MNIST IDX) trains a 1-channel model whose `predict` takes colour or gray images and
+/// names Fashion-MNIST classes; folder flags are checked.
+#[test]
+fn cli_formats_and_grayscale_predict() {
+    use std::io::Write;
+    let base = tmp("cli");
+    let cdir = base.join("cifar");
+    std::fs::create_dir_all(&cdir).unwrap();
+    for b in 1..=5 {
+        std::fs::write(
+            cdir.join(format!("data_batch_{b}.bin")),
+            cifar::encode_records(&cifar_images(2, b), &[b % 10, (b + 3) % 10], None),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        cdir.join("test_batch.bin"),
+        cifar::encode_records(&cifar_images(2, 0), &[0, 1], None),
+    )
+    .unwrap();
+    let out = base.join("run-cifar");
+    let (s, o) = (cdir.to_str().unwrap(), out.to_str().unwrap());
+    let common = [
+        "--epochs",
+        "1",
+        "--width",
+        "4",
+        "--batch-size",
+        "5",
+        "--quiet",
+        "--recipe",
+        "baseline",
+    ];
+    let mut args = vec!["train", "--data-format", "cifar", "--data", s, "--out", o];
+    args.extend(common);
+    let (ok, stdout, stderr) = engine(&args);
+    assert!(ok && stdout.contains("final: top-1"), "{stdout}{stderr}");
+    let ckpt = out.join("checkpoint.safetensors");
+    let (ok, stdout, stderr) = engine(&["eval", ckpt.to_str().unwrap()]);
+    assert!(ok && stdout.contains("top-1"), "{stdout}{stderr}");
+    let cfg: TrainConfig =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg.model.in_channels, 3);
+    assert_eq!(cfg.class_names[9], "truck");
+
+    // Fashion-MNIST-style IDX files (gzip) in the default format.
+    let fdir = base.join("fmnist");
+    std::fs::create_dir_all(&fdir).unwrap();
+    for (split, n) in [("train", 10), ("t10k", 4)] {
+        let imgs: Vec<u8> = (0..n * 784).map(|i| (i * 3 % 256) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&encode_idx(&[n, 28, 28], &imgs)).unwrap();
+        std::fs::write(
+            fdir.join(format!("{split}-images-idx3-ubyte.gz")),
+            gz.finish().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            fdir.join(format!("{split}-labels-idx1-ubyte")),
+            encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+    let out = base.join("run-fm");
+    let mut args = vec![
+        "train",
+        "--data",
+        fdir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(common);
+    let (ok, stdout, stderr) = engine(&args);
+    assert!(ok, "{stdout}{stderr}");
+    let ckpt = out.join("checkpoint.safetensors");
+    let color = base.join("shoe.png");
+    save(&rgb(60, 40, 3), &color);
+    let gray = base.join("shoe-gray.jpg");
+    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([(x * y) as u8]))
+        .save(&gray)
+        .unwrap();
+    let (ok, stdout, stderr) = engine(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        color.to_str().unwrap(),
+        gray.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(
+        stdout.matches("5. ").count(),
+        2,
+        "top-5 for each image: {stdout}"
+    );
+    assert!(
+        ["T-shirt/top", "Trouser", "Ankle boot", "Sneaker"]
+            .iter()
+            .any(|c| stdout.contains(c)),
+        "Fashion-MNIST names: {stdout}"
+    );
+
+    // Folder flags.
+    let (ok, _, stderr) = engine(&["train", "--data-format", "folder", "--train-dir", "/x"]);
+    assert!(!ok && stderr.contains("--val-dir"), "{stderr}");
+    let (ok, _, stderr) = engine(&[
+        "train",
+        "--train-dir",
+        base.join("nothing").to_str().unwrap(),
+        "--val-dir",
+        "/x",
+        "--out",
+        base.join("run-bad").to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+    std::fs::remove_dir_all(&base).ok();
+}
