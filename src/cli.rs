@@ -1,4 +1,4 @@
-//! Command-line interface (clap): `engine train`, `engine eval`, `engine info`. Every option of a
+//! Command-line interface (clap): `engine train`, `engine eval`, `engine predict`, `engine info`. Every option of a
 //! training run can come from a recipe preset, a JSON config file (`--config`, the same format as the
 //! `config.json` a run writes), and individual flags, applied in that order.
 
@@ -28,6 +28,8 @@ enum Command {
     Train(TrainArgs),
     /// Score a training checkpoint on the validation split: top-1 and top-5 accuracy.
     Eval(EvalArgs),
+    /// Classify image files with a training checkpoint: the top classes with probabilities.
+    Predict(PredictArgs),
     /// Print the build's features and the devices it can use.
     Info,
     // ---- GPU-check benchmarks (src/bench.rs, docs/GPU-CHECK.md): one self-contained block. ----
@@ -180,12 +182,10 @@ struct TrainArgs {
     /// JSON config file (as written to <out>/config.json); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Folder with the Fashion-MNIST IDX files (Debian's dataset-fashion-mnist installs them here).
-    #[arg(long, default_value = FASHION_MNIST_DIR)]
-    data: PathBuf,
-    /// Run folder: config.json, metrics.jsonl, checkpoint.safetensors.
-    #[arg(long, default_value = "runs/fashion-mnist")]
-    out: PathBuf,
+    /// Run folder: config.json, metrics.jsonl, checkpoint.safetensors (default runs/fashion-mnist,
+    /// runs/imagenet for folder data, runs/cifar for CIFAR).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue from <out>/checkpoint.safetensors exactly where it stopped.
     #[arg(long)]
     resume: bool,
@@ -254,15 +254,150 @@ struct TrainArgs {
     /// Stop (with a checkpoint, as Ctrl-C does) after this many optimiser steps in total.
     #[arg(long)]
     stop_after_steps: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+// --- Data-format options of `engine train` (folder trees, CIFAR, Fashion-MNIST). ---
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DataFormat {
+    /// IDX files as Debian's dataset-fashion-mnist ships them (--data DIR).
+    FashionMnist,
+    /// ImageNet-style trees <root>/<class>/<images> (--train-dir DIR… --val-dir DIR…).
+    Folder,
+    /// CIFAR-10 or CIFAR-100 binary batches (--data DIR).
+    Cifar,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Dataset format (default: fashion-mnist, or folder when --train-dir is given). Each format
+    /// starts from its own preset: folder uses the ImageNet one (ResNet-50 B, 224 px).
+    #[arg(long, value_enum)]
+    data_format: Option<DataFormat>,
+    /// Folder with the Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist, where
+    /// Debian's dataset-fashion-mnist installs them) or with the CIFAR binary batches.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Training folder <root>/<class>/<images>; repeat to join several roots (e.g. ImageNet and
+    /// Stylized-ImageNet) into one training set with the same classes.
+    #[arg(long)]
+    train_dir: Vec<PathBuf>,
+    /// Validation folder <root>/<class>/<images> (classes must be among the training ones); repeatable.
+    #[arg(long)]
+    val_dir: Vec<PathBuf>,
+    /// Folder data: images whose shorter side is below this many pixels are skipped and reported
+    /// (default 16; 0 turns the check off).
+    #[arg(long)]
+    min_image_side: Option<usize>,
+}
+
+/// The data the flags name, or None when no data flag was given.
+fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>> {
+    let format = match d.data_format {
+        Some(f) => f,
+        None if !d.train_dir.is_empty() || !d.val_dir.is_empty() => DataFormat::Folder,
+        None if d.data.is_some() => DataFormat::FashionMnist,
+        None => return Ok(None),
+    };
+    Ok(Some(match format {
+        DataFormat::FashionMnist => DataSpec::FashionMnist {
+            dir: d
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR)),
+        },
+        DataFormat::Cifar => DataSpec::Cifar {
+            dir: d.data.clone().ok_or_else(|| {
+                Error::Msg(
+                    "--data-format cifar needs --data DIR (the folder with the .bin batches)"
+                        .into(),
+                )
+            })?,
+        },
+        DataFormat::Folder => {
+            if d.train_dir.is_empty() || d.val_dir.is_empty() {
+                return Err(Error::Msg(
+                    "--data-format folder needs --train-dir DIR (repeatable) and --val-dir DIR"
+                        .into(),
+                ));
+            }
+            if d.data.is_some() {
+                return Err(Error::Msg(
+                    "--data is for fashion-mnist and cifar; folder data takes --train-dir and --val-dir".into(),
+                ));
+            }
+            DataSpec::ImageFolder {
+                train: d.train_dir.clone(),
+                val: d.val_dir.clone(),
+                min_side: d.min_image_side.unwrap_or(16),
+            }
+        }
+    }))
+}
+
+/// The run folder: --out, else one named after the data format.
+fn out_dir(a: &TrainArgs) -> PathBuf {
+    if let Some(o) = &a.out {
+        return o.clone();
+    }
+    PathBuf::from(match data_spec(&a.data) {
+        Ok(Some(DataSpec::ImageFolder { .. })) => "runs/imagenet",
+        Ok(Some(DataSpec::Cifar { .. })) => "runs/cifar",
+        _ => "runs/fashion-mnist",
+    })
+}
+
+/// The preset for `spec`'s kind of data.
+fn preset(recipe: Recipe, spec: DataSpec, out: PathBuf) -> TrainConfig {
+    match spec {
+        DataSpec::FashionMnist { dir } => TrainConfig::fashion_mnist(recipe, dir, 18, 16, out),
+        DataSpec::Cifar { dir } => TrainConfig::cifar(recipe, dir, 18, 16, out),
+        DataSpec::ImageFolder {
+            train,
+            val,
+            min_side,
+        } => {
+            let mut c = TrainConfig::imagenet(recipe, train.clone(), val.clone(), 50, out);
+            c.data = DataSpec::ImageFolder {
+                train,
+                val,
+                min_side,
+            };
+            c
+        }
+    }
+}
+
+/// The class names of a run: those saved in its config, else those of its data.
+fn run_classes(cfg: &TrainConfig) -> Result<Vec<String>> {
+    if !cfg.class_names.is_empty() {
+        return Ok(cfg.class_names.clone());
+    }
+    Ok(match &cfg.data {
+        DataSpec::FashionMnist { .. } => crate::data::idx::FASHION_MNIST_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        DataSpec::Cifar { dir } => crate::data::cifar::class_names(dir)?,
+        DataSpec::ImageFolder { train, .. } => match train.first() {
+            Some(root) => crate::data::folder::folder_classes(root)?,
+            None => Vec::new(),
+        },
+    })
 }
 
 #[derive(Args)]
 struct EvalArgs {
     /// A checkpoint written by `engine train`.
     checkpoint: PathBuf,
-    /// Data folder (default: the one the checkpoint was trained on).
+    /// Data folder for Fashion-MNIST or CIFAR runs (default: the one the checkpoint was trained on).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Validation folder(s) for folder runs (default: the ones the checkpoint was trained with).
+    #[arg(long)]
+    val_dir: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
 }
@@ -281,12 +416,18 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
                 ))
             })?
         }
-        None => TrainConfig::fashion_mnist(a.recipe, a.data.clone(), 18, 16, a.out.clone()),
+        None => preset(
+            a.recipe,
+            data_spec(&a.data)?.unwrap_or(DataSpec::FashionMnist {
+                dir: FASHION_MNIST_DIR.into(),
+            }),
+            out_dir(a),
+        ),
     };
-    c.data = DataSpec::FashionMnist {
-        dir: a.data.clone(),
-    };
-    c.out_dir = a.out.clone();
+    if let Some(spec) = data_spec(&a.data)? {
+        c.data = spec;
+    }
+    c.out_dir = out_dir(a);
     c.fp16 |= a.fp16;
     c.model.preact |= a.preact;
     if let Some(v) = a.depth {
@@ -350,11 +491,11 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
 
 fn run_train(a: TrainArgs) -> Result<()> {
     let cfg = if a.resume {
-        let ckpt = trainer::checkpoint_path(&a.out);
+        let ckpt = trainer::checkpoint_path(&out_dir(&a));
         let mut c = checkpoint::read_run_state(&ckpt)
             .map_err(|e| Error::Msg(format!("--resume: {e}")))?
             .config;
-        c.out_dir = a.out.clone();
+        c.out_dir = out_dir(&a);
         if let Some(e) = a.epochs {
             c.epochs = e;
         }
@@ -377,6 +518,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         if cfg.fp16 { ", fp16" } else { "" },
         cfg.out_dir.display()
     );
+    eprintln!("data: {}", cfg.data.describe());
     let opts = trainer::RunOptions {
         resume: a.resume,
         show_progress: !a.quiet,
@@ -398,21 +540,27 @@ fn run_train(a: TrainArgs) -> Result<()> {
 fn run_eval(a: EvalArgs) -> Result<()> {
     let run = checkpoint::read_run_state(&a.checkpoint)?;
     let mut cfg = run.config;
-    if let Some(d) = a.data {
-        cfg.data = DataSpec::FashionMnist { dir: d };
+    match (&mut cfg.data, a.data, a.val_dir.is_empty()) {
+        (_, None, true) => {}
+        (DataSpec::FashionMnist { dir } | DataSpec::Cifar { dir }, Some(d), true) => *dir = d,
+        (DataSpec::ImageFolder { val, .. }, None, false) => *val = a.val_dir,
+        (spec, _, _) => {
+            return Err(Error::Msg(format!(
+                "the checkpoint was trained on {}: override its data with {}",
+                spec.describe(),
+                if matches!(spec, DataSpec::ImageFolder { .. }) {
+                    "--val-dir DIR"
+                } else {
+                    "--data DIR"
+                }
+            )))
+        }
     }
     let dev = device(a.device)?;
     let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
     let model = ResNet::new(cfg.model.clone(), &mut Init::new(0, dtype, dev))?;
     checkpoint::load(&a.checkpoint, &model, None, &cfg.model)?;
-    let DataSpec::FashionMnist { dir } = &cfg.data;
-    let val = std::sync::Arc::new(crate::data::ArrayDataset {
-        data: crate::data::idx::load_mnist_style(
-            dir,
-            "t10k",
-            &crate::data::idx::FASHION_MNIST_CLASSES,
-        )?,
-    });
+    let val = trainer::val_dataset(&cfg, &run_classes(&cfg)?)?;
     let loader = std::sync::Arc::new(crate::data::Loader::new(
         val,
         crate::data::LoaderConfig {
@@ -434,6 +582,76 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+// --- `engine predict`: classify image files with a checkpoint. ---
+
+#[derive(Args)]
+struct PredictArgs {
+    /// A checkpoint written by `engine train`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Image files (JPEG, PNG, BMP, WebP); converted to grayscale for 1-channel models.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+}
+
+fn run_predict(a: PredictArgs) -> Result<()> {
+    use crate::nn::{Mode, Module};
+    let run = checkpoint::read_run_state(&a.checkpoint)?;
+    let cfg = run.config;
+    let dev = device(a.device)?;
+    let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
+    let model = ResNet::new(cfg.model.clone(), &mut Init::new(0, dtype, dev))?;
+    checkpoint::load(&a.checkpoint, &model, None, &cfg.model)?;
+    let k = cfg.model.num_classes;
+    let names = match run_classes(&cfg) {
+        Ok(n) if n.len() == k => n,
+        _ => (0..k).map(|i| format!("class {i}")).collect(),
+    };
+    let eval = cfg.augment.eval(cfg.eval_resize);
+    let channels = cfg.model.in_channels;
+    let s = eval.size;
+    let _g = crate::NoGradGuard::new();
+    let mut failed = 0usize;
+    for path in &a.images {
+        let img = match crate::data::folder::decode_image(path, channels) {
+            Ok(img) => img,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let x = crate::data::augment::apply(&img, &eval, &mut rng);
+        let x = crate::Tensor::from_vec(x, [1, channels, s, s], Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(dev)?;
+        let probs: Vec<f32> = model
+            .forward(&x, Mode::EVAL)?
+            .to_dtype(DType::F32)?
+            .softmax(-1)?
+            .to_vec()?;
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&i, &j| probs[j].total_cmp(&probs[i]));
+        println!("{}", path.display());
+        for (rank, &c) in order.iter().take(a.top.max(1)).enumerate() {
+            println!("  {}. {:<24} {:6.2}%", rank + 1, names[c], 100.0 * probs[c]);
+        }
+    }
+    if failed > 0 {
+        return Err(Error::Msg(format!(
+            "{failed} of {} image(s) could not be read",
+            a.images.len()
+        )));
+    }
+    Ok(())
+}
+
 fn run_info() -> Result<()> {
     println!("engine {}", env!("CARGO_PKG_VERSION"));
     println!("cuda feature: {}", cfg!(feature = "cuda"));
@@ -449,6 +667,7 @@ pub fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Train(a) => run_train(a),
         Command::Eval(a) => run_eval(a),
+        Command::Predict(a) => run_predict(a),
         Command::Info => run_info(),
         Command::BenchStep(a) => run_bench_step(a),
         Command::BenchOps(a) => run_bench_ops(a),

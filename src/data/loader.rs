@@ -153,7 +153,15 @@ impl Loader {
                     images.extend(x);
                     labels.push(self.dataset.label(i));
                 }
-                Err(e) => skipped.push(format!("{}: {e}", self.dataset.describe(i))),
+                Err(e) => {
+                    // Errors of file-backed datasets already name the file.
+                    let (what, msg) = (self.dataset.describe(i), e.to_string());
+                    skipped.push(if msg.contains(&what) {
+                        msg
+                    } else {
+                        format!("{what}: {msg}")
+                    });
+                }
             }
         }
         let n = labels.len();

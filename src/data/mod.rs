@@ -2,12 +2,21 @@
 //! turns one into a normalised f32 CHW sample (training augmentation or evaluation preprocessing);
 //! `loader` batches samples on worker threads with prefetch, seeded so that a batch depends only on
 //! (seed, epoch, batch index), never on thread timing — which is what makes `--resume` exact.
+//!
+//! Formats: IDX files (`idx`, Fashion-MNIST), CIFAR binary batches (`cifar`), ImageNet-style folder
+//! trees (`folder`); `ConcatDataset` joins several datasets with the same classes.
 
 pub mod augment;
+pub mod cifar;
+pub mod concat;
+pub mod folder;
 pub mod idx;
 pub mod loader;
 
 pub use augment::{AugmentConfig, Preprocess};
+pub use cifar::CifarDataset;
+pub use concat::ConcatDataset;
+pub use folder::ImageFolder;
 pub use loader::{Batch, Loader, LoaderConfig};
 
 use crate::Result;
@@ -35,6 +44,28 @@ pub trait Dataset: Send + Sync {
     /// A name for sample `index` in logs (its path, or its index).
     fn describe(&self, index: usize) -> String {
         format!("#{index}")
+    }
+}
+
+/// A shared dataset is a dataset (so `Subset` and `ConcatDataset` can hold `Arc<dyn Dataset>`).
+impl<D: Dataset + ?Sized> Dataset for std::sync::Arc<D> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn class_names(&self) -> &[String] {
+        (**self).class_names()
+    }
+    fn channels(&self) -> usize {
+        (**self).channels()
+    }
+    fn label(&self, index: usize) -> usize {
+        (**self).label(index)
+    }
+    fn get(&self, index: usize) -> Result<Image> {
+        (**self).get(index)
+    }
+    fn describe(&self, index: usize) -> String {
+        (**self).describe(index)
     }
 }
 

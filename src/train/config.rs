@@ -15,6 +15,37 @@ use std::path::PathBuf;
 pub enum DataSpec {
     /// IDX files (`train-*` and `t10k-*`, gzip or not) as Debian's dataset-fashion-mnist ships them.
     FashionMnist { dir: PathBuf },
+    /// ImageNet-style folder trees `<root>/<class>/<images>`; several roots are joined into one
+    /// dataset (ImageNet + Stylized-ImageNet). Validation uses the training classes. Images whose
+    /// shorter side is below `min_side` px are skipped and reported (0: no check).
+    ImageFolder {
+        train: Vec<PathBuf>,
+        val: Vec<PathBuf>,
+        #[serde(default)]
+        min_side: usize,
+    },
+    /// CIFAR-10 or CIFAR-100 binary batches (`data_batch_*.bin`/`test_batch.bin` or
+    /// `train.bin`/`test.bin`).
+    Cifar { dir: PathBuf },
+}
+
+impl DataSpec {
+    /// A short description for logs.
+    pub fn describe(&self) -> String {
+        let roots = |r: &[PathBuf]| {
+            r.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        match self {
+            DataSpec::FashionMnist { dir } => format!("Fashion-MNIST in {}", dir.display()),
+            DataSpec::ImageFolder { train, val, .. } => {
+                format!("image folders {} (val {})", roots(train), roots(val))
+            }
+            DataSpec::Cifar { dir } => format!("CIFAR in {}", dir.display()),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -102,6 +133,10 @@ pub struct TrainConfig {
     /// Shorter-side resize before the center crop at evaluation.
     pub eval_resize: usize,
     pub out_dir: PathBuf,
+    /// The classes in label order, filled in by the trainer from the training data (empty in a
+    /// preset); `engine predict` names its answers with them.
+    #[serde(default)]
+    pub class_names: Vec<String>,
 }
 
 impl TrainConfig {
@@ -169,6 +204,82 @@ impl TrainConfig {
             },
             eval_resize: 28,
             out_dir,
+            class_names: Vec::new(),
+        }
+    }
+
+    /// The recipe's settings for ImageNet-style folders as in Bag of Tricks: ResNet variant B of
+    /// width 64, 224 px random resized crops (area 8–100%) with flip, jitter 0.4 and PCA lighting
+    /// 0.1, ImageNet mean/std, evaluation at 256 → center 224; batch 256, lr 0.1 per 256, weight
+    /// decay 1e-4, 120 epochs (steps at 30/60/90 without cosine), warmup 5 epochs. The number of
+    /// classes is 0 here, meaning "from the training folders" (the trainer fills it in).
+    pub fn imagenet(
+        recipe: Recipe,
+        train: Vec<PathBuf>,
+        val: Vec<PathBuf>,
+        depth: usize,
+        out_dir: PathBuf,
+    ) -> TrainConfig {
+        let base = TrainConfig::fashion_mnist(recipe, PathBuf::new(), depth, 64, out_dir);
+        TrainConfig {
+            data: DataSpec::ImageFolder {
+                train,
+                val,
+                min_side: 16,
+            },
+            model: ResNetConfig {
+                small_input: false,
+                in_channels: 3,
+                num_classes: 0,
+                ..base.model
+            },
+            epochs: 120,
+            batch_size: 256,
+            lr_per_256: 0.1,
+            warmup_epochs: if base.warmup_epochs > 0.0 { 5.0 } else { 0.0 },
+            step_milestones: vec![30, 60, 90],
+            weight_decay: 1e-4,
+            augment: AugmentConfig {
+                size: 224,
+                preprocess: Preprocess::RandomResizedCrop { min_area: 0.08 },
+                flip: true,
+                jitter: 0.4,
+                hue: false,
+                lighting: 0.1,
+                mean: vec![0.485, 0.456, 0.406],
+                std: vec![0.229, 0.224, 0.225],
+            },
+            eval_resize: 256,
+            ..base
+        }
+    }
+
+    /// The recipe's settings for CIFAR-10/100 (32 px RGB, pad-4 crops + flip, CIFAR-10 mean/std),
+    /// otherwise as for Fashion-MNIST; classes from the data (the trainer fills them in).
+    pub fn cifar(
+        recipe: Recipe,
+        dir: PathBuf,
+        depth: usize,
+        width: usize,
+        out_dir: PathBuf,
+    ) -> TrainConfig {
+        let base = TrainConfig::fashion_mnist(recipe, PathBuf::new(), depth, width, out_dir);
+        TrainConfig {
+            data: DataSpec::Cifar { dir },
+            model: ResNetConfig {
+                in_channels: 3,
+                num_classes: 0,
+                ..base.model
+            },
+            augment: AugmentConfig {
+                size: 32,
+                preprocess: Preprocess::PadCrop { pad: 4 },
+                mean: vec![0.4914, 0.4822, 0.4465],
+                std: vec![0.2470, 0.2435, 0.2616],
+                ..base.augment.clone()
+            },
+            eval_resize: 32,
+            ..base
         }
     }
 

@@ -6,8 +6,12 @@
 use super::checkpoint::{self, RunState};
 use super::config::{DataSpec, TrainConfig};
 use super::metrics::{topk_correct, JsonLog};
+use crate::data::cifar::load_cifar;
+use crate::data::folder::summarize;
 use crate::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
-use crate::data::{ArrayDataset, Dataset, Loader, LoaderConfig, Subset};
+use crate::data::{
+    ArrayDataset, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig, Subset,
+};
 use crate::models::ResNet;
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
@@ -29,6 +33,8 @@ pub struct EpochMetrics {
     pub images_per_s: f64,
     pub seconds: f64,
     pub skipped_steps: usize,
+    /// Training samples skipped this epoch because they could not be decoded (each is logged).
+    pub skipped_samples: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,25 +62,111 @@ fn install_ctrlc() {
     });
 }
 
-fn datasets(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
-    let DataSpec::FashionMnist { dir } = &cfg.data;
-    let train = ArrayDataset {
-        data: load_mnist_style(dir, "train", &FASHION_MNIST_CLASSES)?,
-    };
-    let val = ArrayDataset {
-        data: load_mnist_style(dir, "t10k", &FASHION_MNIST_CLASSES)?,
-    };
-    let limit = |d: ArrayDataset, n: usize| -> Arc<dyn Dataset> {
-        if n == 0 || n >= d.len() {
-            Arc::new(d)
-        } else {
-            Arc::new(Subset {
-                inner: d,
-                indices: (0..n).collect(),
-            })
+fn folder_set(
+    roots: &[PathBuf],
+    classes: Option<&[String]>,
+    min_side: usize,
+    what: &str,
+) -> Result<Arc<dyn Dataset>> {
+    if roots.is_empty() {
+        return Err(Error::Msg(format!(
+            "no {what} folders given (--{}-dir DIR)",
+            if what == "training" { "train" } else { "val" }
+        )));
+    }
+    let mut parts: Vec<(String, Arc<dyn Dataset>)> = Vec::new();
+    for root in roots {
+        let d = ImageFolder::new(root, classes)?.with_min_side(min_side);
+        parts.push((root.display().to_string(), Arc::new(d)));
+    }
+    if parts.len() == 1 {
+        return Ok(parts.pop().unwrap().1);
+    }
+    Ok(Arc::new(ConcatDataset::new(parts)?))
+}
+
+/// The whole training dataset that `cfg` names (`train_limit` not applied).
+pub fn train_dataset(cfg: &TrainConfig) -> Result<Arc<dyn Dataset>> {
+    Ok(match &cfg.data {
+        DataSpec::FashionMnist { dir } => Arc::new(ArrayDataset {
+            data: load_mnist_style(dir, "train", &FASHION_MNIST_CLASSES)?,
+        }),
+        DataSpec::ImageFolder {
+            train, min_side, ..
+        } => folder_set(train, None, *min_side, "training")?,
+        DataSpec::Cifar { dir } => Arc::new(load_cifar(dir, true)?),
+    })
+}
+
+/// The whole validation dataset that `cfg` names; folder data is labelled with `classes` (the
+/// training classes), and a validation class folder outside them is an error naming it.
+pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Dataset>> {
+    let ds: Arc<dyn Dataset> = match &cfg.data {
+        DataSpec::FashionMnist { dir } => Arc::new(ArrayDataset {
+            data: load_mnist_style(dir, "t10k", &FASHION_MNIST_CLASSES)?,
+        }),
+        DataSpec::ImageFolder { val, min_side, .. } => {
+            folder_set(val, Some(classes), *min_side, "validation")?
         }
+        DataSpec::Cifar { dir } => Arc::new(load_cifar(dir, false)?),
     };
-    Ok((limit(train, cfg.train_limit), limit(val, cfg.val_limit)))
+    if ds.class_names() != classes {
+        return Err(Error::Msg(format!(
+            "class mismatch between training ({} classes: {}) and validation data ({} classes: {})",
+            classes.len(),
+            summarize(classes),
+            ds.class_names().len(),
+            summarize(ds.class_names())
+        )));
+    }
+    Ok(ds)
+}
+
+/// The first `n` samples of `d` (0 = all), or `n` evenly spaced ones when `spread` (folder data is
+/// sorted by class, so its first samples would all be of the first classes).
+fn limit(d: Arc<dyn Dataset>, n: usize, spread: bool) -> Arc<dyn Dataset> {
+    let len = d.len();
+    if n == 0 || n >= len {
+        return d;
+    }
+    let indices = if spread {
+        (0..n).map(|i| (2 * i + 1) * len / (2 * n)).collect()
+    } else {
+        (0..n).collect()
+    };
+    Arc::new(Subset { inner: d, indices })
+}
+
+/// Training and validation datasets of `cfg`, with `train_limit` / `val_limit` applied.
+pub fn datasets(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
+    let train = train_dataset(cfg)?;
+    let val = val_dataset(cfg, train.class_names())?;
+    let spread = matches!(cfg.data, DataSpec::ImageFolder { .. });
+    Ok((
+        limit(train, cfg.train_limit, spread),
+        limit(val, cfg.val_limit, spread),
+    ))
+}
+
+/// `cfg` with the classes of the training data filled in: `class_names` (an error when a config
+/// names other classes) and the model's `num_classes` when it is 0 ("from the data").
+pub fn with_data_classes(cfg: &TrainConfig, classes: &[String]) -> Result<TrainConfig> {
+    let mut c = cfg.clone();
+    if c.class_names.is_empty() {
+        c.class_names = classes.to_vec();
+    } else if c.class_names != classes {
+        return Err(Error::Msg(format!(
+            "class mismatch: the run was set up for {} classes ({}) but the training data has {} ({})",
+            c.class_names.len(),
+            summarize(&c.class_names),
+            classes.len(),
+            summarize(classes)
+        )));
+    }
+    if c.model.num_classes == 0 {
+        c.model.num_classes = classes.len();
+    }
+    Ok(c)
 }
 
 /// Batch images as a tensor on `device` in `dtype`.
@@ -99,6 +191,9 @@ pub fn evaluate(
     let _g = crate::NoGradGuard::new();
     let (mut n, mut c1, mut c5) = (0usize, 0usize, 0usize);
     for batch in loader.epoch(0, 0) {
+        for s in &batch.skipped {
+            eprintln!("skipped unreadable validation sample {s}");
+        }
         let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
         let logits = model.forward(&x, Mode::EVAL)?.to_dtype(DType::F32)?;
         let hits = topk_correct(&logits, &batch.labels, &[1, 5])?;
@@ -130,6 +225,8 @@ pub struct RunOptions {
 pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<TrainSummary> {
     let (resume, show_progress) = (opts.resume, opts.show_progress);
     let t_start = Instant::now();
+    let (train_ds, val_ds) = datasets(cfg)?;
+    let cfg = &with_data_classes(cfg, train_ds.class_names())?;
     std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::Io {
         path: cfg.out_dir.display().to_string(),
         source: e,
@@ -140,7 +237,6 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
     )?;
     install_ctrlc();
 
-    let (train_ds, val_ds) = datasets(cfg)?;
     if train_ds.class_names().len() != cfg.model.num_classes
         || val_ds.class_names() != train_ds.class_names()
     {
@@ -279,10 +375,16 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let t_epoch = Instant::now();
         let (mut loss_sum, mut loss_n, mut seen, mut skipped_steps) = (0.0, 0usize, 0usize, 0usize);
+        let mut skipped_samples = 0usize;
         let mut interrupted = false;
         for batch in train_loader.epoch(epoch as u64, run.batch) {
             for s in &batch.skipped {
+                skipped_samples += 1;
                 pb.println(format!("skipped unreadable sample {s}"));
+                log.write(&serde_json::json!({"kind": "skipped_sample", "epoch": epoch + 1, "batch": batch.index, "sample": s}))?;
+            }
+            if batch.labels.is_empty() {
+                continue; // every sample of this batch was unreadable
             }
             let lr = schedule.lr(run.step);
             let n = batch.labels.len();
@@ -399,12 +501,19 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             images_per_s: seen as f64 / seconds.max(1e-9),
             seconds,
             skipped_steps,
+            skipped_samples,
         };
         if show_progress {
             eprintln!(
                 "epoch {}/{}: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  {:.0} img/s  {:.0}s",
                 m.epoch, cfg.epochs, m.train_loss, m.top1, m.top5, m.images_per_s, m.seconds
             );
+            if m.skipped_samples > 0 {
+                eprintln!(
+                    "epoch {}: skipped {} unreadable training sample(s), named above and in metrics.jsonl",
+                    m.epoch, m.skipped_samples
+                );
+            }
         }
         log.write(&serde_json::json!({"kind": "epoch", "metrics": m}))?;
         run.epoch += 1;
