@@ -5,13 +5,27 @@
 use crate::{DType, Device, Error, Result, Tensor};
 use rand::{Rng, SeedableRng};
 
-/// The devices every op test runs on. Prints why CUDA is skipped, once per call.
+/// CUDA device 0 when this build and machine have one; otherwise prints why and returns `None`,
+/// unless `ENGINE_REQUIRE_CUDA=1` (set by scripts/gpu_check.sh on the GPU machines), which turns a
+/// missing or unusable GPU into a test failure instead of a skip.
+pub fn cuda_device() -> Option<Device> {
+    match Device::cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            assert!(
+                std::env::var("ENGINE_REQUIRE_CUDA").as_deref() != Ok("1"),
+                "ENGINE_REQUIRE_CUDA=1 but {e}"
+            );
+            eprintln!("skipped CUDA: {e}");
+            None
+        }
+    }
+}
+
+/// The devices every op test runs on: the CPU always, CUDA when `cuda_device` finds it.
 pub fn test_devices() -> Vec<Device> {
     let mut v = vec![Device::Cpu];
-    match Device::cuda(0) {
-        Ok(d) => v.push(d),
-        Err(e) => eprintln!("skipped CUDA: {e}"),
-    }
+    v.extend(cuda_device());
     v
 }
 

@@ -22,19 +22,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn cuda() -> Option<Device> {
-    match Device::cuda(0) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            assert!(
-                std::env::var("ENGINE_REQUIRE_CUDA").as_deref() != Ok("1"),
-                "ENGINE_REQUIRE_CUDA=1 but {e}"
-            );
-            eprintln!("skipped CUDA: {e}");
-            None
-        }
-    }
-}
+use engine::testing::cuda_device as cuda;
 
 fn tol(dtype: DType) -> (f64, f64) {
     match dtype {

@@ -24,7 +24,7 @@
 //! Invariant: every kernel checks its input lengths against its geometry and returns an error rather
 //! than panicking; all Tensor-level shape validation happens before a kernel is built.
 
-use super::matmul::gemm_into;
+use super::matmul::{gemm_into, gemm_ld};
 use super::{apply1, same_dtype_device};
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
@@ -460,77 +460,6 @@ fn col2im_tile<T: Float>(
         dx.chunks_mut(plane)
             .enumerate()
             .for_each(|(c, xc)| col2im_channel(g, col, tc, 0, c, xc, oh0, tc));
-    }
-}
-
-/// `dst[m×n] (+)= op(lhs) · op(rhs)` for row-major matrices with explicit row strides (`ld*`, in
-/// elements; for a transposed operand, the stride of its stored rows). Lets a tile address a band of
-/// columns inside a wider matrix.
-#[allow(clippy::too_many_arguments)]
-fn gemm_ld<T: Float>(
-    dst: &mut [T],
-    ldd: usize,
-    lhs: &[T],
-    ldl: usize,
-    rhs: &[T],
-    ldr: usize,
-    (m, k, n): (usize, usize, usize),
-    (trans_a, trans_b): (bool, bool),
-    accumulate: bool,
-    threads: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let need =
-        |rows: usize, ld: usize, cols: usize| if rows == 0 { 0 } else { (rows - 1) * ld + cols };
-    let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
-    let (br, bc) = if trans_b { (n, k) } else { (k, n) };
-    // Hard checks: the unsafe call below relies on them.
-    assert!(
-        dst.len() >= need(m, ldd, n)
-            && lhs.len() >= need(ar, ldl, ac)
-            && rhs.len() >= need(br, ldr, bc),
-        "gemm_ld: operand too short"
-    );
-    let (lhs_rs, lhs_cs) = if trans_a {
-        (1, ldl as isize)
-    } else {
-        (ldl as isize, 1)
-    };
-    let (rhs_rs, rhs_cs) = if trans_b {
-        (1, ldr as isize)
-    } else {
-        (ldr as isize, 1)
-    };
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the assertion above shows every addressed element lies inside its slice.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            ldd as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs,
-            lhs_rs,
-            rhs.as_ptr(),
-            rhs_cs,
-            rhs_rs,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            par,
-        )
     }
 }
 

@@ -21,8 +21,8 @@ pub struct Matmul {
     pub b_shared: bool,
 }
 
-/// `dst[m×n] (+)= lhs · rhs` for row-major buffers with the given transposes (single call into gemm).
-/// `accumulate` adds into dst instead of overwriting it.
+/// `dst[m×n] (+)= op(lhs) · op(rhs)` for densely stored row-major buffers (`gemm_ld` with the natural
+/// row strides). `accumulate` adds into dst instead of overwriting it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_into<T: Float>(
     dst: &mut [T],
@@ -36,25 +36,68 @@ pub(crate) fn gemm_into<T: Float>(
     accumulate: bool,
     threads: usize,
 ) {
-    debug_assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= k * n);
-    // Row-major A[m×k]: row stride k, col stride 1. Transposed storage A'[k×m]: row stride 1, col stride m.
+    let ldl = if trans_a { m } else { k };
+    let ldr = if trans_b { k } else { n };
+    gemm_ld(
+        dst,
+        n,
+        lhs,
+        ldl,
+        rhs,
+        ldr,
+        (m, k, n),
+        (trans_a, trans_b),
+        accumulate,
+        threads,
+    );
+}
+
+/// `dst[m×n] (+)= op(lhs) · op(rhs)` for row-major matrices with explicit row strides (`ld*`, in
+/// elements; for a transposed operand, the stride of its stored rows). Lets a tile address a band of
+/// columns inside a wider matrix.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_ld<T: Float>(
+    dst: &mut [T],
+    ldd: usize,
+    lhs: &[T],
+    ldl: usize,
+    rhs: &[T],
+    ldr: usize,
+    (m, k, n): (usize, usize, usize),
+    (trans_a, trans_b): (bool, bool),
+    accumulate: bool,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let need =
+        |rows: usize, ld: usize, cols: usize| if rows == 0 { 0 } else { (rows - 1) * ld + cols };
+    let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
+    let (br, bc) = if trans_b { (n, k) } else { (k, n) };
+    // Hard checks: the unsafe call below relies on them.
+    assert!(
+        dst.len() >= need(m, ldd, n)
+            && lhs.len() >= need(ar, ldl, ac)
+            && rhs.len() >= need(br, ldr, bc),
+        "gemm_ld: operand too short"
+    );
     let (lhs_rs, lhs_cs) = if trans_a {
-        (1, m as isize)
+        (1, ldl as isize)
     } else {
-        (k as isize, 1)
+        (ldl as isize, 1)
     };
     let (rhs_rs, rhs_cs) = if trans_b {
-        (1, k as isize)
+        (1, ldr as isize)
     } else {
-        (n as isize, 1)
+        (ldr as isize, 1)
     };
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the slices hold at least m·k, k·n and m·n elements (checked above in debug builds, and by
-    // every caller's shape arithmetic); strides describe row-major layouts inside them.
+    // SAFETY: the assertion above shows every addressed element lies inside its slice.
     unsafe {
         gemm::gemm(
             m,
@@ -62,7 +105,7 @@ pub(crate) fn gemm_into<T: Float>(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            ldd as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs,
