@@ -1,0 +1,346 @@
+//! The CPU building blocks of the convolution kernels: im2col/col2im (whole images, blocks of
+//! images, row tiles), the batch walk plan, and input checks. Every function trusts lengths already
+//! validated by its kernel (see `kernels.rs`).
+
+use super::Conv2dGeometry;
+use crate::dtype::Float;
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Output indices `o` in `0..out` with `0 <= o·s + off < len`, as a half-open range.
+#[inline]
+pub(super) fn valid_range(off: isize, s: usize, len: usize, out: usize) -> (usize, usize) {
+    let s = s as isize;
+    let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+    let rem = len as isize - off;
+    let hi = if rem <= 0 { 0 } else { (rem + s - 1) / s };
+    let hi = (hi as usize).min(out);
+    let lo = (lo as usize).min(hi);
+    (lo, hi)
+}
+
+/// Per-row offsets of column row `r` (= c·kh·kw + ki·kw + kj): `(c, off_h, off_w)`.
+#[inline]
+pub(super) fn row_geom(g: &Conv2dGeometry, r: usize) -> (usize, isize, isize) {
+    let kk = g.kh * g.kw;
+    let (c, k) = (r / kk, r % kk);
+    let (ki, kj) = (k / g.kw, k % g.kw);
+    let off_h = (ki * g.dilation.0) as isize - g.padding.0 as isize;
+    let off_w = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+    (c, off_h, off_w)
+}
+
+/// Writes column row `r` for output rows `oh0..` (`dst.len() / wo` of them) from image `x` [cin, h, w].
+pub(super) fn im2col_row<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    r: usize,
+    oh0: usize,
+    dst: &mut [T],
+) {
+    let (c, off_h, off_w) = row_geom(g, r);
+    let plane = g.h * g.w;
+    let xc = &x[c * plane..(c + 1) * plane];
+    let (sh, sw) = g.stride;
+    let (lo, hi) = valid_range(off_w, sw, g.w, g.wo);
+    for (i, d) in dst.chunks_exact_mut(g.wo).enumerate() {
+        let ih = ((oh0 + i) * sh) as isize + off_h;
+        if ih < 0 || ih >= g.h as isize {
+            d.fill(T::zero());
+            continue;
+        }
+        let src = &xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+        d[..lo].fill(T::zero());
+        d[hi..].fill(T::zero());
+        if sw == 1 {
+            let s0 = (lo as isize + off_w) as usize;
+            d[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
+        } else {
+            for (ow, v) in d[lo..hi].iter_mut().enumerate() {
+                *v = src[(((ow + lo) * sw) as isize + off_w) as usize];
+            }
+        }
+    }
+}
+
+/// Small feature maps are packed side by side into one column matrix `[rows, block·ho·wo]` of at most
+/// this many columns (at least one image), so that the gemm is wide enough to amortise packing the
+/// weight and backward-weight's inner dimension is long. Measured on a 2-core AVX-512 machine: one
+/// image per gemm is best from 14×14 up (the gather/scatter copies cost more than they save), while
+/// 7×7 maps gain ~25% from packing ~10 images.
+pub(super) const TARGET_COLS: usize = 512;
+/// Upper bound on one column buffer (elements), whatever `TARGET_COLS` asks for (≥ one image).
+pub(super) const MAX_COL_ELEMS: usize = 1 << 22;
+
+/// How a kernel walks the batch: contiguous image ranges (one rayon task each), processed in blocks of
+/// at most `block` images, with `gemm_threads` threads per gemm.
+pub(super) struct Plan {
+    pub(super) tasks: Vec<std::ops::Range<usize>>,
+    pub(super) block: usize,
+    pub(super) gemm_threads: usize,
+}
+
+impl Plan {
+    pub(super) fn new(n: usize, plane: usize, col_rows: usize) -> Plan {
+        let threads = rayon::current_num_threads().max(1);
+        let (tasks, gemm_threads) = if threads > 1 && n >= threads {
+            let (q, r) = (n / threads, n % threads);
+            let mut start = 0;
+            let tasks = (0..threads)
+                .map(|t| {
+                    let len = q + (t < r) as usize;
+                    start += len;
+                    start - len..start
+                })
+                .collect();
+            (tasks, 1)
+        } else {
+            (std::iter::once(0..n).collect(), threads)
+        };
+        let plane = plane.max(1);
+        let by_cols = TARGET_COLS / plane;
+        let by_mem = (MAX_COL_ELEMS / (col_rows.max(1) * plane)).max(1);
+        Plan {
+            tasks,
+            block: by_cols.min(by_mem).max(1),
+            gemm_threads,
+        }
+    }
+    /// Blocks of `range`, evened out (e.g. 16 images with block 6 → 6, 5, 5).
+    pub(super) fn blocks(&self, range: std::ops::Range<usize>) -> Vec<std::ops::Range<usize>> {
+        let count = range.len();
+        if count == 0 {
+            return vec![];
+        }
+        let nb = count.div_ceil(self.block);
+        let (q, r) = (count / nb, count % nb);
+        let mut start = range.start;
+        (0..nb)
+            .map(|b| {
+                let len = q + (b < r) as usize;
+                start += len;
+                start - len..start
+            })
+            .collect()
+    }
+}
+
+/// Splits `v` into consecutive pieces of `tasks[i].len() · unit` elements.
+pub(super) fn split_by<'a, T>(
+    mut v: &'a mut [T],
+    tasks: &[std::ops::Range<usize>],
+    unit: usize,
+) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let (a, b) = v.split_at_mut(t.len() * unit);
+        out.push(a);
+        v = b;
+    }
+    out
+}
+
+/// `col [rows, b·P]` (row stride `b·P`) from `b` consecutive images `x` [b, cin, h, w]; in parallel over
+/// rows when `parallel`.
+pub(super) fn im2col_block<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    b: usize,
+    col: &mut [T],
+    parallel: bool,
+) {
+    let p = g.out_plane();
+    let ld = b * p;
+    let img = g.in_image();
+    let row = |r: usize, d: &mut [T]| {
+        for (bi, dd) in d.chunks_exact_mut(p).enumerate() {
+            im2col_row(g, &x[bi * img..(bi + 1) * img], r, 0, dd);
+        }
+    };
+    if parallel {
+        col.par_chunks_mut(ld)
+            .enumerate()
+            .for_each(|(r, d)| row(r, d));
+    } else {
+        col.chunks_mut(ld).enumerate().for_each(|(r, d)| row(r, d));
+    }
+}
+
+/// Adds the column rows of channel `c` (`kh·kw` rows, row stride `ld`; `cols` columns starting at
+/// `coff`, holding output rows `oh0..oh0 + cols/wo`) into the input plane `xc` [h, w].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn col2im_channel<T: Float>(
+    g: &Conv2dGeometry,
+    col: &[T],
+    ld: usize,
+    coff: usize,
+    c: usize,
+    xc: &mut [T],
+    oh0: usize,
+    cols: usize,
+) {
+    let kk = g.kh * g.kw;
+    let (sh, sw) = g.stride;
+    for k in 0..kk {
+        let r = c * kk + k;
+        let (_, off_h, off_w) = row_geom(g, r);
+        let (lo, hi) = valid_range(off_w, sw, g.w, g.wo);
+        let row = &col[r * ld + coff..r * ld + coff + cols];
+        for (i, s) in row.chunks_exact(g.wo).enumerate() {
+            let ih = ((oh0 + i) * sh) as isize + off_h;
+            if ih < 0 || ih >= g.h as isize {
+                continue;
+            }
+            let d = &mut xc[ih as usize * g.w..(ih as usize + 1) * g.w];
+            if sw == 1 {
+                let s0 = (lo as isize + off_w) as usize;
+                for (a, &b) in d[s0..s0 + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
+                    *a += b;
+                }
+            } else {
+                for ow in lo..hi {
+                    d[((ow * sw) as isize + off_w) as usize] += s[ow];
+                }
+            }
+        }
+    }
+}
+
+/// `dx [b, cin, h, w] += col2im(col [rows, b·P])`, in parallel over planes when `parallel`.
+pub(super) fn col2im_block<T: Float>(
+    g: &Conv2dGeometry,
+    col: &[T],
+    b: usize,
+    dx: &mut [T],
+    parallel: bool,
+) {
+    let plane = g.h * g.w;
+    let ld = b * g.out_plane();
+    let one = |j: usize, xc: &mut [T]| {
+        let (bi, c) = (j / g.cin, j % g.cin);
+        col2im_channel(g, col, ld, bi * g.out_plane(), c, xc, 0, g.out_plane());
+    };
+    if parallel {
+        dx.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(j, xc)| one(j, xc));
+    } else {
+        dx.chunks_mut(plane)
+            .enumerate()
+            .for_each(|(j, xc)| one(j, xc));
+    }
+}
+
+/// Column-matrix budget (elements) for one image: above it, the image's output rows are processed in
+/// tiles of whole rows, so the column tile stays cache-sized instead of streaming tens of MB (a
+/// 128-channel 4×4 transposed conv at 128×128 has a 67 MB column matrix). A hidden knob so that the
+/// tests can force tiny tiles; not part of the API.
+#[doc(hidden)]
+pub static TILE_ELEMS: AtomicUsize = AtomicUsize::new(1 << 19);
+
+/// Output rows per tile for one image (`ho` when the whole column matrix fits the budget).
+pub(super) fn tile_rows(g: &Conv2dGeometry) -> usize {
+    let per_row = (g.groups * g.krows() * g.wo).max(1);
+    (TILE_ELEMS.load(Ordering::Relaxed) / per_row).clamp(1, g.ho.max(1))
+}
+
+/// `col [rows, nr·wo]` for output rows `oh0..oh0 + nr` of one image `x` [cin, h, w].
+pub(super) fn im2col_tile<T: Float>(
+    g: &Conv2dGeometry,
+    x: &[T],
+    oh0: usize,
+    nr: usize,
+    col: &mut [T],
+    parallel: bool,
+) {
+    let tc = nr * g.wo;
+    if parallel {
+        col.par_chunks_mut(tc)
+            .enumerate()
+            .for_each(|(r, d)| im2col_row(g, x, r, oh0, d));
+    } else {
+        col.chunks_mut(tc)
+            .enumerate()
+            .for_each(|(r, d)| im2col_row(g, x, r, oh0, d));
+    }
+}
+
+/// `dx [cin, h, w] += col2im(col [rows, nr·wo])` for output rows `oh0..oh0 + nr` of one image.
+pub(super) fn col2im_tile<T: Float>(
+    g: &Conv2dGeometry,
+    col: &[T],
+    oh0: usize,
+    nr: usize,
+    dx: &mut [T],
+    parallel: bool,
+) {
+    let (plane, tc) = (g.h * g.w, nr * g.wo);
+    if parallel {
+        dx.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(c, xc)| col2im_channel(g, col, tc, 0, c, xc, oh0, tc));
+    } else {
+        dx.chunks_mut(plane)
+            .enumerate()
+            .for_each(|(c, xc)| col2im_channel(g, col, tc, 0, c, xc, oh0, tc));
+    }
+}
+
+/// `dst [rows, b·P] = src [b, rows, P]` (images side by side).
+pub(super) fn gather<T: Float>(src: &[T], b: usize, rows: usize, p: usize, dst: &mut [T]) {
+    let ld = b * p;
+    for bi in 0..b {
+        for r in 0..rows {
+            let s = (bi * rows + r) * p;
+            dst[r * ld + bi * p..r * ld + (bi + 1) * p].copy_from_slice(&src[s..s + p]);
+        }
+    }
+}
+
+/// `dst [b, rows, P] = src [rows, b·P]` (+ `bias[r]` on row r when given).
+pub(super) fn scatter<T: Float>(
+    src: &[T],
+    b: usize,
+    rows: usize,
+    p: usize,
+    bias: Option<&[T]>,
+    dst: &mut [T],
+) {
+    let ld = b * p;
+    for bi in 0..b {
+        for r in 0..rows {
+            let d = &mut dst[(bi * rows + r) * p..(bi * rows + r + 1) * p];
+            let s = &src[r * ld + bi * p..r * ld + (bi + 1) * p];
+            match bias {
+                Some(bv) => {
+                    let bv = bv[r];
+                    d.iter_mut().zip(s).for_each(|(a, &v)| *a = v + bv);
+                }
+                None => d.copy_from_slice(s),
+            }
+        }
+    }
+}
+
+/// Scratch buffers one task reuses across its blocks.
+#[derive(Default)]
+pub(super) struct Scratch<T> {
+    pub(super) col: Vec<T>,
+    pub(super) mat: Vec<T>,
+}
+
+pub(super) fn sized<T: Float>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    v.resize(len, T::zero());
+    &mut v[..len]
+}
+
+pub(super) fn check_inputs(op: &'static str, inputs: usize, want: usize) -> Result<()> {
+    if inputs != want {
+        return Err(Error::bad(
+            op,
+            format!("expected {want} inputs, got {inputs}"),
+        ));
+    }
+    Ok(())
+}
