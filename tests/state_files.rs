@@ -151,3 +151,20 @@ fn forward_is_unchanged_after_a_round_trip() {
         .unwrap();
     assert_eq!(ya, yb);
 }
+
+#[test]
+fn metadata_is_read_from_the_header_alone() {
+    let d = dir("meta");
+    let path = d.join("m.safetensors");
+    let mut meta = BTreeMap::new();
+    meta.insert("run".to_string(), "{\"epoch\":3}".to_string());
+    save_module(&path, &model(4, DType::F32, 12), &meta).unwrap();
+    let (_, full) = load_tensors(&path, Device::Cpu).unwrap();
+    assert_eq!(engine::nn::state::read_metadata(&path).unwrap(), full);
+    let junk = d.join("junk.safetensors");
+    std::fs::write(&junk, [0xffu8; 16]).unwrap();
+    assert!(engine::nn::state::read_metadata(&junk)
+        .unwrap_err()
+        .to_string()
+        .contains("not a safetensors file"));
+}

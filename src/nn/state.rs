@@ -136,6 +136,44 @@ pub fn load_tensors(
     Ok((out, metadata))
 }
 
+/// A safetensors file's string metadata, reading only its header (not the tensor data): for
+/// checkpoints whose run state decides how to build the model before the weights are loaded.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    use std::io::Read;
+    let io = |e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let err = |msg: String| Error::Checkpoint {
+        path: path.display().to_string(),
+        msg,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let total = f.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| err("not a safetensors file: shorter than its header".into()))?;
+    let len = u64::from_le_bytes(len);
+    if len > total.saturating_sub(8) || len > 100 << 20 {
+        return Err(err(format!(
+            "not a safetensors file: header length {len} does not fit the file"
+        )));
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| err(format!("not a safetensors file: {e}")))?;
+    Ok(json
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Saves every parameter and buffer of `module` under its PyTorch name.
 pub fn save_module(
     path: &Path,

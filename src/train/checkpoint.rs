@@ -45,10 +45,10 @@ pub fn save(path: &Path, model: &dyn Module, opt: &Sgd, run: &RunState) -> Resul
     state::save_tensors(path, &tensors, &meta)
 }
 
-/// Reads only the run state (to decide how to build the model before loading weights).
+/// Reads only the run state from the file's header (to decide how to build the model before loading
+/// weights); the tensor data is not read.
 pub fn read_run_state(path: &Path) -> Result<RunState> {
-    let (_, meta) = state::load_tensors(path, Device::Cpu)?;
-    parse_meta(path, &meta)
+    parse_meta(path, &state::read_metadata(path)?)
 }
 
 fn parse_meta(path: &Path, meta: &BTreeMap<String, String>) -> Result<RunState> {
