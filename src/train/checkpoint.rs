@@ -124,3 +124,21 @@ pub fn load(
     }
     Ok(run)
 }
+
+/// Builds the ResNet a checkpoint describes (f16 when it was trained with `--fp16`, else f32) on
+/// `device` and loads its weights: the one way `eval`, `predict`, distillation teachers and
+/// perceptual losses get a trained model.
+pub fn load_resnet(path: &Path, device: Device) -> Result<(crate::models::ResNet, RunState)> {
+    let run = read_run_state(path)?;
+    let dtype = if run.config.fp16 {
+        crate::DType::F16
+    } else {
+        crate::DType::F32
+    };
+    let model = crate::models::ResNet::new(
+        run.config.model.clone(),
+        &mut crate::nn::init::Init::new(0, dtype, device),
+    )?;
+    load(path, &model, None, &run.config.model)?;
+    Ok((model, run))
+}

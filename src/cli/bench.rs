@@ -1,0 +1,124 @@
+//! `engine bench-step` and `engine bench-ops`: the GPU-check benchmarks (src/bench.rs,
+//! docs/GPU-CHECK.md). Each prints one JSON document; the exit status says whether every part ran.
+
+use super::DeviceArg;
+use crate::{Device, Error, Result};
+use clap::Args;
+
+#[derive(Args)]
+pub struct BenchStepArgs {
+    /// resnet18, resnet34, resnet50 or resnet101.
+    #[arg(long, default_value = "resnet50")]
+    model: String,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Square image size (below 64 the small-image stem is used).
+    #[arg(long, default_value_t = 224)]
+    image: usize,
+    #[arg(long, default_value_t = 1000)]
+    classes: usize,
+    /// FP16 weights and activations, f32 master weights, dynamic loss scaling (as `train --fp16`).
+    #[arg(long)]
+    fp16: bool,
+    /// Feed the batch in channels-last (NHWC) memory format.
+    #[arg(long)]
+    channels_last: bool,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f64,
+    #[arg(long, value_enum, default_value = "cuda")]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+pub struct BenchOpsArgs {
+    #[arg(long, value_enum, default_value = "cuda")]
+    device: DeviceArg,
+    /// Divide every batch size by this (CPU smoke runs).
+    #[arg(long, default_value_t = 1)]
+    shrink: usize,
+    /// Timed batches (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Calls per timed batch.
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Only ops whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+/// Runs a benchmark; prints its JSON on stdout. Exit status: 0 when every part ran, 2 when some op
+/// is not implemented on the device (or the device is missing), 1 on other errors.
+fn run_bench(v: serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    let mut statuses: Vec<&str> = v["status"].as_str().into_iter().collect();
+    if let Some(ops) = v.get("ops").and_then(|o| o.as_array()) {
+        statuses.extend(ops.iter().filter_map(|o| o["status"].as_str()));
+    }
+    if statuses.contains(&"error") {
+        std::process::exit(1);
+    }
+    if statuses.iter().any(|s| *s != "ok") {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn bench_device(d: DeviceArg) -> Device {
+    match d {
+        DeviceArg::Cpu => Device::Cpu,
+        // A missing GPU is reported in the JSON (status `unavailable`), not as a CLI error.
+        DeviceArg::Cuda => Device::Cuda(0),
+        DeviceArg::Auto => Device::cuda_if_available(),
+    }
+}
+
+pub fn run_bench_step(a: BenchStepArgs) -> Result<()> {
+    let depth = a
+        .model
+        .trim_start_matches("resnet")
+        .parse::<usize>()
+        .map_err(|_| Error::Msg(format!("--model {}: expected resnet18/34/50/101", a.model)))?;
+    let device = bench_device(a.device);
+    if let Device::Cuda(i) = device {
+        if let Err(e) = crate::backend::cuda::ensure_device(i) {
+            return run_bench(serde_json::json!({"kind": "bench-step", "model": a.model,
+                "device": "cuda:0", "status": "unavailable", "error": e.to_string()}));
+        }
+    }
+    run_bench(crate::bench::bench_step(&crate::bench::StepOptions {
+        depth,
+        batch: a.batch,
+        image: a.image,
+        classes: a.classes,
+        fp16: a.fp16,
+        channels_last: a.channels_last,
+        steps: a.steps,
+        warmup: a.warmup,
+        label_smoothing: a.label_smoothing,
+        device,
+    }))
+}
+
+pub fn run_bench_ops(a: BenchOpsArgs) -> Result<()> {
+    let device = bench_device(a.device);
+    if let Device::Cuda(i) = device {
+        if let Err(e) = crate::backend::cuda::ensure_device(i) {
+            return run_bench(serde_json::json!({"kind": "bench-ops", "device": "cuda:0",
+                "status": "unavailable", "error": e.to_string(), "ops": []}));
+        }
+    }
+    run_bench(crate::bench::bench_ops(&crate::bench::OpsOptions {
+        device,
+        shrink: a.shrink,
+        repeats: a.repeats,
+        iters: a.iters,
+        filter: a.filter,
+    }))
+}

@@ -1,0 +1,78 @@
+//! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
+//! `predict` (eval.rs), `bench-step` and `bench-ops` (bench.rs), `info` (here). This file holds the
+//! command list, the device option every command shares, and the dispatch.
+
+mod bench;
+mod eval;
+mod train;
+
+use crate::{Device, Result};
+use bench::{BenchOpsArgs, BenchStepArgs};
+use clap::{Parser, Subcommand};
+use eval::{EvalArgs, PredictArgs};
+use train::TrainArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "engine",
+    version,
+    about = "A Rust deep-learning research engine: ResNets with the Bag of Tricks recipe, on CPU or CUDA"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a ResNet classifier (Fashion-MNIST by default) with a Bag of Tricks recipe.
+    Train(Box<TrainArgs>),
+    /// Score a training checkpoint on the validation split: top-1 and top-5 accuracy.
+    Eval(EvalArgs),
+    /// Classify image files with a training checkpoint: the top classes with probabilities.
+    Predict(PredictArgs),
+    /// Print the build's features and the devices it can use.
+    Info,
+    /// Time training steps of a ResNet on one synthetic batch (warm-up excluded); prints JSON.
+    BenchStep(BenchStepArgs),
+    /// Time single ops (BN+ReLU, SGD, cross-entropy, AdaIN, copy, GEMM) at ResNet-50 shapes; prints JSON.
+    BenchOps(BenchOpsArgs),
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum DeviceArg {
+    Cpu,
+    Cuda,
+    /// CUDA when available, else the CPU.
+    Auto,
+}
+
+pub(crate) fn device(d: DeviceArg) -> Result<Device> {
+    match d {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda => Device::cuda(0),
+        DeviceArg::Auto => Ok(Device::cuda_if_available()),
+    }
+}
+
+fn run_info() -> Result<()> {
+    println!("engine {}", env!("CARGO_PKG_VERSION"));
+    println!("cuda feature: {}", cfg!(feature = "cuda"));
+    println!("cpu threads: {}", rayon::current_num_threads());
+    match Device::cuda(0) {
+        Ok(d) => println!("cuda: {d} available"),
+        Err(e) => println!("cuda: unavailable ({e})"),
+    }
+    Ok(())
+}
+
+pub fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => train::run_train(*a),
+        Command::Eval(a) => eval::run_eval(a),
+        Command::Predict(a) => eval::run_predict(a),
+        Command::Info => run_info(),
+        Command::BenchStep(a) => bench::run_bench_step(a),
+        Command::BenchOps(a) => bench::run_bench_ops(a),
+    }
+}
