@@ -105,11 +105,7 @@ impl Sgd {
     pub fn new(params: Vec<(String, Param)>, config: SgdConfig) -> Result<Sgd> {
         let mut slots = Vec::new();
         for (name, param) in params.into_iter().filter(|(_, p)| p.kind.trainable()) {
-            let master = if param.tensor.dtype() == DType::F16 {
-                Some(param.tensor.detach().to_dtype(DType::F32)?)
-            } else {
-                None
-            };
+            let master = super::f32_master(&param)?;
             slots.push(Slot {
                 name,
                 param,
@@ -121,23 +117,15 @@ impl Sgd {
     }
 
     fn decay_for(&self, kind: ParamKind) -> f64 {
-        if self.config.no_bias_decay && kind != ParamKind::Weight {
-            0.0
-        } else {
-            self.config.weight_decay
-        }
+        super::decay_for(kind, self.config.weight_decay, self.config.no_bias_decay)
     }
 
     /// Applies one step with learning rate `lr` to gradients of a loss multiplied by `loss_scale`.
     /// Returns false, changing nothing, when any gradient is inf or NaN.
     pub fn step(&mut self, grads: &GradStore, lr: f64, loss_scale: f64) -> Result<bool> {
         let _g = crate::NoGradGuard::new();
-        for s in &self.slots {
-            if let Some(g) = grads.get(&s.param.tensor) {
-                if !all_finite(g)? {
-                    return Ok(false);
-                }
-            }
+        if !super::grads_finite(self.slots.iter().map(|s| &s.param), grads)? {
+            return Ok(false);
         }
         for i in 0..self.slots.len() {
             let wd = self.decay_for(self.slots[i].param.kind);

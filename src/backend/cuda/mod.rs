@@ -24,6 +24,7 @@
 //!   outputs in it; `run` then casts each output to the dtype the op asked for.
 
 mod adain;
+mod adam;
 mod batch_norm;
 mod conv;
 mod dropout;
