@@ -107,6 +107,14 @@ fn resumed_run_matches_uninterrupted_run_exactly() {
     )
     .unwrap();
     assert!(!resumed.interrupted);
+    // The resumed run's charts cover both epochs (they are redrawn from the whole metrics log).
+    for chart in ["loss.png", "accuracy.png", "lr.png"] {
+        let img = image::open(cfg.out_dir.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        assert!(img.width() > 100 && img.height() > 100, "{chart}");
+    }
+    let log = engine::viz::jsonl::read_records(&cfg.out_dir.join("metrics.jsonl")).unwrap();
+    let acc = engine::viz::jsonl::series(&log, "epoch", "metrics/epoch", "metrics/top1", "");
+    assert_eq!(acc.points.len(), 2);
     let (a, b) = (&full.history[1], &resumed.history[0]);
     assert_eq!((a.epoch, a.top1, a.top5), (b.epoch, b.top1, b.top5));
     // The final checkpoints hold bit-identical weights, momentum buffers and run state.

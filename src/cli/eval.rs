@@ -11,7 +11,13 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct EvalArgs {
     /// A checkpoint written by `engine train`.
-    checkpoint: PathBuf,
+    #[arg(required_unless_present = "weights")]
+    checkpoint: Option<PathBuf>,
+    /// Or plain ResNet weights (a torchvision state dict converted by tools/convert_torchvision.py),
+    /// scored on --val-dir folders whose sorted class folders are the model's classes in order
+    /// (as torchvision's ImageFolder numbers them).
+    #[arg(long, conflicts_with = "checkpoint", requires = "val_dir")]
+    weights: Option<PathBuf>,
     /// Data folder for Fashion-MNIST or CIFAR runs (default: the one the checkpoint was trained on).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -22,13 +28,22 @@ pub struct EvalArgs {
     device: DeviceArg,
 }
 
-pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let run = checkpoint::read_run_state(&a.checkpoint)?;
+/// What `engine eval` scores: a model, the data config it is evaluated with, its classes.
+struct EvalTarget {
+    model: crate::models::ResNet,
+    cfg: crate::train::TrainConfig,
+    classes: Vec<String>,
+    dtype: DType,
+    what: String,
+}
+
+fn eval_checkpoint(path: &std::path::Path, a: &EvalArgs, dev: Device) -> Result<EvalTarget> {
+    let run = checkpoint::read_run_state(path)?;
     let mut cfg = run.config;
-    match (&mut cfg.data, a.data, a.val_dir.is_empty()) {
+    match (&mut cfg.data, a.data.clone(), a.val_dir.is_empty()) {
         (_, None, true) => {}
         (DataSpec::FashionMnist { dir } | DataSpec::Cifar { dir }, Some(d), true) => *dir = d,
-        (DataSpec::ImageFolder { val, .. }, None, false) => *val = a.val_dir,
+        (DataSpec::ImageFolder { val, .. }, None, false) => *val = a.val_dir.clone(),
         (spec, _, _) => {
             return Err(Error::Msg(format!(
                 "the checkpoint was trained on {}: override its data with {}",
@@ -41,10 +56,47 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             )))
         }
     }
+    let (model, _) = checkpoint::load_resnet(path, dev)?;
+    Ok(EvalTarget {
+        model,
+        classes: run_classes(&cfg)?,
+        dtype: if cfg.fp16 { DType::F16 } else { DType::F32 },
+        cfg,
+        what: format!("{} (trained {} epochs)", path.display(), run.epoch),
+    })
+}
+
+fn eval_weights(path: &std::path::Path, a: &EvalArgs, dev: Device) -> Result<EvalTarget> {
+    use crate::train::{Recipe, TrainConfig};
+    let p = crate::models::load_pretrained_resnet(path, DType::F32, dev)?;
+    let classes = crate::data::folder::folder_classes(&a.val_dir[0])?;
+    if classes.len() != p.config.num_classes {
+        return Err(Error::Msg(format!(
+            "{} has {} class folders but the model has {} outputs",
+            a.val_dir[0].display(),
+            classes.len(),
+            p.config.num_classes
+        )));
+    }
+    let mut cfg = TrainConfig::imagenet(Recipe::Baseline, vec![], a.val_dir.clone(), 50, PathBuf::new());
+    cfg.model = p.config;
+    Ok(EvalTarget {
+        model: p.model,
+        cfg,
+        classes,
+        dtype: DType::F32,
+        what: path.display().to_string(),
+    })
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<()> {
     let dev = device(a.device)?;
-    let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
-    let (model, _) = checkpoint::load_resnet(&a.checkpoint, dev)?;
-    let val = trainer::val_dataset(&cfg, &run_classes(&cfg)?)?;
+    let t = match (&a.checkpoint, &a.weights) {
+        (Some(c), _) => eval_checkpoint(c, &a, dev)?,
+        (None, Some(w)) => eval_weights(w, &a, dev)?,
+        (None, None) => unreachable!("clap requires a checkpoint or --weights"),
+    };
+    let val = trainer::val_dataset(&t.cfg, &t.classes)?;
     let loader = std::sync::Arc::new(crate::data::Loader::new(
         val,
         crate::data::LoaderConfig {
@@ -52,17 +104,13 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             shuffle: false,
             drop_last: false,
             seed: 0,
-            augment: cfg.augment.eval(cfg.eval_resize),
+            augment: t.cfg.augment.eval(t.cfg.eval_resize),
             mixup_alpha: 0.0,
             prefetch: 2,
         },
     )?);
-    let (top1, top5) = trainer::evaluate(&model, &loader, dtype, dev)?;
-    println!(
-        "{}: top-1 {top1:.2}%  top-5 {top5:.2}%  (trained {} epochs)",
-        a.checkpoint.display(),
-        run.epoch
-    );
+    let (top1, top5) = trainer::evaluate(&t.model, &loader, t.dtype, dev)?;
+    println!("{}: top-1 {top1:.2}%  top-5 {top5:.2}%", t.what);
     Ok(())
 }
 
@@ -72,7 +120,12 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
 pub struct PredictArgs {
     /// A checkpoint written by `engine train`.
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: Option<PathBuf>,
+    /// Or plain ResNet weights: a torchvision state dict converted by tools/convert_torchvision.py
+    /// (architecture inferred from the file; evaluated as torchvision does: 256 → center 224,
+    /// ImageNet mean/std).
+    #[arg(long, conflicts_with = "checkpoint", required_unless_present = "checkpoint")]
+    weights: Option<PathBuf>,
     /// Image files (JPEG, PNG, BMP, WebP); converted to grayscale for 1-channel models.
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -86,16 +139,17 @@ pub struct PredictArgs {
 pub fn run_predict(a: PredictArgs) -> Result<()> {
     use crate::nn::{Mode, Module};
     let dev = device(a.device)?;
-    let (model, run) = checkpoint::load_resnet(&a.checkpoint, dev)?;
-    let cfg = run.config;
-    let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
-    let k = cfg.model.num_classes;
-    let names = match run_classes(&cfg) {
-        Ok(n) if n.len() == k => n,
-        _ => (0..k).map(|i| format!("class {i}")).collect(),
+    let Classifier {
+        model,
+        dtype,
+        names,
+        eval,
+    } = match (&a.checkpoint, &a.weights) {
+        (Some(ckpt), _) => Classifier::from_checkpoint(ckpt, dev)?,
+        (None, Some(w)) => Classifier::from_weights(w, dev)?,
+        (None, None) => unreachable!("clap requires --checkpoint or --weights"),
     };
-    let eval = cfg.augment.eval(cfg.eval_resize);
-    let channels = cfg.model.in_channels;
+    let channels = model.config.in_channels;
     let s = eval.size;
     let _g = crate::NoGradGuard::new();
     let mut failed = 0usize;
@@ -132,4 +186,53 @@ pub fn run_predict(a: PredictArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A trained ResNet ready to classify: the model, its dtype, class names, evaluation transform.
+struct Classifier {
+    model: crate::models::ResNet,
+    dtype: DType,
+    names: Vec<String>,
+    eval: crate::data::augment::AugmentConfig,
+}
+
+impl Classifier {
+    fn from_checkpoint(path: &std::path::Path, dev: Device) -> Result<Classifier> {
+        let (model, run) = checkpoint::load_resnet(path, dev)?;
+        let cfg = run.config;
+        let k = cfg.model.num_classes;
+        Ok(Classifier {
+            model,
+            dtype: if cfg.fp16 { DType::F16 } else { DType::F32 },
+            names: match run_classes(&cfg) {
+                Ok(n) if n.len() == k => n,
+                _ => (0..k).map(|i| format!("class {i}")).collect(),
+            },
+            eval: cfg.augment.eval(cfg.eval_resize),
+        })
+    }
+
+    /// Plain weights: torchvision's evaluation transform for full-size models; for small-input
+    /// models, that of the Fashion-MNIST (1 channel) or CIFAR (3 channels) presets.
+    fn from_weights(path: &std::path::Path, dev: Device) -> Result<Classifier> {
+        use crate::train::{Recipe, TrainConfig};
+        let p = crate::models::load_pretrained_resnet(path, DType::F32, dev)?;
+        let out = PathBuf::new();
+        let preset = match (p.config.small_input, p.config.in_channels) {
+            (false, _) => TrainConfig::imagenet(Recipe::Baseline, vec![], vec![], 50, out),
+            (true, 1) => TrainConfig::fashion_mnist(Recipe::Baseline, out.clone(), 18, 16, out),
+            (true, _) => TrainConfig::cifar(Recipe::Baseline, out.clone(), 18, 16, out),
+        };
+        let k = p.config.num_classes;
+        Ok(Classifier {
+            model: p.model,
+            dtype: DType::F32,
+            names: if p.class_names.len() == k {
+                p.class_names
+            } else {
+                (0..k).map(|i| format!("class {i}")).collect()
+            },
+            eval: preset.augment.eval(preset.eval_resize),
+        })
+    }
 }

@@ -67,6 +67,11 @@ pub struct TrainArgs {
     /// Brightness/contrast/saturation jitter strength (0 = off).
     #[arg(long)]
     jitter: Option<f32>,
+    /// Fine-tune: start from these weights (an engine checkpoint or a converted torchvision
+    /// state dict) instead of a random initialisation; a classifier head of another size is
+    /// re-initialised.
+    #[arg(long)]
+    init_from: Option<PathBuf>,
     /// Distil from this teacher checkpoint (its architecture is read from it).
     #[arg(long)]
     teacher: Option<PathBuf>,
@@ -290,6 +295,9 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(c.train_limit, a.train_limit);
     set!(c.val_limit, a.val_limit);
     set!(c.seed, a.seed);
+    if let Some(p) = &a.init_from {
+        c.init_from = Some(p.clone());
+    }
     if let Some(t) = &a.teacher {
         let teacher_cfg = checkpoint::read_run_state(t)?.config.model;
         c.distill = Some(DistillConfig {

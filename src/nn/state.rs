@@ -136,9 +136,8 @@ pub fn load_tensors(
     Ok((out, metadata))
 }
 
-/// A safetensors file's string metadata, reading only its header (not the tensor data): for
-/// checkpoints whose run state decides how to build the model before the weights are loaded.
-pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+/// A safetensors file's JSON header (tensor entries and `__metadata__`), read without the tensor data.
+fn read_header(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
     use std::io::Read;
     let io = |e: std::io::Error| Error::Io {
         path: path.display().to_string(),
@@ -161,9 +160,17 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     }
     let mut header = vec![0u8; len as usize];
     f.read_exact(&mut header).map_err(io)?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| err(format!("not a safetensors file: {e}")))?;
-    Ok(json
+    match serde_json::from_slice(&header) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(err("not a safetensors file: the header is not an object".into())),
+        Err(e) => Err(err(format!("not a safetensors file: {e}"))),
+    }
+}
+
+/// A safetensors file's string metadata, reading only its header (not the tensor data): for
+/// checkpoints whose run state decides how to build the model before the weights are loaded.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    Ok(read_header(path)?
         .get("__metadata__")
         .and_then(|m| m.as_object())
         .map(|m| {
@@ -172,6 +179,19 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// The name and shape of every tensor of a safetensors file, reading only its header: for weight
+/// files whose architecture is inferred from their shapes.
+pub fn read_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>> {
+    Ok(read_header(path)?
+        .into_iter()
+        .filter(|(k, _)| k != "__metadata__")
+        .filter_map(|(k, v)| {
+            let shape = v.get("shape")?.as_array()?;
+            Some((k, shape.iter().filter_map(|d| d.as_u64()).map(|d| d as usize).collect()))
+        })
+        .collect())
 }
 
 /// Saves every parameter and buffer of `module` under its PyTorch name.

@@ -142,3 +142,41 @@ pub fn load_resnet(path: &Path, device: Device) -> Result<(crate::models::ResNet
     load(path, &model, None, &run.config.model)?;
     Ok((model, run))
 }
+
+/// Copies weights into a freshly built model for fine-tuning, from an engine training checkpoint
+/// (its `model/` tensors) or a plain state dict (a converted torchvision file). A classifier head
+/// (`fc.*`) of another shape is left as initialised and returned by name; any other tensor that is
+/// missing from the file or shaped differently is an error (another architecture).
+pub fn init_from(path: &Path, model: &dyn Module) -> Result<Vec<String>> {
+    let device = named_params(model)
+        .first()
+        .map(|(_, p)| p.tensor.device())
+        .unwrap_or(Device::Cpu);
+    let (tensors, meta) = state::load_tensors(path, device)?;
+    let prefix = if meta.get("format").map(String::as_str) == Some(FORMAT) {
+        "model/"
+    } else {
+        ""
+    };
+    let mut kept_fresh = Vec::new();
+    let mut missing = Vec::new();
+    for (name, p) in named_params(model) {
+        match tensors.get(&format!("{prefix}{name}")) {
+            Some(t) if t.shape() == p.tensor.shape() => p.tensor.assign(t)?,
+            Some(_) if name.starts_with("fc.") => kept_fresh.push(name),
+            Some(t) => missing.push(format!("{name} is {:?}, not {:?}", t.shape(), p.tensor.shape())),
+            None => missing.push(format!("{name} missing")),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Checkpoint {
+            path: path.display().to_string(),
+            msg: format!(
+                "cannot initialise this model from it: {} tensor(s) do not fit ({}); is it the same architecture?",
+                missing.len(),
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Ok(kept_fresh)
+}

@@ -137,6 +137,11 @@ pub struct TrainConfig {
     /// preset); `engine predict` names its answers with them.
     #[serde(default)]
     pub class_names: Vec<String>,
+    /// Start from these weights instead of a random initialisation (fine-tuning): an engine training
+    /// checkpoint or a converted torchvision state dict. Tensors whose shape differs (a new
+    /// classifier head) keep their fresh initialisation; every other tensor must be in the file.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 impl TrainConfig {
@@ -205,6 +210,7 @@ impl TrainConfig {
             eval_resize: 28,
             out_dir,
             class_names: Vec::new(),
+            init_from: None,
         }
     }
 

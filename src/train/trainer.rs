@@ -275,6 +275,20 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
 
     let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
     let model = ResNet::new(cfg.model.clone(), &mut Init::new(cfg.seed, dtype, device))?;
+    if let (Some(src), false) = (&cfg.init_from, resume) {
+        let fresh = checkpoint::init_from(src, &model)?;
+        if show_progress {
+            eprintln!(
+                "initialised from {}{}",
+                src.display(),
+                if fresh.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (new, randomly initialised: {})", fresh.join(", "))
+                }
+            );
+        }
+    }
     let mut opt = Sgd::new(
         named_params(&model),
         SgdConfig {
@@ -357,6 +371,8 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
     let mut train_seconds = 0.0f64;
     let classes = cfg.model.num_classes;
     let soft = cfg.mixup_alpha > 0.0 || cfg.label_smoothing > 0.0;
+    // At least ~25 logged steps an epoch for the charts, at most one line every 20 steps on long runs.
+    let log_every = (spe / 25).clamp(1, 20);
 
     while run.epoch < cfg.epochs {
         let epoch = run.epoch;
@@ -459,7 +475,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
                 loss_sum / loss_n.max(1) as f64
             ));
             pb.inc(1);
-            if run.step % 20 == 0 {
+            if run.step % log_every == 0 {
                 log.write(&serde_json::json!({"kind": "step", "epoch": epoch + 1, "step": run.step, "loss": loss_value, "lr": lr, "loss_scale": run.scaler.scale, "images_per_s": ips}))?;
             }
             if INTERRUPTED.load(Ordering::SeqCst)
@@ -522,6 +538,9 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             run.best_top1 = top1;
         }
         checkpoint::save(&ckpt, &model, &opt, &run)?;
+        if let Err(e) = super::plots::write_training_plots(&cfg.out_dir) {
+            eprintln!("warning: could not draw the training charts: {e}");
+        }
         history.push(m);
     }
     Ok(TrainSummary {
