@@ -249,6 +249,22 @@ impl Fixtures {
         Tensor::from_f64s(data, shape.clone(), dtype, device).expect("fixture tensor")
     }
 
+    /// Tolerances `(atol, rtol)` for `assert_network_close` on a whole-network case: per element in
+    /// f64; otherwise a relative L2 error within 4× PyTorch's own f32 error on the case (measured by
+    /// the generator and stored as `torch_f32_rel_l2` in the case's params).
+    pub fn network_tolerance(&self, case: &str, dtype: DType) -> (f64, f64) {
+        match dtype {
+            DType::F64 => (1e-9, 1e-7),
+            _ => (
+                0.0,
+                4.0 * self.params(case)["torch_f32_rel_l2"]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{}: {case} has no torch_f32_rel_l2", self.family))
+                    .max(1e-6),
+            ),
+        }
+    }
+
     /// Runs one case: builds its inputs in `dtype` on `device` (as variables where PyTorch computed a
     /// gradient), calls `f`, and compares the output and every input gradient with PyTorch's.
     pub fn check_case(
@@ -309,4 +325,24 @@ pub fn relative_l2_error(actual: &Tensor, expected: &[f64]) -> f64 {
     let num: f64 = a.iter().zip(expected).map(|(x, y)| (x - y) * (x - y)).sum();
     let den: f64 = expected.iter().map(|y| y * y).sum();
     (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// Compares a network's output or gradient with an f64 reference: per element (`atol`, `rtol`) for
+/// f64; for lower precision by relative L2 error ≤ `rtol` (a deep composition's per-element error is
+/// dominated by values that cancel to ~0). Tolerances from `Fixtures::network_tolerance`.
+#[track_caller]
+pub fn assert_network_close(
+    what: &str,
+    actual: &Tensor,
+    expected: &[f64],
+    dtype: DType,
+    atol: f64,
+    rtol: f64,
+) {
+    if dtype == DType::F64 {
+        assert_close(what, actual, expected, atol, rtol);
+    } else {
+        let e = relative_l2_error(actual, expected);
+        assert!(e <= rtol, "{what}: relative L2 error {e:.3e} > {rtol:.1e}");
+    }
 }

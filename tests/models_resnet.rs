@@ -9,7 +9,7 @@
 use engine::models::{ResNet, ResNetConfig, Variant};
 use engine::nn::init::Init;
 use engine::nn::{named_params, Mode, Module};
-use engine::testing::{assert_close, relative_l2_error, test_devices, Fixtures};
+use engine::testing::{assert_network_close, test_devices, Fixtures};
 use engine::{DType, Device, Tensor};
 
 fn config(
@@ -76,31 +76,11 @@ fn parameter_names_and_shapes_match_torchvision() {
     }
 }
 
-/// Compares with per-element tolerances in f64; in lower precision by relative L2 error ≤ `rtol`
-/// per tensor (a deep composition's per-element error is dominated by values that cancel to ~0).
-fn close(what: &str, actual: &Tensor, expected: &[f64], dtype: DType, atol: f64, rtol: f64) {
-    if dtype == DType::F64 {
-        assert_close(what, actual, expected, atol, rtol);
-    } else {
-        let e = relative_l2_error(actual, expected);
-        assert!(e <= rtol, "{what}: relative L2 error {e:.3e} > {rtol:.1e}");
-    }
-}
-
 fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
     let fx = Fixtures::load("models");
     // f64: per element. f32: relative L2 error within 4× PyTorch's own f32 error on this case (measured
     // by tools/fixtures/gen_models.py and stored with the fixture).
-    let (atol, rtol) = match dtype {
-        DType::F64 => (1e-9, 1e-7),
-        _ => (
-            0.0,
-            4.0 * fx.params(case)["torch_f32_rel_l2"]
-                .as_f64()
-                .expect("torch_f32_rel_l2")
-                .max(1e-6),
-        ),
-    };
+    let (atol, rtol) = fx.network_tolerance(case, dtype);
     let model = ResNet::new(cfg, &mut Init::new(0, dtype, device)).unwrap();
     for (name, p) in named_params(&model) {
         let prefix = if p.kind.trainable() { "p" } else { "b" };
@@ -116,7 +96,7 @@ fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
     let x = fx.tensor(&format!("{case}/in/x"), dtype, device).var();
     let out = model.forward(&x, Mode::TRAIN).unwrap();
     let what = format!("{case} [{dtype} on {device}]");
-    close(
+    assert_network_close(
         &format!("{what} logits"),
         &out,
         &fx.raw(&format!("{case}/out")).1,
@@ -134,7 +114,7 @@ fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
         .unwrap()
         .backward()
         .unwrap();
-    close(
+    assert_network_close(
         &format!("{what} grad x"),
         grads.get(&x).expect("grad of x"),
         &fx.raw(&format!("{case}/grad/x")).1,
@@ -147,7 +127,7 @@ fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
             let g = grads
                 .get(&p.tensor)
                 .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-            close(
+            assert_network_close(
                 &format!("{what} grad {name}"),
                 g,
                 &fx.raw(&format!("{case}/grad/p.{name}")).1,
@@ -156,7 +136,7 @@ fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
                 rtol,
             );
         } else {
-            close(
+            assert_network_close(
                 &format!("{what} updated {name}"),
                 &p.tensor,
                 &fx.raw(&format!("{case}/extra/b.{name}")).1,

@@ -1,7 +1,7 @@
-//! The standard layers: Conv2d, ConvTranspose2d, BatchNorm2d, Linear, pooling, activations, Flatten,
-//! Dropout and Sequential. Parameter names and layouts are PyTorch's (`weight`, `bias`,
-//! `running_mean`, `running_var`; torchvision's integer `num_batches_tracked` is not kept, and
-//! `nn::state` skips it when loading).
+//! The standard layers: Conv2d, ConvTranspose2d, BatchNorm2d, Linear, pooling, activations,
+//! reflection padding, nearest upsampling, Flatten, Dropout and Sequential. Parameter names and
+//! layouts are PyTorch's (`weight`, `bias`, `running_mean`, `running_var`; torchvision's integer
+//! `num_batches_tracked` is not kept, and `nn::state` skips it when loading).
 
 use super::init::Init;
 use super::{join, Mode, Module, Param, ParamKind};
@@ -256,6 +256,24 @@ pub struct AvgPool2d {
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
         x.avg_pool2d(self.params, self.count_include_pad)
+    }
+    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Param)) {}
+}
+
+/// `nn.ReflectionPad2d`: pads `(left, right, top, bottom)` by reflection (no parameters).
+pub struct ReflectionPad2d(pub (usize, usize, usize, usize));
+impl Module for ReflectionPad2d {
+    fn forward(&self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        x.reflection_pad2d(self.0)
+    }
+    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Param)) {}
+}
+
+/// `nn.Upsample(scale_factor=s, mode='nearest')` for an integer factor (no parameters).
+pub struct UpsampleNearest2d(pub usize);
+impl Module for UpsampleNearest2d {
+    fn forward(&self, x: &Tensor, _mode: Mode) -> Result<Tensor> {
+        x.upsample_nearest2d(self.0)
     }
     fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Param)) {}
 }

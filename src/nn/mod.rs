@@ -8,8 +8,8 @@ pub mod layers;
 pub mod state;
 
 pub use layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d, Relu,
-    Sequential,
+    AvgPool2d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, Linear, MaxPool2d,
+    ReflectionPad2d, Relu, Sequential, UpsampleNearest2d,
 };
 
 use crate::{Result, Tensor};

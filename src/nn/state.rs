@@ -214,11 +214,23 @@ pub fn load_module(
     module: &dyn Module,
     strict: bool,
 ) -> Result<BTreeMap<String, String>> {
-    let device = named_params(module)
-        .first()
-        .map(|(_, p)| p.tensor.device())
-        .unwrap_or(Device::Cpu);
-    let (mut tensors, metadata) = load_tensors(path, device)?;
+    // Read on the host: `assign` moves each used tensor to its parameter's device, so tensors the
+    // module does not use never reach the device.
+    let (tensors, metadata) = load_tensors(path, Device::Cpu)?;
+    load_into(path, tensors, module, strict)?;
+    Ok(metadata)
+}
+
+/// Copies named tensors (as `load_tensors` returns them) into `module`'s parameters and buffers,
+/// converting dtype and device. Missing and mis-shaped tensors are errors, all reported at once and
+/// attributed to `source`, the file they came from; with `strict`, so are tensors the module lacks.
+/// Without it they are ignored (e.g. the layers of a full VGG-19 beyond a truncated encoder's).
+pub fn load_into(
+    source: &Path,
+    mut tensors: BTreeMap<String, Tensor>,
+    module: &dyn Module,
+    strict: bool,
+) -> Result<()> {
     let mut problems = Vec::new();
     let mut assignments = Vec::new();
     for (name, p) in named_params(module) {
@@ -245,7 +257,7 @@ pub fn load_module(
     }
     if !problems.is_empty() {
         return Err(Error::Checkpoint {
-            path: path.display().to_string(),
+            path: source.display().to_string(),
             msg: format!(
                 "does not fit this model ({} problems): {}",
                 problems.len(),
@@ -256,5 +268,5 @@ pub fn load_module(
     for (p, t) in assignments {
         p.tensor.assign(&t)?;
     }
-    Ok(metadata)
+    Ok(())
 }
