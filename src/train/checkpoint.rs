@@ -5,9 +5,11 @@
 //! architecture with a message naming both.
 
 use super::TrainConfig;
+use crate::models::ResNet;
+use crate::nn::init::Init;
 use crate::nn::{named_params, state, Module};
 use crate::optim::{DynamicLossScaler, Sgd};
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -123,4 +125,15 @@ pub fn load(
         opt.load_state_tensors(&optim_t)?;
     }
     Ok(run)
+}
+
+/// Builds the network a training checkpoint describes (architecture from its run state) in `dtype`
+/// on `device` and loads its weights: what `engine eval` and `engine predict` do, for library users
+/// (e.g. a perceptual loss over a trained classifier). Returns the run state too (its config holds
+/// the input normalisation the network was trained with).
+pub fn load_model(path: &Path, dtype: DType, device: Device) -> Result<(ResNet, RunState)> {
+    let model_cfg = read_run_state(path)?.config.model;
+    let model = ResNet::new(model_cfg.clone(), &mut Init::new(0, dtype, device))?;
+    let run = load(path, &model, None, &model_cfg)?;
+    Ok((model, run))
 }
