@@ -2,6 +2,7 @@
 //! f64 finite-difference gradient checks, tolerance comparisons and the list of devices to run a test
 //! on (the CPU always; CUDA when this build and machine have it).
 
+use crate::nn::{named_params, Module};
 use crate::{DType, Device, Error, Result, Tensor};
 use rand::{Rng, SeedableRng};
 
@@ -249,22 +250,6 @@ impl Fixtures {
         Tensor::from_f64s(data, shape.clone(), dtype, device).expect("fixture tensor")
     }
 
-    /// Tolerances `(atol, rtol)` for `assert_network_close` on a whole-network case: per element in
-    /// f64; otherwise a relative L2 error within 4× PyTorch's own f32 error on the case (measured by
-    /// the generator and stored as `torch_f32_rel_l2` in the case's params).
-    pub fn network_tolerance(&self, case: &str, dtype: DType) -> (f64, f64) {
-        match dtype {
-            DType::F64 => (1e-9, 1e-7),
-            _ => (
-                0.0,
-                4.0 * self.params(case)["torch_f32_rel_l2"]
-                    .as_f64()
-                    .unwrap_or_else(|| panic!("{}: {case} has no torch_f32_rel_l2", self.family))
-                    .max(1e-6),
-            ),
-        }
-    }
-
     /// Runs one case: builds its inputs in `dtype` on `device` (as variables where PyTorch computed a
     /// gradient), calls `f`, and compares the output and every input gradient with PyTorch's.
     pub fn check_case(
@@ -317,21 +302,10 @@ impl Fixtures {
     }
 }
 
-/// Relative L2 error `‖actual − expected‖ / ‖expected‖`: the measure for deep compositions in
-/// low precision, where per-element relative error is dominated by elements that cancel to ~0.
-pub fn relative_l2_error(actual: &Tensor, expected: &[f64]) -> f64 {
-    let a = actual.to_vec_f64().expect("read tensor");
-    assert_eq!(a.len(), expected.len(), "element counts differ");
-    let num: f64 = a.iter().zip(expected).map(|(x, y)| (x - y) * (x - y)).sum();
-    let den: f64 = expected.iter().map(|y| y * y).sum();
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
-}
-
-/// Compares a network's output or gradient with an f64 reference: per element (`atol`, `rtol`) for
-/// f64; for lower precision by relative L2 error ≤ `rtol` (a deep composition's per-element error is
-/// dominated by values that cancel to ~0). Tolerances from `Fixtures::network_tolerance`.
+/// Compares with per-element tolerances in f64; in lower precision by relative L2 error ≤ `rtol`
+/// per tensor (a deep composition's per-element error is dominated by values that cancel to ~0).
 #[track_caller]
-pub fn assert_network_close(
+pub fn assert_close_deep(
     what: &str,
     actual: &Tensor,
     expected: &[f64],
@@ -345,4 +319,110 @@ pub fn assert_network_close(
         let e = relative_l2_error(actual, expected);
         assert!(e <= rtol, "{what}: relative L2 error {e:.3e} > {rtol:.1e}");
     }
+}
+
+impl Fixtures {
+    /// Tolerances for a whole-network case (`assert_close_deep`): per element in f64; otherwise a
+    /// relative L2 error within 4× PyTorch's own error in that precision on the case (its
+    /// `torch_f32_rel_l2` param, measured by the generator).
+    pub fn network_tolerance(&self, case: &str, dtype: DType) -> (f64, f64) {
+        match dtype {
+            DType::F64 => (1e-9, 1e-7),
+            _ => (
+                0.0,
+                4.0 * self.params(case)["torch_f32_rel_l2"]
+                    .as_f64()
+                    .expect("torch_f32_rel_l2")
+                    .max(1e-6),
+            ),
+        }
+    }
+
+    /// `assert_close_deep` of `actual` against the stored tensor `key`.
+    #[track_caller]
+    pub fn assert_matches(
+        &self,
+        what: &str,
+        actual: &Tensor,
+        key: &str,
+        dtype: DType,
+        (atol, rtol): (f64, f64),
+    ) {
+        assert_close_deep(what, actual, &self.raw(key).1, dtype, atol, rtol);
+    }
+
+    /// Copies a case's stored `p.<name>` (trainable) and `b.<name>` (buffer) inputs into `model`'s
+    /// parameters of the same names.
+    pub fn load_params(&self, case: &str, model: &dyn Module, device: Device) {
+        for (name, p) in named_params(model) {
+            let prefix = if p.kind.trainable() { "p" } else { "b" };
+            let t = self.tensor(
+                &format!("{case}/in/{prefix}.{name}"),
+                p.tensor.dtype(),
+                device,
+            );
+            p.tensor
+                .assign(&t)
+                .unwrap_or_else(|e| panic!("{case}: {name}: {e}"));
+        }
+    }
+
+    /// Runs a whole-network case written by tools/fixtures/gen_models.py's `add_network`: loads the
+    /// parameters and buffers into `model`, runs `forward` on the input `x` (as `dtype` on `device`)
+    /// and compares the output, the gradients of `x` and of every trainable parameter, and the
+    /// updated buffers with PyTorch's (`network_tolerance`).
+    pub fn check_network(
+        &self,
+        case: &str,
+        model: &dyn Module,
+        dtype: DType,
+        device: Device,
+        forward: impl Fn(&Tensor) -> Result<Tensor>,
+    ) {
+        let (atol, rtol) = self.network_tolerance(case, dtype);
+        self.load_params(case, model, device);
+        let x = self.tensor(&format!("{case}/in/x"), dtype, device).var();
+        let what = format!("{}:{case} [{dtype} on {device}]", self.family);
+        let out = forward(&x).unwrap_or_else(|e| panic!("{what}: forward failed: {e}"));
+        let close = |name: &str, t: &Tensor, key: &str| {
+            self.assert_matches(&format!("{what} {name}"), t, key, dtype, (atol, rtol))
+        };
+        close("output", &out, &format!("{case}/out"));
+        let gout = self.tensor(&format!("{case}/grad_out"), dtype, device);
+        let grads = out
+            .mul(&gout)
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.backward())
+            .unwrap_or_else(|e| panic!("{what}: backward failed: {e}"));
+        close(
+            "grad x",
+            grads.get(&x).expect("grad of x"),
+            &format!("{case}/grad/x"),
+        );
+        for (name, p) in named_params(model) {
+            if p.kind.trainable() {
+                let g = grads
+                    .get(&p.tensor)
+                    .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+                close(&format!("grad {name}"), g, &format!("{case}/grad/p.{name}"));
+            } else {
+                close(
+                    &format!("updated {name}"),
+                    &p.tensor,
+                    &format!("{case}/extra/b.{name}"),
+                );
+            }
+        }
+    }
+}
+
+/// Relative L2 error `‖actual − expected‖ / ‖expected‖`: the measure for deep compositions in
+/// low precision, where per-element relative error is dominated by elements that cancel to ~0.
+pub fn relative_l2_error(actual: &Tensor, expected: &[f64]) -> f64 {
+    let a = actual.to_vec_f64().expect("read tensor");
+    assert_eq!(a.len(), expected.len(), "element counts differ");
+    let num: f64 = a.iter().zip(expected).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = expected.iter().map(|y| y * y).sum();
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }

@@ -9,7 +9,7 @@
 use engine::models::{ResNet, ResNetConfig, Variant};
 use engine::nn::init::Init;
 use engine::nn::{named_params, Mode, Module};
-use engine::testing::{assert_network_close, test_devices, Fixtures};
+use engine::testing::{test_devices, Fixtures};
 use engine::{DType, Device, Tensor};
 
 fn config(
@@ -77,75 +77,10 @@ fn parameter_names_and_shapes_match_torchvision() {
 }
 
 fn check_network(case: &str, cfg: ResNetConfig, dtype: DType, device: Device) {
-    let fx = Fixtures::load("models");
-    // f64: per element. f32: relative L2 error within 4× PyTorch's own f32 error on this case (measured
-    // by tools/fixtures/gen_models.py and stored with the fixture).
-    let (atol, rtol) = fx.network_tolerance(case, dtype);
     let model = ResNet::new(cfg, &mut Init::new(0, dtype, device)).unwrap();
-    for (name, p) in named_params(&model) {
-        let prefix = if p.kind.trainable() { "p" } else { "b" };
-        let t = fx.tensor(
-            &format!("{case}/in/{prefix}.{name}"),
-            p.tensor.dtype(),
-            device,
-        );
-        p.tensor
-            .assign(&t)
-            .unwrap_or_else(|e| panic!("{case}: {name}: {e}"));
-    }
-    let x = fx.tensor(&format!("{case}/in/x"), dtype, device).var();
-    let out = model.forward(&x, Mode::TRAIN).unwrap();
-    let what = format!("{case} [{dtype} on {device}]");
-    assert_network_close(
-        &format!("{what} logits"),
-        &out,
-        &fx.raw(&format!("{case}/out")).1,
-        dtype,
-        atol,
-        rtol,
-    );
-    let gout = fx.tensor(&format!("{case}/grad_out"), dtype, device);
-    let grads = out
-        .mul(&gout)
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-    assert_network_close(
-        &format!("{what} grad x"),
-        grads.get(&x).expect("grad of x"),
-        &fx.raw(&format!("{case}/grad/x")).1,
-        dtype,
-        atol,
-        rtol,
-    );
-    for (name, p) in named_params(&model) {
-        if p.kind.trainable() {
-            let g = grads
-                .get(&p.tensor)
-                .unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-            assert_network_close(
-                &format!("{what} grad {name}"),
-                g,
-                &fx.raw(&format!("{case}/grad/p.{name}")).1,
-                dtype,
-                atol,
-                rtol,
-            );
-        } else {
-            assert_network_close(
-                &format!("{what} updated {name}"),
-                &p.tensor,
-                &fx.raw(&format!("{case}/extra/b.{name}")).1,
-                dtype,
-                atol,
-                rtol,
-            );
-        }
-    }
+    Fixtures::load("models").check_network(case, &model, dtype, device, |x| {
+        model.forward(x, Mode::TRAIN)
+    });
 }
 
 #[test]

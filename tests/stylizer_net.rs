@@ -13,7 +13,7 @@ use engine::models::stylizer::{coral, Decoder, Stylizer, VggEncoder, ADAIN_EPS, 
 use engine::nn::init::Init;
 use engine::nn::state::save_tensors;
 use engine::nn::{named_params, Module, ParamKind};
-use engine::testing::{assert_network_close, check_gradients, randn_var, test_devices, Fixtures};
+use engine::testing::{assert_close_deep, check_gradients, randn_var, test_devices, Fixtures};
 use engine::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ fn check(fx: &Fixtures, case: &str, name: &str, actual: &Tensor, dtype: DType) {
     let (shape, expected) = fx.raw(name);
     assert_eq!(actual.dims(), &shape[..], "{name}: shape");
     let what = format!("{name} [{dtype} on {}]", actual.device());
-    assert_network_close(&what, actual, expected, dtype, atol, rtol);
+    assert_close_deep(&what, actual, expected, dtype, atol, rtol);
 }
 
 fn names_and_shapes(m: &dyn Module) -> Vec<(String, Vec<usize>)> {

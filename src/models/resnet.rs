@@ -112,6 +112,14 @@ impl Downsample {
             None => Ok(y),
         }
     }
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        let (conv, bn) = match self {
+            Downsample::Conv { conv, bn } | Downsample::PoolConv { conv, bn, .. } => (conv, bn),
+        };
+        let mut ps = conv.params_mut();
+        ps.extend(bn.iter_mut().flat_map(BatchNorm2d::params_mut));
+        ps
+    }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param)) {
         let (first, conv, bn) = match self {
             Downsample::Conv { conv, bn } => (0, conv, bn),
@@ -240,6 +248,13 @@ impl Block {
         h.batch_norm_add_relu(&shortcut, &self.bns[n - 1].args(mode))
     }
 
+    fn params_mut(&mut self) -> Vec<&mut Param> {
+        let mut ps: Vec<&mut Param> = self.convs.iter_mut().flat_map(Conv2d::params_mut).collect();
+        ps.extend(self.bns.iter_mut().flat_map(BatchNorm2d::params_mut));
+        ps.extend(self.downsample.iter_mut().flat_map(Downsample::params_mut));
+        ps
+    }
+
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Param)) {
         for (i, (c, b)) in self.convs.iter().zip(&self.bns).enumerate() {
             c.visit(&join(prefix, &format!("conv{}", i + 1)), f);
@@ -326,6 +341,29 @@ impl ResNet {
             stages,
             fc,
         })
+    }
+
+    /// Freezes every parameter (`Param::freeze`): the network stays usable as a fixed feature
+    /// extractor (gradients still flow to its input) but backward computes no gradient for its
+    /// weights and optimizers built from `named_params` find nothing to train.
+    pub fn freeze(&mut self) {
+        let mut ps: Vec<&mut Param> = match &mut self.stem {
+            Stem::Single(c) => c.params_mut(),
+            Stem::Deep(c0, b1, c3, b4, c6) => {
+                let mut v = c0.params_mut();
+                v.extend(b1.params_mut());
+                v.extend(c3.params_mut());
+                v.extend(b4.params_mut());
+                v.extend(c6.params_mut());
+                v
+            }
+        };
+        ps.extend(self.bn1.params_mut());
+        ps.extend(self.stages.iter_mut().flatten().flat_map(Block::params_mut));
+        ps.extend(self.fc.params_mut());
+        for p in ps {
+            p.freeze();
+        }
     }
 
     /// Features after the stem and after each stage (the taps a perceptual loss uses), and the logits.

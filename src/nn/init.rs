@@ -1,7 +1,9 @@
 //! Seeded parameter initialisation (PyTorch's conventions): Kaiming normal for convolutions (fan-out,
 //! ReLU gain, as torchvision's ResNet does), Kaiming-uniform-style defaults for linear layers, Xavier.
 //! Every initialiser draws from an `Init` stream, so one seed reproduces a whole model.
+//! `init_normal` re-initialises a built module the way pix2pix / DCGAN do.
 
+use super::{named_params, Module, ParamKind};
 use crate::{DType, Device, Result, Tensor};
 use rand::{RngCore, SeedableRng};
 
@@ -20,7 +22,8 @@ impl Init {
             device,
         }
     }
-    fn next_seed(&mut self) -> u64 {
+    /// A fresh sub-seed from the stream (for layers that draw their own randomness, e.g. dropout).
+    pub fn next_seed(&mut self) -> u64 {
         self.rng.next_u64()
     }
     pub fn normal(&mut self, dims: &[usize], std: f64) -> Result<Tensor> {
@@ -55,4 +58,23 @@ impl Init {
         let (fan_in, fan_out) = (dims[1] * receptive, dims[0] * receptive);
         self.uniform(dims, (6.0 / (fan_in + fan_out) as f64).sqrt())
     }
+}
+
+/// pix2pix's `init_weights(net, "normal", gain)` (DCGAN's scheme) applied to a built module:
+/// conv / linear weights ~ N(0, gain), BN γ ~ N(1, gain), every bias and BN β = 0; buffers are left
+/// as they are. Draws in the module's visiting order.
+pub fn init_normal(init: &mut Init, module: &dyn Module, gain: f64) -> Result<()> {
+    for (name, p) in named_params(module) {
+        let dims = p.tensor.dims().to_vec();
+        let value = match p.kind {
+            ParamKind::Weight => init.normal(&dims, gain)?,
+            ParamKind::Norm if name.ends_with("weight") => {
+                init.normal(&dims, gain)?.add_scalar(1.0)?
+            }
+            ParamKind::Bias | ParamKind::Norm => init.constant(&dims, 0.0)?,
+            ParamKind::Buffer => continue,
+        };
+        p.tensor.assign(&value)?;
+    }
+    Ok(())
 }

@@ -42,6 +42,12 @@ impl Conv2d {
             params,
         })
     }
+    /// The weight and the bias, to change in place (e.g. `Param::freeze`).
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        std::iter::once(&mut self.weight)
+            .chain(self.bias.as_mut())
+            .collect()
+    }
     /// Same shapes with PyTorch's default (uniform) initialisation, as pix2pix and AdaIN use.
     pub fn new_default_init(
         init: &mut Init,
@@ -171,6 +177,16 @@ impl BatchNorm2d {
         })
     }
 
+    /// γ, β and the running statistics, to change in place (e.g. `Param::freeze`).
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        vec![
+            &mut self.weight,
+            &mut self.bias,
+            &mut self.running_mean,
+            &mut self.running_var,
+        ]
+    }
+
     /// Arguments for the batch-norm ops (also the fused BN+ReLU and BN+add+ReLU).
     pub fn args(&self, mode: Mode) -> BatchNormArgs<'_> {
         BatchNormArgs {
@@ -218,6 +234,12 @@ impl Linear {
             weight: Param::new(w, ParamKind::Weight),
             bias: b,
         })
+    }
+    /// The weight and the bias, to change in place (e.g. `Param::freeze`).
+    pub fn params_mut(&mut self) -> Vec<&mut Param> {
+        std::iter::once(&mut self.weight)
+            .chain(self.bias.as_mut())
+            .collect()
     }
 }
 

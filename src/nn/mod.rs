@@ -50,6 +50,14 @@ impl Param {
         };
         Param { tensor, kind }
     }
+
+    /// Takes the parameter out of training for good: the tensor becomes a plain handle to the same
+    /// values (not a variable, so backward neither computes nor returns a gradient for it) and the
+    /// kind becomes `Buffer` (optimizers skip it; saving and loading by name are unaffected).
+    pub fn freeze(&mut self) {
+        self.tensor = self.tensor.detach();
+        self.kind = ParamKind::Buffer;
+    }
 }
 
 /// Whether a forward pass trains (batch statistics, dropout on) or evaluates.

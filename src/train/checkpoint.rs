@@ -5,9 +5,11 @@
 //! architecture with a message naming both.
 
 use super::TrainConfig;
+use crate::models::ResNet;
+use crate::nn::init::Init;
 use crate::nn::{named_params, state, Module};
 use crate::optim::{DynamicLossScaler, Sgd};
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -125,22 +127,27 @@ pub fn load(
     Ok(run)
 }
 
+/// Builds the network a training checkpoint describes (architecture from its run state) in `dtype`
+/// on `device` and loads its weights: what `engine eval` and `engine predict` do, for library users
+/// (e.g. a perceptual loss over a trained classifier). Returns the run state too (its config holds
+/// the input normalisation the network was trained with).
+pub fn load_model(path: &Path, dtype: DType, device: Device) -> Result<(ResNet, RunState)> {
+    let model_cfg = read_run_state(path)?.config.model;
+    let model = ResNet::new(model_cfg.clone(), &mut Init::new(0, dtype, device))?;
+    let run = load(path, &model, None, &model_cfg)?;
+    Ok((model, run))
+}
+
 /// Builds the ResNet a checkpoint describes (f16 when it was trained with `--fp16`, else f32) on
 /// `device` and loads its weights: the one way `eval`, `predict`, distillation teachers and
 /// perceptual losses get a trained model.
 pub fn load_resnet(path: &Path, device: Device) -> Result<(crate::models::ResNet, RunState)> {
-    let run = read_run_state(path)?;
-    let dtype = if run.config.fp16 {
-        crate::DType::F16
+    let dtype = if read_run_state(path)?.config.fp16 {
+        DType::F16
     } else {
-        crate::DType::F32
+        DType::F32
     };
-    let model = crate::models::ResNet::new(
-        run.config.model.clone(),
-        &mut crate::nn::init::Init::new(0, dtype, device),
-    )?;
-    load(path, &model, None, &run.config.model)?;
-    Ok((model, run))
+    load_model(path, dtype, device)
 }
 
 /// Copies weights into a freshly built model for fine-tuning, from an engine training checkpoint
