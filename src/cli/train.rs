@@ -312,6 +312,11 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
             "--recipe distill needs --teacher CHECKPOINT (e.g. a run of the mixup recipe)".into(),
         ));
     }
+    if c.recipe == Recipe::SinFinetuneIn && c.init_from.is_none() {
+        return Err(Error::Msg(
+            "--recipe sin-finetune-in needs --init-from CHECKPOINT (a run of the sin recipe)".into(),
+        ));
+    }
     if c.epochs == 0 || c.batch_size == 0 {
         return Err(Error::Msg(
             "--epochs and --batch-size must be at least 1".into(),

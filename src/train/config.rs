@@ -5,6 +5,10 @@
 //! Recipes follow the rows of Bag of Tricks' Tables 4 and 6, cumulatively:
 //! `baseline` → `warmup` → `zero-gamma` → `no-bias-decay` → `cosine` → `label-smoothing` →
 //! `mixup` → `distill`, plus `reproduction-2019` (tricks + mixup + smoothing + jitter without hue).
+//! The Stylized-ImageNet recipes of Geirhos et al. (2019) use none of the tricks, only their own
+//! step schedules (`Recipe::geirhos_schedule`): `sin` (60 epochs, lr 0.1 ×0.1 at 20 and 40), `sin-in`
+//! (SIN and IN joined: 45 epochs, ×0.1 at 15 and 30) and `sin-finetune-in` (from a SIN checkpoint,
+//! `--init-from`: 60 epochs on IN, lr 0.01 ×0.1 at 30); batch 256, momentum 0.9, weight decay 1e-4.
 
 use crate::data::augment::{AugmentConfig, Preprocess};
 use crate::models::{ResNetConfig, Variant};
@@ -60,9 +64,25 @@ pub enum Recipe {
     Distill,
     #[value(name = "reproduction-2019")]
     Reproduction2019,
+    /// Geirhos et al.: ResNet-50 trained on Stylized-ImageNet.
+    Sin,
+    /// Geirhos et al.: trained on SIN and ImageNet joined (repeat --train-dir).
+    #[value(name = "sin-in")]
+    SinIn,
+    /// Geirhos et al.: a SIN-trained network (--init-from) fine-tuned on ImageNet.
+    #[value(name = "sin-finetune-in")]
+    SinFinetuneIn,
+}
+
+/// One of Geirhos et al.'s step schedules: epochs, lr per 256 images, epochs where lr ×0.1.
+pub struct GeirhosSchedule {
+    pub epochs: usize,
+    pub lr_per_256: f64,
+    pub milestones: Vec<usize>,
 }
 
 impl Recipe {
+    /// The Bag of Tricks rows (cumulative), then the 2019 reproduction; the SIN recipes stand apart.
     pub const ALL: [Recipe; 9] = [
         Recipe::Baseline,
         Recipe::Warmup,
@@ -74,8 +94,23 @@ impl Recipe {
         Recipe::Distill,
         Recipe::Reproduction2019,
     ];
+    /// Position among the cumulative trick recipes; the SIN recipes use no trick (rank of baseline).
     fn rank(self) -> usize {
-        Recipe::ALL.iter().position(|&r| r == self).unwrap()
+        Recipe::ALL.iter().position(|&r| r == self).unwrap_or(0)
+    }
+    /// The schedule of a Stylized-ImageNet recipe (None for the Bag of Tricks ones).
+    pub fn geirhos_schedule(self) -> Option<GeirhosSchedule> {
+        let (epochs, lr_per_256, milestones) = match self {
+            Recipe::Sin => (60, 0.1, vec![20, 40]),
+            Recipe::SinIn => (45, 0.1, vec![15, 30]),
+            Recipe::SinFinetuneIn => (60, 0.01, vec![30]),
+            _ => return None,
+        };
+        Some(GeirhosSchedule {
+            epochs,
+            lr_per_256,
+            milestones,
+        })
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -88,6 +123,9 @@ impl Recipe {
             Recipe::Mixup => "mixup",
             Recipe::Distill => "distill",
             Recipe::Reproduction2019 => "reproduction-2019",
+            Recipe::Sin => "sin",
+            Recipe::SinIn => "sin-in",
+            Recipe::SinFinetuneIn => "sin-finetune-in",
         }
     }
 }
@@ -212,6 +250,7 @@ impl TrainConfig {
             class_names: Vec::new(),
             init_from: None,
         }
+        .with_geirhos_schedule()
     }
 
     /// The recipe's settings for ImageNet-style folders as in Bag of Tricks: ResNet variant B of
@@ -258,6 +297,7 @@ impl TrainConfig {
             eval_resize: 256,
             ..base
         }
+        .with_geirhos_schedule()
     }
 
     /// The recipe's settings for CIFAR-10/100 (32 px RGB, pad-4 crops + flip, CIFAR-10 mean/std),
@@ -287,9 +327,70 @@ impl TrainConfig {
             eval_resize: 32,
             ..base
         }
+        .with_geirhos_schedule()
+    }
+
+    /// Applies a SIN recipe's schedule (Geirhos et al.: plain step decay, batch 256, momentum 0.9
+    /// without Nesterov, weight decay 1e-4 on every parameter, no warmup) to a preset.
+    fn with_geirhos_schedule(mut self) -> TrainConfig {
+        if let Some(g) = self.recipe.geirhos_schedule() {
+            self.epochs = g.epochs;
+            self.lr_per_256 = g.lr_per_256;
+            self.step_milestones = g.milestones;
+            self.step_gamma = 0.1;
+            self.cosine = false;
+            self.warmup_epochs = 0.0;
+            self.batch_size = 256;
+            self.momentum = 0.9;
+            self.nesterov = false;
+            self.weight_decay = 1e-4;
+            self.augment.jitter = 0.0;
+            self.augment.lighting = 0.0;
+        }
+        self
     }
 
     pub fn lr(&self) -> f64 {
         self.lr_per_256 * self.batch_size as f64 / 256.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(recipe: Recipe) -> TrainConfig {
+        TrainConfig::imagenet(recipe, vec!["sin".into()], vec!["val".into()], 50, "out".into())
+    }
+
+    #[test]
+    fn sin_recipes_follow_geirhos_schedules_without_tricks() {
+        for (recipe, epochs, lr, milestones) in [
+            (Recipe::Sin, 60, 0.1, vec![20, 40]),
+            (Recipe::SinIn, 45, 0.1, vec![15, 30]),
+            (Recipe::SinFinetuneIn, 60, 0.01, vec![30]),
+        ] {
+            let c = folder(recipe);
+            assert_eq!(
+                (c.epochs, c.lr_per_256, c.step_milestones.clone(), c.batch_size),
+                (epochs, lr, milestones, 256),
+                "{recipe:?}"
+            );
+            assert_eq!((c.momentum, c.nesterov, c.weight_decay), (0.9, false, 1e-4));
+            assert!(!c.cosine && c.warmup_epochs == 0.0 && !c.no_bias_decay);
+            assert!(!c.model.zero_gamma && c.label_smoothing == 0.0 && c.mixup_alpha == 0.0);
+            assert_eq!((c.model.depth, c.model.variant), (50, Variant::B));
+            assert_eq!(c.lr(), lr);
+        }
+    }
+
+    #[test]
+    fn trick_recipes_are_cumulative() {
+        let base = folder(Recipe::Baseline);
+        assert!(!base.model.zero_gamma && base.warmup_epochs == 0.0 && !base.cosine);
+        let mixup = folder(Recipe::Mixup);
+        assert!(mixup.model.zero_gamma && mixup.no_bias_decay && mixup.cosine);
+        assert_eq!((mixup.label_smoothing, mixup.mixup_alpha), (0.1, 0.2));
+        assert_eq!(mixup.warmup_epochs, 5.0);
     }
 }
