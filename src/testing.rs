@@ -426,3 +426,40 @@ pub fn relative_l2_error(actual: &Tensor, expected: &[f64]) -> f64 {
     let den: f64 = expected.iter().map(|y| y * y).sum();
     (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
+
+/// Writes a tiny Fashion-MNIST-shaped dataset for tests: train/t10k IDX files of 28×28 images whose
+/// class (10 of them, `i % 10`) sets a stripe pattern, plus seeded noise; easy to learn quickly.
+pub fn write_striped_idx(dir: &std::path::Path, n_train: usize, n_test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut state = 12345u64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 64) as u8
+    };
+    for (split, n) in [("train", n_train), ("t10k", n_test)] {
+        let mut images = Vec::with_capacity(n * 784);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let class = i % 10;
+            for y in 0..28 {
+                for x in 0..28 {
+                    let on = ((y * (class + 1)) / 7 + if class >= 5 { x / 4 } else { 0 }) % 2 == 0;
+                    images.push(if on { 180 } else { 20 } + noise());
+                }
+            }
+            labels.push(class as u8);
+        }
+        std::fs::write(
+            dir.join(format!("{split}-images-idx3-ubyte")),
+            crate::data::idx::encode_idx(&[n, 28, 28], &images),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{split}-labels-idx1-ubyte")),
+            crate::data::idx::encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+}

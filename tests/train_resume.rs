@@ -3,47 +3,11 @@
 //! epoch losses, accuracies and final weights), FP16 training with loss scaling runs and learns, and
 //! bad runs fail with clear errors (diverging loss, resuming with another architecture, missing data).
 
-use engine::data::idx::encode_idx;
+use engine::testing::write_striped_idx as write_dataset;
 use engine::nn::state::load_tensors;
 use engine::train::{train, Recipe, RunOptions, TrainConfig};
 use engine::Device;
 use std::path::{Path, PathBuf};
-
-/// Writes train/t10k IDX files of 28×28 images whose class sets the stripe frequency.
-fn write_dataset(dir: &Path, n_train: usize, n_test: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut state = 12345u64;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % 64) as u8
-    };
-    for (split, n) in [("train", n_train), ("t10k", n_test)] {
-        let mut images = Vec::with_capacity(n * 784);
-        let mut labels = Vec::with_capacity(n);
-        for i in 0..n {
-            let class = i % 10;
-            for y in 0..28 {
-                for x in 0..28 {
-                    let on = ((y * (class + 1)) / 7 + if class >= 5 { x / 4 } else { 0 }) % 2 == 0;
-                    images.push(if on { 180 } else { 20 } + noise());
-                }
-            }
-            labels.push(class as u8);
-        }
-        std::fs::write(
-            dir.join(format!("{split}-images-idx3-ubyte")),
-            encode_idx(&[n, 28, 28], &images),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join(format!("{split}-labels-idx1-ubyte")),
-            encode_idx(&[n], &labels),
-        )
-        .unwrap();
-    }
-}
 
 fn tmp(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("engine-train-{}-{name}", std::process::id()));

@@ -28,22 +28,30 @@ pub struct EvalArgs {
     device: DeviceArg,
 }
 
-/// What `engine eval` scores: a model, the data config it is evaluated with, its classes.
-struct EvalTarget {
-    model: crate::models::ResNet,
-    cfg: crate::train::TrainConfig,
-    classes: Vec<String>,
-    dtype: DType,
-    what: String,
+/// A classifier to score (`engine eval`, `engine shape-bias`): the model, the data config it is
+/// evaluated with (validation data, evaluation transform), its classes.
+pub(super) struct EvalTarget {
+    pub model: crate::models::ResNet,
+    pub cfg: crate::train::TrainConfig,
+    pub classes: Vec<String>,
+    pub dtype: DType,
+    pub what: String,
 }
 
-fn eval_checkpoint(path: &std::path::Path, a: &EvalArgs, dev: Device) -> Result<EvalTarget> {
+/// A training checkpoint and its validation data, overridden by `data` (Fashion-MNIST / CIFAR
+/// folder) or `val_dir` (image folders).
+pub(super) fn eval_checkpoint(
+    path: &std::path::Path,
+    data: Option<PathBuf>,
+    val_dir: &[PathBuf],
+    dev: Device,
+) -> Result<EvalTarget> {
     let run = checkpoint::read_run_state(path)?;
     let mut cfg = run.config;
-    match (&mut cfg.data, a.data.clone(), a.val_dir.is_empty()) {
+    match (&mut cfg.data, data, val_dir.is_empty()) {
         (_, None, true) => {}
         (DataSpec::FashionMnist { dir } | DataSpec::Cifar { dir }, Some(d), true) => *dir = d,
-        (DataSpec::ImageFolder { val, .. }, None, false) => *val = a.val_dir.clone(),
+        (DataSpec::ImageFolder { val, .. }, None, false) => *val = val_dir.to_vec(),
         (spec, _, _) => {
             return Err(Error::Msg(format!(
                 "the checkpoint was trained on {}: override its data with {}",
@@ -66,19 +74,27 @@ fn eval_checkpoint(path: &std::path::Path, a: &EvalArgs, dev: Device) -> Result<
     })
 }
 
-fn eval_weights(path: &std::path::Path, a: &EvalArgs, dev: Device) -> Result<EvalTarget> {
+/// Plain ResNet weights scored on image folders whose sorted class folders are its classes.
+pub(super) fn eval_weights(
+    path: &std::path::Path,
+    val_dir: &[PathBuf],
+    dev: Device,
+) -> Result<EvalTarget> {
     use crate::train::{Recipe, TrainConfig};
     let p = crate::models::load_pretrained_resnet(path, DType::F32, dev)?;
-    let classes = crate::data::folder::folder_classes(&a.val_dir[0])?;
+    let first = val_dir.first().ok_or_else(|| {
+        Error::Msg("--weights needs --val-dir DIR (class folders in the model's class order)".into())
+    })?;
+    let classes = crate::data::folder::folder_classes(first)?;
     if classes.len() != p.config.num_classes {
         return Err(Error::Msg(format!(
             "{} has {} class folders but the model has {} outputs",
-            a.val_dir[0].display(),
+            first.display(),
             classes.len(),
             p.config.num_classes
         )));
     }
-    let mut cfg = TrainConfig::imagenet(Recipe::Baseline, vec![], a.val_dir.clone(), 50, PathBuf::new());
+    let mut cfg = TrainConfig::imagenet(Recipe::Baseline, vec![], val_dir.to_vec(), 50, PathBuf::new());
     cfg.model = p.config;
     Ok(EvalTarget {
         model: p.model,
@@ -92,8 +108,8 @@ fn eval_weights(path: &std::path::Path, a: &EvalArgs, dev: Device) -> Result<Eva
 pub fn run_eval(a: EvalArgs) -> Result<()> {
     let dev = device(a.device)?;
     let t = match (&a.checkpoint, &a.weights) {
-        (Some(c), _) => eval_checkpoint(c, &a, dev)?,
-        (None, Some(w)) => eval_weights(w, &a, dev)?,
+        (Some(c), _) => eval_checkpoint(c, a.data.clone(), &a.val_dir, dev)?,
+        (None, Some(w)) => eval_weights(w, &a.val_dir, dev)?,
         (None, None) => unreachable!("clap requires a checkpoint or --weights"),
     };
     let val = trainer::val_dataset(&t.cfg, &t.classes)?;

@@ -4,6 +4,7 @@
 
 mod bench;
 mod eval;
+mod shape_bias;
 mod train;
 
 use crate::{Device, Result};
@@ -31,6 +32,8 @@ enum Command {
     Eval(EvalArgs),
     /// Classify image files with a training checkpoint: the top classes with probabilities.
     Predict(PredictArgs),
+    /// Shape bias of a classifier: how often it follows shape over texture on AdaIN cue-conflict images.
+    ShapeBias(shape_bias::ShapeBiasArgs),
     /// Print the build's features and the devices it can use.
     Info,
     /// Time training steps of a ResNet on one synthetic batch (warm-up excluded); prints JSON.
@@ -71,6 +74,7 @@ pub fn main() -> Result<()> {
         Command::Train(a) => train::run_train(*a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => eval::run_predict(a),
+        Command::ShapeBias(a) => shape_bias::run_shape_bias(a),
         Command::Info => run_info(),
         Command::BenchStep(a) => bench::run_bench_step(a),
         Command::BenchOps(a) => bench::run_bench_ops(a),

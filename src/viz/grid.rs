@@ -72,6 +72,9 @@ impl ImageGrid {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
 
     /// The tiled picture.
     pub fn render(&self) -> Rgb8 {
