@@ -13,6 +13,8 @@
 #   4. bundled bench executables with short measurement times
 #   5. `engine bench-step` (ResNet-50, batch 256, 224², fp16) and `engine bench-ops`
 #   6. tools/torch_gpu_bench.py: PyTorch AMP channels_last ResNet-50 step, the same ops, ceilings
+#   6b. generative models: `engine bench-stylize` (512² b8, 224² b32; f32, f16) and `engine
+#      bench-pix2pix` (256², b1 and b8) beside tools/torch_gpu_bench_generative.py
 #   7. tools/gpu_check_report.py: ONE table (op, ours, baseline, ratio, % of ceiling)
 # Results: $OUT (default ./gpu_check_out): gpu_check.log, tests.log, benches.log, results.json, table.md.
 # Without a usable CUDA driver the GPU steps are reported as "no CUDA driver" and the script exits 0
@@ -37,7 +39,22 @@ SMOKE="${GPU_CHECK_SMOKE:-0}"
 STEP_ARGS=(--model resnet50 --batch 256 --image 224 --fp16 --steps 20 --warmup 3 --device cuda)
 OPS_ARGS=(--device cuda)
 TORCH_ARGS=()
+# Generative benchmarks: "name|engine subcommand and args"; names match the torch script's rows.
+GEN=(
+    "stylize.512px.f32|bench-stylize --batch 8 --image 512 --iters 10 --device cuda"
+    "stylize.512px.f16|bench-stylize --batch 8 --image 512 --iters 10 --fp16 --device cuda"
+    "stylize.224px.f32|bench-stylize --batch 32 --image 224 --iters 10 --device cuda"
+    "stylize.224px.f16|bench-stylize --batch 32 --image 224 --iters 10 --fp16 --device cuda"
+    "pix2pix.step.b1|bench-pix2pix --batch 1 --image 256 --steps 20 --device cuda"
+    "pix2pix.step.b8|bench-pix2pix --batch 8 --image 256 --steps 10 --device cuda"
+)
+TORCH_GEN_ARGS=()
 if [[ "$SMOKE" == 1 ]]; then
+    GEN=(
+        "stylize.64px.f32|bench-stylize --batch 2 --image 64 --width 8 --iters 1 --warmup 1 --device cpu"
+        "pix2pix.step.b1|bench-pix2pix --batch 1 --image 32 --ngf 8 --ndf 8 --steps 1 --warmup 1 --device cpu"
+    )
+    TORCH_GEN_ARGS=(--dry-run)
     STEP_ARGS=(--model resnet18 --batch 4 --image 32 --steps 2 --warmup 1 --device cpu)
     OPS_ARGS=(--device cpu --shrink 64 --repeats 2 --iters 1)
     TORCH_ARGS=(--dry-run)
@@ -207,6 +224,27 @@ main() {
             --out "$STATE/torch.json" 2>"$STATE/torch.err"
         echo "  exit $?"
         grep -E '^torch:|Error|error' "$STATE/torch.err" | tail -n 30 | sed 's/^/    /'
+    fi
+
+    # ---- 6b. generative models: ours, then PyTorch's
+    mkdir -p "$STATE/gen"
+    local spec name
+    for spec in "${GEN[@]}"; do
+        name="${spec%%|*}"
+        t="$(left 60)"
+        ((t >= 5)) || break
+        say "engine ${spec#*|} (timeout ${t}s)"
+        # shellcheck disable=SC2086 # the spec is a word list
+        timeout -k 5 "$t" "$BIN/engine" ${spec#*|} >"$STATE/gen/$name.json" 2>"$STATE/gen/$name.err"
+        echo "  exit $?"
+    done
+    t="$(left 150)"
+    if ((t >= 5)); then
+        say "tools/torch_gpu_bench_generative.py (timeout ${t}s)"
+        timeout -k 5 "$t" "$PYTHON" tools/torch_gpu_bench_generative.py "${TORCH_GEN_ARGS[@]}" \
+            --out "$STATE/torch_gen.json" 2>"$STATE/torch_gen.err"
+        echo "  exit $?"
+        grep -E '^torch:|Error|error' "$STATE/torch_gen.err" | tail -n 10 | sed 's/^/    /'
     fi
 
     # ---- 7. the table

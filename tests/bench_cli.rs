@@ -52,3 +52,34 @@ fn a_missing_gpu_is_a_status() {
     });
     assert_eq!(v["ops"][0]["status"], "unavailable", "{v}");
 }
+
+#[test]
+fn generative_benches_run_on_the_cpu() {
+    use engine::bench::{bench_pix2pix, bench_stylize, Pix2pixBenchOptions, StylizeBenchOptions};
+    let v = bench_stylize(&StylizeBenchOptions {
+        batch: 2,
+        image: 32,
+        width: 4,
+        fp16: false,
+        iters: 1,
+        warmup: 1,
+        device: Device::Cpu,
+    });
+    assert_eq!(v["status"], "ok", "{v}");
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    let small = Pix2pixBenchOptions {
+        batch: 1,
+        image: 32,
+        ngf: 4,
+        ndf: 4,
+        steps: 1,
+        warmup: 1,
+        device: Device::Cpu,
+    };
+    let v = bench_pix2pix(&small);
+    assert_eq!(v["status"], "ok", "{v}");
+    assert!(v["parameters_g"].as_u64().unwrap() > 0, "{v}");
+    // A size the U-Net cannot take is reported, not panicked on.
+    let bad = bench_pix2pix(&Pix2pixBenchOptions { image: 48, ..small });
+    assert_eq!(bad["status"], "error", "{bad}");
+}

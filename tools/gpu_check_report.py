@@ -64,6 +64,31 @@ def status_text(d):
     return f"{s}: {err[:70]}"
 
 
+def generative_table(state):
+    """Rows `engine bench-stylize` / `bench-pix2pix` (gen/<name>.json) beside
+    tools/torch_gpu_bench_generative.py (torch_gen.json), joined on the row name."""
+    gdir = os.path.join(state, "gen")
+    ours = {}
+    if os.path.isdir(gdir):
+        for f in sorted(os.listdir(gdir)):
+            if f.endswith(".json"):
+                ours[f[:-5]] = load_json(os.path.join(gdir, f))
+    torch_rows = {r.get("op"): r for r in (load_json(os.path.join(state, "torch_gen.json")).get("rows") or [])}
+    names = list(ours) + [n for n in torch_rows if n not in ours]
+    if not names:
+        return []
+    out = ["", "## Generative models (images/s; ratio = ours / PyTorch, > 1: we are faster)", "",
+           "| benchmark | ours | PyTorch | ratio | note |", "|---|---|---|---|---|"]
+    for n in names:
+        o, b = ours.get(n, {}), torch_rows.get(n, {})
+        oi = o.get("images_per_s") if o.get("status") == "ok" else None
+        bi = b.get("images_per_s") if b.get("status") == "ok" else None
+        out.append(f"| {n} | {f'{oi:.1f}' if oi else (status_text(o) or '—')} | "
+                   f"{f'{bi:.1f}' if bi else (status_text(b) or '—')} | "
+                   f"{f'{oi / bi:.2f}×' if (oi and bi) else '—'} | {status_text(o) or ''} |")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--state", required=True)
@@ -170,9 +195,10 @@ def main():
     ttable += [f"| {t['binary']} | {t['status']} | {t['passed']} | {t['failed']} | {t['failing']} |" for t in tests]
     npass = sum(t["status"] == "pass" for t in tests)
     ttable += ["", f"{npass}/{len(tests)} test binaries passed."]
+    gtable = generative_table(a.state)
     btable = ["", "## Benches", ""]
     btable += [f"- {b['binary']}: {b['status']} {b['note']}" for b in benches] or ["- no bench executables in the bundle"]
-    md = "\n".join(head + table + ttable + btable) + "\n"
+    md = "\n".join(head + table + gtable + ttable + btable) + "\n"
     with open(os.path.join(a.out, "table.md"), "w") as f:
         f.write(md)
     results = {

@@ -122,3 +122,85 @@ pub fn run_bench_ops(a: BenchOpsArgs) -> Result<()> {
         filter: a.filter,
     }))
 }
+
+#[derive(Args)]
+pub struct BenchStylizeArgs {
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Square image size (a multiple of 8): 512 and 224 in the GPU check.
+    #[arg(long, default_value_t = 512)]
+    image: usize,
+    /// VGG width (64 for the real network).
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    #[arg(long)]
+    fp16: bool,
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, value_enum, default_value = "cuda")]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+pub struct BenchPix2pixArgs {
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Square image size (a power of two; 256 gives unet_256).
+    #[arg(long, default_value_t = 256)]
+    image: usize,
+    #[arg(long, default_value_t = 64)]
+    ngf: usize,
+    #[arg(long, default_value_t = 64)]
+    ndf: usize,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, value_enum, default_value = "cuda")]
+    device: DeviceArg,
+}
+
+/// A benchmark's JSON when its CUDA device is missing, else None.
+fn unavailable(kind: &str, device: Device) -> Option<serde_json::Value> {
+    match device {
+        Device::Cuda(i) => crate::backend::cuda::ensure_device(i).err().map(|e| {
+            serde_json::json!({"kind": kind, "device": format!("cuda:{i}"),
+                "status": "unavailable", "error": e.to_string()})
+        }),
+        Device::Cpu => None,
+    }
+}
+
+pub fn run_bench_stylize(a: BenchStylizeArgs) -> Result<()> {
+    let device = bench_device(a.device);
+    if let Some(v) = unavailable("bench-stylize", device) {
+        return run_bench(v);
+    }
+    run_bench(crate::bench::bench_stylize(&crate::bench::StylizeBenchOptions {
+        batch: a.batch,
+        image: a.image,
+        width: a.width,
+        fp16: a.fp16,
+        iters: a.iters,
+        warmup: a.warmup,
+        device,
+    }))
+}
+
+pub fn run_bench_pix2pix(a: BenchPix2pixArgs) -> Result<()> {
+    let device = bench_device(a.device);
+    if let Some(v) = unavailable("bench-pix2pix", device) {
+        return run_bench(v);
+    }
+    run_bench(crate::bench::bench_pix2pix(&crate::bench::Pix2pixBenchOptions {
+        batch: a.batch,
+        image: a.image,
+        ngf: a.ngf,
+        ndf: a.ndf,
+        steps: a.steps,
+        warmup: a.warmup,
+        device,
+    }))
+}

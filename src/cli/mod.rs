@@ -8,7 +8,7 @@ mod shape_bias;
 mod train;
 
 use crate::{Device, Result};
-use bench::{BenchOpsArgs, BenchStepArgs};
+use bench::{BenchOpsArgs, BenchPix2pixArgs, BenchStepArgs, BenchStylizeArgs};
 use clap::{Parser, Subcommand};
 use eval::{EvalArgs, PredictArgs};
 use train::TrainArgs;
@@ -40,6 +40,10 @@ enum Command {
     BenchStep(BenchStepArgs),
     /// Time single ops (BN+ReLU, SGD, cross-entropy, AdaIN, copy, GEMM) at ResNet-50 shapes; prints JSON.
     BenchOps(BenchOpsArgs),
+    /// Time AdaIN stylization (VGG-19 encoder + decoder, random weights) on synthetic images; prints JSON.
+    BenchStylize(BenchStylizeArgs),
+    /// Time pix2pix training iterations (U-Net + PatchGAN, Adam) on a synthetic batch; prints JSON.
+    BenchPix2pix(BenchPix2pixArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -78,5 +82,7 @@ pub fn main() -> Result<()> {
         Command::Info => run_info(),
         Command::BenchStep(a) => bench::run_bench_step(a),
         Command::BenchOps(a) => bench::run_bench_ops(a),
+        Command::BenchStylize(a) => bench::run_bench_stylize(a),
+        Command::BenchPix2pix(a) => bench::run_bench_pix2pix(a),
     }
 }

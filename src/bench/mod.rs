@@ -7,7 +7,12 @@
 //! Timing: warm-up iterations first (module load, pool growth, handle creation), then the device is
 //! synchronised around every timed region and host clocks are read. `bench-step` times each training
 //! step separately (one loss read per step, as the trainer does); `bench-ops` times batches of
-//! iterations and reports the median per-iteration time of the batches.
+//! iterations and reports the median per-iteration time of the batches. The generative models
+//! (`bench-stylize`, `bench-pix2pix`) live in `generative`.
+
+pub mod generative;
+
+pub use generative::{bench_pix2pix, bench_stylize, Pix2pixBenchOptions, StylizeBenchOptions};
 
 use crate::backend::{cuda_device_report, cuda_reset_peak_memory, cuda_synchronize};
 use crate::models::{ResNet, ResNetConfig};
