@@ -15,7 +15,9 @@ shift || true
 OUT=runs/ablation
 mkdir -p "$OUT" docs
 cargo build --release --quiet
-ENGINE=target/release/engine
+# A private copy, so rebuilding the project while the ablation runs cannot change its binary.
+cp target/release/engine "$OUT/engine"
+ENGINE="$OUT/engine"
 
 for recipe in baseline warmup zero-gamma no-bias-decay cosine label-smoothing mixup distill reproduction-2019; do
   extra=()
@@ -33,9 +35,9 @@ for recipe in baseline warmup zero-gamma no-bias-decay cosine label-smoothing mi
   echo $(( $(date +%s) - start )) > "$OUT/$recipe/done"
 done
 
-python3 - "$OUT" "$EPOCHS" <<'PY'
+python3 - "$OUT" "$EPOCHS" "$*" <<'PY'
 import json, os, subprocess, sys, datetime
-out, epochs = sys.argv[1], sys.argv[2]
+out, epochs, extra = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = []
 for recipe in ["baseline", "warmup", "zero-gamma", "no-bias-decay", "cosine", "label-smoothing", "mixup", "distill", "reproduction-2019"]:
     d = os.path.join(out, recipe)
@@ -52,7 +54,8 @@ lines = [
     "# Bag of Tricks ablation on Fashion-MNIST",
     "",
     f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {cpu[0]} ({os.cpu_count()} threads), commit {commit}, "
-    f"by `scripts/ablation_fmnist.sh {epochs}`. Model: ResNet-{cfg['model']['depth']}{cfg['model']['variant']} width "
+    f"by `scripts/ablation_fmnist.sh {epochs}{(' ' + extra) if extra else ''}`"
+    f"{' (training set limited to the first ' + str(cfg['train_limit']) + ' images)' if cfg.get('train_limit') else ''}. Model: ResNet-{cfg['model']['depth']}{cfg['model']['variant']} width "
     f"{cfg['model']['width']}, 3×3 stem without max pool; {epochs} epochs, batch {cfg['batch_size']}, "
     f"lr {cfg['lr_per_256']} per 256, Nesterov momentum {cfg['momentum']}, weight decay {cfg['weight_decay']}, "
     "pad-2 crop + flip; test split of 10,000 images. Rows are cumulative as in the paper's Tables 4 and 6.",
