@@ -13,6 +13,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod shape;
+pub mod stylize;
 pub mod tensor;
 pub mod testing;
 pub mod train;
