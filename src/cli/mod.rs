@@ -4,6 +4,7 @@
 
 mod bench;
 mod eval;
+mod stylize;
 mod train;
 
 use crate::{Device, Result};
@@ -37,6 +38,8 @@ enum Command {
     BenchStep(BenchStepArgs),
     /// Time single ops (BN+ReLU, SGD, cross-entropy, AdaIN, copy, GEMM) at ResNet-50 shapes; prints JSON.
     BenchOps(BenchOpsArgs),
+    /// Re-paint every image of a folder tree in a random style with AdaIN (Stylized-ImageNet).
+    Stylize(Box<stylize::StylizeArgs>),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -74,5 +77,6 @@ pub fn main() -> Result<()> {
         Command::Info => run_info(),
         Command::BenchStep(a) => bench::run_bench_step(a),
         Command::BenchOps(a) => bench::run_bench_ops(a),
+        Command::Stylize(a) => stylize::run_stylize_cmd(*a),
     }
 }
