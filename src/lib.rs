@@ -14,6 +14,7 @@ pub mod ops;
 pub mod optim;
 pub mod shape;
 pub mod shape_bias;
+pub mod stylize;
 pub mod tensor;
 pub mod testing;
 pub mod train;

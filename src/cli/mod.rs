@@ -1,10 +1,12 @@
 //! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
-//! `predict` (eval.rs), `bench-step` and `bench-ops` (bench.rs), `info` (here). This file holds the
+//! `predict` (eval.rs), `stylize` (stylize.rs), `shape-bias` (shape_bias.rs), the benchmarks
+//! `bench-step`, `bench-ops`, `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
 
 mod bench;
 mod eval;
 mod shape_bias;
+mod stylize;
 mod train;
 
 use crate::{Device, Result};
@@ -32,6 +34,8 @@ enum Command {
     Eval(EvalArgs),
     /// Classify image files with a training checkpoint: the top classes with probabilities.
     Predict(PredictArgs),
+    /// Re-paint every image of a folder tree in a random style with AdaIN (Stylized-ImageNet).
+    Stylize(Box<stylize::StylizeArgs>),
     /// Shape bias of a classifier: how often it follows shape over texture on AdaIN cue-conflict images.
     ShapeBias(shape_bias::ShapeBiasArgs),
     /// Print the build's features and the devices it can use.
@@ -84,5 +88,6 @@ pub fn main() -> Result<()> {
         Command::BenchOps(a) => bench::run_bench_ops(a),
         Command::BenchStylize(a) => bench::run_bench_stylize(a),
         Command::BenchPix2pix(a) => bench::run_bench_pix2pix(a),
+        Command::Stylize(a) => stylize::run_stylize_cmd(*a),
     }
 }
