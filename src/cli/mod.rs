@@ -4,6 +4,7 @@
 
 mod bench;
 mod eval;
+mod pix2pix;
 mod shape_bias;
 mod train;
 
@@ -44,6 +45,8 @@ enum Command {
     BenchStylize(BenchStylizeArgs),
     /// Time pix2pix training iterations (U-Net + PatchGAN, Adam) on a synthetic batch; prints JSON.
     BenchPix2pix(BenchPix2pixArgs),
+    /// pix2pix image-to-image translation: make-pairs, train, test.
+    Pix2pix(pix2pix::Pix2pixArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -84,5 +87,6 @@ pub fn main() -> Result<()> {
         Command::BenchOps(a) => bench::run_bench_ops(a),
         Command::BenchStylize(a) => bench::run_bench_stylize(a),
         Command::BenchPix2pix(a) => bench::run_bench_pix2pix(a),
+        Command::Pix2pix(a) => pix2pix::run_pix2pix(a),
     }
 }
