@@ -12,6 +12,7 @@ pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod pix2pix;
 pub mod shape;
 pub mod shape_bias;
 pub mod stylize;

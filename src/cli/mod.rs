@@ -1,10 +1,11 @@
 //! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
-//! `predict` (eval.rs), `stylize` (stylize.rs), `shape-bias` (shape_bias.rs), the benchmarks
+//! `predict` (eval.rs), `stylize` (stylize.rs), `pix2pix` (pix2pix.rs), `shape-bias` (shape_bias.rs), the benchmarks
 //! `bench-step`, `bench-ops`, `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
 
 mod bench;
 mod eval;
+mod pix2pix;
 mod shape_bias;
 mod stylize;
 mod train;
@@ -19,7 +20,7 @@ use train::TrainArgs;
 #[command(
     name = "engine",
     version,
-    about = "A Rust deep-learning research engine: ResNets with the Bag of Tricks recipe, on CPU or CUDA"
+    about = "A Rust deep-learning research engine: ResNets with the Bag of Tricks recipe, Stylized-ImageNet with AdaIN, pix2pix with a perceptual loss; on CPU or CUDA"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +37,8 @@ enum Command {
     Predict(PredictArgs),
     /// Re-paint every image of a folder tree in a random style with AdaIN (Stylized-ImageNet).
     Stylize(Box<stylize::StylizeArgs>),
+    /// pix2pix image-to-image translation: make-pairs, train, test.
+    Pix2pix(pix2pix::Pix2pixArgs),
     /// Shape bias of a classifier: how often it follows shape over texture on AdaIN cue-conflict images.
     ShapeBias(shape_bias::ShapeBiasArgs),
     /// Print the build's features and the devices it can use.
@@ -89,5 +92,6 @@ pub fn main() -> Result<()> {
         Command::BenchStylize(a) => bench::run_bench_stylize(a),
         Command::BenchPix2pix(a) => bench::run_bench_pix2pix(a),
         Command::Stylize(a) => stylize::run_stylize_cmd(*a),
+        Command::Pix2pix(a) => pix2pix::run_pix2pix(a),
     }
 }

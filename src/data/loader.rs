@@ -73,8 +73,9 @@ impl Batch {
     }
 }
 
-fn mix_seed(parts: &[u64]) -> u64 {
-    // SplitMix64 over the parts: well-spread seeds for nearby indices.
+/// A seed derived from `parts` (SplitMix64 over them): well-spread seeds for nearby indices, so
+/// that anything random can be a pure function of (seed, epoch, index, purpose).
+pub fn mix_seed(parts: &[u64]) -> u64 {
     let mut z = 0x9E37_79B9_7F4A_7C15u64;
     for &p in parts {
         z = z.wrapping_add(p).wrapping_add(0x9E37_79B9_7F4A_7C15);

@@ -138,6 +138,15 @@ impl UnetGenerator {
             .collect()
     }
 
+    /// Makes the next forward's dropout masks depend only on (initialisation seed, `step`): each
+    /// dropout layer's call counter is set to `step`. Training loops call it before every forward so
+    /// that a resumed run draws the masks an uninterrupted one would.
+    pub fn set_dropout_step(&self, step: u64) {
+        for d in self.levels.iter().filter_map(|l| l.dropout.as_ref()) {
+            d.set_calls(step);
+        }
+    }
+
     fn check_input(&self, x: &Tensor) -> Result<()> {
         let c = &self.config;
         let scale = 1usize << c.num_downs;

@@ -323,6 +323,11 @@ impl Dropout {
             calls: AtomicU64::new(0),
         }
     }
+    /// Sets the call counter that the next forward's mask is drawn from, so that a training loop
+    /// can make masks a function of its step (an exactly resumable run).
+    pub fn set_calls(&self, calls: u64) {
+        self.calls.store(calls, Ordering::Relaxed);
+    }
 }
 impl Module for Dropout {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {

@@ -49,8 +49,19 @@ pub struct TrainSummary {
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// Whether Ctrl-C was pressed (after `install_ctrlc`) since the last `clear_interrupt`: for other
+/// training loops, which share this one handler (a process can install only one).
+pub fn interrupt_requested() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Forgets a handled Ctrl-C.
+pub fn clear_interrupt() {
+    INTERRUPTED.store(false, Ordering::SeqCst);
+}
+
 /// Installs the Ctrl-C handler once per process; a second Ctrl-C exits at once.
-fn install_ctrlc() {
+pub fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
