@@ -29,7 +29,7 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 /// Image files under `dir` (recursively; hidden entries skipped), sorted by path.
-fn list_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub fn list_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io_err(dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))

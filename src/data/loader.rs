@@ -73,8 +73,8 @@ impl Batch {
     }
 }
 
-fn mix_seed(parts: &[u64]) -> u64 {
-    // SplitMix64 over the parts: well-spread seeds for nearby indices.
+/// A well-spread 64-bit seed from several parts (SplitMix64), for seeded streams of samples.
+pub(crate) fn mix_seed(parts: &[u64]) -> u64 {
     let mut z = 0x9E37_79B9_7F4A_7C15u64;
     for &p in parts {
         z = z.wrapping_add(p).wrapping_add(0x9E37_79B9_7F4A_7C15);

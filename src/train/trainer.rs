@@ -47,10 +47,11 @@ pub struct TrainSummary {
     pub interrupted: bool,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by Ctrl-C (after `install_ctrlc`); the trainers poll it after each step and clear it.
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the Ctrl-C handler once per process; a second Ctrl-C exits at once.
-fn install_ctrlc() {
+pub(crate) fn install_ctrlc() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
@@ -170,7 +171,7 @@ pub fn with_data_classes(cfg: &TrainConfig, classes: &[String]) -> Result<TrainC
 }
 
 /// Batch images as a tensor on `device` in `dtype`.
-fn batch_tensor(
+pub(crate) fn batch_tensor(
     images: Vec<f32>,
     dims: [usize; 4],
     dtype: DType,
