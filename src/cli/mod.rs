@@ -1,16 +1,19 @@
-//! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
+//! Command-line interface (clap): one subcommand a file. `engine train` (train.rs),
+//! `train-decoder` (train_decoder.rs), `eval` and
 //! `predict` (eval.rs), `bench-step` and `bench-ops` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
 
 mod bench;
 mod eval;
 mod train;
+mod train_decoder;
 
 use crate::{Device, Result};
 use bench::{BenchOpsArgs, BenchStepArgs};
 use clap::{Parser, Subcommand};
 use eval::{EvalArgs, PredictArgs};
 use train::TrainArgs;
+use train_decoder::TrainDecoderArgs;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +30,8 @@ struct Cli {
 enum Command {
     /// Train a ResNet classifier (Fashion-MNIST by default) with a Bag of Tricks recipe.
     Train(Box<TrainArgs>),
+    /// Train the AdaIN style-transfer decoder (Huang & Belongie 2017) on content and style folders.
+    TrainDecoder(Box<TrainDecoderArgs>),
     /// Score a training checkpoint on the validation split: top-1 and top-5 accuracy.
     Eval(EvalArgs),
     /// Classify image files with a training checkpoint: the top classes with probabilities.
@@ -69,6 +74,7 @@ fn run_info() -> Result<()> {
 pub fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Train(a) => train::run_train(*a),
+        Command::TrainDecoder(a) => train_decoder::run_train_decoder(*a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => eval::run_predict(a),
         Command::Info => run_info(),
