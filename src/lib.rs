@@ -19,6 +19,7 @@ pub mod stylize;
 pub mod tensor;
 pub mod testing;
 pub mod train;
+pub mod train_decoder;
 pub mod viz;
 
 pub use autograd::{no_grad, GradStore, NoGradGuard};

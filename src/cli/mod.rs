@@ -1,6 +1,7 @@
 //! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
-//! `predict` (eval.rs), `stylize` (stylize.rs), `pix2pix` (pix2pix.rs), `shape-bias` (shape_bias.rs), the benchmarks
-//! `bench-step`, `bench-ops`, `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
+//! `predict` (eval.rs), `stylize` (stylize.rs), `train-decoder` (train_decoder.rs), `pix2pix`
+//! (pix2pix.rs), `shape-bias` (shape_bias.rs), the benchmarks `bench-step`, `bench-ops`,
+//! `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
 
 mod bench;
@@ -9,12 +10,14 @@ mod pix2pix;
 mod shape_bias;
 mod stylize;
 mod train;
+mod train_decoder;
 
 use crate::{Device, Result};
 use bench::{BenchOpsArgs, BenchPix2pixArgs, BenchStepArgs, BenchStylizeArgs};
 use clap::{Parser, Subcommand};
 use eval::{EvalArgs, PredictArgs};
 use train::TrainArgs;
+use train_decoder::TrainDecoderArgs;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +34,8 @@ struct Cli {
 enum Command {
     /// Train a ResNet classifier (Fashion-MNIST by default) with a Bag of Tricks recipe.
     Train(Box<TrainArgs>),
+    /// Train the AdaIN style-transfer decoder (Huang & Belongie 2017) on content and style folders.
+    TrainDecoder(Box<TrainDecoderArgs>),
     /// Score a training checkpoint on the validation split: top-1 and top-5 accuracy.
     Eval(EvalArgs),
     /// Classify image files with a training checkpoint: the top classes with probabilities.
@@ -83,6 +88,7 @@ fn run_info() -> Result<()> {
 pub fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Train(a) => train::run_train(*a),
+        Command::TrainDecoder(a) => train_decoder::run_train_decoder(*a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => eval::run_predict(a),
         Command::ShapeBias(a) => shape_bias::run_shape_bias(a),

@@ -4,8 +4,10 @@
 //! train-decoder`); the labelled images come from the classifier's own validation data, or from
 //! --val-dir / --data.
 //!
-//!     engine shape-bias --checkpoint runs/sin/checkpoint.safetensors \
-//!         --vgg vgg_normalised.safetensors --decoder decoder.safetensors --pairs 1000 --out sb/
+//! ```text
+//! engine shape-bias --checkpoint runs/sin/checkpoint.safetensors \
+//!     --vgg vgg_normalised.safetensors --decoder decoder.safetensors --pairs 1000 --out sb/
+//! ```
 
 use super::eval::{eval_checkpoint, eval_weights};
 use super::{device, DeviceArg};

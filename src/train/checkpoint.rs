@@ -10,6 +10,7 @@ use crate::nn::init::Init;
 use crate::nn::{named_params, state, Module};
 use crate::optim::{DynamicLossScaler, Sgd};
 use crate::{DType, Device, Error, Result, Tensor};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,17 +30,26 @@ pub struct RunState {
 }
 
 pub fn save(path: &Path, model: &dyn Module, opt: &Sgd, run: &RunState) -> Result<()> {
+    save_state(path, model, opt.state_tensors(), FORMAT, run)
+}
+
+/// Writes a training checkpoint atomically: `model/<name>` for every parameter and buffer of
+/// `model`, `optim/<name>` for the optimiser state, and metadata `format` plus `run` (the run state
+/// as JSON). Shared by the trainers; each has its own `format` and run-state type.
+pub(crate) fn save_state(
+    path: &Path,
+    model: &dyn Module,
+    optim: Vec<(String, Tensor)>,
+    format: &str,
+    run: &impl Serialize,
+) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = named_params(model)
         .into_iter()
         .map(|(n, p)| (format!("model/{n}"), p.tensor))
         .collect();
-    tensors.extend(
-        opt.state_tensors()
-            .into_iter()
-            .map(|(n, t)| (format!("optim/{n}"), t)),
-    );
+    tensors.extend(optim.into_iter().map(|(n, t)| (format!("optim/{n}"), t)));
     let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), FORMAT.to_string());
+    meta.insert("format".to_string(), format.to_string());
     meta.insert(
         "run".to_string(),
         serde_json::to_string(run).expect("serialisable"),
@@ -54,13 +64,24 @@ pub fn read_run_state(path: &Path) -> Result<RunState> {
 }
 
 fn parse_meta(path: &Path, meta: &BTreeMap<String, String>) -> Result<RunState> {
+    parse_run(path, meta, FORMAT, "engine training checkpoint")
+}
+
+/// The run state of a checkpoint written by `save_state`, from its metadata; `format` must match
+/// (`what` names the kind of checkpoint in the error).
+pub(crate) fn parse_run<T: DeserializeOwned>(
+    path: &Path,
+    meta: &BTreeMap<String, String>,
+    format: &str,
+    what: &str,
+) -> Result<T> {
     let err = |msg: String| Error::Checkpoint {
         path: path.display().to_string(),
         msg,
     };
-    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+    if meta.get("format").map(String::as_str) != Some(format) {
         return Err(err(format!(
-            "not an engine training checkpoint (format {:?}, expected {FORMAT})",
+            "not an {what} (format {:?}, expected {format})",
             meta.get("format")
         )));
     }
@@ -69,6 +90,22 @@ fn parse_meta(path: &Path, meta: &BTreeMap<String, String>) -> Result<RunState> 
             .ok_or_else(|| err("missing run state".into()))?,
     )
     .map_err(|e| err(format!("unreadable run state: {e}")))
+}
+
+/// A checkpoint's tensors split into its `model/` and `optim/` parts, prefixes removed.
+pub(crate) fn split_state(
+    tensors: BTreeMap<String, Tensor>,
+) -> (BTreeMap<String, Tensor>, BTreeMap<String, Tensor>) {
+    let mut model_t = BTreeMap::new();
+    let mut optim_t = BTreeMap::new();
+    for (k, v) in tensors {
+        if let Some(n) = k.strip_prefix("model/") {
+            model_t.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("optim/") {
+            optim_t.insert(n.to_string(), v);
+        }
+    }
+    (model_t, optim_t)
 }
 
 /// Loads weights (and optimiser state when `opt` is given) into an already built model, checking
@@ -94,15 +131,7 @@ pub fn load(
             ),
         });
     }
-    let mut model_t = BTreeMap::new();
-    let mut optim_t = BTreeMap::new();
-    for (k, v) in tensors {
-        if let Some(n) = k.strip_prefix("model/") {
-            model_t.insert(n.to_string(), v);
-        } else if let Some(n) = k.strip_prefix("optim/") {
-            optim_t.insert(n.to_string(), v);
-        }
-    }
+    let (model_t, optim_t) = split_state(tensors);
     let mut problems = Vec::new();
     for (name, p) in named_params(model) {
         match model_t.get(&name) {

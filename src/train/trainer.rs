@@ -47,7 +47,8 @@ pub struct TrainSummary {
     pub interrupted: bool,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by Ctrl-C (after `install_ctrlc`); the trainers poll it after each step and clear it.
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Whether Ctrl-C was pressed (after `install_ctrlc`) since the last `clear_interrupt`: for other
 /// training loops, which share this one handler (a process can install only one).
@@ -181,7 +182,7 @@ pub fn with_data_classes(cfg: &TrainConfig, classes: &[String]) -> Result<TrainC
 }
 
 /// Batch images as a tensor on `device` in `dtype`.
-fn batch_tensor(
+pub(crate) fn batch_tensor(
     images: Vec<f32>,
     dims: [usize; 4],
     dtype: DType,
