@@ -13,6 +13,7 @@ use crate::models::{PatchGan, PatchGanConfig, Stylizer, UnetConfig, UnetGenerato
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
 use crate::optim::{Adam, AdamConfig};
+use crate::pix2pix::losses::{discriminator_loss, generator_loss};
 use crate::{DType, Device, Error, Result, Tensor};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -140,21 +141,13 @@ pub fn bench_pix2pix(o: &Pix2pixBenchOptions) -> Value {
         let dims = [o.batch, 3, o.image, o.image];
         let a = Tensor::rand_uniform(dims, -1.0, 1.0, 1, DType::F32, dev)?;
         let b = Tensor::rand_uniform(dims, -1.0, 1.0, 2, DType::F32, dev)?;
+        // The trainer's own objective (src/pix2pix/losses.rs), scalar read-backs included.
         let times = timed(dev, o.warmup, o.steps, "bench-pix2pix", || {
             let fake = g.forward(&a, Mode::TRAIN)?;
-            let real_logits = d.forward_pair(&a, &b, Mode::TRAIN)?;
-            let fake_logits = d.forward_pair(&a, &fake.detach(), Mode::TRAIN)?;
-            let loss_d = real_logits
-                .bce_with_logits(&real_logits.ones_like()?)?
-                .add(&fake_logits.bce_with_logits(&fake_logits.zeros_like()?)?)?
-                .scale(0.5)?;
-            opt_d.step(&loss_d.backward()?, 2e-4, 1.0)?;
-            let gan_logits = d.forward_pair(&a, &fake, Mode::TRAIN)?;
-            let loss_g = gan_logits
-                .bce_with_logits(&gan_logits.ones_like()?)?
-                .add(&fake.l1_loss(&b)?.scale(100.0)?)?;
-            opt_g.step(&loss_g.backward()?, 2e-4, 1.0)?;
-            loss_g.to_scalar()?;
+            let loss_d = discriminator_loss(&d, &a, &b, &fake)?;
+            opt_d.step(&loss_d.loss.backward()?, 2e-4, 1.0)?;
+            let loss_g = generator_loss(&d, &a, &b, &fake, 100.0, None)?;
+            opt_g.step(&loss_g.loss.backward()?, 2e-4, 1.0)?;
             Ok(())
         })?;
         let mut out = finish(base.clone(), &times, o.batch, dev);
