@@ -86,11 +86,9 @@ pub fn run_bench_step(a: BenchStepArgs) -> Result<()> {
         .parse::<usize>()
         .map_err(|_| Error::Msg(format!("--model {}: expected resnet18/34/50/101", a.model)))?;
     let device = bench_device(a.device);
-    if let Device::Cuda(i) = device {
-        if let Err(e) = crate::backend::cuda::ensure_device(i) {
-            return run_bench(serde_json::json!({"kind": "bench-step", "model": a.model,
-                "device": "cuda:0", "status": "unavailable", "error": e.to_string()}));
-        }
+    if let Some(mut v) = unavailable("bench-step", device) {
+        v["model"] = serde_json::json!(a.model);
+        return run_bench(v);
     }
     run_bench(crate::bench::bench_step(&crate::bench::StepOptions {
         depth,
@@ -108,11 +106,9 @@ pub fn run_bench_step(a: BenchStepArgs) -> Result<()> {
 
 pub fn run_bench_ops(a: BenchOpsArgs) -> Result<()> {
     let device = bench_device(a.device);
-    if let Device::Cuda(i) = device {
-        if let Err(e) = crate::backend::cuda::ensure_device(i) {
-            return run_bench(serde_json::json!({"kind": "bench-ops", "device": "cuda:0",
-                "status": "unavailable", "error": e.to_string(), "ops": []}));
-        }
+    if let Some(mut v) = unavailable("bench-ops", device) {
+        v["ops"] = serde_json::json!([]);
+        return run_bench(v);
     }
     run_bench(crate::bench::bench_ops(&crate::bench::OpsOptions {
         device,
