@@ -9,7 +9,9 @@ fn engine() -> Command {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -22,9 +24,11 @@ fn tmp(name: &str) -> PathBuf {
 fn predict_with_converted_torchvision_weights_prints_named_classes() {
     let dir = tmp("predict");
     let img = dir.join("gradient.png");
-    image::RgbImage::from_fn(80, 60, |x, y| image::Rgb([(x * 3) as u8, (y * 4) as u8, 128]))
-        .save(&img)
-        .unwrap();
+    image::RgbImage::from_fn(80, 60, |x, y| {
+        image::Rgb([(x * 3) as u8, (y * 4) as u8, 128])
+    })
+    .save(&img)
+    .unwrap();
     let out = engine()
         .args(["predict", "--top", "3", "--weights"])
         .arg(fixture("tiny_resnet50_torchvision.safetensors"))
@@ -32,12 +36,19 @@ fn predict_with_converted_torchvision_weights_prints_named_classes() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     let names = ["sandal", "shirt", "sneaker", "bag", "ankle boot"];
     for l in &lines[1..] {
-        assert!(names.iter().any(|n| l.contains(n)) && l.ends_with('%'), "{l}");
+        assert!(
+            names.iter().any(|n| l.contains(n)) && l.ends_with('%'),
+            "{l}"
+        );
     }
     std::fs::remove_dir_all(dir).ok();
 }
@@ -51,7 +62,12 @@ fn predict_needs_exactly_one_model_source() {
     assert!(!both.status.success());
     assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
     let missing = engine()
-        .args(["predict", "--weights", "/nonexistent/w.safetensors", "x.png"])
+        .args([
+            "predict",
+            "--weights",
+            "/nonexistent/w.safetensors",
+            "x.png",
+        ])
         .output()
         .unwrap();
     assert!(!missing.status.success());
@@ -63,9 +79,11 @@ fn eval_scores_converted_weights_on_a_folder_and_checks_the_class_count() {
     let dir = tmp("eval");
     for (i, class) in ["a", "b", "c", "d", "e"].iter().enumerate() {
         std::fs::create_dir_all(dir.join(class)).unwrap();
-        image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 5) as u8, (y * 7) as u8, (i * 50) as u8]))
-            .save(dir.join(class).join("img.png"))
-            .unwrap();
+        image::RgbImage::from_fn(40, 30, |x, y| {
+            image::Rgb([(x * 5) as u8, (y * 7) as u8, (i * 50) as u8])
+        })
+        .save(dir.join(class).join("img.png"))
+        .unwrap();
     }
     let eval = || {
         engine()
@@ -78,13 +96,23 @@ fn eval_scores_converted_weights_on_a_folder_and_checks_the_class_count() {
     };
     let out = eval();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("top-1") && stdout.contains("top-5"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("top-1") && stdout.contains("top-5"),
+        "{stdout}"
+    );
     // Four class folders for a five-class model: refused with both counts named.
     std::fs::remove_dir_all(dir.join("e")).unwrap();
     let out = eval();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("4 class folders") && stderr.contains("5 outputs"), "{stderr}");
+    assert!(
+        stderr.contains("4 class folders") && stderr.contains("5 outputs"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(dir).ok();
 }

@@ -26,7 +26,11 @@ fn params(fx: &Fixtures, case: &str, dtype: DType, dev: Device) -> Vec<(String, 
     ["w", "b"]
         .iter()
         .map(|&k| {
-            let kind = if k == "b" { ParamKind::Bias } else { ParamKind::Weight };
+            let kind = if k == "b" {
+                ParamKind::Bias
+            } else {
+                ParamKind::Weight
+            };
             let t = fx.tensor(&format!("{case}/p0/{k}"), dtype, dev);
             (k.to_string(), Param::new(t, kind))
         })
@@ -68,7 +72,10 @@ fn grads(fx: &Fixtures, case: &str, t: usize, ps: &[(String, Param)], dtype: DTy
     let mut g = GradStore::default();
     for (k, p) in ps {
         let dev = p.tensor.device();
-        g.insert(&p.tensor, fx.tensor(&format!("{case}/grad{t}/{k}"), dtype, dev));
+        g.insert(
+            &p.tensor,
+            fx.tensor(&format!("{case}/grad{t}/{k}"), dtype, dev),
+        );
     }
     g
 }
@@ -119,7 +126,9 @@ fn adam_state_round_trips_through_its_tensors() {
         unreachable!()
     };
     for t in 0..2 {
-        assert!(first.step(&grads(&fx, case, t, &ps, DType::F16), lr(t), scale).unwrap());
+        assert!(first
+            .step(&grads(&fx, case, t, &ps, DType::F16), lr(t), scale)
+            .unwrap());
     }
     let saved: std::collections::BTreeMap<String, Tensor> =
         first.state_tensors().unwrap().into_iter().collect();
@@ -130,7 +139,9 @@ fn adam_state_round_trips_through_its_tensors() {
     };
     second.load_state_tensors(&saved).unwrap();
     assert_eq!(second.steps(), 2);
-    assert!(second.step(&grads(&fx, case, 2, &ps, DType::F16), lr(2), scale).unwrap());
+    assert!(second
+        .step(&grads(&fx, case, 2, &ps, DType::F16), lr(2), scale)
+        .unwrap());
     check(&fx, case, 2, &ps, 2e-3);
 }
 
@@ -142,7 +153,10 @@ fn a_non_finite_gradient_skips_the_whole_step() {
     let Opt::Adam(mut opt) = make_opt(&fx.params(case), ps.clone()) else {
         unreachable!()
     };
-    let before: Vec<Vec<f64>> = ps.iter().map(|(_, p)| p.tensor.to_vec_f64().unwrap()).collect();
+    let before: Vec<Vec<f64>> = ps
+        .iter()
+        .map(|(_, p)| p.tensor.to_vec_f64().unwrap())
+        .collect();
     let mut g = grads(&fx, case, 0, &ps, DType::F32);
     let mut bad = fx.raw(&format!("{case}/grad0/b")).1.clone();
     bad[1] = f64::NAN;
@@ -152,6 +166,9 @@ fn a_non_finite_gradient_skips_the_whole_step() {
     );
     assert!(!opt.step(&g, 1e-3, 1.0).unwrap());
     assert_eq!(opt.steps(), 0);
-    let after: Vec<Vec<f64>> = ps.iter().map(|(_, p)| p.tensor.to_vec_f64().unwrap()).collect();
+    let after: Vec<Vec<f64>> = ps
+        .iter()
+        .map(|(_, p)| p.tensor.to_vec_f64().unwrap())
+        .collect();
     assert_eq!(before, after);
 }

@@ -33,14 +33,20 @@ fn converted_torchvision_weights_give_torchvisions_logits() {
                 ..ResNetConfig::resnet50(5)
             }
         );
-        assert_eq!(p.class_names, ["sandal", "shirt", "sneaker", "bag", "ankle boot"]);
+        assert_eq!(
+            p.class_names,
+            ["sandal", "shirt", "sneaker", "bag", "ankle boot"]
+        );
         let x = fx.tensor("logits_eval/in/x", DType::F32, dev);
         let logits = engine::no_grad(|| p.model.forward(&x, Mode::EVAL)).unwrap();
         let want = &fx.raw("logits_eval/out").1;
         let got = logits.to_vec_f64().unwrap();
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * scale.max(1.0), "{dev} logit {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-4 * scale.max(1.0),
+                "{dev} logit {i}: {a} vs {b}"
+            );
         }
     }
 }
@@ -85,7 +91,8 @@ fn weights_that_fit_no_resnet_are_rejected_clearly() {
         .to_string();
     assert!(missing.contains("convert_torchvision.py"), "{missing}");
     // A module that is no ResNet at all.
-    let lin = engine::nn::Linear::new(&mut Init::new(0, DType::F32, Device::Cpu), 3, 2, true).unwrap();
+    let lin =
+        engine::nn::Linear::new(&mut Init::new(0, DType::F32, Device::Cpu), 3, 2, true).unwrap();
     let path = dir.join("linear.safetensors");
     save_module(&path, &lin, &Default::default()).unwrap();
     let e = load_pretrained_resnet(&path, DType::F32, Device::Cpu)

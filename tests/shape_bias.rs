@@ -51,12 +51,18 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
     let r = shape_bias(&ds, &stylizer, DType::F32, &classifier, Device::Cpu, &cfg).unwrap();
     let pairs = draw_pairs(&ds, 30, 5).unwrap();
     assert_eq!(
-        r.trials.iter().map(|t| (t.shape_index, t.texture_index)).collect::<Vec<_>>(),
+        r.trials
+            .iter()
+            .map(|t| (t.shape_index, t.texture_index))
+            .collect::<Vec<_>>(),
         pairs
     );
     let shape = pairs.iter().filter(|&&(a, _)| ds.label(a) == 3).count();
     let texture = pairs.iter().filter(|&&(_, b)| ds.label(b) == 3).count();
-    assert!(shape > 0 && texture > 0, "the draw should hit class 3 both ways");
+    assert!(
+        shape > 0 && texture > 0,
+        "the draw should hit class 3 both ways"
+    );
     assert_eq!((r.shape_decisions, r.texture_decisions), (shape, texture));
     assert_eq!(r.other_decisions, 30 - shape - texture);
     assert!((r.shape_bias - shape as f64 / (shape + texture) as f64).abs() < 1e-12);
@@ -64,7 +70,10 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
     let grid = image::open(dir.join("grid.png")).unwrap();
     assert_eq!(grid.width() as usize, 3 * 32 + 4 * 4);
     // Sizes the stylizer cannot take are refused.
-    let bad = ShapeBiasConfig { stylize_size: 30, ..cfg };
+    let bad = ShapeBiasConfig {
+        stylize_size: 30,
+        ..cfg
+    };
     assert!(shape_bias(&ds, &stylizer, DType::F32, &classifier, Device::Cpu, &bad).is_err());
     std::fs::remove_dir_all(dir).ok();
 }
@@ -73,7 +82,8 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
 fn shape_bias_command_reports_every_trial() {
     let dir = tmp("cli");
     write_striped_idx(&dir.join("data"), 64, 20);
-    let mut cfg = TrainConfig::fashion_mnist(Recipe::Baseline, dir.join("data"), 18, 4, dir.join("run"));
+    let mut cfg =
+        TrainConfig::fashion_mnist(Recipe::Baseline, dir.join("data"), 18, 4, dir.join("run"));
     cfg.batch_size = 32;
     cfg.epochs = 1;
     train(
@@ -89,12 +99,24 @@ fn shape_bias_command_reports_every_trial() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(["shape-bias", "--checkpoint"])
         .arg(dir.join("run/checkpoint.safetensors"))
-        .args(["--random-stylizer", "4", "--pairs", "6", "--stylize-size", "32", "--out"])
+        .args([
+            "--random-stylizer",
+            "4",
+            "--pairs",
+            "6",
+            "--stylize-size",
+            "32",
+            "--out",
+        ])
         .arg(dir.join("sb"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("shape bias"), "{stdout}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("sb/report.json")).unwrap()).unwrap();

@@ -3,8 +3,8 @@
 //! epoch losses, accuracies and final weights), FP16 training with loss scaling runs and learns, and
 //! bad runs fail with clear errors (diverging loss, resuming with another architecture, missing data).
 
-use engine::testing::write_striped_idx as write_dataset;
 use engine::nn::state::load_tensors;
+use engine::testing::write_striped_idx as write_dataset;
 use engine::train::{train, Recipe, RunOptions, TrainConfig};
 use engine::Device;
 use std::path::{Path, PathBuf};

@@ -112,7 +112,8 @@ pub fn bench_pix2pix(o: &Pix2pixBenchOptions) -> Value {
     let run = || -> Result<Value> {
         if o.batch == 0 || o.steps == 0 || !o.image.is_power_of_two() || o.image < 16 {
             return Err(Error::Msg(
-                "bench-pix2pix needs --batch ≥ 1, --steps ≥ 1 and --image a power of two ≥ 16".into(),
+                "bench-pix2pix needs --batch ≥ 1, --steps ≥ 1 and --image a power of two ≥ 16"
+                    .into(),
             ));
         }
         let dev = o.device;

@@ -174,15 +174,17 @@ pub fn run_bench_stylize(a: BenchStylizeArgs) -> Result<()> {
     if let Some(v) = unavailable("bench-stylize", device) {
         return run_bench(v);
     }
-    run_bench(crate::bench::bench_stylize(&crate::bench::StylizeBenchOptions {
-        batch: a.batch,
-        image: a.image,
-        width: a.width,
-        fp16: a.fp16,
-        iters: a.iters,
-        warmup: a.warmup,
-        device,
-    }))
+    run_bench(crate::bench::bench_stylize(
+        &crate::bench::StylizeBenchOptions {
+            batch: a.batch,
+            image: a.image,
+            width: a.width,
+            fp16: a.fp16,
+            iters: a.iters,
+            warmup: a.warmup,
+            device,
+        },
+    ))
 }
 
 pub fn run_bench_pix2pix(a: BenchPix2pixArgs) -> Result<()> {
@@ -190,13 +192,15 @@ pub fn run_bench_pix2pix(a: BenchPix2pixArgs) -> Result<()> {
     if let Some(v) = unavailable("bench-pix2pix", device) {
         return run_bench(v);
     }
-    run_bench(crate::bench::bench_pix2pix(&crate::bench::Pix2pixBenchOptions {
-        batch: a.batch,
-        image: a.image,
-        ngf: a.ngf,
-        ndf: a.ndf,
-        steps: a.steps,
-        warmup: a.warmup,
-        device,
-    }))
+    run_bench(crate::bench::bench_pix2pix(
+        &crate::bench::Pix2pixBenchOptions {
+            batch: a.batch,
+            image: a.image,
+            ngf: a.ngf,
+            ndf: a.ndf,
+            steps: a.steps,
+            warmup: a.warmup,
+            device,
+        },
+    ))
 }

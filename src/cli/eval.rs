@@ -83,7 +83,9 @@ pub(super) fn eval_weights(
     use crate::train::{Recipe, TrainConfig};
     let p = crate::models::load_pretrained_resnet(path, DType::F32, dev)?;
     let first = val_dir.first().ok_or_else(|| {
-        Error::Msg("--weights needs --val-dir DIR (class folders in the model's class order)".into())
+        Error::Msg(
+            "--weights needs --val-dir DIR (class folders in the model's class order)".into(),
+        )
     })?;
     let classes = crate::data::folder::folder_classes(first)?;
     if classes.len() != p.config.num_classes {
@@ -94,7 +96,13 @@ pub(super) fn eval_weights(
             p.config.num_classes
         )));
     }
-    let mut cfg = TrainConfig::imagenet(Recipe::Baseline, vec![], val_dir.to_vec(), 50, PathBuf::new());
+    let mut cfg = TrainConfig::imagenet(
+        Recipe::Baseline,
+        vec![],
+        val_dir.to_vec(),
+        50,
+        PathBuf::new(),
+    );
     cfg.model = p.config;
     Ok(EvalTarget {
         model: p.model,
@@ -140,7 +148,11 @@ pub struct PredictArgs {
     /// Or plain ResNet weights: a torchvision state dict converted by tools/convert_torchvision.py
     /// (architecture inferred from the file; evaluated as torchvision does: 256 → center 224,
     /// ImageNet mean/std).
-    #[arg(long, conflicts_with = "checkpoint", required_unless_present = "checkpoint")]
+    #[arg(
+        long,
+        conflicts_with = "checkpoint",
+        required_unless_present = "checkpoint"
+    )]
     weights: Option<PathBuf>,
     /// Image files (JPEG, PNG, BMP, WebP); converted to grayscale for 1-channel models.
     #[arg(required = true)]

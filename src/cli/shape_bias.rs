@@ -34,7 +34,11 @@ pub struct ShapeBiasArgs {
     #[arg(long)]
     val_dir: Vec<PathBuf>,
     /// Converted normalised VGG-19 weights (tools/convert_adain_weights.py vgg_normalised.pth).
-    #[arg(long, requires = "decoder", required_unless_present = "random_stylizer")]
+    #[arg(
+        long,
+        requires = "decoder",
+        required_unless_present = "random_stylizer"
+    )]
     vgg: Option<PathBuf>,
     /// Converted AdaIN decoder weights, or the decoder.safetensors of `engine train-decoder`.
     #[arg(long)]
@@ -118,7 +122,14 @@ pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
         a.alpha,
         t.cfg.data.describe()
     );
-    let r = shape_bias(dataset.as_ref(), &stylizer, DType::F32, &classifier, dev, &cfg)?;
+    let r = shape_bias(
+        dataset.as_ref(),
+        &stylizer,
+        DType::F32,
+        &classifier,
+        dev,
+        &cfg,
+    )?;
     if let Some(out) = &a.out {
         let json = serde_json::to_vec_pretty(&r).expect("json");
         crate::nn::state::write_atomic(&out.join("report.json"), &json)?;

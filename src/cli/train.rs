@@ -314,7 +314,8 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     if c.recipe == Recipe::SinFinetuneIn && c.init_from.is_none() {
         return Err(Error::Msg(
-            "--recipe sin-finetune-in needs --init-from CHECKPOINT (a run of the sin recipe)".into(),
+            "--recipe sin-finetune-in needs --init-from CHECKPOINT (a run of the sin recipe)"
+                .into(),
         ));
     }
     if c.epochs == 0 || c.batch_size == 0 {

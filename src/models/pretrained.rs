@@ -30,7 +30,10 @@ fn bad(path: &Path, msg: String) -> Error {
 }
 
 /// The engine configuration of the ResNet whose state-dict shapes are `shapes`.
-pub fn infer_resnet_config(shapes: &BTreeMap<String, Vec<usize>>, path: &Path) -> Result<ResNetConfig> {
+pub fn infer_resnet_config(
+    shapes: &BTreeMap<String, Vec<usize>>,
+    path: &Path,
+) -> Result<ResNetConfig> {
     let get = |k: &str| {
         shapes
             .get(k)
@@ -87,7 +90,11 @@ pub fn infer_resnet_config(shapes: &BTreeMap<String, Vec<usize>>, path: &Path) -
 }
 
 /// Builds the ResNet a weights file describes, in `dtype` on `device`, and loads it strictly.
-pub fn load_pretrained_resnet(path: &Path, dtype: DType, device: Device) -> Result<PretrainedResNet> {
+pub fn load_pretrained_resnet(
+    path: &Path,
+    dtype: DType,
+    device: Device,
+) -> Result<PretrainedResNet> {
     if !path.exists() {
         return Err(Error::Msg(format!(
             "{}: no such weights file (convert a PyTorch .pth with `python3 tools/convert_torchvision.py IN.pth {}`)",
@@ -100,8 +107,12 @@ pub fn load_pretrained_resnet(path: &Path, dtype: DType, device: Device) -> Resu
     let model = ResNet::new(config.clone(), &mut Init::new(0, dtype, device))?;
     load_module(path, &model, true)?;
     let class_names = match read_metadata(path)?.get("classes") {
-        Some(json) => serde_json::from_str::<Vec<String>>(json)
-            .map_err(|e| bad(path, format!("its `classes` metadata is not a JSON list: {e}")))?,
+        Some(json) => serde_json::from_str::<Vec<String>>(json).map_err(|e| {
+            bad(
+                path,
+                format!("its `classes` metadata is not a JSON list: {e}"),
+            )
+        })?,
         None => Vec::new(),
     };
     if !class_names.is_empty() && class_names.len() != config.num_classes {

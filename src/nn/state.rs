@@ -162,7 +162,9 @@ fn read_header(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>
     f.read_exact(&mut header).map_err(io)?;
     match serde_json::from_slice(&header) {
         Ok(serde_json::Value::Object(m)) => Ok(m),
-        Ok(_) => Err(err("not a safetensors file: the header is not an object".into())),
+        Ok(_) => Err(err(
+            "not a safetensors file: the header is not an object".into()
+        )),
         Err(e) => Err(err(format!("not a safetensors file: {e}"))),
     }
 }
@@ -189,7 +191,14 @@ pub fn read_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize>>> {
         .filter(|(k, _)| k != "__metadata__")
         .filter_map(|(k, v)| {
             let shape = v.get("shape")?.as_array()?;
-            Some((k, shape.iter().filter_map(|d| d.as_u64()).map(|d| d as usize).collect()))
+            Some((
+                k,
+                shape
+                    .iter()
+                    .filter_map(|d| d.as_u64())
+                    .map(|d| d as usize)
+                    .collect(),
+            ))
         })
         .collect())
 }

@@ -200,7 +200,11 @@ pub fn init_from(path: &Path, model: &dyn Module) -> Result<Vec<String>> {
         match tensors.get(&format!("{prefix}{name}")) {
             Some(t) if t.shape() == p.tensor.shape() => p.tensor.assign(t)?,
             Some(_) if name.starts_with("fc.") => kept_fresh.push(name),
-            Some(t) => missing.push(format!("{name} is {:?}, not {:?}", t.shape(), p.tensor.shape())),
+            Some(t) => missing.push(format!(
+                "{name} is {:?}, not {:?}",
+                t.shape(),
+                p.tensor.shape()
+            )),
             None => missing.push(format!("{name} missing")),
         }
     }

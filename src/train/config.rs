@@ -360,7 +360,13 @@ mod tests {
     use super::*;
 
     fn folder(recipe: Recipe) -> TrainConfig {
-        TrainConfig::imagenet(recipe, vec!["sin".into()], vec!["val".into()], 50, "out".into())
+        TrainConfig::imagenet(
+            recipe,
+            vec!["sin".into()],
+            vec!["val".into()],
+            50,
+            "out".into(),
+        )
     }
 
     #[test]
@@ -372,7 +378,12 @@ mod tests {
         ] {
             let c = folder(recipe);
             assert_eq!(
-                (c.epochs, c.lr_per_256, c.step_milestones.clone(), c.batch_size),
+                (
+                    c.epochs,
+                    c.lr_per_256,
+                    c.step_milestones.clone(),
+                    c.batch_size
+                ),
                 (epochs, lr, milestones, 256),
                 "{recipe:?}"
             );

@@ -59,7 +59,8 @@ fn render(chart: &Chart) -> Result<Vec<u8>> {
     {
         let root = BitMapBackend::with_buffer(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(chart_err)?;
-        let keep = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!chart.log_y || y > 0.0);
+        let keep =
+            |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!chart.log_y || y > 0.0);
         let points: Vec<(f64, f64)> = chart
             .series
             .iter()
@@ -167,7 +168,9 @@ mod tests {
             y_label: "loss".into(),
             series: vec![Series {
                 label: "train".into(),
-                points: (0..50).map(|i| (i as f64, (-(i as f64) / 10.0).exp())).collect(),
+                points: (0..50)
+                    .map(|i| (i as f64, (-(i as f64) / 10.0).exp()))
+                    .collect(),
             }],
             log_y: false,
         };
@@ -178,8 +181,22 @@ mod tests {
         let blue = img.pixels().filter(|p| p.0 == [31, 119, 180]).count();
         assert!(blue > 100, "curve pixels: {blue}");
         // Log scale and empty charts render too.
-        draw_line_chart(&path, &Chart { log_y: true, ..chart.clone() }).unwrap();
-        draw_line_chart(&path, &Chart { series: vec![], ..chart }).unwrap();
+        draw_line_chart(
+            &path,
+            &Chart {
+                log_y: true,
+                ..chart.clone()
+            },
+        )
+        .unwrap();
+        draw_line_chart(
+            &path,
+            &Chart {
+                series: vec![],
+                ..chart
+            },
+        )
+        .unwrap();
         assert!(image::open(&path).is_ok());
         std::fs::remove_dir_all(dir).ok();
     }

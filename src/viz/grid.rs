@@ -78,8 +78,20 @@ impl ImageGrid {
 
     /// The tiled picture.
     pub fn render(&self) -> Rgb8 {
-        let cell_w = self.rows.iter().flatten().map(|i| i.width).max().unwrap_or(1);
-        let cell_h = self.rows.iter().flatten().map(|i| i.height).max().unwrap_or(1);
+        let cell_w = self
+            .rows
+            .iter()
+            .flatten()
+            .map(|i| i.width)
+            .max()
+            .unwrap_or(1);
+        let cell_h = self
+            .rows
+            .iter()
+            .flatten()
+            .map(|i| i.height)
+            .max()
+            .unwrap_or(1);
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let rows = self.rows.len().max(1);
         let width = cols * cell_w + (cols + 1) * GAP;
