@@ -1,4 +1,4 @@
-//! cuDNN convolutions (src/backend/cuda/conv.rs) against the CPU backend: conv2d and conv_transpose2d,
+//! cuDNN convolutions (src/backend/cuda/conv/) against the CPU backend: conv2d and conv_transpose2d,
 //! forward values and the gradients w.r.t. input, weight and bias from `.backward()`, in f16, f32 and
 //! f64, on ResNet-50-style layers (7×7 s2 stem, 1×1 s2 projection, 3×3 bottleneck, 512-channel 3×3),
 //! groups, depthwise, dilation, asymmetric stride/padding/kernels, batch 1, pix2pix's k4 s2 p1

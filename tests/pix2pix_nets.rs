@@ -434,7 +434,8 @@ fn perceptual_loss_loads_torchvision_files_and_engine_checkpoints() {
         train_cfg.augment.std[0] as f64,
     );
     let direct = PerceptualLoss::new(net, &[mean], &[std], cfg.clone()).unwrap();
-    let loaded = PerceptualLoss::from_checkpoint(&path, cfg, DType::F32, Device::Cpu).unwrap();
+    let loaded =
+        engine::train::checkpoint::perceptual_loss(&path, cfg, DType::F32, Device::Cpu).unwrap();
     let (gray, gray_noise) = (
         img.narrow(1, 0, 1).unwrap().to_dtype(DType::F32).unwrap(),
         noise.narrow(1, 0, 1).unwrap().to_dtype(DType::F32).unwrap(),

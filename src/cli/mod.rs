@@ -66,6 +66,39 @@ pub(crate) enum DeviceArg {
     Auto,
 }
 
+/// The flags every training command shares (`train`, `train-decoder`, `pix2pix train`): where it
+/// runs, whether it continues a stopped run, progress bars, and an early stop.
+#[derive(clap::Args)]
+pub(crate) struct RunFlags {
+    /// Continue from <out>/checkpoint.safetensors exactly where it stopped, with the config saved in it.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Stop (with a checkpoint, as Ctrl-C does) after this many optimiser steps in total.
+    #[arg(long, alias = "stop-after")]
+    pub stop_after_steps: Option<usize>,
+}
+
+impl RunFlags {
+    /// The trainer-facing options these flags ask for.
+    pub fn run_options(&self) -> crate::train::RunOptions {
+        crate::train::RunOptions {
+            resume: self.resume,
+            show_progress: !self.quiet,
+            stop_after_steps: self.stop_after_steps,
+        }
+    }
+
+    /// The device `--device` names (an error if CUDA was asked for and is not there).
+    pub fn device(&self) -> Result<Device> {
+        device(self.device)
+    }
+}
+
 pub(crate) fn device(d: DeviceArg) -> Result<Device> {
     match d {
         DeviceArg::Cpu => Ok(Device::Cpu),

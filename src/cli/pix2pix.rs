@@ -30,14 +30,13 @@
 //! uses BN running statistics and no dropout. `train --eval` applies the same choice to validation
 //! and samples. L1 is in [-1, 1] units; PSNR is on [0, 1] images, 100 dB for identical ones.
 
-use super::{device, DeviceArg};
+use super::{device, DeviceArg, RunFlags};
 use crate::pix2pix::checkpoint::{checkpoint_path, read_run_state};
 use crate::pix2pix::config::{
     default_load_size, default_n_layers, default_num_downs, Direction, PerceptualSpec,
     PerceptualTerm, Pix2PixConfig,
 };
 use crate::pix2pix::{make_pairs, run_test, GenMode, MakePairsConfig, PairTask, TestOptions};
-use crate::train::RunOptions;
 use crate::{Error, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -90,9 +89,8 @@ struct TrainArgs {
     /// Run folder.
     #[arg(long)]
     out: PathBuf,
-    /// Continue from <out>/checkpoint.safetensors exactly where it stopped (its config is used).
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    run: RunFlags,
     #[arg(long, value_enum, default_value = "AtoB")]
     direction: Direction,
     /// Side of the training crops (256 in the paper); networks scale to it.
@@ -157,14 +155,6 @@ struct TrainArgs {
     /// Validate with BN running statistics and no dropout (default: the reference's test mode).
     #[arg(long)]
     eval: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-    /// Stop (with a checkpoint, as Ctrl-C does) after this many iterations in total.
-    #[arg(long)]
-    stop_after_steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -222,7 +212,7 @@ fn build_config(a: &TrainArgs) -> Result<Pix2PixConfig> {
 }
 
 fn run_train(a: TrainArgs) -> Result<()> {
-    let cfg = if a.resume {
+    let cfg = if a.run.resume {
         let mut c = read_run_state(&checkpoint_path(&a.out))
             .map_err(|e| Error::Msg(format!("--resume: {e}")))?
             .config;
@@ -234,7 +224,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
     } else {
         build_config(&a)?
     };
-    let dev = device(a.device)?;
+    let dev = a.run.device()?;
     let g = &cfg.generator;
     eprintln!(
         "pix2pix {:?} on {}: U-Net {} levels ngf {}{}, PatchGAN {} layers ndf {}, {} px, λ_L1 {}{}, \
@@ -258,11 +248,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         cfg.lr,
         cfg.out_dir.display()
     );
-    let opts = RunOptions {
-        resume: a.resume,
-        show_progress: !a.quiet,
-        stop_after_steps: a.stop_after_steps,
-    };
+    let opts = a.run.run_options();
     let s = crate::pix2pix::train(&cfg, dev, &opts)?;
     if let (false, Some(last)) = (s.interrupted, s.history.last()) {
         println!(

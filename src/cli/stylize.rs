@@ -31,7 +31,6 @@ use crate::stylize::{
 use crate::{DType, Device, Error, Result};
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum FormatArg {
@@ -115,22 +114,6 @@ pub struct StylizeArgs {
     quiet: bool,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-/// Installs the Ctrl-C handler once per process: the first Ctrl-C asks the job to stop after the
-/// current batch, a second one exits at once.
-fn install_ctrlc() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if STOP.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupt: finishing the current batch (Ctrl-C again to quit now)");
-        });
-    });
-}
-
 fn config(a: &StylizeArgs, dev: Device) -> StylizeConfig {
     let mut c = StylizeConfig::new(&a.content, &a.styles, &a.out);
     c.seed = a.seed;
@@ -190,10 +173,10 @@ pub fn run_stylize_cmd(a: StylizeArgs) -> Result<()> {
         },
         cfg.seed
     );
-    install_ctrlc();
+    crate::interrupt::install();
     let opts = StylizeOptions {
         show_progress: !a.quiet,
-        stop: Some(&STOP),
+        stop: Some(crate::interrupt::flag()),
         stop_after_batches: None,
     };
     let r = run_stylize(&cfg, &stylizer, dev, &opts)?;

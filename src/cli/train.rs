@@ -2,7 +2,7 @@
 //! can come from a recipe preset, a JSON config file (`--config`, the same format as the
 //! `config.json` a run writes), and individual flags, applied in that order.
 
-use super::{device, DeviceArg};
+use super::RunFlags;
 use crate::data::idx::FASHION_MNIST_DIR;
 use crate::models::Variant;
 use crate::train::config::DistillConfig;
@@ -23,11 +23,8 @@ pub struct TrainArgs {
     /// runs/imagenet for folder data, runs/cifar for CIFAR).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from <out>/checkpoint.safetensors exactly where it stopped.
-    #[arg(long)]
-    resume: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
+    #[command(flatten)]
+    run: RunFlags,
     /// FP16 weights and activations with f32 master weights and dynamic loss scaling.
     #[arg(long)]
     fp16: bool,
@@ -90,12 +87,6 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
-    /// No progress bars.
-    #[arg(long)]
-    quiet: bool,
-    /// Stop (with a checkpoint, as Ctrl-C does) after this many optimiser steps in total.
-    #[arg(long)]
-    stop_after_steps: Option<usize>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -327,7 +318,7 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
 }
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let cfg = if a.resume {
+    let cfg = if a.run.resume {
         let ckpt = trainer::checkpoint_path(&out_dir(&a));
         let mut c = checkpoint::read_run_state(&ckpt)
             .map_err(|e| Error::Msg(format!("--resume: {e}")))?
@@ -340,7 +331,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     } else {
         build_config(&a)?
     };
-    let dev = device(a.device)?;
+    let dev = a.run.device()?;
     eprintln!(
         "training ResNet-{}{:?} (width {}{}) on {} with recipe {} for {} epochs, batch {}, lr {:.4}{} → {}",
         cfg.model.depth,
@@ -356,11 +347,7 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         cfg.out_dir.display()
     );
     eprintln!("data: {}", cfg.data.describe());
-    let opts = trainer::RunOptions {
-        resume: a.resume,
-        show_progress: !a.quiet,
-        stop_after_steps: a.stop_after_steps,
-    };
+    let opts = a.run.run_options();
     let summary = trainer::train(&cfg, dev, &opts)?;
     if summary.interrupted {
         return Ok(());

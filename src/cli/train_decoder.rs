@@ -24,8 +24,7 @@
 //! `--image-size 64 --crop 32 --batch-size 2 --iterations 200`; `--random-vgg 8` stands in for
 //! `--vgg` where no converted weights exist (for testing only: the decoder learns nothing useful).
 
-use super::{device, DeviceArg};
-use crate::train::RunOptions;
+use super::RunFlags;
 use crate::train_decoder::checkpoint::{checkpoint_path, read_run_state};
 use crate::train_decoder::{train_decoder, DecoderTrainConfig, EncoderSource};
 use crate::{Error, Result};
@@ -57,11 +56,8 @@ pub struct TrainDecoderArgs {
     /// decoder.safetensors.
     #[arg(long, default_value = "runs/adain-decoder")]
     out: PathBuf,
-    /// Continue from <out>/checkpoint.safetensors exactly where it stopped.
-    #[arg(long)]
-    resume: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
+    #[command(flatten)]
+    run: RunFlags,
     /// FP16 weights and activations with f32 master weights and dynamic loss scaling (for CUDA).
     #[arg(long)]
     fp16: bool,
@@ -108,12 +104,6 @@ pub struct TrainDecoderArgs {
     /// (content, style) pairs in the sample grids [default: 4].
     #[arg(long)]
     sample_pairs: Option<usize>,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-    /// Stop (with a checkpoint, as Ctrl-C does) after this many iterations in total.
-    #[arg(long)]
-    stop_after: Option<usize>,
 }
 
 macro_rules! set {
@@ -156,7 +146,7 @@ fn build_config(a: &TrainDecoderArgs) -> Result<DecoderTrainConfig> {
 }
 
 pub fn run_train_decoder(a: TrainDecoderArgs) -> Result<()> {
-    let mut cfg = if a.resume {
+    let mut cfg = if a.run.resume {
         let ckpt = checkpoint_path(&a.out);
         let mut c = read_run_state(&ckpt)
             .map_err(|e| Error::Msg(format!("--resume: {e}")))?
@@ -172,12 +162,8 @@ pub fn run_train_decoder(a: TrainDecoderArgs) -> Result<()> {
     set!(cfg.save_every, a.save_every);
     set!(cfg.sample_every, a.sample_every);
     set!(cfg.log_every, a.log_every);
-    let dev = device(a.device)?;
-    let opts = RunOptions {
-        resume: a.resume,
-        show_progress: !a.quiet,
-        stop_after_steps: a.stop_after,
-    };
+    let dev = a.run.device()?;
+    let opts = a.run.run_options();
     let s = train_decoder(&cfg, dev, &opts)?;
     if !s.interrupted {
         if let Some(last) = s.history.last() {

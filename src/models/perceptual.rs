@@ -7,7 +7,7 @@
 //!   layer4), computed in eval mode (BN running statistics; nothing is updated);
 //! - `norm` maps the stated `InputRange` to [0, 1] and then normalises per channel with the mean/std
 //!   the network was trained with (ImageNet's for torchvision weights, the checkpoint's own for an
-//!   engine checkpoint);
+//!   engine checkpoint, built by `train::checkpoint::perceptual_loss`);
 //! - `d` is `|·|` (L1) or `(·)²` (MSE), averaged over all elements of the tap; `w_t` a weight per tap
 //!   (taps of weight 0 are skipped).
 //!
@@ -20,7 +20,6 @@
 use crate::models::{ResNet, ResNetConfig};
 use crate::nn::init::Init;
 use crate::nn::{named_params, state, Mode};
-use crate::train::checkpoint;
 use crate::{no_grad, DType, Device, Error, Result, Tensor};
 use std::path::Path;
 
@@ -126,20 +125,6 @@ impl PerceptualLoss {
             scale: Tensor::from_f64s(&scale, [1, c, 1, 1], dtype, device)?,
             shift: Tensor::from_f64s(&shift, [1, c, 1, 1], dtype, device)?,
         })
-    }
-
-    /// Over the network of an engine training checkpoint (`engine train`), normalised with the
-    /// mean/std of that run's data augmentation.
-    pub fn from_checkpoint(
-        path: &Path,
-        config: PerceptualConfig,
-        dtype: DType,
-        device: Device,
-    ) -> Result<PerceptualLoss> {
-        let (net, run) = checkpoint::load_model(path, dtype, device)?;
-        let aug = &run.config.augment;
-        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-        PerceptualLoss::new(net, &widen(&aug.mean), &widen(&aug.std), config)
     }
 
     /// Over torchvision weights saved as safetensors (`safetensors.torch.save_file(

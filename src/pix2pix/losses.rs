@@ -65,7 +65,7 @@ pub fn load_perceptual(
             )));
         }
         PerceptualSpec::Checkpoint(_) => {
-            PerceptualLoss::from_checkpoint(path, config, DType::F32, device)?
+            crate::train::checkpoint::perceptual_loss(path, config, DType::F32, device)?
         }
         PerceptualSpec::Torchvision(_) => {
             if format == crate::train::checkpoint::FORMAT {

@@ -20,13 +20,13 @@ use super::config::Pix2PixConfig;
 use super::dataset::{PairLoader, PairTransform, PairedFolder};
 use super::eval::{evaluate, grid_row, EvalOptions, GenMode};
 use super::losses::{discriminator_loss, generator_loss, load_perceptual};
+use crate::interrupt::StopPoint;
 use crate::models::{PatchGan, PerceptualLoss, UnetGenerator};
 use crate::nn::init::Init;
 use crate::nn::state::write_atomic;
 use crate::nn::{named_params, Mode, Module};
 use crate::optim::{Adam, AdamConfig};
 use crate::train::metrics::JsonLog;
-use crate::train::trainer::{clear_interrupt, install_ctrlc, interrupt_requested};
 use crate::train::RunOptions;
 use crate::viz::ImageGrid;
 use crate::{DType, Device, Error, Result};
@@ -156,7 +156,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
         &cfg.out_dir.join("config.json"),
         serde_json::to_string_pretty(cfg).expect("json").as_bytes(),
     )?;
-    install_ctrlc();
+    let stop = StopPoint::new(opts.stop_after_steps);
     let loader = PairLoader {
         data: train_data,
         transform: transform(cfg, true),
@@ -282,7 +282,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
                     .join(format!("iter_{:07}.png", run.iteration));
                 write_samples(&nets, cfg, &val_data, device, &path)?;
             }
-            if interrupt_requested() || opts.stop_after_steps.is_some_and(|s| run.iteration >= s) {
+            if stop.reached(run.iteration) {
                 stopped = true;
                 break;
             }
@@ -293,14 +293,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
         if stopped {
             pb.finish_and_clear();
             checkpoint::save(&ckpt, &nets.g, &nets.d, &nets.opt_g, &nets.opt_d, &run)?;
-            clear_interrupt();
-            if opts.show_progress {
-                eprintln!(
-                    "stopped at iteration {}; checkpoint written to {}; continue with --resume",
-                    run.iteration,
-                    ckpt.display()
-                );
-            }
+            stop.report("iteration", run.iteration, &ckpt, opts.show_progress);
             return Ok(TrainSummary {
                 history,
                 iterations: run.iteration,

@@ -220,3 +220,17 @@ pub fn init_from(path: &Path, model: &dyn Module) -> Result<Vec<String>> {
     }
     Ok(kept_fresh)
 }
+
+/// A perceptual loss over the network of an engine training checkpoint (`engine train`),
+/// normalised with the mean/std of that run's data augmentation.
+pub fn perceptual_loss(
+    path: &Path,
+    config: crate::models::PerceptualConfig,
+    dtype: DType,
+    device: Device,
+) -> Result<crate::models::PerceptualLoss> {
+    let (net, run) = load_model(path, dtype, device)?;
+    let aug = &run.config.augment;
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    crate::models::PerceptualLoss::new(net, &widen(&aug.mean), &widen(&aug.std), config)
+}

@@ -12,6 +12,7 @@ use crate::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
 use crate::data::{
     ArrayDataset, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig, Subset,
 };
+use crate::interrupt::StopPoint;
 use crate::models::ResNet;
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
@@ -19,7 +20,6 @@ use crate::optim::{DynamicLossScaler, LrSchedule, ScheduleKind, Sgd, SgdConfig};
 use crate::{DType, Device, Error, Result, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,33 +45,6 @@ pub struct TrainSummary {
     pub images_per_s: f64,
     /// True when the run stopped on Ctrl-C (a checkpoint was written).
     pub interrupted: bool,
-}
-
-/// Set by Ctrl-C (after `install_ctrlc`); the trainers poll it after each step and clear it.
-pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Whether Ctrl-C was pressed (after `install_ctrlc`) since the last `clear_interrupt`: for other
-/// training loops, which share this one handler (a process can install only one).
-pub fn interrupt_requested() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Forgets a handled Ctrl-C.
-pub fn clear_interrupt() {
-    INTERRUPTED.store(false, Ordering::SeqCst);
-}
-
-/// Installs the Ctrl-C handler once per process; a second Ctrl-C exits at once.
-pub fn install_ctrlc() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)");
-        });
-    });
 }
 
 fn folder_set(
@@ -247,7 +220,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         &cfg.out_dir.join("config.json"),
         serde_json::to_string_pretty(cfg).expect("json").as_bytes(),
     )?;
-    install_ctrlc();
+    let stop = StopPoint::new(opts.stop_after_steps);
 
     if train_ds.class_names().len() != cfg.model.num_classes
         || val_ds.class_names() != train_ds.class_names()
@@ -490,9 +463,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             if run.step % log_every == 0 {
                 log.write(&serde_json::json!({"kind": "step", "epoch": epoch + 1, "step": run.step, "loss": loss_value, "lr": lr, "loss_scale": run.scaler.scale, "images_per_s": ips}))?;
             }
-            if INTERRUPTED.load(Ordering::SeqCst)
-                || opts.stop_after_steps.is_some_and(|n| run.step >= n)
-            {
+            if stop.reached(run.step) {
                 interrupted = true;
                 break;
             }
@@ -503,14 +474,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         train_seconds += seconds;
         if interrupted {
             checkpoint::save(&ckpt, &model, &opt, &run)?;
-            INTERRUPTED.store(false, Ordering::SeqCst);
-            if show_progress {
-                eprintln!(
-                    "stopped at step {}; checkpoint written to {}; continue with --resume",
-                    run.step,
-                    ckpt.display()
-                );
-            }
+            stop.report("step", run.step, &ckpt, show_progress);
             return Ok(TrainSummary {
                 history,
                 best_top1: run.best_top1,

@@ -19,18 +19,18 @@ use super::checkpoint::{self, DecoderRunState};
 use super::config::{DecoderTrainConfig, EncoderSource};
 use super::data::{sample_pairs, ImageSet, PairLoader};
 use crate::data::loader::mix_seed;
+use crate::interrupt::StopPoint;
 use crate::models::stylizer::{Decoder, Stylizer, VggEncoder};
 use crate::nn::init::Init;
 use crate::nn::{named_params, state};
 use crate::optim::{Adam, AdamConfig, DynamicLossScaler};
 use crate::train::metrics::JsonLog;
-use crate::train::trainer::{batch_tensor, install_ctrlc, INTERRUPTED};
+use crate::train::trainer::batch_tensor;
 use crate::train::RunOptions;
 use crate::viz::{draw_line_chart, jsonl, tensor_to_rgb8, Chart, ImageGrid, PixelRange};
 use crate::{DType, Device, Error, Result, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -263,7 +263,7 @@ pub fn train_decoder(
             &meta.into(),
         )?;
     }
-    install_ctrlc();
+    let stop = StopPoint::new(opts.stop_after_steps);
 
     let mut opt = Adam::new(named_params(&stylizer.decoder), AdamConfig::default())?;
     let mut run = DecoderRunState {
@@ -360,12 +360,11 @@ pub fn train_decoder(
         cfg.image_size,
         cfg.crop,
     ));
-    let stop_at = opts.stop_after_steps.unwrap_or(usize::MAX);
     let mut history = Vec::new();
     let (mut skipped_samples, mut skipped_steps, mut images) = (0usize, 0usize, 0usize);
     let t_train = Instant::now();
     let (mut window_images, mut window_start) = (0usize, Instant::now());
-    let mut interrupted = run.iteration >= stop_at && run.iteration < cfg.iterations;
+    let mut interrupted = stop.budget_spent(run.iteration) && run.iteration < cfg.iterations;
     let start = run.iteration;
     let end = if interrupted { start } else { cfg.iterations };
     for batch in loader.batches(start, end, 3) {
@@ -459,7 +458,7 @@ pub fn train_decoder(
         if let (Some(samples), true) = (&samples, run.iteration % cfg.sample_every == 0 || last) {
             samples.write(&stylizer, &sample_path(&cfg.out_dir, run.iteration))?;
         }
-        interrupted = !last && (INTERRUPTED.load(Ordering::SeqCst) || run.iteration >= stop_at);
+        interrupted = !last && stop.reached(run.iteration);
         if run.iteration % cfg.save_every == 0 || last || interrupted {
             save_run(&stylizer, &opt, &run, &cfg.out_dir)?;
         }
@@ -469,14 +468,7 @@ pub fn train_decoder(
     }
     pb.finish_and_clear();
     if interrupted {
-        INTERRUPTED.store(false, Ordering::SeqCst);
-        if opts.show_progress {
-            eprintln!(
-                "stopped at iteration {}; checkpoint written to {}; continue with --resume",
-                run.iteration,
-                ckpt.display()
-            );
-        }
+        stop.report("iteration", run.iteration, &ckpt, opts.show_progress);
     } else if opts.show_progress {
         eprintln!(
             "trained {} iterations; decoder weights in {}",

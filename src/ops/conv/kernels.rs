@@ -1,6 +1,6 @@
 //! The convolution kernel structs and their CPU implementations (im2col + gemm): forward,
 //! backward-input (also the transposed conv's forward), backward-weight and the bias gradient. CUDA
-//! launchers for the same structs are in src/backend/cuda/conv.rs.
+//! launchers for the same structs are in src/backend/cuda/conv/.
 
 use super::im2col::*;
 use super::Conv2dGeometry;
