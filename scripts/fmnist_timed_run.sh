@@ -24,9 +24,9 @@ busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 b0=$(busy); t0=$(date +%s)
 "$OUT.engine" train --recipe "$RECIPE" --depth 18 --width 16 --epochs "$EPOCHS" --out "$OUT" --quiet "$@"
 t1=$(date +%s); b1=$(busy)
-python3 - "$OUT" "$RECIPE" "$EPOCHS" "$((t1 - t0))" "$((b1 - b0))" "$*" <<'PY'
+python3 - "$OUT" "$RECIPE" "$EPOCHS" "$((t1 - t0))" "$((b1 - b0))" "$t0" "$*" <<'PY'
 import json, os, subprocess, sys, datetime
-out, recipe, epochs, wall, busy_ticks, extra = sys.argv[1:7]
+out, recipe, epochs, wall, busy_ticks, t0, extra = sys.argv[1:8]
 wall, busy_ticks = int(wall), int(busy_ticks)
 hz = os.sysconf("SC_CLK_TCK")
 # The run's own CPU time is not separable from /proc/stat here; report the machine's average load.
@@ -37,7 +37,7 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][:1] or ["?"]
 m = cfg["model"]
 lines = [
-    f"Run {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC on {cpu[0]} ({os.cpu_count()} threads), commit {commit}, "
+    f"Run started {datetime.datetime.utcfromtimestamp(int(t0)):%Y-%m-%d %H:%M} UTC on {cpu[0]} ({os.cpu_count()} threads), commit {commit}, "
     f"by `scripts/fmnist_timed_run.sh {recipe} {epochs}{(' ' + extra) if extra else ''}`.",
     f"Model ResNet-{m['depth']}{m['variant']} width {m['width']} (small-input stem), zero-γ {m['zero_gamma']}; "
     f"batch {cfg['batch_size']}, lr {cfg['lr_per_256']} per 256, warmup {cfg['warmup_epochs']} epoch(s), "
