@@ -323,6 +323,19 @@ same work, on the same machine with the same thread count.
         with open(args.out, "w") as f:
             f.write(doc)
         print(f"\nwrote {args.out}")
+        # One line per run in the history beside it, so ratios can be followed across commits.
+        hist = os.path.join(os.path.dirname(args.out) or ".", "benchmarks-cpu-history.md")
+        if not os.path.exists(hist):
+            with open(hist, "w") as f:
+                f.write("# CPU benchmark history: engine / PyTorch ratios, one line per run of "
+                        "`scripts/bench_cpu_vs_torch.sh`\n\n"
+                        "Columns follow docs/benchmarks-cpu.md's rows (anchor conv first, ResNet-18 and "
+                        "ResNet-50 training steps last). Both sides are measured side by side in each run, "
+                        "so ratios compare across runs; absolute numbers do not (the VM's speed varies).\n\n")
+        with open(hist, "a") as f:
+            ratios = ", ".join(f"{n.split(' (')[0]}: {q:.2f}" for n, _, _, q, _, _ in rows)
+            f.write(f"- {os.environ.get('BENCH_DATE', '?')}, commit `{commit}`, "
+                    f"{'quiet' if max_load <= 0.1 else 'NOT quiet'}: {ratios}\n")
 
 
 if __name__ == "__main__":
