@@ -129,6 +129,7 @@ fn measure(w: &Work, warmup: usize, reps: usize, train_reps: usize) -> engine::R
 }
 
 fn main() -> engine::Result<()> {
+    engine::host_memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let arg = |flag: &str| -> Option<usize> {
         args.iter()

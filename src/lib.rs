@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod dtype;
 pub mod error;
+pub mod host_memory;
 pub mod interrupt;
 pub mod models;
 pub mod nn;
