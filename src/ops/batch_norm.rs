@@ -217,13 +217,15 @@ impl CpuKernel for BatchNormBackward {
             inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5],
         );
         let relu = self.relu;
-        let g_at = move |i: usize| -> T {
-            if relu && y[i] <= T::zero() {
+        // The gradient reaching the normalisation: dy, masked by ReLU's `y > 0` when fused.
+        let grad = move |yi: T, di: T| -> T {
+            if relu && yi <= T::zero() {
                 T::zero()
             } else {
-                dy[i]
+                di
             }
         };
+        let g_at = move |i: usize| -> T { grad(y[i], dy[i]) };
         // Pass 1: per-channel Σg and Σg·x̂ (f64 accumulation, in LANES independent partial sums).
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -234,7 +236,7 @@ impl CpuKernel for BatchNormBackward {
                     let o = (ni * c + ch) * hw;
                     let (xp, yp, dp) = (&x[o..o + hw], &y[o..o + hw], &dy[o..o + hw]);
                     let mut add = |k: usize, xi: T, yi: T, di: T| {
-                        let g = if relu && yi <= T::zero() { 0.0 } else { f(di) };
+                        let g = f(grad(yi, di));
                         sg[k] += g;
                         sgx[k] += g * (f(xi) - mu);
                     };
