@@ -8,9 +8,9 @@
 #   0. unpack bundle/bins.tar.xz to $GPU_CHECK_WORK (default /tmp/gpu_check)
 #   1. LD_LIBRARY_PATH += <site-packages>/nvidia/{cu13,cudnn}/lib of python3 (PyTorch's wheels)
 #   2. nvidia-smi; `engine info` (decides whether a CUDA device is usable)
-#   3. every bundled test executable with ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1
+#   3. the device-aware test executables (GPU_CHECK_TESTS_RE), all at once, with ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1
 #      ENGINE_FIXTURES_DIR=tests/fixtures: pass/fail per binary and the failing test names
-#   4. bundled bench executables with short measurement times
+#   4. bundled bench executables with short measurement times (CPU benches: only with GPU_CHECK_BENCHES=1)
 #   5. `engine bench-step` (ResNet-50, batch 256, 224², fp16) and `engine bench-ops`
 #   6. tools/torch_gpu_bench.py: PyTorch AMP channels_last ResNet-50 step, the same ops, ceilings
 #   6b. generative models: `engine bench-stylize` (512² b8, 224² b32; f32, f16) and `engine
@@ -66,6 +66,8 @@ main() {
     say() { printf '[gpu_check %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
     # Seconds a step may take: min(its cap, what is left of the budget minus 40 s for the report).
     left() { local l=$((BUDGET - (SECONDS - T0) - 40)); ((l > $1)) && l=$1; echo "$l"; }
+    # Stages to run (GPU_CHECK_STAGES, comma-separated): tests, step, ops, torch, gen.
+    want() { [[ ",${GPU_CHECK_STAGES:-tests,step,ops,torch,gen}," == *",$1,"* ]]; }
     local STATE="$WORK/state"
     rm -rf "$STATE" && mkdir -p "$STATE"
     : >"$OUT/tests.log"
@@ -93,9 +95,17 @@ main() {
     local SITE
     SITE="$(timeout -k 5 60 "$PYTHON" -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)"
     if [[ -n "$SITE" ]]; then
-        export LD_LIBRARY_PATH="$SITE/nvidia/cu13/lib:$SITE/nvidia/cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        say "LD_LIBRARY_PATH += $SITE/nvidia/{cu13,cudnn}/lib"
-        ls "$SITE/nvidia/cu13/lib" 2>/dev/null | grep -E 'libcublas|libnvrtc' | head -n 4 | sed 's/^/    /'
+        # Every lib folder of the nvidia-* wheels (cu13/lib holds cuBLAS and NVRTC, cudnn/lib cuDNN;
+        # other layouts put them in cublas/lib, ...): all of them, cu13 and cudnn first.
+        local d libdirs="$SITE/nvidia/cu13/lib:$SITE/nvidia/cudnn/lib"
+        for d in "$SITE"/nvidia/*/lib; do
+            [[ -d "$d" && ":$libdirs:" != *":$d:"* ]] && libdirs="$libdirs:$d"
+        done
+        export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        say "LD_LIBRARY_PATH += $SITE/nvidia/*/lib"
+        for d in "$SITE"/nvidia/*/lib; do
+            ls "$d" 2>/dev/null | grep -E '^lib(cublas|cublasLt|nvrtc|cudnn)\.so' | sed "s|^|    ${d#$SITE/}/|"
+        done
     else
         say "python3 has no 'nvidia' wheels; relying on the system loader path"
     fi
@@ -124,36 +134,52 @@ main() {
     echo "$GPU_OK" >"$STATE/gpu_ok"
     echo "$NO_GPU_REASON" >"$STATE/no_gpu_reason"
 
-    # ---- 3. tests
+    # ---- 3. tests: the device-aware binaries (those that run each op on `test_devices()`), all at once
+    # (16 cores, one GPU: each binary gets RAYON_NUM_THREADS threads for its CPU references); the
+    # CPU-only binaries are CI's and are skipped here unless GPU_CHECK_ALL_TESTS=1.
     local RUN_TESTS=$GPU_OK
     [[ "${GPU_CHECK_CPU_TESTS:-0}" == 1 ]] && RUN_TESTS=1
-    local TESTS_T0=$SECONDS exe name t rc
+    local GPU_TESTS_RE="${GPU_CHECK_TESTS_RE:-^(cuda_vs_cpu.*|fixtures_.*|models_resnet|optim_fixtures|pix2pix_nets|pretrained_weights|stylizer_net)$}"
+    local exe name t rc
     : >"$STATE/tests.tsv"
+    local selected=()
     for exe in "$BIN"/tests/*; do
         [[ -x "$exe" ]] || continue
         name="$(basename "$exe")"
         if [[ "$RUN_TESTS" != 1 ]]; then
             printf '%s\tskipped\t0\t0\t0\tno CUDA driver\n' "$name" >>"$STATE/tests.tsv"
-            continue
+        elif [[ "${GPU_CHECK_ALL_TESTS:-0}" != 1 ]] && ! [[ "$name" =~ $GPU_TESTS_RE ]]; then
+            printf '%s\tskipped\t0\t0\t0\tCPU-only (CI runs it)\n' "$name" >>"$STATE/tests.tsv"
+        else
+            selected+=("$exe")
         fi
-        t="$(left "$TEST_TIMEOUT")"
-        local tb=$((TESTS_BUDGET - (SECONDS - TESTS_T0)))
-        ((tb < t)) && t=$tb
-        if ((t < 5)); then
+    done
+    t="$(left "$TEST_TIMEOUT")"
+    ((t > TESTS_BUDGET)) && t=$TESTS_BUDGET
+    want tests || { say "tests: not in GPU_CHECK_STAGES"; selected=(); }
+    if ((${#selected[@]} > 0 && t >= 5)); then
+        say "running ${#selected[@]} test binaries at once (timeout ${t}s each)"
+        for exe in "${selected[@]}"; do
+            name="$(basename "$exe")"
+            (
+                echo "==== $name ===="
+                if [[ "$GPU_OK" == 1 ]]; then
+                    RAYON_NUM_THREADS="${GPU_CHECK_TEST_THREADS:-3}" ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1 \
+                        ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" 2>&1
+                else
+                    ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" 2>&1
+                fi
+                echo "==== $name: exit $? ===="
+            ) >"$STATE/test_$name.log" &
+        done
+        wait
+    fi
+    for exe in "${selected[@]}"; do
+        name="$(basename "$exe")"
+        if [[ ! -s "$STATE/test_$name.log" ]]; then
             printf '%s\tskipped\t0\t0\t0\tout of time budget\n' "$name" >>"$STATE/tests.tsv"
             continue
         fi
-        say "test $name (timeout ${t}s)"
-        {
-            echo "==== $name ===="
-            if [[ "$GPU_OK" == 1 ]]; then
-                ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" \
-                    timeout -k 5 "$t" "$exe" 2>&1
-            else
-                ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" 2>&1
-            fi
-            echo "==== $name: exit $? ===="
-        } >"$STATE/test_$name.log"
         cat "$STATE/test_$name.log" >>"$OUT/tests.log"
         rc="$(tail -n 1 "$STATE/test_$name.log" | sed -E 's/.*exit ([0-9]+).*/\1/')"
         local passed failed ignored status failing
@@ -167,7 +193,9 @@ main() {
             *) status=fail ;;
         esac
         printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$passed" "$failed" "$ignored" "$failing" >>"$STATE/tests.tsv"
-        say "  $status: $passed passed, $failed failed${failing:+: $failing}"
+        say "  $name: $status: $passed passed, $failed failed${failing:+: $failing}"
+        # The first panic messages of a failing binary, so the reply's tail shows why.
+        [[ "$status" == pass ]] || grep -E "panicked at|Error|error:" "$STATE/test_$name.log" | head -n 6 | cut -c1-300 | sed 's/^/      /'
     done
 
     # ---- 4. benches
@@ -179,6 +207,11 @@ main() {
         name="$(basename "$exe")"
         if [[ "$GPU_OK" != 1 ]]; then
             printf '%s\tskipped\tno CUDA driver\n' "$name" >>"$STATE/benches.tsv"
+            continue
+        fi
+        if [[ "${GPU_CHECK_BENCHES:-0}" != 1 ]]; then
+            # The criterion benches time the CPU backend; `engine bench-ops` times the GPU kernels.
+            printf '%s\tskipped\tCPU bench (GPU_CHECK_BENCHES=1 runs it)\n' "$name" >>"$STATE/benches.tsv"
             continue
         fi
         t="$(left 90)"
@@ -200,16 +233,16 @@ main() {
     ((any_bench)) || { say "no bench executables in the bundle"; echo "no bench executables in the bundle" >>"$OUT/benches.log"; }
 
     # ---- 5. engine benchmarks (each prints JSON; a missing GPU is reported in it, quickly)
-    t="$(left 150)"
-    if ((t >= 5)); then
+    t="$(left "${GPU_CHECK_STEP_S:-150}")"
+    if want step && ((t >= 5)); then
         say "engine bench-step ${STEP_ARGS[*]} (timeout ${t}s)"
         timeout -k 5 "$t" "$BIN/engine" bench-step "${STEP_ARGS[@]}" \
             >"$STATE/engine_step.json" 2>"$STATE/engine_step.err"
         echo "  exit $?"
         tail -n 5 "$STATE/engine_step.err" | sed 's/^/    /'
     fi
-    t="$(left 150)"
-    if ((t >= 5)); then
+    t="$(left "${GPU_CHECK_OPS_S:-150}")"
+    if want ops && ((t >= 5)); then
         say "engine bench-ops ${OPS_ARGS[*]} (timeout ${t}s)"
         timeout -k 5 "$t" "$BIN/engine" bench-ops "${OPS_ARGS[@]}" >"$STATE/engine_ops.json" 2>"$STATE/engine_ops.err"
         echo "  exit $?"
@@ -217,8 +250,8 @@ main() {
     fi
 
     # ---- 6. PyTorch baselines and ceilings
-    t="$(left 240)"
-    if ((t >= 5)); then
+    t="$(left "${GPU_CHECK_TORCH_S:-240}")"
+    if want torch && ((t >= 5)); then
         say "tools/torch_gpu_bench.py (timeout ${t}s)"
         timeout -k 5 "$t" "$PYTHON" tools/torch_gpu_bench.py "${TORCH_ARGS[@]}" ${GPU_CHECK_TORCH_ARGS:-} \
             --out "$STATE/torch.json" 2>"$STATE/torch.err"
@@ -232,14 +265,14 @@ main() {
     for spec in "${GEN[@]}"; do
         name="${spec%%|*}"
         t="$(left 60)"
-        ((t >= 5)) || break
+        want gen && ((t >= 5)) || break
         say "engine ${spec#*|} (timeout ${t}s)"
         # shellcheck disable=SC2086 # the spec is a word list
         timeout -k 5 "$t" "$BIN/engine" ${spec#*|} >"$STATE/gen/$name.json" 2>"$STATE/gen/$name.err"
         echo "  exit $?"
     done
     t="$(left 150)"
-    if ((t >= 5)); then
+    if want gen && ((t >= 5)); then
         say "tools/torch_gpu_bench_generative.py (timeout ${t}s)"
         timeout -k 5 "$t" "$PYTHON" tools/torch_gpu_bench_generative.py "${TORCH_GEN_ARGS[@]}" \
             --out "$STATE/torch_gen.json" 2>"$STATE/torch_gen.err"
