@@ -44,6 +44,10 @@ pub(super) fn im2col_row<T: Float>(
     let xc = &x[c * plane..(c + 1) * plane];
     let (sh, sw) = g.stride;
     let (lo, hi) = valid_range(off_w, sw, g.w, g.wo);
+    if sh == 1 && sw == 1 && g.wo == g.w {
+        im2col_row_flat(g, xc, oh0, off_h, off_w, (lo, hi), dst);
+        return;
+    }
     for (i, d) in dst.chunks_exact_mut(g.wo).enumerate() {
         let ih = ((oh0 + i) * sh) as isize + off_h;
         if ih < 0 || ih >= g.h as isize {
@@ -60,6 +64,51 @@ pub(super) fn im2col_row<T: Float>(
             for (ow, v) in d[lo..hi].iter_mut().enumerate() {
                 *v = src[(((ow + lo) * sw) as isize + off_w) as usize];
             }
+        }
+    }
+}
+
+/// `im2col_row` for stride 1 with output width = input width (3×3 pad 1, 1×1 pad 0, …): every
+/// in-bounds element of the column row is the input plane shifted by one constant flat offset, so the
+/// valid output rows are ONE contiguous copy; the positions that wrapped around a row edge (the border
+/// columns outside `lo..hi`) and the rows above/below the image are then zeroed. Same result as the
+/// row-by-row walk, with one memcpy per (row, image) instead of one per output row (28-wide rows made
+/// the per-call overhead ~6% of a Fashion-MNIST training step).
+fn im2col_row_flat<T: Float>(
+    g: &Conv2dGeometry,
+    xc: &[T],
+    oh0: usize,
+    off_h: isize,
+    off_w: isize,
+    (lo, hi): (usize, usize),
+    dst: &mut [T],
+) {
+    let w = g.w;
+    let nrows = dst.len() / w;
+    // Output rows i (of this tile) whose input row oh0 + i + off_h lies inside the image.
+    let top = oh0 as isize + off_h;
+    let i_lo = (-top).clamp(0, nrows as isize) as usize;
+    let i_hi = (g.h as isize - top).clamp(i_lo as isize, nrows as isize) as usize;
+    dst[..i_lo * w].fill(T::zero());
+    dst[i_hi * w..].fill(T::zero());
+    if i_hi == i_lo {
+        return;
+    }
+    // dst[j] = xc[j + shift] for j in the valid rows, clipped to the plane; what the clip leaves out
+    // are border positions, zeroed below.
+    let shift = top * w as isize + off_w;
+    let (a, b) = ((i_lo * w) as isize, (i_hi * w) as isize);
+    let a2 = a.max(-shift).min(b);
+    let b2 = b.min(xc.len() as isize - shift).max(a2);
+    let (a, b, a2, b2) = (a as usize, b as usize, a2 as usize, b2 as usize);
+    dst[a..a2].fill(T::zero());
+    dst[b2..b].fill(T::zero());
+    let s0 = (a2 as isize + shift) as usize;
+    dst[a2..b2].copy_from_slice(&xc[s0..s0 + (b2 - a2)]);
+    if lo > 0 || hi < w {
+        for d in dst[a..b].chunks_exact_mut(w) {
+            d[..lo].fill(T::zero());
+            d[hi..].fill(T::zero());
         }
     }
 }
@@ -343,4 +392,78 @@ pub(super) fn check_inputs(op: &'static str, inputs: usize, want: usize) -> Resu
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The column element straight from its definition: input (c, oh·s + ki·d − p, ow·s + kj·d − p),
+    /// zero outside the image.
+    fn naive(g: &Conv2dGeometry, x: &[f32], r: usize, oh: usize, ow: usize) -> f32 {
+        let kk = g.kh * g.kw;
+        let (c, ki, kj) = (r / kk, (r % kk) / g.kw, r % g.kw);
+        let ih = (oh * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+        let iw = (ow * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
+        if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize {
+            return 0.0;
+        }
+        x[(c * g.h + ih as usize) * g.w + iw as usize]
+    }
+
+    /// Every column row, for whole images and for row tiles starting mid-image, on the flat
+    /// stride-1 path (same width out as in) and on the general walk, equals the definition.
+    #[test]
+    fn im2col_rows_match_the_definition() {
+        // (h, w, k, stride, pad, dilation)
+        let cases = [
+            (7, 7, 3, 1, 1, 1),
+            (5, 9, 3, 1, 1, 1),
+            (6, 6, 1, 1, 0, 1),
+            (4, 4, 5, 1, 2, 1),
+            (9, 9, 3, 1, 2, 2),
+            (1, 1, 3, 1, 1, 1),
+            (2, 3, 3, 1, 1, 1),
+            (8, 8, 3, 2, 1, 1),
+            (7, 7, 4, 1, 1, 1),
+        ];
+        for (h, w, k, s, p, d) in cases {
+            let ho = (h + 2 * p - d * (k - 1) - 1) / s + 1;
+            let wo = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+            let g = Conv2dGeometry {
+                n: 1,
+                cin: 2,
+                h,
+                w,
+                cout: 1,
+                kh: k,
+                kw: k,
+                ho,
+                wo,
+                stride: (s, s),
+                padding: (p, p),
+                dilation: (d, d),
+                groups: 1,
+            };
+            let x: Vec<f32> = (0..2 * h * w).map(|i| 1.0 + i as f32 * 0.5).collect();
+            for r in 0..2 * k * k {
+                for oh0 in 0..ho {
+                    for nr in 1..=ho - oh0 {
+                        let mut dst = vec![f32::NAN; nr * wo];
+                        im2col_row(&g, &x, r, oh0, &mut dst);
+                        for i in 0..nr {
+                            for ow in 0..wo {
+                                let want = naive(&g, &x, r, oh0 + i, ow);
+                                assert_eq!(
+                                    dst[i * wo + ow], want,
+                                    "h{h} w{w} k{k} s{s} p{p} d{d}: row {r}, oh {}, ow {ow}",
+                                    oh0 + i
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
