@@ -61,6 +61,15 @@ pub struct TrainArgs {
     /// Mixup α (0 = off).
     #[arg(long)]
     mixup: Option<f64>,
+    /// Zero-γ: start the last BN γ of every residual block at 0 (true/false; overrides the recipe).
+    #[arg(long, value_name = "BOOL")]
+    zero_gamma: Option<bool>,
+    /// Cosine learning-rate decay instead of steps (true/false; overrides the recipe).
+    #[arg(long, value_name = "BOOL")]
+    cosine: Option<bool>,
+    /// Exempt biases and BN γ/β from weight decay (true/false; overrides the recipe).
+    #[arg(long, value_name = "BOOL")]
+    no_bias_decay: Option<bool>,
     /// Brightness/contrast/saturation jitter strength (0 = off).
     #[arg(long)]
     jitter: Option<f32>,
@@ -282,6 +291,9 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(c.weight_decay, a.weight_decay);
     set!(c.label_smoothing, a.label_smoothing);
     set!(c.mixup_alpha, a.mixup);
+    set!(c.model.zero_gamma, a.zero_gamma);
+    set!(c.cosine, a.cosine);
+    set!(c.no_bias_decay, a.no_bias_decay);
     set!(c.augment.jitter, a.jitter);
     set!(c.train_limit, a.train_limit);
     set!(c.val_limit, a.val_limit);
@@ -359,4 +371,36 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn config(argv: &[&str]) -> TrainConfig {
+        let w = Wrap::try_parse_from(std::iter::once("train").chain(argv.iter().copied()))
+            .expect("parse");
+        build_config(&w.args).expect("config")
+    }
+
+    /// The per-trick switches override what the recipe preset chose, one field each.
+    #[test]
+    fn trick_switches_override_the_recipe() {
+        let full = config(&["--recipe", "mixup"]);
+        assert!(full.model.zero_gamma && full.cosine && full.no_bias_decay);
+        let c = config(&["--recipe", "mixup", "--zero-gamma", "false"]);
+        assert!(!c.model.zero_gamma && c.cosine && c.no_bias_decay);
+        assert_eq!(c.mixup_alpha, full.mixup_alpha);
+        let c = config(&["--recipe", "mixup", "--cosine", "false", "--no-bias-decay", "false"]);
+        assert!(c.model.zero_gamma && !c.cosine && !c.no_bias_decay);
+        let c = config(&["--recipe", "baseline", "--zero-gamma", "true"]);
+        assert!(c.model.zero_gamma && !c.cosine);
+    }
 }

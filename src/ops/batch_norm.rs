@@ -225,7 +225,6 @@ impl CpuKernel for BatchNormBackward {
                 di
             }
         };
-        let g_at = move |i: usize| -> T { grad(y[i], dy[i]) };
         // Pass 1: per-channel Σg and Σg·x̂ (f64 accumulation, in LANES independent partial sums).
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -272,27 +271,32 @@ impl CpuKernel for BatchNormBackward {
             .with_min_len((4096 / hw.max(1)).max(1))
             .for_each(|(p, dxp)| {
                 let ch = p % c;
-                let (mu, is) = (mean[ch], invstd[ch]);
-                let k = gamma[ch] * is;
                 let o = p * hw;
-                for (j, d) in dxp.iter_mut().enumerate() {
-                    let g = g_at(o + j);
-                    *d = if training {
-                        let xh = (x[o + j] - mu) * is;
-                        k * (g - mean_g[ch] - xh * mean_gx[ch])
-                    } else {
-                        k * g
-                    };
+                let (xp, yp, dp) = (&x[o..o + hw], &y[o..o + hw], &dy[o..o + hw]);
+                let k = gamma[ch] * invstd[ch];
+                // Slices zipped, not indexed: no bounds checks, so the loops vectorise.
+                if training {
+                    let (mu, is, mg, mgx) = (mean[ch], invstd[ch], mean_g[ch], mean_gx[ch]);
+                    for (((d, &xi), &yi), &di) in dxp.iter_mut().zip(xp).zip(yp).zip(dp) {
+                        let xh = (xi - mu) * is;
+                        *d = k * (grad(yi, di) - mg - xh * mgx);
+                    }
+                } else {
+                    for ((d, &yi), &di) in dxp.iter_mut().zip(yp).zip(dp) {
+                        *d = k * grad(yi, di);
+                    }
                 }
             });
         let mut outs = vec![dx, dgamma, dbeta];
         if self.add_residual {
             let mut dr = vec![T::zero(); x.len()];
-            dr.par_chunks_mut(4096).enumerate().for_each(|(ci, dc)| {
-                for (j, d) in dc.iter_mut().enumerate() {
-                    *d = g_at(ci * 4096 + j);
-                }
-            });
+            dr.par_chunks_mut(4096)
+                .zip(y.par_chunks(4096).zip(dy.par_chunks(4096)))
+                .for_each(|(dc, (yc, dyc))| {
+                    for ((d, &yi), &di) in dc.iter_mut().zip(yc).zip(dyc) {
+                        *d = grad(yi, di);
+                    }
+                });
             outs.push(dr);
         }
         Ok(outs)
