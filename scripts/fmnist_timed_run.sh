@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 RECIPE="${1:-mixup}"
 EPOCHS="${2:-10}"
 shift 2 || shift $# || true
-OUT="runs/fmnist-timed-$RECIPE-$EPOCHS"
+# Extra flags name the folder too (`--zero-gamma false` → `…-zero-gamma_false`), so runs that differ
+# only in them do not overwrite each other.
+TAG="$(printf '%s' "$*" | sed 's/--//g' | tr -s ' ' '_' | tr -cd 'A-Za-z0-9_.=-')"
+OUT="runs/fmnist-timed-$RECIPE-$EPOCHS${TAG:+-$TAG}"
 cargo build --release --quiet
 mkdir -p "$OUT"
 cp target/release/engine "$OUT.engine"

@@ -398,7 +398,14 @@ mod tests {
         let c = config(&["--recipe", "mixup", "--zero-gamma", "false"]);
         assert!(!c.model.zero_gamma && c.cosine && c.no_bias_decay);
         assert_eq!(c.mixup_alpha, full.mixup_alpha);
-        let c = config(&["--recipe", "mixup", "--cosine", "false", "--no-bias-decay", "false"]);
+        let c = config(&[
+            "--recipe",
+            "mixup",
+            "--cosine",
+            "false",
+            "--no-bias-decay",
+            "false",
+        ]);
         assert!(c.model.zero_gamma && !c.cosine && !c.no_bias_decay);
         let c = config(&["--recipe", "baseline", "--zero-gamma", "true"]);
         assert!(c.model.zero_gamma && !c.cosine);

@@ -455,7 +455,8 @@ mod tests {
                             for ow in 0..wo {
                                 let want = naive(&g, &x, r, oh0 + i, ow);
                                 assert_eq!(
-                                    dst[i * wo + ow], want,
+                                    dst[i * wo + ow],
+                                    want,
                                     "h{h} w{w} k{k} s{s} p{p} d{d}: row {r}, oh {}, ow {ow}",
                                     oh0 + i
                                 );
