@@ -175,8 +175,35 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Runs `block(images, out, scratch)` over the whole batch as planned: one task per range of
+    /// `tasks` (in parallel when there are several), each walking its images in `blocks`, with one
+    /// `Scratch` per task; `out` is the block's slice of `all`, which holds `unit` elements per image.
+    pub(super) fn for_each_block<T: Float>(
+        &self,
+        all: &mut [T],
+        unit: usize,
+        block: impl Fn(std::ops::Range<usize>, &mut [T], &mut Scratch<T>) + Sync,
+    ) {
+        let parts = split_by(all, &self.tasks, unit);
+        let work = |(range, out): (std::ops::Range<usize>, &mut [T])| {
+            let mut s = Scratch::default();
+            let first = range.start;
+            for imgs in self.blocks(range) {
+                let o = &mut out[(imgs.start - first) * unit..(imgs.end - first) * unit];
+                block(imgs, o, &mut s);
+            }
+        };
+        if self.tasks.len() > 1 {
+            self.tasks.clone().into_par_iter().zip(parts).for_each(work);
+        } else {
+            self.tasks.clone().into_iter().zip(parts).for_each(work);
+        }
+    }
+}
+
 /// Splits `v` into consecutive pieces of `tasks[i].len() · unit` elements.
-pub(super) fn split_by<'a, T>(
+fn split_by<'a, T>(
     mut v: &'a mut [T],
     tasks: &[std::ops::Range<usize>],
     unit: usize,
