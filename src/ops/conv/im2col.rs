@@ -173,9 +173,7 @@ impl Plan {
             })
             .collect()
     }
-}
 
-impl Plan {
     /// Runs `block(images, out, scratch)` over the whole batch as planned: one task per range of
     /// `tasks` (in parallel when there are several), each walking its images in `blocks`, with one
     /// `Scratch` per task; `out` is the block's slice of `all`, which holds `unit` elements per image.

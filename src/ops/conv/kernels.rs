@@ -550,7 +550,8 @@ mod tests {
 
     /// The stride-1 rewrite (a forward conv of dy with the rotated kernel) and the col2im path both
     /// equal the definition, for same-size and shrinking convs, rectangular kernels, groups, batch 1
-    /// (row tiles) and batches (blocks); strided and dilated convs keep the col2im path.
+    /// (row tiles) and batches (blocks), with and without a bias; strided and dilated convs keep the
+    /// col2im path.
     #[test]
     fn backward_input_rewrite_matches_col2im_and_definition() {
         // (n, cin, cout, h, w, kh, kw, pad, stride, dilation, groups)
@@ -598,6 +599,21 @@ mod tests {
                 assert!(
                     (a - c).abs() < 1e-12 && (b - c).abs() < 1e-12,
                     "{g:?} at {i}: run {a}, col2im {b}, definition {c}"
+                );
+            }
+            // With a bias (the transposed conv's forward): dx + bias[channel] on both paths.
+            let bias: Vec<f64> = (0..cin).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let with_bias = Conv2dBackwardInput {
+                geom: g,
+                has_bias: true,
+            };
+            let via_run = with_bias.run::<f64>(&[&dy, &wt, &bias]).unwrap().remove(0);
+            let via_col2im = with_bias.run_col2im::<f64>(&dy, &wt, Some(&bias));
+            for (i, ((a, b), c)) in via_run.iter().zip(&via_col2im).zip(&want).enumerate() {
+                let c = c + bias[(i / (h * w)) % cin];
+                assert!(
+                    (a - c).abs() < 1e-12 && (b - c).abs() < 1e-12,
+                    "{g:?} with bias at {i}: run {a}, col2im {b}, definition {c}"
                 );
             }
         }
