@@ -7,7 +7,9 @@
 //! `--only I` runs workload I alone (the script alternates engine and PyTorch workload by workload).
 //!
 //! `cargo run --release --example bench_cpu -- [--list | --only I] [--reps N] [--train-reps N]
-//! [--warmup N] [--skip-train]`
+//! [--warmup N] [--skip-train] [--no-winograd]`; `--no-winograd` sends 3×3 convs to the im2col
+//! path (for A/B runs); with `ENGINE_PROFILE=1` each workload also prints, on stderr, its
+//! time per CPU kernel over the timed runs.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -24,6 +26,7 @@ fn median_time(warmup: usize, reps: usize, mut f: impl FnMut()) -> (f64, Vec<f64
     for _ in 0..warmup {
         f();
     }
+    engine::backend::cpu_profile::reset();
     let times: Vec<f64> = (0..reps.max(1))
         .map(|_| {
             let t = Instant::now();
@@ -31,6 +34,13 @@ fn median_time(warmup: usize, reps: usize, mut f: impl FnMut()) -> (f64, Vec<f64
             t.elapsed().as_secs_f64()
         })
         .collect();
+    if engine::backend::cpu_profile::enabled() {
+        eprintln!(
+            "CPU kernels over {} timed runs (ENGINE_PROFILE):\n{}",
+            times.len(),
+            engine::backend::cpu_profile::report()
+        );
+    }
     let mut s = times.clone();
     s.sort_by(f64::total_cmp);
     let m = s.len();
@@ -131,6 +141,10 @@ fn measure(w: &Work, warmup: usize, reps: usize, train_reps: usize) -> engine::R
 fn main() -> engine::Result<()> {
     engine::host_memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--no-winograd") {
+        // A/B switch: every 3×3 conv back on the im2col + gemm path.
+        engine::ops::conv::WINOGRAD.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     let arg = |flag: &str| -> Option<usize> {
         args.iter()
             .position(|a| a == flag)

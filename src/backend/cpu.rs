@@ -115,6 +115,20 @@ pub fn run<K: CpuKernel>(
     inputs: &[&CpuStorage],
     out_dtypes: &[DType],
 ) -> Result<Vec<CpuStorage>> {
+    if super::cpu_profile::enabled() {
+        let start = std::time::Instant::now();
+        let outs = run_untimed(kernel, inputs, out_dtypes);
+        super::cpu_profile::record(K::NAME, start.elapsed());
+        return outs;
+    }
+    run_untimed(kernel, inputs, out_dtypes)
+}
+
+fn run_untimed<K: CpuKernel>(
+    kernel: &K,
+    inputs: &[&CpuStorage],
+    out_dtypes: &[DType],
+) -> Result<Vec<CpuStorage>> {
     let any_f64 = inputs.iter().any(|s| s.dtype() == DType::F64);
     let outs: Vec<CpuStorage> = if any_f64 {
         let mut xs = Vec::with_capacity(inputs.len());

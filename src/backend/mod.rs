@@ -6,6 +6,7 @@
 //! exist, and asking for the CUDA device returns `Error::CudaUnavailable`.
 
 pub mod cpu;
+pub mod cpu_profile;
 #[cfg(not(feature = "cuda"))]
 #[path = "cuda_stub.rs"]
 pub mod cuda;

@@ -200,6 +200,58 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// `Σ over tasks` of what `work(images, acc)` adds (`+=`) into a zeroed `acc` of `len` elements:
+    /// one partial sum per task (in parallel when there are several), then a parallel reduction.
+    pub(super) fn sum_over_tasks<T: Float>(
+        &self,
+        len: usize,
+        work: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
+    ) -> Vec<T> {
+        let mut sum = vec![T::zero(); len];
+        if self.tasks.len() == 1 {
+            work(self.tasks[0].clone(), &mut sum);
+            return sum;
+        }
+        let partials: Vec<Vec<T>> = self
+            .tasks
+            .clone()
+            .into_par_iter()
+            .map(|range| {
+                let mut part = vec![T::zero(); len];
+                work(range, &mut part);
+                part
+            })
+            .collect();
+        let chunk = len.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
+        sum.par_chunks_mut(chunk).enumerate().for_each(|(ci, d)| {
+            let (o, n) = (ci * chunk, d.len());
+            for part in &partials {
+                for (a, &b) in d.iter_mut().zip(&part[o..o + n]) {
+                    *a += b;
+                }
+            }
+        });
+        sum
+    }
+}
+
+/// `f(i, chunk i)` for the consecutive `chunk`-element pieces of `v`, in parallel when `parallel`.
+pub(super) fn for_each_chunk<T: Send>(
+    v: &mut [T],
+    chunk: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if parallel {
+        v.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        v.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
 /// Splits `v` into consecutive pieces of `tasks[i].len() · unit` elements.
 fn split_by<'a, T>(
     mut v: &'a mut [T],

@@ -3,7 +3,7 @@
 //! launchers for the same structs are in src/backend/cuda/conv/.
 
 use super::im2col::*;
-use super::Conv2dGeometry;
+use super::{winograd, Conv2dGeometry};
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
 use crate::ops::matmul::{gemm_into, gemm_ld};
@@ -120,6 +120,9 @@ impl CpuKernel for Conv2dForward {
         } else {
             None
         };
+        if winograd::applies(&g) {
+            return Ok(vec![winograd::forward(&g, x, wt, bias)]);
+        }
         let mut y = vec![T::zero(); g.n * g.out_image()];
         if y.is_empty() {
             return Ok(vec![y]);
@@ -419,13 +422,16 @@ impl CpuKernel for Conv2dBackwardWeight {
         g.check_len(Self::NAME, "input", x, g.n * g.in_image())?;
         g.check_len(Self::NAME, "output gradient", dy, g.n * g.out_image())?;
         let wlen = g.weight_len();
-        let mut dw = vec![T::zero(); wlen];
         if wlen == 0 || g.n == 0 || g.out_plane() == 0 {
-            return Ok(vec![dw]);
+            return Ok(vec![vec![T::zero(); wlen]]);
+        }
+        if winograd::applies(&g) {
+            return Ok(vec![winograd::backward_weight(&g, x, dy)]);
         }
         let plan = Plan::new(g.n, g.out_plane(), g.groups * g.krows());
         let (ii, oi) = (g.in_image(), g.out_image());
-        let work = |range: std::ops::Range<usize>, acc: &mut [T]| {
+        // Per-task partial sums (`+=` inside gemm), then one reduction.
+        let dw = plan.sum_over_tasks(wlen, |range, acc: &mut [T]| {
             let mut s = Scratch::default();
             for blk in plan.blocks(range) {
                 let (b, i0) = (blk.len(), blk.start);
@@ -437,30 +443,6 @@ impl CpuKernel for Conv2dBackwardWeight {
                     &mut s,
                     plan.gemm_threads,
                 );
-            }
-        };
-        if plan.tasks.len() == 1 {
-            work(0..g.n, &mut dw);
-            return Ok(vec![dw]);
-        }
-        // Per-task partial sums (`+=` inside gemm), then one parallel reduction.
-        let partials: Vec<Vec<T>> = plan
-            .tasks
-            .clone()
-            .into_par_iter()
-            .map(|range| {
-                let mut part = vec![T::zero(); wlen];
-                work(range, &mut part);
-                part
-            })
-            .collect();
-        let chunk = wlen.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
-        dw.par_chunks_mut(chunk).enumerate().for_each(|(ci, d)| {
-            let (o, len) = (ci * chunk, d.len());
-            for part in &partials {
-                for (a, &b) in d.iter_mut().zip(&part[o..o + len]) {
-                    *a += b;
-                }
             }
         });
         Ok(vec![dw])

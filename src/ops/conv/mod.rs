@@ -18,17 +18,24 @@
 //! per task); otherwise images run one after another with a multi-threaded gemm and a parallel
 //! im2col/col2im. Small feature maps (< `TARGET_COLS` output pixels) pack several images into one
 //! gemm; big ones are tiled by output rows so the column buffer stays under `TILE_ELEMS`.
-//! Backward-input is gemm then col2im; backward-weight accumulates per-task partial sums (`+=` in
-//! gemm) and reduces them. About 190 GFLOP/s on 2 AVX-512 cores for 3×3 256→256 at 14×14, batch 32
-//! (PyTorch: ~200); `cargo test --release --test conv_speed -- --ignored --nocapture` measures it.
+//! Backward-input of a stride-1 undilated conv is a forward conv of dy with the rotated kernel
+//! (`Conv2dBackwardInput::as_forward`); other geometries take gemm then col2im. Backward-weight
+//! accumulates per-task partial sums (`+=` in gemm) and reduces them.
+//! 3×3 convs with stride 1 and padding 1 (ungrouped, ≥ 16 channels each side) skip im2col: forward,
+//! (through the rewrite) backward-input and backward-weight run as Winograd F(2×2, 3×3), 16 gemms
+//! over transformed 4×4 tiles with 2.25× fewer products (`winograd.rs`; `WINOGRAD` switches it off
+//! for A/B runs). `cargo test --release --test conv_speed -- --ignored --nocapture` and
+//! `examples/bench_cpu.rs` (`--no-winograd` for the im2col path) measure them.
 //! Invariant: every kernel checks its input lengths against its geometry and returns an error rather
 //! than panicking; all Tensor-level shape validation happens before a kernel is built.
 
 mod im2col;
 mod kernels;
+mod winograd;
 
 pub use im2col::TILE_ELEMS;
 pub use kernels::{Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBiasGrad, Conv2dForward};
+pub use winograd::WINOGRAD;
 
 use super::{apply1, same_dtype_device};
 use crate::{Error, Result, Shape, Tensor};
