@@ -194,6 +194,38 @@ fn transform_weight_grad<T: Float>(du: &[T], cout: usize, cin: usize) -> Vec<T> 
     dw
 }
 
+/// A plane transform: (plane [h, w], h, w, tiles, 16 output rows, their stride, first tile column,
+/// scratch).
+type PlaneFn<T> = unsafe fn(&[T], usize, usize, Tiles, &mut [T], usize, usize, &mut Vec<T>);
+
+/// For every channel c of the `b` images `src` [b, channels, h, w]: `plane` of each image's plane c
+/// into the 16 rows of chunk c of `out` [channels][16][b·tiles] (image bi at columns bi·tiles…),
+/// channels in parallel when `parallel`; `plane_avx2` (the same code compiled for AVX2) when the
+/// CPU has AVX2.
+#[allow(clippy::too_many_arguments)]
+fn transform_tiles<T: Float>(
+    g: &Conv2dGeometry,
+    tl: Tiles,
+    src: &[T],
+    b: usize,
+    out: &mut [T],
+    parallel: bool,
+    plane: PlaneFn<T>,
+    plane_avx2: PlaneFn<T>,
+) {
+    let (t, hw) = (tl.count(), g.h * g.w);
+    let (tb, channels) = (b * t, out.len() / (16 * b * t));
+    let run = if avx2() { plane_avx2 } else { plane };
+    for_each_chunk(out, 16 * tb, parallel, |c, oc| {
+        let mut buf = Vec::new();
+        for bi in 0..b {
+            let sc = &src[(bi * channels + c) * hw..][..hw];
+            // SAFETY: `plane_avx2` is only chosen when the CPU has AVX2; the plain one is safe.
+            unsafe { run(sc, g.h, g.w, tl, oc, tb, bi * t, &mut buf) };
+        }
+    });
+}
+
 /// V[ci][ξ][bi·tiles + t] = (Bᵀ d B)[ξ] for every 4×4 input tile d of the `b` images `x`.
 fn transform_input<T: Float>(
     g: &Conv2dGeometry,
@@ -203,21 +235,7 @@ fn transform_input<T: Float>(
     v: &mut [T],
     parallel: bool,
 ) {
-    let (t, plane) = (tl.count(), g.h * g.w);
-    let tb = b * t;
-    let one = |ci: usize, vc: &mut [T]| {
-        let mut buf = Vec::new();
-        for bi in 0..b {
-            let xc = &x[(bi * g.cin + ci) * plane..][..plane];
-            if avx2() {
-                // SAFETY: the CPU has AVX2.
-                unsafe { input_plane_avx2(xc, g.h, g.w, tl, vc, tb, bi * t, &mut buf) };
-            } else {
-                input_plane(xc, g.h, g.w, tl, vc, tb, bi * t, &mut buf);
-            }
-        }
-    };
-    for_each_chunk(v, 16 * tb, parallel, one);
+    transform_tiles(g, tl, x, b, v, parallel, input_plane, input_plane_avx2);
 }
 
 /// One input plane `xc` [h, w] → its tiles' `Bᵀ d B` at columns `off..off + tiles` of the 16 rows of
@@ -378,21 +396,16 @@ fn transform_output_grad<T: Float>(
     yh: &mut [T],
     parallel: bool,
 ) {
-    let (t, plane) = (tl.count(), g.h * g.w);
-    let tb = b * t;
-    let one = |co: usize, yc: &mut [T]| {
-        let mut buf = Vec::new();
-        for bi in 0..b {
-            let src = &dy[(bi * g.cout + co) * plane..][..plane];
-            if avx2() {
-                // SAFETY: the CPU has AVX2.
-                unsafe { output_grad_plane_avx2(src, g.h, g.w, tl, yc, tb, bi * t, &mut buf) };
-            } else {
-                output_grad_plane(src, g.h, g.w, tl, yc, tb, bi * t, &mut buf);
-            }
-        }
-    };
-    for_each_chunk(yh, 16 * tb, parallel, one);
+    transform_tiles(
+        g,
+        tl,
+        dy,
+        b,
+        yh,
+        parallel,
+        output_grad_plane,
+        output_grad_plane_avx2,
+    );
 }
 
 /// One gradient plane `src` [h, w] → `A dy Aᵀ` of its tiles at columns `off..` of the 16 rows of
