@@ -15,8 +15,8 @@
 mod common;
 
 use common::{
-    resnet18_fmnist, resnet50_imagenet, ConvAutograd, ConvCase, ConvRunner, TrainCase, TrainStep,
-    COMPARE_CONVS,
+    resnet18_fmnist, resnet18_fmnist_width16, resnet50_imagenet, ConvAutograd, ConvCase,
+    ConvRunner, TrainCase, TrainStep, COMPARE_CONVS,
 };
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -65,6 +65,7 @@ fn workloads() -> Vec<Work> {
         .collect();
     w.push(Work::Conv(COMPARE_CONVS[0], "autograd"));
     w.push(Work::Train(resnet18_fmnist()));
+    w.push(Work::Train(resnet18_fmnist_width16()));
     w.push(Work::Train(resnet50_imagenet()));
     w
 }

@@ -221,6 +221,20 @@ pub fn resnet18_fmnist() -> TrainCase {
     }
 }
 
+/// The Fashion-MNIST timed runs' model (docs/fashion-mnist-30min.md): ResNet-18 B at width 16 with
+/// the small-input stem, 1×28×28, batch 128 (0.7 M parameters: its convs have 16–128 channels).
+pub fn resnet18_fmnist_width16() -> TrainCase {
+    TrainCase {
+        name: "ResNet-18 width 16 1x28x28 (timed-run model), batch 128",
+        config: ResNetConfig {
+            width: 16,
+            ..resnet18_fmnist().config
+        },
+        hw: 28,
+        batch: 128,
+    }
+}
+
 /// torchvision ResNet-50 (v1.5), 3×224×224, 1000 classes, batch 16 (PyTorch ≈ 4.4 images/s here).
 pub fn resnet50_imagenet() -> TrainCase {
     TrainCase {

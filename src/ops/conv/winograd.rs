@@ -239,8 +239,14 @@ fn transform_input<T: Float>(
 }
 
 /// One input plane `xc` [h, w] → its tiles' `Bᵀ d B` at columns `off..off + tiles` of the 16 rows of
-/// `vc` (row stride `ld`). The zero-padded plane is kept as its even and odd rows (`pe`, `po`, row
-/// stride `pw`), so that `Bᵀ` along h is four long flat loops; `Bᵀ` along w then runs per tile row.
+/// `vc` (row stride `ld`). Every pass is a flat loop over whole arrays, so that it vectorises:
+/// 1. per padded row r (input row r − 1, zero padded), the four column views a tile row needs:
+///    `e[j] = p[2j]`, `o[j] = p[2j + 1]`, `e1[j] = p[2j + 2]`, `o1[j] = p[2j + 3]`, stored as
+///    [view][r % 2][r / 2][j], even and odd rows apart;
+/// 2. `Bᵀ` along w: `hc[c]` from the four views, flat over every row;
+/// 3. `Bᵀ` along h: tile row i reads padded rows 2i … 2i + 3 = even[i], odd[i], even[i + 1],
+///    odd[i + 1], which for all tile rows at once are the flat even/odd arrays and the same shifted
+///    by one row.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn input_plane<T: Float>(
@@ -255,55 +261,54 @@ fn input_plane<T: Float>(
 ) {
     let Tiles { th, tw } = tl;
     let z = T::zero();
-    let pw = 2 * tw + 2; // padded row: input columns −1 ..= 2·tw
-    let half_plane = (th + 1) * pw; // padded rows 2i (pe) or 2i + 1 (po), i in 0..=th
-    let n = th * pw;
-    let need = 2 * half_plane + 4 * n;
+    let half = (th + 1) * tw; // even (or odd) padded rows, tw columns each
+    let need = 16 * half;
     if buf.len() < need {
         buf.resize(need, z);
     }
-    let (pe, rest) = buf[..need].split_at_mut(half_plane);
-    let (po, q) = rest.split_at_mut(half_plane);
-    // Padded row r holds input row r − 1 at columns 1..=w.
+    let (views, hs) = buf[..need].split_at_mut(8 * half);
+    let pairs = w / 2;
     for r in 0..2 * (th + 1) {
-        let half = if r % 2 == 0 { &mut *pe } else { &mut *po };
-        let dst = &mut half[(r / 2) * pw..][..pw];
+        let [e, e1, o, o1] = four_rows(views, (r % 2) * half + (r / 2) * tw, 2 * half, tw);
         let src = r.wrapping_sub(1);
         if src >= h {
-            dst.fill(z);
+            for v in [e, e1, o, o1] {
+                v.fill(z);
+            }
             continue;
         }
-        dst[0] = z;
-        dst[1..=w].copy_from_slice(&xc[src * w..(src + 1) * w]);
-        dst[w + 1..].fill(z);
-    }
-    // Bᵀ along h: tile row i reads padded rows 2i … 2i + 3 = pe[i], po[i], pe[i + 1], po[i + 1].
-    let (q0, rest) = q.split_at_mut(n);
-    let (q1, rest) = rest.split_at_mut(n);
-    let (q2, q3) = rest.split_at_mut(n);
-    let (e0, e1, o0, o1) = (&pe[..n], &pe[pw..pw + n], &po[..n], &po[pw..pw + n]);
-    for m in 0..n {
-        q0[m] = e0[m] - e1[m];
-        q1[m] = o0[m] + e1[m];
-        q2[m] = e1[m] - o0[m];
-        q3[m] = o0[m] - o1[m];
-    }
-    // Bᵀ along w: tile j of row i reads q_a[i][2j … 2j + 3]; results go to rows ξ = 4a + c.
-    for (a, qa) in [&*q0, &*q1, &*q2, &*q3].into_iter().enumerate() {
-        for i in 0..th {
-            let pairs = qa[i * pw..(i + 1) * pw].chunks_exact(2);
-            let [d0, d1, d2, d3] = four_rows(vc, 4 * a * ld + off + i * tw, ld, tw);
-            let outs = d0
-                .iter_mut()
-                .zip(d1.iter_mut())
-                .zip(d2.iter_mut().zip(d3.iter_mut()));
-            for ((p, n), ((v0, v1), (v2, v3))) in pairs.clone().zip(pairs.skip(1)).zip(outs) {
-                *v0 = p[0] - n[0];
-                *v1 = p[1] + n[0];
-                *v2 = n[0] - p[1];
-                *v3 = p[1] - n[1];
-            }
+        let xr = &xc[src * w..(src + 1) * w];
+        // o[j] = x[2j], e1[j] = x[2j + 1] (p[k] = x[k − 1]); zero past the row's end.
+        deinterleave(&xr[..2 * pairs], &mut o[..pairs], &mut e1[..pairs]);
+        if w % 2 == 1 {
+            o[pairs] = xr[w - 1];
+            e1[pairs] = z;
         }
+        e[0] = z;
+        e[1..].copy_from_slice(&e1[..tw - 1]);
+        o1[..tw - 1].copy_from_slice(&o[1..]);
+        o1[tw - 1] = z;
+    }
+    let n = 2 * half;
+    let (e, e1, o, o1) = (
+        &views[..n],
+        &views[n..2 * n],
+        &views[2 * n..3 * n],
+        &views[3 * n..],
+    );
+    zip4(four_rows(hs, 0, n, n), [e, e1, o, o1], |e, e1, o, o1| {
+        [e - e1, o + e1, e1 - o, o - o1]
+    });
+    let t = th * tw;
+    for c in 0..4 {
+        let hc = &hs[c * n..(c + 1) * n];
+        let (even, odd) = hc.split_at(half);
+        let (e0, e1, o0, o1) = (&even[..t], &even[tw..tw + t], &odd[..t], &odd[tw..tw + t]);
+        zip4(
+            four_rows(vc, c * ld + off, 4 * ld, t),
+            [e0, e1, o0, o1],
+            |e0, e1, o0, o1| [e0 - e1, o0 + e1, e1 - o0, o0 - o1],
+        );
     }
 }
 
@@ -335,8 +340,9 @@ fn transform_output<T: Float>(
 }
 
 /// One output plane `yc` [h, w] from the 16 rows of `mc` (row stride `ld`), tile columns
-/// `off..off + tiles`: `Aᵀ` along h as flat loops over all tiles (`s`: both output rows of every
-/// tile), then `Aᵀ` along w per output row, plus `bias`.
+/// `off..off + tiles`, plus `bias`: `Aᵀ` along h and then along w as flat loops over all tiles
+/// (`ye`/`yo`: the even and odd output columns of both output rows of every tile), then one
+/// interleaving copy per output row.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn output_plane<T: Float>(
@@ -352,36 +358,43 @@ fn output_plane<T: Float>(
 ) {
     let Tiles { th, tw } = tl;
     let t = th * tw;
-    if buf.len() < 8 * t {
-        buf.resize(8 * t, T::zero());
+    if buf.len() < 12 * t {
+        buf.resize(12 * t, T::zero());
     }
-    let s = &mut buf[..8 * t];
+    let (s, y2) = buf[..12 * t].split_at_mut(8 * t);
     // s[half·4 + c][t] = (Aᵀ M)[half][c]: rows 0+1+2 (half 0) and 1−2−3 (half 1).
     for c in 0..4 {
         let at = |a: usize| &mc[(4 * a + c) * ld + off..][..t];
         let (m0, m1, m2, m3) = (at(0), at(1), at(2), at(3));
         let (top, bottom) = s.split_at_mut(4 * t);
         let (s0, s1) = (&mut top[c * t..][..t], &mut bottom[c * t..][..t]);
-        for k in 0..t {
-            let d = m1[k] - m2[k];
-            s0[k] = m0[k] + m1[k] + m2[k];
-            s1[k] = d - m3[k];
-        }
+        zip2(s0, s1, [m0, m1, m2, m3], |m0, m1, m2, m3| {
+            [m0 + m1 + m2, m1 - m2 - m3]
+        });
+    }
+    // y2[half·2 + parity][t]: output row 2i + half, column 2j + parity.
+    for half in 0..2 {
+        let sh = &s[half * 4 * t..][..4 * t];
+        let (a, b, c, d) = (&sh[..t], &sh[t..2 * t], &sh[2 * t..3 * t], &sh[3 * t..]);
+        let (ye, yo) = y2[half * 2 * t..][..2 * t].split_at_mut(t);
+        zip2(ye, yo, [a, b, c, d], |a, b, c, d| {
+            [a + b + c + bias, b - c - d + bias]
+        });
     }
     let pairs = w / 2;
     for oh in 0..h {
         let (i, half) = (oh / 2, oh % 2);
-        let sh = &s[half * 4 * t..][..4 * t];
-        let row = |c: usize| &sh[c * t + i * tw..][..tw];
-        let (a, b, c, d) = (row(0), row(1), row(2), row(3));
+        let ye = &y2[half * 2 * t + i * tw..][..tw];
+        let yo = &y2[half * 2 * t + t + i * tw..][..tw];
         let yrow = &mut yc[oh * w..(oh + 1) * w];
-        let quad = a.iter().zip(b).zip(c).zip(d);
-        for (p, (((&a, &b), &c), &d)) in yrow.chunks_exact_mut(2).zip(quad) {
-            p[0] = a + b + c + bias;
-            p[1] = b - c - d + bias;
+        let (ye2, yo2) = (&ye[..pairs], &yo[..pairs]);
+        let y2row = &mut yrow[..2 * pairs];
+        for j in 0..pairs {
+            y2row[2 * j] = ye2[j];
+            y2row[2 * j + 1] = yo2[j];
         }
         if w % 2 == 1 {
-            yrow[w - 1] = a[pairs] + b[pairs] + c[pairs] + bias;
+            yrow[w - 1] = ye[pairs];
         }
     }
 }
@@ -409,9 +422,9 @@ fn transform_output_grad<T: Float>(
 }
 
 /// One gradient plane `src` [h, w] → `A dy Aᵀ` of its tiles at columns `off..` of the 16 rows of
-/// `yc` (row stride `ld`); A applied to (p0, p1) is (p0, p0 + p1, p0 − p1, −p1). As in
-/// `input_plane`: even and odd rows apart (zero-padded to 2·th rows of 2·tw), A along h as flat
-/// loops, then A along w per tile row.
+/// `yc` (row stride `ld`); A applied to (p0, p1) is (p0, p0 + p1, p0 − p1, −p1). The plane is first
+/// split into its four 2×2 phases (`q[2·(r % 2) + (col % 2)][tile]`, zero beyond h×w), after which
+/// both passes are flat loops over all tiles.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn output_grad_plane<T: Float>(
@@ -426,49 +439,39 @@ fn output_grad_plane<T: Float>(
 ) {
     let Tiles { th, tw } = tl;
     let z = T::zero();
-    let pw = 2 * tw;
-    let n = th * pw;
-    let need = 6 * n;
-    if buf.len() < need {
-        buf.resize(need, z);
+    let t = th * tw;
+    if buf.len() < 4 * t {
+        buf.resize(4 * t, z);
     }
-    let (de, rest) = buf[..need].split_at_mut(n);
-    let (dodd, r) = rest.split_at_mut(n);
-    for row in 0..2 * th {
-        let half = if row % 2 == 0 { &mut *de } else { &mut *dodd };
-        let dst = &mut half[(row / 2) * pw..][..pw];
-        if row >= h {
-            dst.fill(z);
+    let q = &mut buf[..4 * t];
+    let pairs = w / 2;
+    for r in 0..2 * th {
+        let (even, odd) = q[2 * (r % 2) * t + (r / 2) * tw..].split_at_mut(t);
+        let (even, odd) = (&mut even[..tw], &mut odd[..tw]);
+        if r >= h {
+            even.fill(z);
+            odd.fill(z);
             continue;
         }
-        dst[..w].copy_from_slice(&src[row * w..(row + 1) * w]);
-        dst[w..].fill(z);
-    }
-    let (r0, rest) = r.split_at_mut(n);
-    let (r1, rest) = rest.split_at_mut(n);
-    let (r2, r3) = rest.split_at_mut(n);
-    for m in 0..n {
-        let (p0, p1) = (de[m], dodd[m]);
-        r0[m] = p0;
-        r1[m] = p0 + p1;
-        r2[m] = p0 - p1;
-        r3[m] = -p1;
-    }
-    for (a, ra) in [&*r0, &*r1, &*r2, &*r3].into_iter().enumerate() {
-        for i in 0..th {
-            let pairs = ra[i * pw..(i + 1) * pw].chunks_exact(2);
-            let [d0, d1, d2, d3] = four_rows(yc, 4 * a * ld + off + i * tw, ld, tw);
-            let outs = d0
-                .iter_mut()
-                .zip(d1.iter_mut())
-                .zip(d2.iter_mut().zip(d3.iter_mut()));
-            for (p, ((v0, v1), (v2, v3))) in pairs.zip(outs) {
-                *v0 = p[0];
-                *v1 = p[0] + p[1];
-                *v2 = p[0] - p[1];
-                *v3 = -p[1];
-            }
+        let row = &src[r * w..(r + 1) * w];
+        deinterleave(&row[..2 * pairs], &mut even[..pairs], &mut odd[..pairs]);
+        if w % 2 == 1 {
+            even[pairs] = row[w - 1];
+            odd[pairs] = z;
         }
+    }
+    let (p00, p01, p10, p11) = (&q[..t], &q[t..2 * t], &q[2 * t..3 * t], &q[3 * t..]);
+    // A along h (row a) for the even and the odd column of each tile, then A along w.
+    let rows: [fn(T, T) -> T; 4] = [|p0, _| p0, |p0, p1| p0 + p1, |p0, p1| p0 - p1, |_, p1| -p1];
+    for (a, row) in rows.into_iter().enumerate() {
+        zip4(
+            four_rows(yc, 4 * a * ld + off, ld, t),
+            [p00, p01, p10, p11],
+            |p00, p01, p10, p11| {
+                let (ue, uo) = (row(p00, p10), row(p01, p11));
+                [ue, ue + uo, ue - uo, -uo]
+            },
+        );
     }
 }
 
@@ -536,7 +539,50 @@ unsafe fn output_grad_plane_avx2<T: Float>(
     output_grad_plane(src, h, w, tl, yc, ld, off, buf)
 }
 
+/// `outs[c][m] = f(ins[0][m], …, ins[3][m])[c]` over the length of `outs[0]` (every slice is cut to
+/// it first, so the loop has no bounds checks and vectorises).
+#[inline(always)]
+fn zip4<T: Float>(outs: [&mut [T]; 4], ins: [&[T]; 4], f: impl Fn(T, T, T, T) -> [T; 4]) {
+    let [o0, o1, o2, o3] = outs;
+    let n = o0.len();
+    let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    let [a, b, c, d] = ins.map(|v| &v[..n]);
+    for m in 0..n {
+        let r = f(a[m], b[m], c[m], d[m]);
+        o0[m] = r[0];
+        o1[m] = r[1];
+        o2[m] = r[2];
+        o3[m] = r[3];
+    }
+}
+
+/// `even[j] = v[2j]`, `odd[j] = v[2j + 1]` (`v.len() = 2·even.len() = 2·odd.len()`), written with
+/// provably in-bounds indices so that it vectorises as a stride-2 load.
+#[inline(always)]
+fn deinterleave<T: Float>(v: &[T], even: &mut [T], odd: &mut [T]) {
+    let n = even.len();
+    let (v, odd) = (&v[..2 * n], &mut odd[..n]);
+    for j in 0..n {
+        even[j] = v[2 * j];
+        odd[j] = v[2 * j + 1];
+    }
+}
+
+/// `zip4` with two outputs.
+#[inline(always)]
+fn zip2<T: Float>(o0: &mut [T], o1: &mut [T], ins: [&[T]; 4], f: impl Fn(T, T, T, T) -> [T; 2]) {
+    let n = o0.len();
+    let o1 = &mut o1[..n];
+    let [a, b, c, d] = ins.map(|v| &v[..n]);
+    for m in 0..n {
+        let r = f(a[m], b[m], c[m], d[m]);
+        o0[m] = r[0];
+        o1[m] = r[1];
+    }
+}
+
 /// The four disjoint slices `v[start + a·stride ..][..len]`, a = 0..4 (`len ≤ stride`).
+#[inline(always)]
 fn four_rows<T>(v: &mut [T], start: usize, stride: usize, len: usize) -> [&mut [T]; 4] {
     let (_, rest) = v.split_at_mut(start);
     let (r0, rest) = rest.split_at_mut(stride);
