@@ -310,6 +310,13 @@ same work, on the same machine with the same thread count.
   fixed random batch; ResNets in torchvision's layout (PyTorch side written in plain torch).
 - The gemm crate's {GEMM_REF:.0f} GFLOP/s (plain f32 products of im2col shapes, anchors.md) is what the
   engine's im2col + gemm convs can reach at best; it is not the CPU's peak (oneDNN goes past it).
+  The CPU's f32 peak is 32 FLOP/cycle per core (one 512-bit FMA per cycle on Zen 4) × 2 cores × the
+  clock: about 235 GFLOP/s at 3.7 GHz.
+- The engine runs 3×3 stride-1 pad-1 convs (the anchor, the layer1/layer4 3×3 rows, and most convs
+  of the training steps) as Winograd F(2×2, 3×3), which does 2.25× fewer multiply-adds than the
+  definition; PyTorch (oneDNN) computes them directly. GFLOP/s count the definition's FLOPs on both
+  sides, so for those rows the engine's figure is an effective rate and can pass the peak.
+  `examples/bench_cpu.rs --no-winograd` measures the engine's im2col path instead.
 - "Other load": CPU time other processes used while each side measured, in cores (0 = quiet machine).
   This run: {verdict}.
 

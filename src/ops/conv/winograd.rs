@@ -13,10 +13,11 @@
 //!
 //! Layouts (one block of `b` images, `tb = b · tiles` tile columns):
 //!   V [cin][16][tb], M and Ŷ [cout][16][tb] (so one channel's tiles are one contiguous chunk and the
-//!   transforms run in parallel over channels), U and dU [16][cout][cin].
+//!   transforms run in parallel over channels), U and dU [cout][16][cin] (the same per output
+//!   channel; the gemm for ξ reads its rows with stride 16·cin).
 //! Invariant: every transform writes all of its output, so scratch buffers need no clearing.
 
-use super::im2col::{for_each_chunk, sized, Plan, Scratch};
+use super::im2col::{for_each_chunk, sized, Plan, Scratch, MAX_COL_ELEMS, TARGET_COLS};
 use super::Conv2dGeometry;
 use crate::dtype::Float;
 use crate::ops::matmul::gemm_ld;
@@ -28,6 +29,10 @@ pub static WINOGRAD: AtomicBool = AtomicBool::new(true);
 
 /// Below this many input or output channels the transforms cost more than the saved products.
 const MIN_CHANNELS: usize = 16;
+/// Below this many output positions in the batch (n·h·w) the weight transforms (16·cout·cin each
+/// way) cost more than the saved products (measured: 8 images of 7×7 at 512 channels run 0.9× the
+/// im2col path, 16 images 1.1×).
+const MIN_POSITIONS: usize = 512;
 /// Upper bound on one image's transformed input or output (elements); larger images take im2col.
 const MAX_IMAGE_ELEMS: usize = 1 << 22;
 
@@ -60,14 +65,24 @@ pub(super) fn applies(g: &Conv2dGeometry) -> bool {
         && g.groups == 1
         && g.cin >= MIN_CHANNELS
         && g.cout >= MIN_CHANNELS
-        && g.h > 0
-        && g.w > 0
+        && g.n * g.h * g.w >= MIN_POSITIONS
         && 16 * g.cin.max(g.cout) * Tiles::of(g).count() <= MAX_IMAGE_ELEMS
 }
 
-/// The batch plan: blocks of images whose tiles together make a gemm wide enough.
+/// The batch plan. When the whole batch has no more tiles than one block would hold: one block, with
+/// multi-threaded gemms and transforms (splitting a small batch over threads would give each thread
+/// a narrow gemm, and the weight gradient one partial 16·cout·cin sum per thread). Otherwise the
+/// im2col plan: image ranges over threads, in blocks whose tiles make a wide enough gemm.
 fn plan(g: &Conv2dGeometry) -> Plan {
-    Plan::new(g.n, Tiles::of(g).count(), 16 * g.cin.max(g.cout))
+    let (tiles, rows) = (Tiles::of(g).count(), 16 * g.cin.max(g.cout));
+    if g.n * tiles <= TARGET_COLS && g.n * tiles * rows <= MAX_COL_ELEMS {
+        return Plan {
+            tasks: vec![0..g.n],
+            block: g.n.max(1),
+            gemm_threads: rayon::current_num_threads().max(1),
+        };
+    }
+    Plan::new(g.n, tiles, rows)
 }
 
 /// `y = conv(x, w) (+ bias)` for `g` (which `applies`); lengths checked by the caller.
@@ -97,8 +112,8 @@ pub(super) fn forward<T: Float>(
             gemm_ld(
                 &mut m[xi * tb..],
                 16 * tb,
-                &u[xi * g.cout * g.cin..],
-                g.cin,
+                &u[xi * g.cin..],
+                16 * g.cin,
                 &v[xi * tb..],
                 16 * tb,
                 (g.cout, g.cin, tb),
@@ -137,8 +152,8 @@ pub(super) fn backward_weight<T: Float>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -
             );
             for xi in 0..16 {
                 gemm_ld(
-                    &mut du[xi * g.cout * g.cin..],
-                    g.cin,
+                    &mut du[xi * g.cin..],
+                    16 * g.cin,
                     &yh[xi * tb..],
                     16 * tb,
                     &v[xi * tb..],
@@ -154,26 +169,30 @@ pub(super) fn backward_weight<T: Float>(g: &Conv2dGeometry, x: &[T], dy: &[T]) -
     transform_weight_grad(&du, g.cout, g.cin)
 }
 
-/// U[ξ][co][ci] = (G g Gᵀ)[ξ] for every kernel g = w[co][ci] (3×3).
+/// U[co][ξ][ci] = (G g Gᵀ)[ξ] for every kernel g = w[co][ci] (3×3), in parallel over co.
 fn transform_weight<T: Float>(w: &[T], cout: usize, cin: usize) -> Vec<T> {
     let half = T::c(0.5);
     // G applied to a 3-vector: (g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2).
     let g3 = |a: T, b: T, c: T| [a, (a + b + c) * half, (a - b + c) * half, c];
-    let plane = cout * cin;
-    let mut u = vec![T::zero(); 16 * plane];
-    for (k, g) in w.chunks_exact(9).enumerate() {
-        let cols = [0, 1, 2].map(|c| g3(g[c], g[3 + c], g[6 + c])); // G g, by column
-        for a in 0..4 {
-            let row = g3(cols[0][a], cols[1][a], cols[2][a]); // (G g) Gᵀ, row a
-            for (b, &v) in row.iter().enumerate() {
-                u[(4 * a + b) * plane + k] = v;
+    let mut u = vec![T::zero(); 16 * cout * cin];
+    for_each_chunk(&mut u, 16 * cin, cout > 1, |co, uc| {
+        for (ci, g) in w[co * 9 * cin..(co + 1) * 9 * cin]
+            .chunks_exact(9)
+            .enumerate()
+        {
+            let cols = [0, 1, 2].map(|c| g3(g[c], g[3 + c], g[6 + c])); // G g, by column
+            for a in 0..4 {
+                let row = g3(cols[0][a], cols[1][a], cols[2][a]); // (G g) Gᵀ, row a
+                for (b, &v) in row.iter().enumerate() {
+                    uc[(4 * a + b) * cin + ci] = v;
+                }
             }
         }
-    }
+    });
     u
 }
 
-/// dW[co][ci] = Gᵀ dU[·][co][ci] G (4×4 → 3×3).
+/// dW[co][ci] = Gᵀ dU[co][·][ci] G (4×4 → 3×3), in parallel over co.
 fn transform_weight_grad<T: Float>(du: &[T], cout: usize, cin: usize) -> Vec<T> {
     let half = T::c(0.5);
     // Gᵀ applied to a 4-vector: (d0 + (d1+d2)/2, (d1−d2)/2, (d1+d2)/2 + d3).
@@ -181,16 +200,18 @@ fn transform_weight_grad<T: Float>(du: &[T], cout: usize, cin: usize) -> Vec<T> 
         let s = (d[1] + d[2]) * half;
         [d[0] + s, (d[1] - d[2]) * half, s + d[3]]
     };
-    let plane = cout * cin;
-    let mut dw = vec![T::zero(); 9 * plane];
-    for (k, out) in dw.chunks_exact_mut(9).enumerate() {
-        let at = |a: usize, b: usize| du[(4 * a + b) * plane + k];
-        let cols = [0, 1, 2, 3].map(|b| gt([at(0, b), at(1, b), at(2, b), at(3, b)])); // Gᵀ dU
-        for r in 0..3 {
-            let row = gt([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
-            out[3 * r..3 * r + 3].copy_from_slice(&row);
+    let mut dw = vec![T::zero(); 9 * cout * cin];
+    for_each_chunk(&mut dw, 9 * cin, cout > 1, |co, dwc| {
+        let duc = &du[co * 16 * cin..(co + 1) * 16 * cin];
+        for (ci, out) in dwc.chunks_exact_mut(9).enumerate() {
+            let at = |a: usize, b: usize| duc[(4 * a + b) * cin + ci];
+            let cols = [0, 1, 2, 3].map(|b| gt([at(0, b), at(1, b), at(2, b), at(3, b)])); // Gᵀ dU
+            for r in 0..3 {
+                let row = gt([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
+                out[3 * r..3 * r + 3].copy_from_slice(&row);
+            }
         }
-    }
+    });
     dw
 }
 
@@ -684,19 +705,21 @@ mod tests {
 
     /// Forward (with and without bias), input gradient (through `as_forward`) and weight gradient
     /// of the Winograd path equal the f64 definition: odd and even sizes (partial edge tiles), 1×1
-    /// and 1×n maps, batch 1 (one task, threaded gemm) and batches split into blocks of images.
+    /// and 2×n maps, batch 1 and small batches (one block, threaded gemms and transforms), and
+    /// batches split over threads into several blocks each.
     #[test]
     fn winograd_matches_the_definition_in_f64_and_f32() {
         // (n, cin, cout, h, w)
         let cases = [
-            (2, 16, 16, 5, 7),
-            (3, 16, 20, 4, 4),
-            (1, 17, 16, 1, 1),
-            (1, 16, 18, 2, 9),
-            (9, 16, 16, 6, 3),
-            (1, 24, 16, 11, 10),
-            (2, 64, 64, 14, 14),
-            (4, 32, 48, 7, 7),
+            (16, 16, 16, 5, 7),
+            (40, 16, 20, 4, 4),
+            (520, 17, 16, 1, 1),
+            (32, 16, 18, 2, 9),
+            (96, 16, 16, 6, 3),
+            (1, 24, 16, 23, 25),
+            (4, 16, 16, 40, 40),
+            (3, 64, 64, 14, 14),
+            (12, 32, 48, 7, 7),
         ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         for (n, cin, cout, h, w) in cases {
@@ -742,9 +765,10 @@ mod tests {
     }
 
     #[test]
-    fn applies_only_to_3x3_stride1_pad1_ungrouped_convs_with_enough_channels() {
-        let g = geom(1, 16, 16, 8, 8);
+    fn applies_only_to_3x3_stride1_pad1_ungrouped_convs_with_enough_channels_and_positions() {
+        let g = geom(8, 16, 16, 8, 8);
         assert!(applies(&g));
+        assert!(!applies(&Conv2dGeometry { n: 1, ..g }), "too few positions");
         assert!(!applies(&Conv2dGeometry { cin: 8, ..g }));
         assert!(!applies(&Conv2dGeometry {
             stride: (2, 2),
