@@ -236,19 +236,25 @@ impl Plan {
     }
 }
 
-/// `f(i, chunk i)` for the consecutive `chunk`-element pieces of `v`, in parallel when `parallel`.
-pub(super) fn for_each_chunk<T: Send>(
+/// `f(i, chunk i, scratch)` for the consecutive `chunk`-element pieces of `v`, in parallel when
+/// `parallel`. `scratch` is a buffer reused across the calls of one thread (rayon's
+/// `for_each_init`), so per-call work buffers are allocated, and zeroed, once per thread rather
+/// than once per chunk; its contents on entry are whatever the previous call left.
+pub(super) fn for_each_chunk<T: Float>(
     v: &mut [T],
     chunk: usize,
     parallel: bool,
-    f: impl Fn(usize, &mut [T]) + Sync,
+    f: impl Fn(usize, &mut [T], &mut Vec<T>) + Sync,
 ) {
     if parallel {
         v.par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(i, c)| f(i, c));
+            .for_each_init(Vec::new, |buf, (i, c)| f(i, c, buf));
     } else {
-        v.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        let mut buf = Vec::new();
+        v.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c, &mut buf));
     }
 }
 

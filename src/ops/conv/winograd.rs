@@ -23,9 +23,17 @@ use crate::dtype::Float;
 use crate::ops::matmul::gemm_ld;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Switch for A/B measurements and tests (`false` sends every conv to the im2col path). Not API.
+/// Switch for A/B measurements (`false` sends every conv to the im2col path). Not API: users set
+/// `ENGINE_WINOGRAD=0` in the environment instead (read once, at the first conv).
 #[doc(hidden)]
 pub static WINOGRAD: AtomicBool = AtomicBool::new(true);
+
+/// `WINOGRAD`, and `ENGINE_WINOGRAD` is not `0`.
+fn enabled() -> bool {
+    static FROM_ENV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    WINOGRAD.load(Ordering::Relaxed)
+        && *FROM_ENV.get_or_init(|| std::env::var("ENGINE_WINOGRAD").map_or(true, |v| v != "0"))
+}
 
 /// Below this many input or output channels the transforms cost more than the saved products.
 const MIN_CHANNELS: usize = 16;
@@ -57,7 +65,7 @@ impl Tiles {
 
 /// Whether `g` runs on this path.
 pub(super) fn applies(g: &Conv2dGeometry) -> bool {
-    WINOGRAD.load(Ordering::Relaxed)
+    enabled()
         && (g.kh, g.kw) == (3, 3)
         && g.stride == (1, 1)
         && g.padding == (1, 1)
@@ -175,7 +183,7 @@ fn transform_weight<T: Float>(w: &[T], cout: usize, cin: usize) -> Vec<T> {
     // G applied to a 3-vector: (g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2).
     let g3 = |a: T, b: T, c: T| [a, (a + b + c) * half, (a - b + c) * half, c];
     let mut u = vec![T::zero(); 16 * cout * cin];
-    for_each_chunk(&mut u, 16 * cin, cout > 1, |co, uc| {
+    for_each_chunk(&mut u, 16 * cin, cout > 1, |co, uc, _| {
         for (ci, g) in w[co * 9 * cin..(co + 1) * 9 * cin]
             .chunks_exact(9)
             .enumerate()
@@ -201,7 +209,7 @@ fn transform_weight_grad<T: Float>(du: &[T], cout: usize, cin: usize) -> Vec<T> 
         [d[0] + s, (d[1] - d[2]) * half, s + d[3]]
     };
     let mut dw = vec![T::zero(); 9 * cout * cin];
-    for_each_chunk(&mut dw, 9 * cin, cout > 1, |co, dwc| {
+    for_each_chunk(&mut dw, 9 * cin, cout > 1, |co, dwc, _| {
         let duc = &du[co * 16 * cin..(co + 1) * 16 * cin];
         for (ci, out) in dwc.chunks_exact_mut(9).enumerate() {
             let at = |a: usize, b: usize| duc[(4 * a + b) * cin + ci];
@@ -237,12 +245,11 @@ fn transform_tiles<T: Float>(
     let (t, hw) = (tl.count(), g.h * g.w);
     let (tb, channels) = (b * t, out.len() / (16 * b * t));
     let run = if avx2() { plane_avx2 } else { plane };
-    for_each_chunk(out, 16 * tb, parallel, |c, oc| {
-        let mut buf = Vec::new();
+    for_each_chunk(out, 16 * tb, parallel, |c, oc, buf| {
         for bi in 0..b {
             let sc = &src[(bi * channels + c) * hw..][..hw];
             // SAFETY: `plane_avx2` is only chosen when the CPU has AVX2; the plain one is safe.
-            unsafe { run(sc, g.h, g.w, tl, oc, tb, bi * t, &mut buf) };
+            unsafe { run(sc, g.h, g.w, tl, oc, tb, bi * t, buf) };
         }
     });
 }
@@ -345,16 +352,15 @@ fn transform_output<T: Float>(
 ) {
     let (t, plane) = (tl.count(), g.h * g.w);
     let tb = b * t;
-    let one = |k: usize, yc: &mut [T]| {
+    let one = |k: usize, yc: &mut [T], buf: &mut Vec<T>| {
         let (bi, co) = (k / g.cout, k % g.cout);
         let bv = bias.map_or(T::zero(), |bs| bs[co]);
-        let mut buf = Vec::new();
         let mc = &m[co * 16 * tb..][..16 * tb];
         if avx2() {
             // SAFETY: the CPU has AVX2.
-            unsafe { output_plane_avx2(mc, tb, bi * t, tl, g.h, g.w, bv, yc, &mut buf) };
+            unsafe { output_plane_avx2(mc, tb, bi * t, tl, g.h, g.w, bv, yc, buf) };
         } else {
-            output_plane(mc, tb, bi * t, tl, g.h, g.w, bv, yc, &mut buf);
+            output_plane(mc, tb, bi * t, tl, g.h, g.w, bv, yc, buf);
         }
     };
     for_each_chunk(y, plane, parallel, one);
