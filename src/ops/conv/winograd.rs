@@ -8,8 +8,10 @@
 //!   U = G g Gᵀ, V = Bᵀ d B, Y = Aᵀ (U ⊙ V) A, summed over input channels inside the gemm
 //!   (M[ξ] = U[ξ] · V[ξ], ξ = one of the 16 tile positions);
 //!   weight gradient: dU[ξ] = Σ_tiles (A dY Aᵀ)[ξ] · V[ξ]ᵀ, dW = Gᵀ dU G.
-//! With G, Bᵀ, Aᵀ below, every coefficient is 0, ±1 or ±½, so f32 rounding stays close to the direct
-//! sum (the tests hold it to the im2col path and to an f64 definition).
+//! Every coefficient of G, Bᵀ and Aᵀ (spelled out where each is applied) is 0, ±1 or ±½, so f32
+//! rounding stays close to the direct sum (the tests hold both dtypes to an f64 definition).
+//! The plane transforms are flat loops over whole arrays, compiled a second time for AVX2 and
+//! picked at run time; `plan` decides how a batch is split into blocks and over threads.
 //!
 //! Layouts (one block of `b` images, `tb = b · tiles` tile columns):
 //!   V [cin][16][tb], M and Ŷ [cout][16][tb] (so one channel's tiles are one contiguous chunk and the
