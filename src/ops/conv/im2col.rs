@@ -198,9 +198,7 @@ impl Plan {
             self.tasks.clone().into_iter().zip(parts).for_each(work);
         }
     }
-}
 
-impl Plan {
     /// `Σ over tasks` of what `work(images, acc)` adds (`+=`) into a zeroed `acc` of `len` elements:
     /// one partial sum per task (in parallel when there are several), then a parallel reduction.
     pub(super) fn sum_over_tasks<T: Float>(
