@@ -23,7 +23,7 @@
 //! accumulates per-task partial sums (`+=` in gemm) and reduces them.
 //! 3×3 convs with stride 1 and padding 1 (ungrouped, ≥ 16 channels each side) skip im2col: forward,
 //! (through the rewrite) backward-input and backward-weight run as Winograd F(2×2, 3×3), 16 gemms
-//! over transformed 4×4 tiles with 2.25× fewer products (`winograd.rs`; `WINOGRAD` switches it off
+//! over transformed 4×4 tiles with 2.25× fewer products (`winograd/`; `WINOGRAD` switches it off
 //! for A/B runs). `cargo test --release --test conv_speed -- --ignored --nocapture` and
 //! `examples/bench_cpu.rs` (`--no-winograd` for the im2col path) measure them.
 //! Invariant: every kernel checks its input lengths against its geometry and returns an error rather
