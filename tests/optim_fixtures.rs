@@ -172,3 +172,129 @@ fn a_non_finite_gradient_skips_the_whole_step() {
         .collect();
     assert_eq!(before, after);
 }
+
+/// The multi-tensor CUDA SGD step (what `Sgd::step` runs when every parameter is on one GPU) against
+/// the per-tensor step on the same GPU and against the CPU: f16 weights with f32 masters beside f32
+/// biases and BN parameters in one optimiser (two gradient dtypes, so two kernel pairs), one tensor
+/// spanning three 32Ki-element chunks, Nesterov, no bias decay, a loss scale, then a step with one
+/// non-finite gradient that must change nothing on any path.
+#[test]
+fn multi_tensor_sgd_matches_the_per_tensor_step() {
+    let Some(gpu) = engine::testing::cuda_device() else {
+        return;
+    };
+    let specs: [(&[usize], DType, ParamKind); 4] = [
+        (&[70_000], DType::F16, ParamKind::Weight),
+        (&[32, 3, 3, 3], DType::F16, ParamKind::Weight),
+        (&[32], DType::F32, ParamKind::Bias),
+        (&[32], DType::F32, ParamKind::Norm),
+    ];
+    let make = |dev: Device| -> Vec<(String, Param)> {
+        specs
+            .iter()
+            .enumerate()
+            .map(|(i, (dims, dt, kind))| {
+                let t = Tensor::randn(dims.to_vec(), 0.0, 0.5, 100 + i as u64, *dt, dev).unwrap();
+                (format!("p{i}"), Param::new(t, *kind))
+            })
+            .collect()
+    };
+    let config = SgdConfig {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 5e-4,
+        no_bias_decay: true,
+    };
+    let scale = 256.0;
+    let grads_for = |ps: &[(String, Param)], step: u64, poison: bool| {
+        let mut g = GradStore::default();
+        for (i, (_, p)) in ps.iter().enumerate() {
+            let t = &p.tensor;
+            let mut v = Tensor::randn(
+                t.shape().clone(),
+                0.0,
+                scale,
+                1000 * step + i as u64,
+                DType::F64,
+                Device::Cpu,
+            )
+            .unwrap()
+            .to_vec_f64()
+            .unwrap();
+            if poison && i == 1 {
+                v[7] = f64::INFINITY;
+            }
+            g.insert(
+                t,
+                Tensor::from_f64s(&v, t.shape().clone(), t.dtype(), t.device()).unwrap(),
+            );
+        }
+        g
+    };
+    let values = |ps: &[(String, Param)]| -> Vec<Vec<f64>> {
+        ps.iter()
+            .map(|(_, p)| p.tensor.to_vec_f64().unwrap())
+            .collect()
+    };
+    let (cpu_ps, fused_ps, single_ps) = (make(Device::Cpu), make(gpu), make(gpu));
+    let mut cpu = Sgd::new(cpu_ps.clone(), config.clone()).unwrap();
+    let mut fused = Sgd::new(fused_ps.clone(), config.clone()).unwrap();
+    let mut single = Sgd::new(single_ps.clone(), config.clone()).unwrap();
+    single.set_multi_tensor(false);
+    for step in 0..4u64 {
+        // Step 2 carries an infinite gradient: every path must skip it.
+        let poison = step == 2;
+        let lr = 0.1 / (1.0 + step as f64);
+        let before = values(&fused_ps);
+        let applied = [
+            cpu.step(&grads_for(&cpu_ps, step, poison), lr, scale)
+                .unwrap(),
+            fused
+                .step(&grads_for(&fused_ps, step, poison), lr, scale)
+                .unwrap(),
+            single
+                .step(&grads_for(&single_ps, step, poison), lr, scale)
+                .unwrap(),
+        ];
+        assert_eq!(
+            applied, [!poison; 3],
+            "step {step}: applied on CPU, multi-tensor, per-tensor"
+        );
+        if poison {
+            assert_eq!(
+                values(&fused_ps),
+                before,
+                "a skipped multi-tensor step changed a parameter"
+            );
+        }
+        let (want, got, alt) = (values(&cpu_ps), values(&fused_ps), values(&single_ps));
+        for (i, (dims, dt, _)) in specs.iter().enumerate() {
+            // f16 parameters are rounded copies of f32 masters: they may differ by one f16 ulp where
+            // an FMA changed the master's last bit; f32 parameters by a few f32 ulps.
+            let tol = if *dt == DType::F16 { 1e-3 } else { 1e-6 };
+            for (j, ((a, b), c)) in got[i].iter().zip(&want[i]).zip(&alt[i]).enumerate() {
+                assert!(
+                    (a - b).abs() <= tol * (1.0 + b.abs()) && (a - c).abs() <= tol * (1.0 + c.abs()),
+                    "step {step}, p{i} {dims:?}[{j}]: multi-tensor {a}, CPU {b}, per-tensor CUDA {c}"
+                );
+            }
+        }
+        // The f32 masters and momentum buffers too (what a checkpoint saves).
+        let state = |o: &Sgd| -> std::collections::BTreeMap<String, Vec<f64>> {
+            o.state_tensors()
+                .into_iter()
+                .map(|(k, t)| (k, t.to_vec_f64().unwrap()))
+                .collect()
+        };
+        let (sw, sg) = (state(&cpu), state(&fused));
+        assert_eq!(sw.keys().collect::<Vec<_>>(), sg.keys().collect::<Vec<_>>());
+        for (k, w) in &sw {
+            for (j, (a, b)) in sg[k].iter().zip(w).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "step {step}, {k}[{j}]: multi-tensor {a}, CPU {b}"
+                );
+            }
+        }
+    }
+}

@@ -31,6 +31,15 @@ pub fn reset_peak_memory(_ordinal: usize) -> Result<()> {
     Err(Error::CudaUnavailable(HOW.to_string()))
 }
 
+/// Unreachable in this build (no tensor can live on a CUDA device); answers like `ensure_device`.
+pub fn multi_tensor_sgd_step(
+    _ordinal: usize,
+    _slots: &[crate::optim::sgd::MultiTensorSlot<'_>],
+    _hp: &crate::optim::sgd::MultiTensorHyper,
+) -> Result<bool> {
+    Err(Error::CudaUnavailable(HOW.to_string()))
+}
+
 impl CudaStorage {
     pub fn device(&self) -> Device {
         match *self {}

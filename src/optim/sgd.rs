@@ -3,13 +3,18 @@
 //! when any gradient is inf/NaN. The update rule is PyTorch's `torch.optim.SGD`:
 //!   d = g/scale + wd·p;  buf = μ·buf + d (buf = d on the first step);  d = d + μ·buf (Nesterov) or buf;
 //!   p = p − lr·d.
-//! The CUDA backend implements the same `SgdStep` kernel struct as one multi-tensor launch.
+//! On the CPU (and for f64 parameters) a step runs `SgdStep` once per parameter tensor, after
+//! `grads_finite` has checked every gradient. When every parameter lives on one CUDA device, the
+//! whole step is one multi-tensor launch pair per gradient dtype instead
+//! (`backend::cuda::multi_tensor_sgd_step`: finiteness check, update in place of the f32 masters and
+//! momentum buffers, f16 copies refreshed), the same rule in f32; `set_multi_tensor(false)` keeps the
+//! per-tensor path for comparisons.
 
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
 use crate::nn::{Param, ParamKind};
 use crate::ops::apply;
-use crate::{DType, GradStore, Result, Tensor};
+use crate::{DType, Device, GradStore, Result, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +92,27 @@ pub fn all_finite(t: &Tensor) -> Result<bool> {
     Ok(r.to_scalar()? == 1.0)
 }
 
+/// One parameter of a multi-tensor step (`backend::cuda::multi_tensor_sgd_step`), all on one CUDA
+/// device and updated in place: `master` (f32: the parameter itself when it is f32) and `momentum`
+/// (f32, not read when `first`); `grad` (f16 or f32, the master's memory format); `param_f16`, the
+/// f16 parameter refreshed from the new master, if the parameter is f16.
+pub struct MultiTensorSlot<'a> {
+    pub master: &'a Tensor,
+    pub momentum: &'a Tensor,
+    pub grad: &'a Tensor,
+    pub param_f16: Option<&'a Tensor>,
+    pub weight_decay: f64,
+    pub first: bool,
+}
+
+/// The step-wide scalars of a multi-tensor step.
+pub struct MultiTensorHyper {
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub inv_scale: f64,
+}
+
 struct Slot {
     name: String,
     param: Param,
@@ -98,6 +124,8 @@ struct Slot {
 pub struct Sgd {
     pub config: SgdConfig,
     slots: Vec<Slot>,
+    /// Use the multi-tensor CUDA step when every parameter is on one CUDA device (default true).
+    multi_tensor: bool,
 }
 
 impl Sgd {
@@ -113,7 +141,16 @@ impl Sgd {
                 momentum: None,
             });
         }
-        Ok(Sgd { config, slots })
+        Ok(Sgd {
+            config,
+            slots,
+            multi_tensor: true,
+        })
+    }
+
+    /// Whether steps on CUDA parameters run as one multi-tensor launch (default) or per tensor.
+    pub fn set_multi_tensor(&mut self, on: bool) {
+        self.multi_tensor = on;
     }
 
     fn decay_for(&self, kind: ParamKind) -> f64 {
@@ -124,6 +161,9 @@ impl Sgd {
     /// Returns false, changing nothing, when any gradient is inf or NaN.
     pub fn step(&mut self, grads: &GradStore, lr: f64, loss_scale: f64) -> Result<bool> {
         let _g = crate::NoGradGuard::new();
+        if let Some(applied) = self.multi_tensor_step(grads, lr, loss_scale)? {
+            return Ok(applied);
+        }
         if !super::grads_finite(self.slots.iter().map(|s| &s.param), grads)? {
             return Ok(false);
         }
@@ -165,6 +205,85 @@ impl Sgd {
             s.momentum = Some(out[1].clone());
         }
         Ok(true)
+    }
+
+    /// The whole step as one multi-tensor CUDA launch (see the module docs), or `None` when it does
+    /// not apply: switched off, a parameter not on the first one's CUDA device, or an f64 parameter.
+    fn multi_tensor_step(
+        &mut self,
+        grads: &GradStore,
+        lr: f64,
+        loss_scale: f64,
+    ) -> Result<Option<bool>> {
+        let Some(Device::Cuda(ordinal)) = self.slots.first().map(|s| s.param.tensor.device())
+        else {
+            return Ok(None);
+        };
+        let fits = |t: &Tensor| {
+            t.device() == Device::Cuda(ordinal) && matches!(t.dtype(), DType::F16 | DType::F32)
+        };
+        if !self.multi_tensor
+            || !self.slots.iter().all(|s| {
+                fits(&s.param.tensor) && grads.get(&s.param.tensor).is_none_or(|g| fits(g))
+            })
+        {
+            return Ok(None);
+        }
+        // Momentum buffers for first steps (not read by the kernel) and gradients in the master's
+        // memory format, kept alive for the launch.
+        let mut fresh: Vec<Option<Tensor>> = Vec::with_capacity(self.slots.len());
+        let mut grads_in_format: Vec<Option<Tensor>> = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            let master = s.master.as_ref().unwrap_or(&s.param.tensor);
+            let g = grads.get(&s.param.tensor);
+            fresh.push(match (&s.momentum, g) {
+                (None, Some(_)) => Some(Tensor::zeros(
+                    master.shape().clone(),
+                    DType::F32,
+                    master.device(),
+                )?),
+                _ => None,
+            });
+            grads_in_format.push(match g {
+                Some(g) if g.format() != master.format() => Some(g.to_format(master.format())?),
+                _ => None,
+            });
+        }
+        let mut batch = Vec::with_capacity(self.slots.len());
+        for (i, s) in self.slots.iter().enumerate() {
+            let Some(g) = grads.get(&s.param.tensor) else {
+                continue;
+            };
+            let master = s.master.as_ref().unwrap_or(&s.param.tensor);
+            batch.push(MultiTensorSlot {
+                master,
+                momentum: s
+                    .momentum
+                    .as_ref()
+                    .or(fresh[i].as_ref())
+                    .expect("set above"),
+                grad: grads_in_format[i].as_ref().unwrap_or(g),
+                param_f16: s.master.as_ref().map(|_| &s.param.tensor),
+                weight_decay: self.decay_for(s.param.kind),
+                first: s.momentum.is_none(),
+            });
+        }
+        let hp = MultiTensorHyper {
+            lr,
+            momentum: self.config.momentum,
+            nesterov: self.config.nesterov,
+            inv_scale: 1.0 / loss_scale,
+        };
+        let applied = crate::backend::cuda::multi_tensor_sgd_step(ordinal, &batch, &hp)?;
+        drop(batch);
+        if applied {
+            for (s, m) in self.slots.iter_mut().zip(fresh) {
+                if m.is_some() {
+                    s.momentum = m;
+                }
+            }
+        }
+        Ok(Some(applied))
     }
 
     /// Optimiser state for checkpoints: `<param>.momentum_buffer` and `<param>.master` tensors.

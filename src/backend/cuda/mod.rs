@@ -53,6 +53,7 @@ mod generated {
 }
 pub use conv::{conv_cache_stats, ConvCacheStats};
 pub use generated::KERNELS;
+pub use sgd::multi_tensor_sgd_step;
 
 /// Device ordinals above this are refused.
 pub const MAX_DEVICES: usize = 16;

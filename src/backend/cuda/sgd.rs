@@ -5,16 +5,19 @@
 //! followed by a one-thread kernel that writes the f32 answer, so no host synchronisation happens until
 //! the caller reads the result.
 //!
-//! `cuda/sgd.cu` also holds `multi_tensor_all_finite_*` and `multi_tensor_sgd_*`, the one-launch-for-all-
-//! parameters variants (unscale, inf/NaN check, momentum/Nesterov, per-tensor weight decay, f32 master
-//! → f16 copy, in place); their argument layout is documented there. They have no launcher yet: the
-//! optimiser calls `SgdStep` per tensor today.
+//! `multi_tensor_sgd_step` launches `multi_tensor_all_finite_*` and `multi_tensor_sgd_*`, the
+//! one-launch-for-all-parameters variants (unscale, inf/NaN check, momentum/Nesterov, per-tensor
+//! weight decay, f32 master → f16 copy, in place; argument layout in `cuda/sgd.cu`): `Sgd::step` uses
+//! it whenever every parameter lives on one CUDA device (`src/optim/sgd.rs`), so a training step
+//! makes two launches per gradient dtype and one 4-byte read-back, not two launches and a host
+//! synchronisation per parameter tensor.
 
 use super::softmax::check_len;
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
-use crate::optim::sgd::{AllFinite, SgdStep};
-use crate::{DType, Result};
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::Storage;
+use crate::optim::sgd::{AllFinite, MultiTensorHyper, MultiTensorSlot, SgdStep};
+use crate::{DType, Error, Result, Tensor};
+use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
 
 impl CudaKernel for SgdStep {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
@@ -81,4 +84,159 @@ impl CudaKernel for AllFinite {
         unsafe { b.launch(one) }.cu(OP)?;
         Ok(vec![out])
     }
+}
+
+/// Elements per chunk of the multi-tensor kernels: one block works through one chunk at a time.
+const CHUNK: i64 = 32 * 1024;
+/// `SGD_FIRST` in cuda/sgd.cu.
+const SGD_FIRST: i32 = 1;
+
+/// The host mirror of `SgdTensorArgs` in cuda/sgd.cu (48 bytes: 4 device pointers, i64, f32, i32).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SgdTensorArgs {
+    master: u64,
+    momentum: u64,
+    grad: u64,
+    param_f16: u64,
+    numel: i64,
+    weight_decay: f32,
+    flags: i32,
+}
+const _: () = assert!(std::mem::size_of::<SgdTensorArgs>() == 48);
+
+/// The device address of `t`'s storage, after checking that it is a dense CUDA buffer of `numel`
+/// elements of `dtype` on device `g` (`what` names it in errors).
+fn device_address(g: &Gpu, t: &Tensor, what: &str, dtype: DType, numel: usize) -> Result<u64> {
+    const OP: &str = "multi_tensor_sgd";
+    let storage = t.storage();
+    let Storage::Cuda(c) = &*storage else {
+        return Err(Error::bad(OP, format!("{what} is not on a CUDA device")));
+    };
+    if c.ordinal() != g.ordinal || c.dtype() != dtype || c.len() != numel {
+        return Err(Error::bad(
+            OP,
+            format!(
+                "{what}: expected {numel} {dtype} on cuda:{}, got {} {} on cuda:{}",
+                g.ordinal,
+                c.len(),
+                c.dtype(),
+                c.ordinal()
+            ),
+        ));
+    }
+    // Event tracking is off (one stream per device), so the guard records nothing.
+    let (ptr, _guard) = c.buf().device_ptr(&g.stream);
+    Ok(ptr)
+}
+
+/// One SGD step over every slot, in place, on CUDA device `ordinal`: all gradients are checked
+/// for inf/NaN first (one flag for the whole step); when any is not finite nothing changes and the
+/// result is `false`. Slots are grouped by gradient dtype (f16 or f32; one kernel pair each).
+/// Masters and momentum buffers are f32 and share the master's memory format with the gradient.
+pub fn multi_tensor_sgd_step(
+    ordinal: usize,
+    slots: &[MultiTensorSlot<'_>],
+    hp: &MultiTensorHyper,
+) -> Result<bool> {
+    const OP: &str = "multi_tensor_sgd";
+    let g = gpu(ordinal)?;
+    let mut groups: Vec<(DType, Vec<SgdTensorArgs>, Vec<i64>)> = Vec::new();
+    for (i, s) in slots.iter().enumerate() {
+        let n = s.master.numel();
+        let gdt = s.grad.dtype();
+        if !matches!(gdt, DType::F16 | DType::F32) {
+            return Err(Error::bad(
+                OP,
+                format!("slot {i}: gradient dtype {gdt} (f16 or f32 only)"),
+            ));
+        }
+        if s.grad.format() != s.master.format() {
+            return Err(Error::bad(
+                OP,
+                format!("slot {i}: gradient and master differ in memory format"),
+            ));
+        }
+        let args = SgdTensorArgs {
+            master: device_address(g, s.master, "master", DType::F32, n)?,
+            momentum: device_address(g, s.momentum, "momentum buffer", DType::F32, n)?,
+            grad: device_address(g, s.grad, "gradient", gdt, n)?,
+            param_f16: match s.param_f16 {
+                Some(p) => device_address(g, p, "f16 parameter", DType::F16, n)?,
+                None => 0,
+            },
+            numel: n as i64,
+            weight_decay: s.weight_decay as f32,
+            flags: if s.first { SGD_FIRST } else { 0 },
+        };
+        let k = match groups.iter().position(|(dt, ..)| *dt == gdt) {
+            Some(k) => k,
+            None => {
+                groups.push((gdt, Vec::new(), vec![0]));
+                groups.len() - 1
+            }
+        };
+        let (_, args_v, starts) = &mut groups[k];
+        args_v.push(args);
+        starts.push(starts.last().copied().unwrap_or(0) + n.div_ceil(CHUNK as usize) as i64);
+    }
+    // A zeroed 4-byte buffer used as the u32 "saw a non-finite gradient" flag.
+    let mut flag = g.zeros(DType::F32, 1)?;
+    let mut uploaded = Vec::with_capacity(groups.len());
+    for (dt, args, starts) in &groups {
+        // Pageable host → device copies return once the source has been staged, so the host
+        // vectors may go when this function returns.
+        let ts = g
+            .stream
+            .clone_htod(bytemuck::cast_slice::<SgdTensorArgs, u8>(args))
+            .cu(OP)?;
+        let cs = g.stream.clone_htod(starts.as_slice()).cu(OP)?;
+        uploaded.push((*dt, args.len() as i32, ts, cs, *starts.last().unwrap_or(&0)));
+    }
+    let launch = |chunks: i64| LaunchConfig {
+        grid_dim: (chunks.clamp(1, g.sm_count() as i64 * 8) as u32, 1, 1),
+        block_dim: (super::THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    for (dt, n_tensors, ts, cs, chunks) in &uploaded {
+        if *chunks == 0 {
+            continue;
+        }
+        let f = g.func("sgd", &format!("multi_tensor_all_finite_{}", suffix(*dt)))?;
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(ts)
+            .arg(n_tensors)
+            .arg(cs)
+            .arg(&CHUNK)
+            .arg(flag.buf_mut());
+        // SAFETY: matches `multi_tensor_all_finite_<G>(const SgdTensorArgs*, int, const i64*, i64,
+        // unsigned*)`; every pointer in `ts` was checked above to address `numel` elements of its
+        // dtype on this device, `cs` holds n_tensors + 1 prefix sums, `flag` 4 bytes.
+        unsafe { b.launch(launch(*chunks)) }.cu(OP)?;
+    }
+    let (lr, mu, inv) = (hp.lr as f32, hp.momentum as f32, hp.inv_scale as f32);
+    let nesterov = hp.nesterov as i32;
+    for (dt, n_tensors, ts, cs, chunks) in &uploaded {
+        if *chunks == 0 {
+            continue;
+        }
+        let f = g.func("sgd", &format!("multi_tensor_sgd_{}", suffix(*dt)))?;
+        let mut b = g.stream.launch_builder(&f);
+        b.arg(ts)
+            .arg(n_tensors)
+            .arg(cs)
+            .arg(&CHUNK)
+            .arg(&lr)
+            .arg(&mu)
+            .arg(&inv)
+            .arg(&nesterov)
+            .arg(flag.buf());
+        // SAFETY: matches `multi_tensor_sgd_<G>(const SgdTensorArgs*, int, const i64*, i64, float,
+        // float, float, int, const unsigned*)`; buffers as above. Each element is updated by one
+        // thread (chunks partition every tensor), and no two slots share storage (`Sgd` owns one
+        // slot per parameter).
+        unsafe { b.launch(launch(*chunks)) }.cu(OP)?;
+    }
+    let bits: Vec<u32> = flag.download()?;
+    Ok(bits[0] == 0)
 }
