@@ -237,11 +237,11 @@ impl Sgd {
             let master = s.master.as_ref().unwrap_or(&s.param.tensor);
             let g = grads.get(&s.param.tensor);
             fresh.push(match (&s.momentum, g) {
-                (None, Some(_)) => Some(Tensor::zeros(
-                    master.shape().clone(),
-                    DType::F32,
-                    master.device(),
-                )?),
+                // In the master's memory format: the kernel pairs elements by storage order.
+                (None, Some(_)) => Some(
+                    Tensor::zeros(master.shape().clone(), DType::F32, master.device())?
+                        .to_format(master.format())?,
+                ),
                 _ => None,
             });
             grads_in_format.push(match g {
