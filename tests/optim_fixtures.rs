@@ -240,6 +240,7 @@ fn multi_tensor_sgd_matches_the_per_tensor_step() {
     let mut cpu = Sgd::new(cpu_ps.clone(), config.clone()).unwrap();
     let mut fused = Sgd::new(fused_ps.clone(), config.clone()).unwrap();
     let mut single = Sgd::new(single_ps.clone(), config.clone()).unwrap();
+    fused.set_multi_tensor(true); // whatever ENGINE_MULTI_TENSOR_SGD says
     single.set_multi_tensor(false);
     for step in 0..4u64 {
         // Step 2 carries an infinite gradient: every path must skip it.

@@ -7,8 +7,8 @@
 //! `grads_finite` has checked every gradient. When every parameter lives on one CUDA device, the
 //! whole step is one multi-tensor launch pair per gradient dtype instead
 //! (`backend::cuda::multi_tensor_sgd_step`: finiteness check, update in place of the f32 masters and
-//! momentum buffers, f16 copies refreshed), the same rule in f32; `set_multi_tensor(false)` keeps the
-//! per-tensor path for comparisons.
+//! momentum buffers, f16 copies refreshed), the same rule in f32; `set_multi_tensor(false)` (or
+//! `ENGINE_MULTI_TENSOR_SGD=0` in the environment) keeps the per-tensor path.
 
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
@@ -144,7 +144,8 @@ impl Sgd {
         Ok(Sgd {
             config,
             slots,
-            multi_tensor: true,
+            // The GPU machines have no cargo: a run there can switch the fused step off.
+            multi_tensor: std::env::var("ENGINE_MULTI_TENSOR_SGD").map_or(true, |v| v != "0"),
         })
     }
 
