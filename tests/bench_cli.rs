@@ -1,5 +1,7 @@
-//! `engine bench-step` / `bench-ops` (src/bench.rs) on the CPU with tiny shapes: they must report
-//! `ok` with a positive rate, and a missing CUDA device must come back as a status, not a panic.
+//! `engine bench-step` / `bench-ops` / the generative benches (src/bench/) on the CPU with tiny
+//! shapes: they must report `ok` with a positive rate, and a missing CUDA device must come back as a
+//! status, not a panic. `bench-loader` on real photographs: every image counted, a corrupt file
+//! counted as skipped, one row per thread count.
 
 use engine::bench::{bench_ops, bench_step, OpsOptions, StepOptions};
 use engine::Device;
@@ -82,4 +84,54 @@ fn generative_benches_run_on_the_cpu() {
     // A size the U-Net cannot take is reported, not panicked on.
     let bad = bench_pix2pix(&Pix2pixBenchOptions { image: 48, ..small });
     assert_eq!(bad["status"], "error", "{bad}");
+}
+
+#[test]
+fn bench_loader_times_real_photos_and_counts_a_corrupt_file() {
+    use engine::train::{DataSpec, Recipe, TrainConfig};
+    use std::path::PathBuf;
+    // Two classes of real photographs (tests/data, from scikit-image) plus one broken file.
+    let root = std::env::temp_dir().join(format!("engine-bench-loader-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for class in ["photos", "textures"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for e in std::fs::read_dir(src.join(class)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, root.join(class).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(root.join("photos/broken.jpg"), b"not a jpeg").unwrap();
+    let mut cfg = TrainConfig::imagenet(
+        Recipe::Reproduction2019,
+        vec![root.clone()],
+        vec![root.clone()],
+        18,
+        root.join("run"),
+    );
+    cfg.data = DataSpec::ImageFolder {
+        train: vec![root.clone()],
+        val: vec![root.clone()],
+        min_side: 0,
+    };
+    cfg.batch_size = 7;
+    let v = engine::bench::loader::bench_loader(&cfg, 3, 0.0, &[1, 2]).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert_eq!(
+        v["dataset_images"], 14,
+        "13 photos and textures + the broken file: {v}"
+    );
+    for (row, threads) in rows.iter().zip([1, 2]) {
+        assert_eq!(row["threads"], threads, "{v}");
+        let (images, skipped) = (
+            row["images"].as_u64().unwrap(),
+            row["skipped"].as_u64().unwrap(),
+        );
+        // 3 batches of 7 drawn from a cycled shuffle of 14 files: 21 draws, each file at least once.
+        assert_eq!(images + skipped, 21, "{v}");
+        assert!(skipped >= 1, "the broken file is drawn at least once: {v}");
+        assert!(row["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
 }

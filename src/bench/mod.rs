@@ -8,9 +8,11 @@
 //! synchronised around every timed region and host clocks are read. `bench-step` times each training
 //! step separately (one loss read per step, as the trainer does); `bench-ops` times batches of
 //! iterations and reports the median per-iteration time of the batches. The generative models
-//! (`bench-stylize`, `bench-pix2pix`) live in `generative`.
+//! (`bench-stylize`, `bench-pix2pix`) live in `generative`; the input pipeline (`bench-loader`, CPU
+//! only) in `loader`.
 
 pub mod generative;
+pub mod loader;
 
 pub use generative::{bench_pix2pix, bench_stylize, Pix2pixBenchOptions, StylizeBenchOptions};
 

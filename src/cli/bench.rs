@@ -1,5 +1,6 @@
-//! `engine bench-step` and `engine bench-ops`: the GPU-check benchmarks (src/bench.rs,
-//! docs/GPU-CHECK.md). Each prints one JSON document; the exit status says whether every part ran.
+//! `engine bench-step`, `bench-ops`, `bench-stylize`, `bench-pix2pix` (the GPU-check benchmarks,
+//! src/bench/, docs/GPU-CHECK.md) and `bench-loader` (the input pipeline on the CPU). Each prints one
+//! JSON document; the exit status says whether every part ran.
 
 use super::DeviceArg;
 use crate::{Device, Error, Result};
@@ -156,6 +157,51 @@ pub struct BenchPix2pixArgs {
     warmup: usize,
     #[arg(long, value_enum, default_value = "cuda")]
     device: DeviceArg,
+}
+
+#[derive(Args)]
+pub struct BenchLoaderArgs {
+    /// Recipe whose training augmentation (and mixup) the batches get; the default has all of the
+    /// paper's: random resized crop (pad-and-crop for small images), flip, colour jitter, lighting.
+    #[arg(long, value_enum, default_value = "reproduction-2019")]
+    recipe: crate::train::Recipe,
+    /// Images per batch (default: the recipe's).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Timed batches per thread count, at least (timing goes on for 2 s at least; one untimed
+    /// batch first).
+    #[arg(long, default_value_t = 20)]
+    batches: usize,
+    /// Thread counts to time, e.g. `--threads 1 --threads 2` (default: 1 and every core).
+    #[arg(long)]
+    threads: Vec<usize>,
+    #[command(flatten)]
+    data: super::train::DataArgs,
+}
+
+pub fn run_bench_loader(a: BenchLoaderArgs) -> Result<()> {
+    let mut cfg = super::train::preset_for_data(a.recipe, &a.data)?;
+    if let Some(b) = a.batch_size {
+        cfg.batch_size = b;
+    }
+    if cfg.batch_size == 0 || a.batches == 0 {
+        return Err(Error::Msg(
+            "--batch-size and --batches must be at least 1".into(),
+        ));
+    }
+    let mut threads = a.threads;
+    if threads.is_empty() {
+        let all = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        threads = if all > 1 { vec![1, all] } else { vec![1] };
+    }
+    if threads.contains(&0) {
+        return Err(Error::Msg("--threads must be at least 1".into()));
+    }
+    run_bench(crate::bench::loader::bench_loader(
+        &cfg, a.batches, 2.0, &threads,
+    )?)
 }
 
 /// A benchmark's JSON when its CUDA device is missing, else None.

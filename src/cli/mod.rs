@@ -13,7 +13,7 @@ mod train;
 mod train_decoder;
 
 use crate::{Device, Result};
-use bench::{BenchOpsArgs, BenchPix2pixArgs, BenchStepArgs, BenchStylizeArgs};
+use bench::{BenchLoaderArgs, BenchOpsArgs, BenchPix2pixArgs, BenchStepArgs, BenchStylizeArgs};
 use clap::{Parser, Subcommand};
 use eval::{EvalArgs, PredictArgs};
 use train::TrainArgs;
@@ -56,6 +56,9 @@ enum Command {
     BenchStylize(BenchStylizeArgs),
     /// Time pix2pix training iterations (U-Net + PatchGAN, Adam) on a synthetic batch; prints JSON.
     BenchPix2pix(BenchPix2pixArgs),
+    /// Time the training input pipeline (decode + augmentation + batching) on the CPU: images/s per
+    /// thread count and per core; prints JSON.
+    BenchLoader(BenchLoaderArgs),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -130,6 +133,7 @@ pub fn main() -> Result<()> {
         Command::BenchOps(a) => bench::run_bench_ops(a),
         Command::BenchStylize(a) => bench::run_bench_stylize(a),
         Command::BenchPix2pix(a) => bench::run_bench_pix2pix(a),
+        Command::BenchLoader(a) => bench::run_bench_loader(a),
         Command::Stylize(a) => stylize::run_stylize_cmd(*a),
         Command::Pix2pix(a) => pix2pix::run_pix2pix(a),
     }

@@ -113,7 +113,7 @@ enum DataFormat {
 }
 
 #[derive(Args)]
-struct DataArgs {
+pub(crate) struct DataArgs {
     /// Dataset format (default: fashion-mnist, or folder when --train-dir is given). Each format
     /// starts from its own preset: folder uses the ImageNet one (ResNet-50 B, 224 px).
     #[arg(long, value_enum)]
@@ -177,6 +177,15 @@ fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>> {
             }
         }
     }))
+}
+
+/// The recipe's preset for the data the flags name (Fashion-MNIST when none), for commands that
+/// read a dataset the way `engine train` does but train nothing (`engine bench-loader`).
+pub(crate) fn preset_for_data(recipe: Recipe, d: &DataArgs) -> Result<TrainConfig> {
+    let spec = data_spec(d)?.unwrap_or(DataSpec::FashionMnist {
+        dir: FASHION_MNIST_DIR.into(),
+    });
+    Ok(preset(recipe, spec, PathBuf::from("runs/unused")))
 }
 
 /// The run folder: --out, else one named after the data format.

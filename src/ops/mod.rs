@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
+pub(crate) mod simd;
 pub mod softmax;
 
 pub use conv::{Conv2dParams, ConvTranspose2dParams};

@@ -8,6 +8,7 @@
 use super::super::im2col::sized;
 use super::Tiles;
 use crate::dtype::Float;
+pub(super) use crate::ops::simd::avx2;
 
 /// One input plane `xc` [h, w] → its tiles' `Bᵀ d B` at columns `off..off + tiles` of the 16 rows of
 /// `vc` (row stride `ld`). Every pass is a flat loop over whole arrays, so that it vectorises:
@@ -174,21 +175,6 @@ pub(super) fn output_grad_plane<T: Float>(
                 [ue, ue + uo, ue - uo, -uo]
             },
         );
-    }
-}
-
-/// Whether the CPU has AVX2: the plane transforms then run as their `_avx2` twins, the same code
-/// compiled for AVX2 (the crate is built for baseline x86-64, whose SSE2 has 4 lanes), so that their
-/// loops vectorise 8 wide.
-#[inline(always)]
-pub(super) fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

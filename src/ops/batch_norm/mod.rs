@@ -15,12 +15,21 @@
 //! - A missing γ/β acts as ones/zeros; missing running statistics are allowed only in training mode.
 //! - Kernels are parallel over channels for the statistics/reductions and over `(n, c)` planes for the
 //!   elementwise passes; channel `c`'s data is `N` blocks of `H·W` at offsets `(n·C + c)·H·W`.
+//! - The kernels' inner loops live in `loops.rs` (compiled twice, baseline and AVX2); this file holds
+//!   the ops, their argument checks, the kernel structs and the backward rule.
 
 use super::apply;
 use crate::backend::CpuKernel;
 use crate::dtype::{Element, Float};
 use crate::{DType, Error, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+mod loops;
+
+#[inline(always)]
+fn f<T: Float>(v: T) -> f64 {
+    Element::to_f64(v)
+}
 
 /// Arguments of the batch-norm ops (PyTorch's `F.batch_norm` parameters).
 #[derive(Clone, Copy, Debug)]
@@ -36,29 +45,6 @@ pub struct BatchNormArgs<'a> {
     pub training: bool,
     pub momentum: f64,
     pub eps: f64,
-}
-
-#[inline(always)]
-fn f<T: Float>(v: T) -> f64 {
-    Element::to_f64(v)
-}
-
-/// Independent partial sums per reduction: one f64 accumulator is a serial chain of dependent adds
-/// (one per ~4 cycles); eight let the adds overlap and vectorise.
-const LANES: usize = 8;
-
-/// `Σ term(v)` over `xs` in f64, in `LANES` partial sums.
-#[inline(always)]
-fn sum_lanes<T: Float>(xs: &[T], term: impl Fn(T) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let tail: f64 = chunks.remainder().iter().map(|&v| term(v)).sum();
-    for ch in chunks {
-        for (a, &v) in acc.iter_mut().zip(ch) {
-            *a += term(v);
-        }
-    }
-    acc.iter().sum::<f64>() + tail
 }
 
 /// Forward kernel.
@@ -106,20 +92,7 @@ impl CpuKernel for BatchNormForward {
         let stats: Vec<(f64, f64)> = if self.training {
             (0..c)
                 .into_par_iter()
-                .map(|ch| {
-                    let planes = (0..n).map(|ni| &x[(ni * c + ch) * hw..(ni * c + ch + 1) * hw]);
-                    let s: f64 = planes.clone().map(|xp| sum_lanes(xp, |v| f(v))).sum();
-                    let mean = s / m as f64;
-                    let ss: f64 = planes
-                        .map(|xp| {
-                            sum_lanes(xp, |v| {
-                                let d = f(v) - mean;
-                                d * d
-                            })
-                        })
-                        .sum();
-                    (mean, ss / m as f64)
-                })
+                .map(|ch| loops::channel_stats(x, n, c, hw, ch))
                 .collect()
         } else {
             (0..c).map(|ch| (f(rm[ch]), f(rv[ch]))).collect()
@@ -145,21 +118,8 @@ impl CpuKernel for BatchNormForward {
             .for_each(|(p, yp)| {
                 let (scale, shift) = coef[p % c];
                 let xp = &x[p * hw..(p + 1) * hw];
-                match res {
-                    Some(r) => {
-                        let rp = &r[p * hw..(p + 1) * hw];
-                        for ((yi, &xi), &ri) in yp.iter_mut().zip(xp).zip(rp) {
-                            let v = xi * scale + shift + ri;
-                            *yi = if relu { v.max(T::zero()) } else { v };
-                        }
-                    }
-                    None => {
-                        for (yi, &xi) in yp.iter_mut().zip(xp) {
-                            let v = xi * scale + shift;
-                            *yi = if relu { v.max(T::zero()) } else { v };
-                        }
-                    }
-                }
+                let rp = res.map(|r| &r[p * hw..(p + 1) * hw]);
+                loops::normalise_plane(yp, xp, rp, scale, shift, relu);
             });
         let (new_rm, new_rv): (Vec<T>, Vec<T>) = if self.training {
             let mo = self.momentum;
@@ -217,45 +177,12 @@ impl CpuKernel for BatchNormBackward {
             inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5],
         );
         let relu = self.relu;
-        // The gradient reaching the normalisation: dy, masked by ReLU's `y > 0` when fused.
-        let grad = move |yi: T, di: T| -> T {
-            if relu && yi <= T::zero() {
-                T::zero()
-            } else {
-                di
-            }
-        };
-        // Pass 1: per-channel Σg and Σg·x̂ (f64 accumulation, in LANES independent partial sums).
+        // Pass 1: per-channel Σg and Σg·x̂ (f64 accumulation).
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (mu, is) = (f(mean[ch]), f(invstd[ch]));
-                let (mut sg, mut sgx) = ([0.0f64; LANES], [0.0f64; LANES]);
-                for ni in 0..n {
-                    let o = (ni * c + ch) * hw;
-                    let (xp, yp, dp) = (&x[o..o + hw], &y[o..o + hw], &dy[o..o + hw]);
-                    let mut add = |k: usize, xi: T, yi: T, di: T| {
-                        let g = f(grad(yi, di));
-                        sg[k] += g;
-                        sgx[k] += g * (f(xi) - mu);
-                    };
-                    let (xc, yc, dc) = (
-                        xp.chunks_exact(LANES),
-                        yp.chunks_exact(LANES),
-                        dp.chunks_exact(LANES),
-                    );
-                    let (xr, yr, dr) = (xc.remainder(), yc.remainder(), dc.remainder());
-                    for ((xs, ys), ds) in xc.zip(yc).zip(dc) {
-                        for k in 0..LANES {
-                            add(k, xs[k], ys[k], ds[k]);
-                        }
-                    }
-                    for k in 0..xr.len() {
-                        add(k, xr[k], yr[k], dr[k]);
-                    }
-                }
-                let sgx: f64 = sgx.iter().sum();
-                (sg.iter().sum(), sgx * is)
+                let (sg, sgxm) = loops::grad_sums(x, y, dy, (n, c, hw, ch), f(mean[ch]), relu);
+                (sg, sgxm * f(invstd[ch]))
             })
             .collect();
         let m = (n * hw) as f64;
@@ -265,44 +192,42 @@ impl CpuKernel for BatchNormBackward {
         let mean_gx: Vec<T> = sums.iter().map(|&(_, s)| T::c(s / m)).collect();
         // Pass 2: dx (and dresidual), parallel over planes.
         let mut dx = vec![T::zero(); x.len()];
+        let mut dres = if self.add_residual {
+            vec![T::zero(); x.len()]
+        } else {
+            Vec::new()
+        };
         let training = self.training;
-        dx.par_chunks_mut(hw.max(1))
-            .enumerate()
-            .with_min_len((4096 / hw.max(1)).max(1))
-            .for_each(|(p, dxp)| {
-                let ch = p % c;
-                let o = p * hw;
-                let (xp, yp, dp) = (&x[o..o + hw], &y[o..o + hw], &dy[o..o + hw]);
-                let k = gamma[ch] * invstd[ch];
-                // Slices zipped, not indexed: no bounds checks, so the loops vectorise.
-                if training {
-                    let (mu, is, mg, mgx) = (mean[ch], invstd[ch], mean_g[ch], mean_gx[ch]);
-                    for (((d, &xi), &yi), &di) in dxp.iter_mut().zip(xp).zip(yp).zip(dp) {
-                        let xh = (xi - mu) * is;
-                        *d = k * (grad(yi, di) - mg - xh * mgx);
-                    }
-                } else {
-                    for ((d, &yi), &di) in dxp.iter_mut().zip(yp).zip(dp) {
-                        *d = k * grad(yi, di);
-                    }
-                }
-            });
+        let plane = |p: usize, dxp: &mut [T], drp: Option<&mut [T]>| {
+            let ch = p % c;
+            let o = p * hw;
+            let coef = loops::InputGradCoef {
+                k: gamma[ch] * invstd[ch],
+                training: training.then(|| (mean[ch], invstd[ch], mean_g[ch], mean_gx[ch])),
+            };
+            let planes = (&x[o..o + hw], &y[o..o + hw], &dy[o..o + hw]);
+            loops::input_grad_plane(dxp, drp, planes, coef, relu);
+        };
+        let (hw1, min_len) = (hw.max(1), (4096 / hw.max(1)).max(1));
+        if self.add_residual {
+            dx.par_chunks_mut(hw1)
+                .zip(dres.par_chunks_mut(hw1))
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each(|(p, (dxp, drp))| plane(p, dxp, Some(drp)));
+        } else {
+            dx.par_chunks_mut(hw1)
+                .enumerate()
+                .with_min_len(min_len)
+                .for_each(|(p, dxp)| plane(p, dxp, None));
+        }
         let mut outs = vec![dx, dgamma, dbeta];
         if self.add_residual {
-            let mut dr = vec![T::zero(); x.len()];
-            dr.par_chunks_mut(4096)
-                .zip(y.par_chunks(4096).zip(dy.par_chunks(4096)))
-                .for_each(|(dc, (yc, dyc))| {
-                    for ((d, &yi), &di) in dc.iter_mut().zip(yc).zip(dyc) {
-                        *d = grad(yi, di);
-                    }
-                });
-            outs.push(dr);
+            outs.push(dres);
         }
         Ok(outs)
     }
 }
-
 impl Tensor {
     /// Batch normalisation of `[N, C, H, W]` or `[N, C]` input over all dims but C (PyTorch's
     /// `F.batch_norm`). In training mode the running statistics, when given, are updated in place.
