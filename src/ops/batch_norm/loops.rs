@@ -32,8 +32,9 @@ macro_rules! with_avx2_twin {
     };
 }
 
+/// `v` widened to f64 (the accumulation type of every reduction here).
 #[inline(always)]
-fn f<T: Float>(v: T) -> f64 {
+pub(super) fn f<T: Float>(v: T) -> f64 {
     Element::to_f64(v)
 }
 

@@ -20,16 +20,12 @@
 
 use super::apply;
 use crate::backend::CpuKernel;
-use crate::dtype::{Element, Float};
+use crate::dtype::Float;
 use crate::{DType, Error, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 mod loops;
-
-#[inline(always)]
-fn f<T: Float>(v: T) -> f64 {
-    Element::to_f64(v)
-}
+use loops::f;
 
 /// Arguments of the batch-norm ops (PyTorch's `F.batch_norm` parameters).
 #[derive(Clone, Copy, Debug)]
