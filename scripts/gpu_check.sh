@@ -15,6 +15,9 @@
 #   6. tools/torch_gpu_bench.py: PyTorch AMP channels_last ResNet-50 step, the same ops, ceilings
 #   6b. generative models: `engine bench-stylize` (512² b8, 224² b32; f32, f16) and `engine
 #      bench-pix2pix` (256², b1 and b8) beside tools/torch_gpu_bench_generative.py
+#   6c. `engine train --fp16 --device cuda` on a real folder (tests/data: photographs and textures
+#      as two classes; the ResNet-50 preset at 224 px, a few steps): the trainer's whole path on the
+#      GPU (loader, FP16 loss scaling, evaluation, checkpoint); its metrics.jsonl goes to $OUT
 #   7. tools/gpu_check_report.py: ONE table (op, ours, baseline, ratio, % of ceiling)
 # Results: $OUT (default ./gpu_check_out): gpu_check.log, tests.log, benches.log, results.json, table.md.
 # Without a usable CUDA driver the GPU steps are reported as "no CUDA driver" and the script exits 0
@@ -49,6 +52,8 @@ GEN=(
     "pix2pix.step.b8|bench-pix2pix --batch 8 --image 256 --steps 10 --device cuda"
 )
 TORCH_GEN_ARGS=()
+TRAIN_ARGS=(--recipe reproduction-2019 --fp16 --device cuda --data-format folder --train-dir tests/data
+    --val-dir tests/data --epochs 3 --batch-size 8 --quiet)
 if [[ "$SMOKE" == 1 ]]; then
     GEN=(
         "stylize.64px.f32|bench-stylize --batch 2 --image 64 --width 8 --iters 1 --warmup 1 --device cpu"
@@ -56,6 +61,8 @@ if [[ "$SMOKE" == 1 ]]; then
     )
     TORCH_GEN_ARGS=(--dry-run)
     STEP_ARGS=(--model resnet18 --batch 4 --image 32 --steps 2 --warmup 1 --device cpu)
+    TRAIN_ARGS=(--recipe reproduction-2019 --fp16 --device cpu --data-format folder --train-dir tests/data
+        --val-dir tests/data --epochs 1 --batch-size 4 --depth 18 --width 8 --quiet)
     OPS_ARGS=(--device cpu --shrink 64 --repeats 2 --iters 1)
     TORCH_ARGS=(--dry-run)
     GPU_CHECK_CPU_TESTS=1
@@ -66,8 +73,8 @@ main() {
     say() { printf '[gpu_check %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
     # Seconds a step may take: min(its cap, what is left of the budget minus 40 s for the report).
     left() { local l=$((BUDGET - (SECONDS - T0) - 40)); ((l > $1)) && l=$1; echo "$l"; }
-    # Stages to run (GPU_CHECK_STAGES, comma-separated): tests, step, ops, torch, gen.
-    want() { [[ ",${GPU_CHECK_STAGES:-tests,step,ops,torch,gen}," == *",$1,"* ]]; }
+    # Stages to run (GPU_CHECK_STAGES, comma-separated): tests, step, ops, torch, gen, train.
+    want() { [[ ",${GPU_CHECK_STAGES:-tests,step,ops,torch,gen,train}," == *",$1,"* ]]; }
     local STATE="$WORK/state"
     rm -rf "$STATE" && mkdir -p "$STATE"
     : >"$OUT/tests.log"
@@ -278,6 +285,20 @@ main() {
             --out "$STATE/torch_gen.json" 2>"$STATE/torch_gen.err"
         echo "  exit $?"
         grep -E '^torch:|Error|error' "$STATE/torch_gen.err" | tail -n 10 | sed 's/^/    /'
+    fi
+
+    # ---- 6c. a real training run with --fp16 on the bundled photos (last: the lowest priority)
+    t="$(left "${GPU_CHECK_TRAIN_S:-90}")"
+    if want train && ((t >= 5)); then
+        say "engine train ${TRAIN_ARGS[*]} (timeout ${t}s)"
+        rm -rf "$STATE/train_folder"
+        timeout -k 5 "$t" "$BIN/engine" train "${TRAIN_ARGS[@]}" --out "$STATE/train_folder" \
+            >"$STATE/train.log" 2>&1
+        echo "  exit $?"
+        tail -n 5 "$STATE/train.log" | sed 's/^/    /'
+        cp "$STATE/train.log" "$OUT/train.log"
+        cp "$STATE/train_folder/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null \
+            && grep '"kind":"epoch"' "$OUT/train_metrics.jsonl" | sed 's/^/    /'
     fi
 
     # ---- 7. the table
