@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The input pipeline's speed on this machine, written to docs/benchmarks-loader.md: `engine
 # bench-loader` (decode + the recipe's training augmentation + batching, the function the trainer's
-# producer thread calls) on Fashion-MNIST (IDX, 28 px, pad-and-crop + flip + mixup) and on real
+# producer thread calls) on Fashion-MNIST (IDX, 28 px, pad-and-crop + flip + jitter + mixup) and on
 # photographs (tests/data: scikit-image's photos and textures as JPEG, 128–160 px shorter side;
 # 224 px random resized crop, flip, colour jitter, PCA lighting, mixup), for 1 thread and every core.
 # Compare the per-core figures with a training step's images/s to see how many cores the loader
@@ -20,7 +20,7 @@ tmp, out = sys.argv[1:3]
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][:1] or ["?"]
 rows = []
-for name, label in [("fmnist", "Fashion-MNIST (IDX in memory, 28 px, pad-2 crop + flip, mixup)"),
+for name, label in [("fmnist", "Fashion-MNIST (IDX in memory, 28 px, pad-2 crop + flip, jitter 0.4, mixup)"),
                     ("photos", "photographs (tests/data JPEGs, 224 px random resized crop, flip, jitter 0.4, lighting 0.1, mixup)")]:
     v = json.load(open(f"{tmp}/{name}.json"))
     for r in v["rows"]:
