@@ -15,6 +15,11 @@
 #                     torchvision-format ResNet-50 test fixture, SIN: a width-4 ResNet-18 trained by
 #                     `engine train` for one epoch on photos-vs-textures — which test the plumbing,
 #                     not the science
+#   --fashion-mnist N the CPU-sized real run: pairs from the first N Fashion-MNIST test images
+#                     (Debian's dataset-fashion-mnist; FMNIST_DIR to change) at 32 px, one channel,
+#                     U-Net/PatchGAN ngf/ndf 32, batch 16, EPOCHS (default 15) + EPOCHS_DECAY (15);
+#                     task edges2photo unless --task says otherwise. IN_NET/SIN_NET: 1-channel
+#                     Fashion-MNIST checkpoints (e.g. plain and --texture-swap runs of engine train)
 #   --photos DIR      photos to build pairs from (default tests/data/photos, 8 images)
 #   --pairs DIR       use an existing aligned dataset (train/, val/ of A|B images, e.g. facades)
 #   --task T          gray2color (default) | edges2photo | blur2sharp
@@ -29,11 +34,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SMALL=0 PHOTOS=tests/data/photos PAIRS="" TASK=gray2color OUT="" DOC="" DEVICE=cpu
+SMALL=0 FMNIST=0 PHOTOS=tests/data/photos PAIRS="" TASK="" OUT="" DOC="" DEVICE=cpu
 POS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) SMALL=1 ;;
+    --fashion-mnist) FMNIST="$2"; shift ;;
     --photos) PHOTOS="$2"; shift ;;
     --pairs) PAIRS="$2"; shift ;;
     --task) TASK="$2"; shift ;;
@@ -53,7 +59,13 @@ if [ -z "${ENGINE:-}" ]; then
   ENGINE="${CARGO_TARGET_DIR:-target}/release/engine"
 fi
 
-if [ "$SMALL" = 1 ]; then
+if [ "$FMNIST" != 0 ]; then
+  OUT="${OUT:-runs/pix2pix-ablation-fmnist}"
+  SIZE=32
+  TASK="${TASK:-edges2photo}"
+  TRAIN=(--image-size 32 --input-nc 1 --output-nc 1 --ngf 32 --ndf 32 --batch-size 16
+         --epochs "${EPOCHS:-15}" --epochs-decay "${EPOCHS_DECAY:-15}")
+elif [ "$SMALL" = 1 ]; then
   OUT="${OUT:-runs/pix2pix-ablation-small}"
   SIZE=32
   TRAIN=(--image-size 32 --ngf 8 --ndf 8 --n-layers 2 --batch-size 2 --epochs 20 --epochs-decay 10
@@ -63,6 +75,7 @@ else
   SIZE=256
   TRAIN=(--image-size 256 --epochs "${EPOCHS:-100}" --epochs-decay "${EPOCHS_DECAY:-100}")
 fi
+TASK="${TASK:-gray2color}"
 mkdir -p "$OUT"
 STANDINS=0
 if [ -z "$IN_NET" ] || [ -z "$SIN_NET" ]; then
@@ -88,8 +101,15 @@ DATA="$PAIRS"
 if [ -z "$DATA" ]; then
   DATA="$OUT/data"
   if [ ! -f "$DATA/pairs.json" ]; then
-    echo "== pairs: $TASK from $PHOTOS at $SIZE px"
-    "$ENGINE" pix2pix make-pairs --src "$PHOTOS" --out "$DATA" --task "$TASK" --size "$SIZE" --val-fraction 0.2
+    if [ "$FMNIST" != 0 ]; then
+      src="${FMNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+      echo "== pairs: $TASK from the first $FMNIST Fashion-MNIST test images in $src at $SIZE px"
+      "$ENGINE" pix2pix make-pairs --src "$src" --src-format fashion-mnist --limit "$FMNIST" \
+        --out "$DATA" --task "$TASK" --size "$SIZE" --val-fraction 0.2
+    else
+      echo "== pairs: $TASK from $PHOTOS at $SIZE px"
+      "$ENGINE" pix2pix make-pairs --src "$PHOTOS" --out "$DATA" --task "$TASK" --size "$SIZE" --val-fraction 0.2
+    fi
   fi
 fi
 
@@ -120,9 +140,9 @@ for variant in none in sin; do
   done
 done
 
-python3 - "$OUT" "$DATA" "$SMALL" "$STANDINS" "$IN_NET" "$SIN_NET" "$DOC" <<'PY'
+python3 - "$OUT" "$DATA" "$SMALL" "$STANDINS" "$IN_NET" "$SIN_NET" "$DOC" "$FMNIST" <<'PY'
 import datetime, json, os, shutil, subprocess, sys
-out, data, small, standins, in_net, sin_net, doc = sys.argv[1:]
+out, data, small, standins, in_net, sin_net, doc, fmnist = sys.argv[1:]
 small, standins = small == "1", standins == "1"
 rows = []
 for v in ["none", "in", "sin"]:
@@ -139,11 +159,13 @@ n_train = len(os.listdir(os.path.join(data, "train")))
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 g, d = cfg["generator"], cfg["discriminator"]
-kind = "SMOKE RUN (--small): tiny networks and data; the numbers test the pipeline, not the method" if small else "full run"
+kind = ("SMOKE RUN (--small): tiny networks and data; the numbers test the pipeline, not the method" if small
+        else f"Fashion-MNIST run (--fashion-mnist {fmnist})" if fmnist != "0" else "full run")
+flag = " --small" if small else f" --fashion-mnist {fmnist}" if fmnist != "0" else ""
 lines = [
     f"## Results: {kind}",
     "",
-    f"Run {when}, commit {commit}, by `scripts/pix2pix_ablation.sh{' --small' if small else ''}`. "
+    f"Run {when}, commit {commit}, by `scripts/pix2pix_ablation.sh{flag}`. "
     f"Data: {task}, {n_train} train / {n_val} val pairs from `{data}`; {cfg['image_size']} px, "
     f"U-Net {g['num_downs']} levels ngf {g['ngf']}, PatchGAN {d['n_layers']} layers ndf {d['ndf']}, "
     f"batch {cfg['batch_size']}, {cfg['epochs']}+{cfg['epochs_decay']} epochs, lr {cfg['lr']}, "

@@ -1,7 +1,8 @@
 //! Shape bias (Geirhos et al. 2019): how often a classifier follows an object's shape rather than
 //! its texture when the two disagree. Cue-conflict images are made with the AdaIN stylizer: the
 //! content (shape) of an image of class A re-painted with the style (texture) of an image of class
-//! B ≠ A. Each cue-conflict image is classified; a decision is "shape" when it names A, "texture"
+//! B ≠ A; or, for objects on a plain dark background without AdaIN weights, by texture swap (A's
+//! silhouette filled with B's texture, `CueMaker::TextureSwap`). Each cue-conflict image is classified; a decision is "shape" when it names A, "texture"
 //! when it names B, "other" otherwise. Shape bias = shape / (shape + texture).
 //!
 //! Invariants: the pairs are a pure function of (seed, dataset labels) and are returned with the
@@ -12,9 +13,10 @@
 //! whose two source images the classifier gets right on their own.
 
 use crate::data::augment::{apply, AugmentConfig, Preprocess};
+use crate::data::texture_swap;
 use crate::data::{Dataset, Image};
 use crate::models::Stylizer;
-use crate::viz::{tensor_to_rgb8, ImageGrid, PixelRange};
+use crate::viz::{tensor_to_rgb8, ImageGrid, PixelRange, Rgb8};
 use crate::{DType, Device, Error, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -143,36 +145,39 @@ fn classify(c: &Classifier, images: &[Image], device: Device) -> Result<Vec<usiz
     (c.predict)(&x)
 }
 
+/// How cue-conflict images are made from a (shape source, texture source) pair.
+pub enum CueMaker<'a> {
+    /// AdaIN (Geirhos et al.): the content of the shape source re-painted in the style of the
+    /// texture source, at `ShapeBiasConfig::stylize_size`² with `alpha`.
+    Stylizer {
+        stylizer: &'a Stylizer,
+        dtype: DType,
+    },
+    /// Texture swap (src/data/texture_swap.rs): the shape source's silhouette and shading filled
+    /// with the texture source's tiled central patch, at the images' own size. For objects on a
+    /// plain dark background (Fashion-MNIST), where no AdaIN weights are at hand.
+    TextureSwap { content_weight: f32 },
+}
+
 /// Builds cue-conflict images from `dataset`, classifies them, and reports the shape bias.
 pub fn shape_bias(
     dataset: &dyn Dataset,
-    stylizer: &Stylizer,
-    stylizer_dtype: DType,
+    maker: &CueMaker,
     classifier: &Classifier,
     device: Device,
     cfg: &ShapeBiasConfig,
 ) -> Result<ShapeBiasReport> {
-    if cfg.stylize_size == 0 || cfg.stylize_size % 8 != 0 {
+    if matches!(maker, CueMaker::Stylizer { .. })
+        && (cfg.stylize_size == 0 || cfg.stylize_size % 8 != 0)
+    {
         return Err(Error::Msg(format!(
             "--stylize-size {} must be a positive multiple of 8",
             cfg.stylize_size
         )));
     }
-    let s = cfg.stylize_size;
-    let square = AugmentConfig {
-        size: s,
-        preprocess: Preprocess::CenterCrop { resize: s },
-        flip: false,
-        jitter: 0.0,
-        hue: false,
-        lighting: 0.0,
-        mean: vec![0.0; 3],
-        std: vec![1.0; 3],
-    };
     let pairs = draw_pairs(dataset, cfg.pairs, cfg.seed)?;
     let mut trials = Vec::with_capacity(pairs.len());
     let mut grid = ImageGrid::new();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let _g = crate::NoGradGuard::new();
     for chunk in pairs.chunks(cfg.batch_size.max(1)) {
         let mut loaded = Vec::new();
@@ -194,42 +199,37 @@ pub fn shape_bias(
         if loaded.is_empty() {
             continue;
         }
-        let n = loaded.len();
-        let mut content = Vec::with_capacity(n * 3 * s * s);
-        let mut style = Vec::with_capacity(n * 3 * s * s);
-        for (_, x, y) in &loaded {
-            content.extend(apply(&to_rgb(x.clone()), &square, &mut rng));
-            style.extend(apply(&to_rgb(y.clone()), &square, &mut rng));
-        }
-        let to_dev = |v: Vec<f32>| -> Result<Tensor> {
-            Tensor::from_vec(v, [n, 3, s, s], Device::Cpu)?
-                .to_dtype(stylizer_dtype)?
-                .to_device(device)
-        };
-        let (content, style) = (to_dev(content)?, to_dev(style)?);
-        let out = stylizer
-            .stylize(&content, &[(style.clone(), 1.0)], cfg.alpha, false)?
-            .to_dtype(DType::F32)?;
-        let conflict: Vec<Image> = (0..n)
-            .map(|i| to_image(&out, i, classifier.channels))
-            .collect::<Result<_>>()?;
-        let decisions = classify(classifier, &conflict, device)?;
-        let sources: Vec<Image> = loaded
+        let sources: Vec<(Image, Image)> = loaded
             .iter()
-            .flat_map(|(_, x, y)| [x.clone(), y.clone()])
+            .map(|(_, x, y)| (x.clone(), y.clone()))
             .collect();
-        let source_decisions = classify(classifier, &sources, device)?;
-        for (k, (t, _, _)) in loaded.iter().enumerate() {
+        let (conflict, rows) = match maker {
+            CueMaker::Stylizer { stylizer, dtype } => {
+                stylize_pairs(&sources, stylizer, *dtype, classifier.channels, device, cfg)?
+            }
+            CueMaker::TextureSwap { content_weight } => {
+                let conflict: Vec<Image> = sources
+                    .iter()
+                    .map(|(x, y)| texture_swap::cue_conflict(x, y, *content_weight))
+                    .collect::<Result<_>>()?;
+                let rows = sources
+                    .iter()
+                    .zip(&conflict)
+                    .map(|((x, y), c)| [x, y, c].map(image_to_rgb8))
+                    .collect();
+                (conflict, rows)
+            }
+        };
+        let decisions = classify(classifier, &conflict, device)?;
+        let flat: Vec<Image> = sources.into_iter().flat_map(|(x, y)| [x, y]).collect();
+        let source_decisions = classify(classifier, &flat, device)?;
+        for (k, ((t, _, _), row)) in loaded.iter().zip(rows).enumerate() {
             let trial = &mut trials[*t];
             trial.decision = Some(decisions[k]);
             trial.shape_source_correct = source_decisions[2 * k] == trial.shape_class;
             trial.texture_source_correct = source_decisions[2 * k + 1] == trial.texture_class;
             if cfg.grid.is_some() && grid.rows() < 12 {
-                grid.push_row(vec![
-                    tensor_to_rgb8(&content.to_dtype(DType::F32)?, k, PixelRange::ZeroOne)?,
-                    tensor_to_rgb8(&style.to_dtype(DType::F32)?, k, PixelRange::ZeroOne)?,
-                    tensor_to_rgb8(&out, k, PixelRange::ZeroOne)?,
-                ]);
+                grid.push_row(row.to_vec());
             }
         }
     }
@@ -237,6 +237,69 @@ pub fn shape_bias(
         grid.save(path)?;
     }
     Ok(report(dataset.class_names(), trials))
+}
+
+/// An `Image` (1 or 3 channels) as RGB8 for a grid.
+fn image_to_rgb8(img: &Image) -> Rgb8 {
+    Rgb8 {
+        width: img.width,
+        height: img.height,
+        data: to_rgb(img.clone()).data,
+    }
+}
+
+/// AdaIN cue conflicts of `pairs` with the classifier's channel count, and grid rows (content,
+/// style, result) at the stylizer's size.
+fn stylize_pairs(
+    pairs: &[(Image, Image)],
+    stylizer: &Stylizer,
+    stylizer_dtype: DType,
+    channels: usize,
+    device: Device,
+    cfg: &ShapeBiasConfig,
+) -> Result<(Vec<Image>, Vec<[Rgb8; 3]>)> {
+    let s = cfg.stylize_size;
+    let square = AugmentConfig {
+        size: s,
+        preprocess: Preprocess::CenterCrop { resize: s },
+        flip: false,
+        jitter: 0.0,
+        hue: false,
+        lighting: 0.0,
+        mean: vec![0.0; 3],
+        std: vec![1.0; 3],
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let n = pairs.len();
+    let mut content = Vec::with_capacity(n * 3 * s * s);
+    let mut style = Vec::with_capacity(n * 3 * s * s);
+    for (x, y) in pairs {
+        content.extend(apply(&to_rgb(x.clone()), &square, &mut rng));
+        style.extend(apply(&to_rgb(y.clone()), &square, &mut rng));
+    }
+    let to_dev = |v: Vec<f32>| -> Result<Tensor> {
+        Tensor::from_vec(v, [n, 3, s, s], Device::Cpu)?
+            .to_dtype(stylizer_dtype)?
+            .to_device(device)
+    };
+    let (content, style) = (to_dev(content)?, to_dev(style)?);
+    let out = stylizer
+        .stylize(&content, &[(style.clone(), 1.0)], cfg.alpha, false)?
+        .to_dtype(DType::F32)?;
+    let conflict = (0..n)
+        .map(|i| to_image(&out, i, channels))
+        .collect::<Result<_>>()?;
+    let (content, style) = (content.to_dtype(DType::F32)?, style.to_dtype(DType::F32)?);
+    let rows = (0..n)
+        .map(|k| {
+            Ok([
+                tensor_to_rgb8(&content, k, PixelRange::ZeroOne)?,
+                tensor_to_rgb8(&style, k, PixelRange::ZeroOne)?,
+                tensor_to_rgb8(&out, k, PixelRange::ZeroOne)?,
+            ])
+        })
+        .collect::<Result<_>>()?;
+    Ok((conflict, rows))
 }
 
 /// Tallies trials into a report.

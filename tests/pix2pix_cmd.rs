@@ -19,7 +19,7 @@ use engine::optim::{DynamicLossScaler, Sgd, SgdConfig};
 use engine::pix2pix::config::{PerceptualSpec, PerceptualTerm, Pix2PixConfig};
 use engine::pix2pix::pairs::{luma, task_input};
 use engine::pix2pix::{
-    make_pairs, psnr, run_test, GenMode, MakePairsConfig, PairTask, TestOptions,
+    make_pairs, psnr, run_test, GenMode, MakePairsConfig, PairSource, PairTask, TestOptions,
 };
 use engine::train::checkpoint::{self, RunState};
 use engine::train::{Recipe, RunOptions, TrainConfig};
@@ -47,6 +47,8 @@ fn tmp(name: &str) -> PathBuf {
 fn pairs(task: PairTask, size: usize, out: &Path) {
     make_pairs(&MakePairsConfig {
         src: photos(),
+        src_format: PairSource::Photos,
+        limit: 0,
         out: out.to_path_buf(),
         task,
         size,
@@ -163,6 +165,8 @@ fn make_pairs_writes_deterministic_two_to_one_pairs_for_every_task() {
         let before: Vec<Vec<u8>> = train.iter().map(|p| std::fs::read(p).unwrap()).collect();
         let mut cfg = MakePairsConfig {
             src: photos(),
+            src_format: PairSource::Photos,
+            limit: 0,
             out: out.clone(),
             task,
             size: 32,
@@ -184,6 +188,62 @@ fn make_pairs_writes_deterministic_two_to_one_pairs_for_every_task() {
         splits.windows(2).all(|w| w[0] == w[1]),
         "one seed, one split: {splits:?}"
     );
+    std::fs::remove_dir_all(root).ok();
+}
+
+#[test]
+fn make_pairs_reads_the_fashion_mnist_test_split() {
+    let root = tmp("pairs-fmnist");
+    let data = root.join("idx");
+    engine::testing::write_striped_idx(&data, 5, 30);
+    let idx = engine::data::idx::load_mnist_style(
+        &data,
+        "t10k",
+        &engine::data::idx::FASHION_MNIST_CLASSES,
+    )
+    .unwrap();
+    let out = root.join("pairs");
+    let s = make_pairs(&MakePairsConfig {
+        src: data.clone(),
+        src_format: PairSource::FashionMnist,
+        limit: 12,
+        out: out.clone(),
+        task: PairTask::Edges2Photo,
+        size: 28,
+        val_fraction: 0.25,
+        seed: 0,
+        force: false,
+    })
+    .unwrap();
+    assert_eq!((s.train.len(), s.val.len()), (9, 3));
+    let mut names: Vec<String> = s.train.iter().chain(&s.val).cloned().collect();
+    names.sort();
+    let want: Vec<String> = (0..12).map(|i| format!("t10k_{i:05}")).collect();
+    assert_eq!(names, want, "the first 12 test images, named by index");
+    // At the images' own size, B is the test image itself, gray in R, G and B.
+    for name in &s.train {
+        let i: usize = name[5..].parse().unwrap();
+        let (_, b) = halves(&out.join("train").join(format!("{name}.png")));
+        let src = &idx.images[i * 784..(i + 1) * 784];
+        for (p, px) in b.pixels().enumerate() {
+            assert_eq!([px[0], px[1], px[2]], [src[p]; 3], "{name} pixel {p}");
+        }
+    }
+    // A missing folder is an error that names it.
+    let e = make_pairs(&MakePairsConfig {
+        src: root.join("nowhere"),
+        src_format: PairSource::FashionMnist,
+        limit: 0,
+        out: root.join("p2"),
+        task: PairTask::Blur2Sharp,
+        size: 28,
+        val_fraction: 0.2,
+        seed: 0,
+        force: false,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nowhere"), "{e}");
     std::fs::remove_dir_all(root).ok();
 }
 

@@ -3,11 +3,12 @@
 //! are reproducible and never same-class, and the command runs end to end on a briefly trained
 //! checkpoint with a random stylizer, writing its report and grid.
 
+use engine::data::idx::LabelledImages;
 use engine::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
 use engine::data::{ArrayDataset, Dataset};
 use engine::models::Stylizer;
 use engine::nn::init::Init;
-use engine::shape_bias::{draw_pairs, shape_bias, Classifier, ShapeBiasConfig};
+use engine::shape_bias::{draw_pairs, shape_bias, Classifier, CueMaker, ShapeBiasConfig};
 use engine::testing::write_striped_idx;
 use engine::train::{train, Recipe, RunOptions, TrainConfig};
 use engine::{DType, Device, Result, Tensor};
@@ -32,6 +33,10 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
     let dir = tmp("tally");
     let ds = dataset(&dir);
     let stylizer = Stylizer::new(&mut Init::new(1, DType::F32, Device::Cpu), 4).unwrap();
+    let maker = CueMaker::Stylizer {
+        stylizer: &stylizer,
+        dtype: DType::F32,
+    };
     let always_three = |x: &Tensor| -> Result<Vec<usize>> { Ok(vec![3; x.dims()[0]]) };
     let eval = TrainConfig::fashion_mnist(Recipe::Baseline, dir.clone(), 18, 4, dir.clone());
     let classifier = Classifier {
@@ -48,7 +53,7 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
         batch_size: 7,
         grid: Some(dir.join("grid.png")),
     };
-    let r = shape_bias(&ds, &stylizer, DType::F32, &classifier, Device::Cpu, &cfg).unwrap();
+    let r = shape_bias(&ds, &maker, &classifier, Device::Cpu, &cfg).unwrap();
     let pairs = draw_pairs(&ds, 30, 5).unwrap();
     assert_eq!(
         r.trials
@@ -74,7 +79,108 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
         stylize_size: 30,
         ..cfg
     };
-    assert!(shape_bias(&ds, &stylizer, DType::F32, &classifier, Device::Cpu, &bad).is_err());
+    assert!(shape_bias(&ds, &maker, &classifier, Device::Cpu, &bad).is_err());
+    // The texture-swap maker works at the images' own size and tallies the same way.
+    let swap = CueMaker::TextureSwap {
+        content_weight: 0.5,
+    };
+    let r = shape_bias(&ds, &swap, &classifier, Device::Cpu, &bad).unwrap();
+    assert_eq!((r.shape_decisions, r.texture_decisions), (shape, texture));
+    let grid = image::open(dir.join("grid.png")).unwrap();
+    assert_eq!(grid.width() as usize, 3 * 28 + 4 * 4);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Class k: a bright disc of radius 8 + k (the shape) with stripes of period 2 + k (the texture).
+fn discs() -> ArrayDataset {
+    let (n_classes, per_class, side) = (5, 6, 28);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for k in 0..n_classes {
+        for j in 0..per_class {
+            for y in 0..side {
+                for x in 0..side {
+                    let (dx, dy) = (x as f32 - 13.5, y as f32 - 13.5 + (j % 2) as f32);
+                    let inside = dx * dx + dy * dy < ((8 + k) * (8 + k)) as f32;
+                    let stripe = (x / (2 + k)) % 2 == 0;
+                    images.push(match (inside, stripe) {
+                        (false, _) => 0u8,
+                        (true, true) => 230,
+                        (true, false) => 110,
+                    });
+                }
+            }
+            labels.push(k);
+        }
+    }
+    ArrayDataset {
+        data: LabelledImages {
+            images,
+            labels,
+            height: side,
+            width: side,
+            classes: (0..n_classes).map(|k| format!("disc{k}")).collect(),
+        },
+    }
+}
+
+#[test]
+fn a_silhouette_classifier_follows_shape_on_texture_swap_cue_conflicts() {
+    let dir = tmp("discs");
+    let ds = discs();
+    // Classifies by the object's area (pixels above black, in the normalised input), the nearest
+    // disc area: a pure shape classifier, blind to the stripes.
+    let eval = TrainConfig::fashion_mnist(Recipe::Baseline, dir.clone(), 18, 4, dir.clone())
+        .augment
+        .eval(28);
+    let black = (0.0 - eval.mean[0]) / eval.std[0];
+    let by_area = move |x: &Tensor| -> Result<Vec<usize>> {
+        let v: Vec<f32> = x.to_vec()?;
+        Ok(v.chunks(28 * 28)
+            .map(|img| {
+                let area = img.iter().filter(|&&p| p > black + 0.1).count() as f32;
+                (0..5)
+                    .min_by(|&a, &b| {
+                        let d = |k: usize| {
+                            (area - std::f32::consts::PI * ((8 + k) * (8 + k)) as f32).abs()
+                        };
+                        d(a).total_cmp(&d(b))
+                    })
+                    .unwrap()
+            })
+            .collect())
+    };
+    let classifier = Classifier {
+        channels: 1,
+        eval,
+        dtype: DType::F32,
+        predict: &by_area,
+    };
+    let cfg = ShapeBiasConfig {
+        pairs: 40,
+        seed: 2,
+        alpha: 1.0,
+        stylize_size: 32,
+        batch_size: 16,
+        grid: None,
+    };
+    let swap = CueMaker::TextureSwap {
+        content_weight: 0.0,
+    };
+    let r = shape_bias(&ds, &swap, &classifier, Device::Cpu, &cfg).unwrap();
+    assert!(
+        r.trials
+            .iter()
+            .all(|t| t.shape_source_correct && t.texture_source_correct),
+        "the area classifier must get the plain discs right"
+    );
+    assert_eq!(
+        r.shape_decisions,
+        40,
+        "{:?}",
+        (r.texture_decisions, r.other_decisions)
+    );
+    assert_eq!(r.shape_bias, 1.0);
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -24,8 +24,40 @@ pub struct EvalArgs {
     /// Validation folder(s) for folder runs (default: the ones the checkpoint was trained with).
     #[arg(long)]
     val_dir: Vec<PathBuf>,
+    /// Score on re-textured images (a folder of texture photographs; src/data/texture_swap.rs),
+    /// or `none` for the plain images; default: as the checkpoint was trained. Crosses the two
+    /// kinds of data: a plain-trained model on re-textured images and the other way round.
+    #[arg(long, value_name = "DIR|none")]
+    texture_swap: Option<PathBuf>,
+    /// Seed of the texture draw with --texture-swap DIR (default: the checkpoint's, else 0).
+    #[arg(long)]
+    texture_swap_seed: Option<u64>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+}
+
+/// Applies `engine eval`/`engine shape-bias`'s `--texture-swap DIR|none` to a run's config.
+pub(super) fn override_texture_swap(
+    cfg: &mut crate::train::TrainConfig,
+    flag: Option<&std::path::Path>,
+    seed: Option<u64>,
+) {
+    match flag {
+        None => {
+            if let (Some(spec), Some(s)) = (cfg.texture_swap.as_mut(), seed) {
+                spec.seed = s;
+            }
+        }
+        Some(p) if p.as_os_str() == "none" => cfg.texture_swap = None,
+        Some(p) => {
+            let old = cfg.texture_swap.take();
+            cfg.texture_swap = Some(crate::train::TextureSwapSpec {
+                dir: p.to_path_buf(),
+                seed: seed.or(old.map(|o| o.seed)).unwrap_or(0),
+                join_plain: false,
+            });
+        }
+    }
 }
 
 /// A classifier to score (`engine eval`, `engine shape-bias`): the model, the data config it is
@@ -120,6 +152,8 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         (None, Some(w)) => eval_weights(w, &a.val_dir, dev)?,
         (None, None) => unreachable!("clap requires a checkpoint or --weights"),
     };
+    let mut t = t;
+    override_texture_swap(&mut t.cfg, a.texture_swap.as_deref(), a.texture_swap_seed);
     let val = trainer::val_dataset(&t.cfg, &t.classes)?;
     let loader = std::sync::Arc::new(crate::data::Loader::new(
         val,
@@ -134,7 +168,15 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         },
     )?);
     let (top1, top5) = trainer::evaluate(&t.model, &loader, t.dtype, dev)?;
-    println!("{}: top-1 {top1:.2}%  top-5 {top5:.2}%", t.what);
+    let on = match &t.cfg.texture_swap {
+        Some(s) => format!(
+            " on images re-textured from {} (seed {})",
+            s.dir.display(),
+            s.seed
+        ),
+        None => String::new(),
+    };
+    println!("{}{on}: top-1 {top1:.2}%  top-5 {top5:.2}%", t.what);
     Ok(())
 }
 

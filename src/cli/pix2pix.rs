@@ -36,7 +36,9 @@ use crate::pix2pix::config::{
     default_load_size, default_n_layers, default_num_downs, Direction, PerceptualSpec,
     PerceptualTerm, Pix2PixConfig,
 };
-use crate::pix2pix::{make_pairs, run_test, GenMode, MakePairsConfig, PairTask, TestOptions};
+use crate::pix2pix::{
+    make_pairs, run_test, GenMode, MakePairsConfig, PairSource, PairTask, TestOptions,
+};
 use crate::{Error, Result};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -59,9 +61,15 @@ enum Pix2pixCommand {
 
 #[derive(Args)]
 struct MakePairsArgs {
-    /// Folder of photos (searched recursively).
+    /// Folder of photos (searched recursively), or with --src-format fashion-mnist the folder of
+    /// the Fashion-MNIST IDX files (its test split is used).
     #[arg(long)]
     src: PathBuf,
+    #[arg(long, value_enum, default_value = "photos")]
+    src_format: PairSource,
+    /// Use only the first N source images (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
     /// Output folder: train/, val/ and pairs.json.
     #[arg(long)]
     out: PathBuf,
@@ -282,6 +290,8 @@ pub fn run_pix2pix(a: Pix2pixArgs) -> Result<()> {
         Pix2pixCommand::MakePairs(m) => {
             let s = make_pairs(&MakePairsConfig {
                 src: m.src,
+                src_format: m.src_format,
+                limit: m.limit,
                 out: m.out.clone(),
                 task: m.task,
                 size: m.size,

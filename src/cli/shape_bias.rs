@@ -14,7 +14,7 @@ use super::{device, DeviceArg};
 use crate::models::Stylizer;
 use crate::nn::init::Init;
 use crate::nn::{Mode, Module};
-use crate::shape_bias::{shape_bias, Classifier, ShapeBiasConfig};
+use crate::shape_bias::{shape_bias, Classifier, CueMaker, ShapeBiasConfig};
 use crate::{DType, Error, Result, Tensor};
 use clap::Args;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct ShapeBiasArgs {
     #[arg(
         long,
         requires = "decoder",
-        required_unless_present = "random_stylizer"
+        required_unless_present_any = ["random_stylizer", "cue"]
     )]
     vgg: Option<PathBuf>,
     /// Converted AdaIN decoder weights, or the decoder.safetensors of `engine train-decoder`.
@@ -46,6 +46,14 @@ pub struct ShapeBiasArgs {
     /// For testing only: a seeded random stylizer of this VGG width instead of --vgg/--decoder.
     #[arg(long, conflicts_with = "vgg")]
     random_stylizer: Option<usize>,
+    /// How cue-conflict images are made: adain (default; needs --vgg/--decoder) or texture-swap
+    /// (the shape image's silhouette filled with the texture image's central patch, for objects on
+    /// a dark background such as Fashion-MNIST; needs no weights).
+    #[arg(long, value_enum)]
+    cue: Option<Cue>,
+    /// With --cue texture-swap: weight of the shape image's own blurred shading (0: silhouette only).
+    #[arg(long, default_value_t = crate::data::texture_swap::DEFAULT_CONTENT_WEIGHT)]
+    content_weight: f32,
     /// Cue-conflict images to make and classify.
     #[arg(long, default_value_t = 200)]
     pairs: usize,
@@ -67,6 +75,12 @@ pub struct ShapeBiasArgs {
     device: DeviceArg,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Cue {
+    Adain,
+    TextureSwap,
+}
+
 pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
     let dev = device(a.device)?;
     let t = match (&a.checkpoint, &a.weights) {
@@ -74,15 +88,30 @@ pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
         (None, Some(w)) => eval_weights(w, &a.val_dir, dev)?,
         (None, None) => unreachable!("clap requires --checkpoint or --weights"),
     };
+    // The sources are the plain images, also for a model trained on re-textured ones.
+    let mut t = t;
+    t.cfg.texture_swap = None;
     let dataset = crate::train::trainer::val_dataset(&t.cfg, &t.classes)?;
-    let stylizer = match (&a.vgg, &a.decoder, a.random_stylizer) {
-        (Some(v), Some(d), _) => Stylizer::load(v, d, DType::F32, dev)?,
-        (_, _, Some(w)) => Stylizer::new(&mut Init::new(a.seed, DType::F32, dev), w)?,
-        _ => {
-            return Err(Error::Msg(
-                "give --vgg FILE --decoder FILE (converted AdaIN weights)".into(),
-            ))
-        }
+    let cue = a.cue.unwrap_or(Cue::Adain);
+    let stylizer =
+        match (cue, &a.vgg, &a.decoder, a.random_stylizer) {
+            (Cue::TextureSwap, ..) => None,
+            (_, Some(v), Some(d), _) => Some(Stylizer::load(v, d, DType::F32, dev)?),
+            (_, _, _, Some(w)) => Some(Stylizer::new(&mut Init::new(a.seed, DType::F32, dev), w)?),
+            _ => return Err(Error::Msg(
+                "give --vgg FILE --decoder FILE (converted AdaIN weights), or --cue texture-swap \
+                 for objects on a dark background"
+                    .into(),
+            )),
+        };
+    let maker = match &stylizer {
+        Some(stylizer) => CueMaker::Stylizer {
+            stylizer,
+            dtype: DType::F32,
+        },
+        None => CueMaker::TextureSwap {
+            content_weight: a.content_weight,
+        },
     };
     let eval = t.cfg.augment.eval(t.cfg.eval_resize);
     let stylize_size = a
@@ -114,22 +143,17 @@ pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
         batch_size: a.batch_size,
         grid: a.out.as_ref().map(|o| o.join("cue_conflict.png")),
     };
+    let how = match cue {
+        Cue::Adain => format!("{stylize_size}² AdaIN stylization, α {}", a.alpha),
+        Cue::TextureSwap => format!("texture swap, content weight {}", a.content_weight),
+    };
     eprintln!(
-        "shape bias of {} on {} cue-conflict images ({}² stylization, α {}) from {}",
+        "shape bias of {} on {} cue-conflict images ({how}) from {}",
         t.what,
         a.pairs,
-        stylize_size,
-        a.alpha,
         t.cfg.data.describe()
     );
-    let r = shape_bias(
-        dataset.as_ref(),
-        &stylizer,
-        DType::F32,
-        &classifier,
-        dev,
-        &cfg,
-    )?;
+    let r = shape_bias(dataset.as_ref(), &maker, &classifier, dev, &cfg)?;
     if let Some(out) = &a.out {
         let json = serde_json::to_vec_pretty(&r).expect("json");
         crate::nn::state::write_atomic(&out.join("report.json"), &json)?;

@@ -6,7 +6,7 @@ use super::RunFlags;
 use crate::data::idx::FASHION_MNIST_DIR;
 use crate::models::Variant;
 use crate::train::config::DistillConfig;
-use crate::train::{checkpoint, trainer, DataSpec, Recipe, TrainConfig};
+use crate::train::{checkpoint, trainer, DataSpec, Recipe, TextureSwapSpec, TrainConfig};
 use crate::{Error, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -93,6 +93,17 @@ pub struct TrainArgs {
     /// Evaluate on the first N test images only (0 = all).
     #[arg(long)]
     val_limit: Option<usize>,
+    /// Re-texture every training and validation image with a crop of a photograph from this
+    /// folder (a Stylized-ImageNet stand-in for objects on a dark background, e.g. Fashion-MNIST;
+    /// see src/data/texture_swap.rs). Each image's draw is fixed by --texture-swap-seed.
+    #[arg(long, value_name = "DIR")]
+    texture_swap: Option<PathBuf>,
+    /// With --texture-swap: train on the plain and the re-textured images together (SIN+IN).
+    #[arg(long, requires = "texture_swap")]
+    texture_swap_join: bool,
+    /// With --texture-swap: seed of the per-image texture draw.
+    #[arg(long, requires = "texture_swap", default_value_t = 0)]
+    texture_swap_seed: u64,
     /// Seed for initialisation, shuffling and augmentation.
     #[arg(long)]
     seed: Option<u64>,
@@ -309,6 +320,13 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(c.seed, a.seed);
     if let Some(p) = &a.init_from {
         c.init_from = Some(p.clone());
+    }
+    if let Some(dir) = &a.texture_swap {
+        c.texture_swap = Some(TextureSwapSpec {
+            dir: dir.clone(),
+            seed: a.texture_swap_seed,
+            join_plain: a.texture_swap_join,
+        });
     }
     if let Some(t) = &a.teacher {
         let teacher_cfg = checkpoint::read_run_state(t)?.config.model;

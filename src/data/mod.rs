@@ -12,12 +12,14 @@ pub mod concat;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod texture_swap;
 
 pub use augment::{AugmentConfig, Preprocess};
 pub use cifar::CifarDataset;
 pub use concat::ConcatDataset;
 pub use folder::ImageFolder;
 pub use loader::{Batch, Loader, LoaderConfig};
+pub use texture_swap::{TextureSwap, TextureSwapped};
 
 use crate::Result;
 

@@ -26,5 +26,5 @@ pub mod trainer;
 pub use config::{Direction, PerceptualSpec, PerceptualTerm, Pix2PixConfig};
 pub use eval::{psnr, GenMode, PSNR_CAP_DB};
 pub use inference::{run_test, TestOptions, TestReport};
-pub use pairs::{make_pairs, MakePairsConfig, PairTask};
+pub use pairs::{make_pairs, MakePairsConfig, PairSource, PairTask};
 pub use trainer::{train, TrainSummary};

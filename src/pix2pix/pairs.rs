@@ -8,6 +8,9 @@
 //!   3×3 Sobel operator on L, borders replicated (a 64-level step is full black);
 //! - `blur2sharp`: B blurred with a Gaussian of σ = max(1, size/64) (`image::imageops::blur`).
 //!
+//! The photos are image files under a folder, or the Fashion-MNIST test split (`PairSource`);
+//! `limit` keeps the first N of them.
+//!
 //! Pairs are written as `<out>/{train,val}/<name>.png`, A left and B right (`2·size`×`size`, the
 //! pix2pix "aligned" format); PNG, so A is stored exactly as computed. The split is a seeded shuffle
 //! of the sorted source list, `round(n · val_fraction)` images to `val/` (at least one when the
@@ -18,6 +21,7 @@
 
 use super::dataset::decode_rgb;
 use crate::data::folder::list_images;
+use crate::data::idx::{load_mnist_style, LabelledImages, FASHION_MNIST_CLASSES};
 use crate::data::loader::mix_seed;
 use crate::nn::state::write_atomic;
 use crate::viz::encode_png;
@@ -45,9 +49,23 @@ pub enum PairTask {
     Blur2Sharp,
 }
 
+/// Where the photos (B) come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum PairSource {
+    /// Image files under `src`, searched recursively, in sorted order.
+    #[default]
+    Photos,
+    /// The Fashion-MNIST test split (t10k IDX files) in `src`, gray repeated in R, G, B: images
+    /// the classifiers trained on the training split have not seen.
+    FashionMnist,
+}
+
 #[derive(Clone, Debug)]
 pub struct MakePairsConfig {
     pub src: PathBuf,
+    pub src_format: PairSource,
+    /// Use only the first `limit` source images (0 = all).
+    pub limit: usize,
     pub out: PathBuf,
     pub task: PairTask,
     pub size: usize,
@@ -164,6 +182,58 @@ fn has_images(dir: &Path) -> bool {
     dir.is_dir() && list_images(dir, &mut found).is_ok() && !found.is_empty()
 }
 
+/// One source photo: a file, or image `index` of an in-memory array of gray images.
+enum Source {
+    File(PathBuf),
+    Gray(std::sync::Arc<LabelledImages>, usize),
+}
+
+impl Source {
+    fn name(&self, root: &Path) -> String {
+        match self {
+            Source::File(p) => pair_name(root, p),
+            Source::Gray(_, i) => format!("t10k_{i:05}"),
+        }
+    }
+
+    fn decode(&self) -> Result<RgbImage> {
+        match self {
+            Source::File(p) => decode_rgb(p),
+            Source::Gray(d, i) => {
+                let (w, h) = (d.width, d.height);
+                let plane = d.images[i * w * h..(i + 1) * w * h].to_vec();
+                Ok(gray_rgb(w as u32, h as u32, plane))
+            }
+        }
+    }
+}
+
+/// The source photos of `cfg`, at most `cfg.limit` of them.
+fn list_sources(cfg: &MakePairsConfig) -> Result<Vec<Source>> {
+    let mut sources: Vec<Source> = match cfg.src_format {
+        PairSource::Photos => {
+            let mut files = Vec::new();
+            list_images(&cfg.src, &mut files)?;
+            if files.is_empty() {
+                return Err(Error::Msg(format!(
+                    "make-pairs: {} has no images (jpg, png, bmp, webp)",
+                    cfg.src.display()
+                )));
+            }
+            files.into_iter().map(Source::File).collect()
+        }
+        PairSource::FashionMnist => {
+            let d =
+                std::sync::Arc::new(load_mnist_style(&cfg.src, "t10k", &FASHION_MNIST_CLASSES)?);
+            (0..d.len()).map(|i| Source::Gray(d.clone(), i)).collect()
+        }
+    };
+    if cfg.limit > 0 {
+        sources.truncate(cfg.limit);
+    }
+    Ok(sources)
+}
+
 /// Builds the pairs `cfg` describes; see the module comment.
 pub fn make_pairs(cfg: &MakePairsConfig) -> Result<PairsSummary> {
     if !cfg.src.is_dir() {
@@ -178,14 +248,7 @@ pub fn make_pairs(cfg: &MakePairsConfig) -> Result<PairsSummary> {
             cfg.size, cfg.val_fraction
         )));
     }
-    let mut files = Vec::new();
-    list_images(&cfg.src, &mut files)?;
-    if files.is_empty() {
-        return Err(Error::Msg(format!(
-            "make-pairs: {} has no images (jpg, png, bmp, webp)",
-            cfg.src.display()
-        )));
-    }
+    let sources = list_sources(cfg)?;
     let (train_dir, val_dir) = (cfg.out.join("train"), cfg.out.join("val"));
     if has_images(&train_dir) || has_images(&val_dir) {
         if !cfg.force {
@@ -203,12 +266,12 @@ pub fn make_pairs(cfg: &MakePairsConfig) -> Result<PairsSummary> {
             }
         }
     }
-    let mut order: Vec<usize> = (0..files.len()).collect();
+    let mut order: Vec<usize> = (0..sources.len()).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(mix_seed(&[
         cfg.seed, 0x9a125,
     ])));
-    let n_val = val_count(files.len(), cfg.val_fraction);
-    let mut names: Vec<String> = files.iter().map(|f| pair_name(&cfg.src, f)).collect();
+    let n_val = val_count(sources.len(), cfg.val_fraction);
+    let mut names: Vec<String> = sources.iter().map(|s| s.name(&cfg.src)).collect();
     // Distinct names even when two photos differ only in their extension.
     for i in 0..names.len() {
         if names[..i].contains(&names[i]) {
@@ -219,7 +282,7 @@ pub fn make_pairs(cfg: &MakePairsConfig) -> Result<PairsSummary> {
         .par_iter()
         .enumerate()
         .map(|(rank, &i)| {
-            let b = square_photo(&decode_rgb(&files[i])?, cfg.size);
+            let b = square_photo(&sources[i].decode()?, cfg.size);
             let ab = join_pair(&task_input(cfg.task, &b), &b);
             let dir = if rank < n_val { &val_dir } else { &train_dir };
             let png = encode_png(ab.width() as usize, ab.height() as usize, ab.as_raw())?;
@@ -237,7 +300,7 @@ pub fn make_pairs(cfg: &MakePairsConfig) -> Result<PairsSummary> {
         size: cfg.size,
         seed: cfg.seed,
         val: split(0..n_val),
-        train: split(n_val..files.len()),
+        train: split(n_val..sources.len()),
     };
     write_atomic(
         &cfg.out.join("pairs.json"),

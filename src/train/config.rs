@@ -130,6 +130,19 @@ impl Recipe {
     }
 }
 
+/// Re-texture every image (`data::texture_swap`): a Stylized-ImageNet stand-in for images of one
+/// object on a dark background, such as Fashion-MNIST.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextureSwapSpec {
+    /// Folder of texture photographs.
+    pub dir: PathBuf,
+    /// Seed of the per-image texture draw (fixed across training seeds, as SIN is one dataset).
+    pub seed: u64,
+    /// Train on the plain and the re-textured images together (the SIN+IN analogue); validation
+    /// is re-textured either way.
+    pub join_plain: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DistillConfig {
     /// A checkpoint (or model safetensors) of the teacher.
@@ -180,6 +193,9 @@ pub struct TrainConfig {
     /// classifier head) keep their fresh initialisation; every other tensor must be in the file.
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Train and validate on re-textured images (None: the images as they are).
+    #[serde(default)]
+    pub texture_swap: Option<TextureSwapSpec>,
 }
 
 impl TrainConfig {
@@ -249,6 +265,7 @@ impl TrainConfig {
             out_dir,
             class_names: Vec::new(),
             init_from: None,
+            texture_swap: None,
         }
         .with_geirhos_schedule()
     }

@@ -8,5 +8,5 @@ pub mod metrics;
 pub mod plots;
 pub mod trainer;
 
-pub use config::{DataSpec, Recipe, TrainConfig};
+pub use config::{DataSpec, Recipe, TextureSwapSpec, TrainConfig};
 pub use trainer::{train, RunOptions, TrainSummary};

@@ -10,7 +10,8 @@ use crate::data::cifar::load_cifar;
 use crate::data::folder::summarize;
 use crate::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
 use crate::data::{
-    ArrayDataset, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig, Subset,
+    ArrayDataset, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig, Subset, TextureSwap,
+    TextureSwapped,
 };
 use crate::interrupt::StopPoint;
 use crate::models::ResNet;
@@ -83,8 +84,30 @@ pub fn train_dataset(cfg: &TrainConfig) -> Result<Arc<dyn Dataset>> {
     })
 }
 
-/// The whole validation dataset that `cfg` names; folder data is labelled with `classes` (the
-/// training classes), and a validation class folder outside them is an error naming it.
+/// `d` re-textured as `cfg.texture_swap` says (as is when it is None). `stream` 0 is training, 1
+/// validation; with `join_plain`, training gets the plain images and the re-textured ones.
+pub fn texture_swapped(
+    cfg: &TrainConfig,
+    d: Arc<dyn Dataset>,
+    stream: u64,
+) -> Result<Arc<dyn Dataset>> {
+    let Some(spec) = &cfg.texture_swap else {
+        return Ok(d);
+    };
+    let swap = Arc::new(TextureSwap::load(&spec.dir, d.channels(), spec.seed)?);
+    let swapped: Arc<dyn Dataset> = Arc::new(TextureSwapped::new(d.clone(), swap, stream)?);
+    if spec.join_plain && stream == 0 {
+        return Ok(Arc::new(ConcatDataset::new(vec![
+            ("plain images".into(), d),
+            ("texture-swapped images".into(), swapped),
+        ])?));
+    }
+    Ok(swapped)
+}
+
+/// The whole validation dataset that `cfg` names (re-textured when `cfg.texture_swap` is set);
+/// folder data is labelled with `classes` (the training classes), and a validation class folder
+/// outside them is an error naming it.
 pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Dataset>> {
     let ds: Arc<dyn Dataset> = match &cfg.data {
         DataSpec::FashionMnist { dir } => Arc::new(ArrayDataset {
@@ -95,6 +118,7 @@ pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Data
         }
         DataSpec::Cifar { dir } => Arc::new(load_cifar(dir, false)?),
     };
+    let ds = texture_swapped(cfg, ds, 1)?;
     if ds.class_names() != classes {
         return Err(Error::Msg(format!(
             "class mismatch between training ({} classes: {}) and validation data ({} classes: {})",
@@ -127,10 +151,9 @@ pub fn datasets(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>
     let train = train_dataset(cfg)?;
     let val = val_dataset(cfg, train.class_names())?;
     let spread = matches!(cfg.data, DataSpec::ImageFolder { .. });
-    Ok((
-        limit(train, cfg.train_limit, spread),
-        limit(val, cfg.val_limit, spread),
-    ))
+    // The swap comes after the limit, so that a limited SIN+IN run joins the same images twice.
+    let train = texture_swapped(cfg, limit(train, cfg.train_limit, spread), 0)?;
+    Ok((train, limit(val, cfg.val_limit, spread)))
 }
 
 /// `cfg` with the classes of the training data filled in: `class_names` (an error when a config
