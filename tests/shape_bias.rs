@@ -87,7 +87,8 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
     let r = shape_bias(&ds, &swap, &classifier, Device::Cpu, &bad).unwrap();
     assert_eq!((r.shape_decisions, r.texture_decisions), (shape, texture));
     let grid = image::open(dir.join("grid.png")).unwrap();
-    assert_eq!(grid.width() as usize, 3 * 28 + 4 * 4);
+    // 28 px cells are enlarged 4× (nearest) for the grid.
+    assert_eq!(grid.width() as usize, 3 * 112 + 4 * 4);
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -20,7 +20,7 @@
 //! (seed, stream, index), so a swapped dataset is fixed once made, like SIN on disk, and `--resume`
 //! stays exact; training and validation use different streams. A blank image (no pixel above black)
 //! is returned unchanged. Cue-conflict images for `engine shape-bias --cue texture-swap` use the
-//! same formula with `t` a mirror-tiled central patch of an image of another class.
+//! same formula with `t` a mirror-tiled patch from inside the object of an image of another class.
 
 use super::folder::{decode_image, is_image_file};
 use super::loader::mix_seed;
@@ -39,8 +39,11 @@ pub const DEFAULT_CONTENT_WEIGHT: f32 = 0.5;
 const MAX_TEXTURE_SIDE: u32 = 256;
 /// The largest texture crop, in output sides: crops span 1× to this × the output size.
 const MAX_CROP_SCALE: usize = 4;
-/// The cue-conflict texture patch: this fraction of the texture source's shorter side, centred.
+/// The cue-conflict texture patch: at most this fraction of the texture source's shorter side.
 const PATCH_FRACTION: f32 = 0.4;
+/// The cue-conflict texture patch shrinks (down to `PATCH_MIN_SIDE`) until this much of it is object.
+const PATCH_MIN_COVER: f32 = 0.95;
+const PATCH_MIN_SIDE: usize = 3;
 
 /// A set of texture photographs and the seed of the draw.
 pub struct TextureSwap {
@@ -293,12 +296,55 @@ pub fn blend(img: &Image, texture: &[f32], content_weight: f32) -> Image {
     }
 }
 
-/// The central patch of `src` (`PATCH_FRACTION` of its shorter side) mirror-tiled to `w`×`h`, HWC
-/// in [0, 1]: the texture of an object centred in its frame, without its outline.
+/// The texture patch of `src`, mirror-tiled to `w`×`h`, HWC in [0, 1]: the texture of its object
+/// without the outline. The patch is the square of side `PATCH_FRACTION` of the shorter side that
+/// lies most inside the object (largest mask sum; the most central among equals), shrunk until it
+/// is at least `PATCH_MIN_COVER` inside (thin objects such as sandal straps get small patches), so
+/// that background pixels do not punch holes into the shape it is tiled over.
 pub fn tiled_patch(src: &Image, w: usize, h: usize) -> Vec<f32> {
     let c = src.channels;
-    let p = ((src.width.min(src.height) as f32 * PATCH_FRACTION).round() as usize).max(1);
-    let (px, py) = ((src.width - p) / 2, (src.height - p) / 2);
+    let (sw, sh) = (src.width, src.height);
+    let m = object_mask(src);
+    // Integral image of the mask: sum over [0, y) × [0, x) at (y, x).
+    let mut integral = vec![0f32; (sw + 1) * (sh + 1)];
+    for y in 0..sh {
+        for x in 0..sw {
+            integral[(y + 1) * (sw + 1) + x + 1] =
+                m[y * sw + x] + integral[y * (sw + 1) + x + 1] + integral[(y + 1) * (sw + 1) + x]
+                    - integral[y * (sw + 1) + x];
+        }
+    }
+    let cover = |x: usize, y: usize, p: usize| {
+        integral[(y + p) * (sw + 1) + x + p]
+            - integral[y * (sw + 1) + x + p]
+            - integral[(y + p) * (sw + 1) + x]
+            + integral[y * (sw + 1) + x]
+    };
+    let largest = ((sw.min(sh) as f32 * PATCH_FRACTION).round() as usize).max(1);
+    let mut best = (largest, (sw - largest) / 2, (sh - largest) / 2);
+    for p in (PATCH_MIN_SIDE.min(largest)..=largest).rev() {
+        let mut pick: Option<(f32, usize, usize, usize)> = None;
+        for y in 0..=sh - p {
+            for x in 0..=sw - p {
+                let (cx, cy) = (2 * x + p, 2 * y + p);
+                let off_centre = cx.abs_diff(sw) + cy.abs_diff(sh);
+                let v = cover(x, y, p);
+                let better = match pick {
+                    None => true,
+                    Some((bv, bo, _, _)) => v > bv + 1e-3 || (v > bv - 1e-3 && off_centre < bo),
+                };
+                if better {
+                    pick = Some((v, off_centre, x, y));
+                }
+            }
+        }
+        let (v, _, x, y) = pick.expect("p fits in the image");
+        best = (p, x, y);
+        if v >= PATCH_MIN_COVER * (p * p) as f32 {
+            break;
+        }
+    }
+    let (p, px, py) = best;
     // Mirror tiling: 0, 1, …, p−1, p−1, …, 0, 0, 1, … so neighbouring tiles meet without a seam.
     let mirror = |i: usize| {
         let r = i % (2 * p);
@@ -322,7 +368,7 @@ pub fn tiled_patch(src: &Image, w: usize, h: usize) -> Vec<f32> {
 }
 
 /// A cue-conflict image: the shape (silhouette and shading) of `shape` with the texture of
-/// `texture_src` (its tiled central patch). Both must have the same size and channels.
+/// `texture_src` (its tiled texture patch). Both must have the same size and channels.
 pub fn cue_conflict(shape: &Image, texture_src: &Image, content_weight: f32) -> Result<Image> {
     if (shape.width, shape.height, shape.channels)
         != (texture_src.width, texture_src.height, texture_src.channels)
@@ -547,6 +593,33 @@ mod tests {
         assert!(t.iter().all(|&v| v == 250.0 / 255.0 || v == 60.0 / 255.0));
         let wrong = gray(14, 28, |_, _| 1);
         assert!(cue_conflict(&shape, &wrong, 0.5).is_err());
+    }
+
+    #[test]
+    fn the_texture_patch_comes_from_inside_the_object_even_off_centre() {
+        // A ring: its centre is background, so a central patch would tile black holes.
+        let ring = gray(28, 28, |x, y| {
+            let r2 = (x as f32 - 13.5).powi(2) + (y as f32 - 13.5).powi(2);
+            if (25.0..169.0).contains(&r2) {
+                90 + ((x * 7 + y * 3) % 5) as u8 * 30
+            } else {
+                0
+            }
+        });
+        let t = tiled_patch(&ring, 28, 28);
+        let dark = t.iter().filter(|&&v| v < MASK_RAMP).count();
+        assert!(
+            dark <= 28 * 28 / 20,
+            "{dark} of 784 tiled pixels are background"
+        );
+        // A full-frame texture keeps the largest, central patch.
+        let full = gray(28, 28, |x, y| 100 + (x + 28 * y) as u8 % 100);
+        let t = tiled_patch(&full, 28, 28);
+        assert_eq!(
+            (t[0] * 255.0).round() as u8,
+            full.data[8 * 28 + 8],
+            "11-px patch at (8, 8)"
+        );
     }
 
     #[test]
