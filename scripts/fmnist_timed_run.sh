@@ -19,6 +19,9 @@ shift 2 || shift $# || true
 TAG="$(printf '%s' "$*" | sed 's/--//g' | tr -s ' ' '_' | tr -cd 'A-Za-z0-9_.=-')"
 OUT="runs/fmnist-timed-$RECIPE-$EPOCHS${TAG:+-$TAG}"
 cargo build --release --quiet
+# The commit the binary was built from (with -dirty when the tree had changes), read now, not at
+# the end, when later commits may have landed.
+COMMIT="$(git describe --always --dirty 2>/dev/null || echo unknown)"
 mkdir -p "$OUT"
 cp target/release/engine "$OUT.engine"
 rm -rf "${OUT:?}"/*
@@ -27,16 +30,15 @@ busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 b0=$(busy); t0=$(date +%s)
 "$OUT.engine" train --recipe "$RECIPE" --depth 18 --width 16 --epochs "$EPOCHS" --out "$OUT" --quiet "$@"
 t1=$(date +%s); b1=$(busy)
-python3 - "$OUT" "$RECIPE" "$EPOCHS" "$((t1 - t0))" "$((b1 - b0))" "$t0" "$*" <<'PY'
+python3 - "$OUT" "$RECIPE" "$EPOCHS" "$((t1 - t0))" "$((b1 - b0))" "$t0" "$*" "$COMMIT" <<'PY'
 import json, os, subprocess, sys, datetime
-out, recipe, epochs, wall, busy_ticks, t0, extra = sys.argv[1:8]
+out, recipe, epochs, wall, busy_ticks, t0, extra, commit = sys.argv[1:9]
 wall, busy_ticks = int(wall), int(busy_ticks)
 hz = os.sysconf("SC_CLK_TCK")
 # The run's own CPU time is not separable from /proc/stat here; report the machine's average load.
 load = busy_ticks / hz / max(wall, 1)
 cfg = json.load(open(os.path.join(out, "config.json")))
 rows = [json.loads(l)["metrics"] for l in open(os.path.join(out, "metrics.jsonl")) if '"kind":"epoch"' in l]
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")][:1] or ["?"]
 m = cfg["model"]
 lines = [

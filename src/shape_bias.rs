@@ -177,7 +177,7 @@ pub fn shape_bias(
     }
     let pairs = draw_pairs(dataset, cfg.pairs, cfg.seed)?;
     let mut trials = Vec::with_capacity(pairs.len());
-    let mut grid = ImageGrid::new();
+    let mut grid = ImageGrid::with_min_cell(crate::viz::GRID_MIN_CELL);
     let _g = crate::NoGradGuard::new();
     for chunk in pairs.chunks(cfg.batch_size.max(1)) {
         let mut loaded = Vec::new();
@@ -239,28 +239,14 @@ pub fn shape_bias(
     Ok(report(dataset.class_names(), trials))
 }
 
-/// An `Image` (1 or 3 channels) as RGB8 for a grid, enlarged by an integer factor (nearest
-/// neighbour) so that small images are at least `GRID_MIN_SIDE` pixels on their shorter side.
+/// An `Image` (1 or 3 channels) as RGB8 for a grid.
 fn image_to_rgb8(img: &Image) -> Rgb8 {
-    let k = (GRID_MIN_SIDE / img.width.min(img.height).max(1)).max(1);
-    let rgb = to_rgb(img.clone()).data;
-    let (w, h) = (img.width * k, img.height * k);
-    let mut data = Vec::with_capacity(w * h * 3);
-    for y in 0..h {
-        for x in 0..w {
-            let p = ((y / k) * img.width + x / k) * 3;
-            data.extend_from_slice(&rgb[p..p + 3]);
-        }
-    }
     Rgb8 {
-        width: w,
-        height: h,
-        data,
+        width: img.width,
+        height: img.height,
+        data: to_rgb(img.clone()).data,
     }
 }
-
-/// Grid cells of texture-swap cue conflicts are enlarged to at least this side.
-const GRID_MIN_SIDE: usize = 112;
 
 /// AdaIN cue conflicts of `pairs` with the classifier's channel count, and grid rows (content,
 /// style, result) at the stylizer's size.

@@ -73,7 +73,8 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
     assert!((r.shape_bias - shape as f64 / (shape + texture) as f64).abs() < 1e-12);
     assert!(pairs.iter().all(|&(a, b)| ds.label(a) != ds.label(b)));
     let grid = image::open(dir.join("grid.png")).unwrap();
-    assert_eq!(grid.width() as usize, 3 * 32 + 4 * 4);
+    // 32 px cells are enlarged 3× (to at least 96 px) for the grid.
+    assert_eq!(grid.width() as usize, 3 * 96 + 4 * 4);
     // Sizes the stylizer cannot take are refused.
     let bad = ShapeBiasConfig {
         stylize_size: 30,
@@ -87,8 +88,8 @@ fn decisions_are_tallied_by_shape_and_texture_class() {
     let r = shape_bias(&ds, &swap, &classifier, Device::Cpu, &bad).unwrap();
     assert_eq!((r.shape_decisions, r.texture_decisions), (shape, texture));
     let grid = image::open(dir.join("grid.png")).unwrap();
-    // 28 px cells are enlarged 4× (nearest) for the grid.
-    assert_eq!(grid.width() as usize, 3 * 112 + 4 * 4);
+    // 28 px cells are enlarged 3× (nearest) for the grid.
+    assert_eq!(grid.width() as usize, 3 * 84 + 4 * 4);
     std::fs::remove_dir_all(dir).ok();
 }
 

@@ -83,7 +83,7 @@ pub fn run_test(opts: &TestOptions, device: Device) -> Result<TestReport> {
             source: e,
         })?;
     }
-    let mut grid = ImageGrid::new();
+    let mut grid = ImageGrid::with_min_cell(crate::viz::GRID_MIN_CELL);
     let mut grids = Vec::new();
     let mut flush = |grid: &mut ImageGrid| -> Result<()> {
         if !grid.is_empty() {
@@ -92,7 +92,7 @@ pub fn run_test(opts: &TestOptions, device: Device) -> Result<TestReport> {
                 .join(format!("grid_{:03}.png", grids.len()));
             grid.save(&path)?;
             grids.push(path);
-            *grid = ImageGrid::new();
+            *grid = ImageGrid::with_min_cell(crate::viz::GRID_MIN_CELL);
         }
         Ok(())
     };

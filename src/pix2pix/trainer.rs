@@ -109,7 +109,7 @@ fn write_samples(
     device: Device,
     path: &Path,
 ) -> Result<()> {
-    let mut grid = ImageGrid::new();
+    let mut grid = ImageGrid::with_min_cell(crate::viz::GRID_MIN_CELL);
     let opts = EvalOptions {
         mode: GenMode::from_eval_flag(cfg.eval_mode),
         limit: Some(4),

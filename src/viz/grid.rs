@@ -57,7 +57,13 @@ pub fn tensor_to_rgb8(t: &Tensor, index: usize, range: PixelRange) -> Result<Rgb
 #[derive(Default)]
 pub struct ImageGrid {
     rows: Vec<Vec<Rgb8>>,
+    /// Cells are enlarged by an integer factor (nearest neighbour) until their shorter side is at
+    /// least this (0: as they are), so that 28–32 px samples are visible.
+    min_cell: usize,
 }
+
+/// The cell side small-image grids (pix2pix samples, cue conflicts) are enlarged to.
+pub const GRID_MIN_CELL: usize = 96;
 
 /// Pixels between cells, filled white.
 const GAP: usize = 4;
@@ -65,6 +71,13 @@ const GAP: usize = 4;
 impl ImageGrid {
     pub fn new() -> ImageGrid {
         ImageGrid::default()
+    }
+    /// A grid whose cells are enlarged (integer factor, nearest) to at least `side` pixels.
+    pub fn with_min_cell(side: usize) -> ImageGrid {
+        ImageGrid {
+            rows: Vec::new(),
+            min_cell: side,
+        }
     }
     pub fn push_row(&mut self, row: Vec<Rgb8>) {
         self.rows.push(row);
@@ -92,6 +105,8 @@ impl ImageGrid {
             .map(|i| i.height)
             .max()
             .unwrap_or(1);
+        let k = (self.min_cell / cell_w.min(cell_h).max(1)).max(1);
+        let (cell_w, cell_h) = (cell_w * k, cell_h * k);
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let rows = self.rows.len().max(1);
         let width = cols * cell_w + (cols + 1) * GAP;
@@ -100,10 +115,15 @@ impl ImageGrid {
         for (r, row) in self.rows.iter().enumerate() {
             for (c, img) in row.iter().enumerate() {
                 let (x0, y0) = (GAP + c * (cell_w + GAP), GAP + r * (cell_h + GAP));
-                for y in 0..img.height {
-                    let src = &img.data[y * img.width * 3..(y + 1) * img.width * 3];
+                for y in 0..img.height * k {
+                    let src = &img.data[(y / k) * img.width * 3..(y / k + 1) * img.width * 3];
                     let at = ((y0 + y) * width + x0) * 3;
-                    data[at..at + src.len()].copy_from_slice(src);
+                    for (x, px) in src.chunks(3).enumerate() {
+                        for j in 0..k {
+                            let o = at + (x * k + j) * 3;
+                            data[o..o + 3].copy_from_slice(px);
+                        }
+                    }
                 }
             }
         }
@@ -168,5 +188,23 @@ mod tests {
         assert_eq!(px(2 * GAP + 3, GAP), 255); // white cell
         assert_eq!(px(GAP, 2 * GAP + 2), 128); // gray cell, second row
         assert!(tensor_to_rgb8(&t, 2, PixelRange::ZeroOne).is_err());
+        // Enlarged cells: 3 wide × 2 high images with a minimum side of 5 → factor 5 / 2 = 2,
+        // each pixel a 2×2 block.
+        let white = tensor_to_rgb8(&t, 1, PixelRange::ZeroOne).unwrap();
+        let mut big = ImageGrid::with_min_cell(5);
+        big.push_row(vec![black, white]);
+        let r = big.render();
+        assert_eq!((r.width, r.height), (2 * 6 + 3 * GAP, 4 + 2 * GAP));
+        let px = |x: usize, y: usize| r.data[(y * r.width + x) * 3];
+        assert_eq!(
+            px(GAP + 5, GAP + 3),
+            0,
+            "last enlarged pixel of the black cell"
+        );
+        assert_eq!(
+            px(2 * GAP + 6, GAP),
+            255,
+            "second cell starts at its enlarged offset"
+        );
     }
 }

@@ -8,4 +8,4 @@ pub mod grid;
 pub mod jsonl;
 
 pub use chart::{draw_line_chart, Chart, Series};
-pub use grid::{encode_png, save_png, tensor_to_rgb8, ImageGrid, PixelRange, Rgb8};
+pub use grid::{encode_png, save_png, tensor_to_rgb8, ImageGrid, PixelRange, Rgb8, GRID_MIN_CELL};
