@@ -2,12 +2,14 @@
 //! its texture when the two disagree. Cue-conflict images are made with the AdaIN stylizer: the
 //! content (shape) of an image of class A re-painted with the style (texture) of an image of class
 //! B ≠ A; or, for objects on a plain dark background without AdaIN weights, by texture swap (A's
-//! silhouette filled with B's texture, `CueMaker::TextureSwap`). Each cue-conflict image is classified; a decision is "shape" when it names A, "texture"
-//! when it names B, "other" otherwise. Shape bias = shape / (shape + texture).
+//! silhouette filled with B's texture, `CueMaker::TextureSwap`). Each cue-conflict image is
+//! classified; a decision is "shape" when it names A, "texture" when it names B, "other" otherwise.
+//! Shape bias = shape / (shape + texture).
 //!
 //! Invariants: the pairs are a pure function of (seed, dataset labels) and are returned with the
-//! report, so a run can be audited and repeated; images are stylized at `stylize_size`² (a multiple
-//! of 8, as the encoder pools three times) from a center crop, then brought back to the classifier's
+//! report, so a run can be audited and repeated; AdaIN works at `stylize_size`² (a multiple of 8,
+//! as the encoder pools three times) from a center crop, texture swap at the images' own size; the
+//! results are brought back to the classifier's
 //! channel count and evaluated with its own evaluation transform. An unreadable image drops its pair
 //! (counted in `skipped`), never the run. `shape_bias_both_correct` repeats the measure over the pairs
 //! whose two source images the classifier gets right on their own.
