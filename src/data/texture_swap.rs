@@ -99,19 +99,6 @@ impl TextureSwap {
         })
     }
 
-    pub fn with_content_weight(mut self, w: f32) -> TextureSwap {
-        self.content_weight = w;
-        self
-    }
-
-    pub fn len(&self) -> usize {
-        self.textures.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.textures.is_empty()
-    }
-
     pub fn channels(&self) -> usize {
         self.textures[0].1.channels
     }
@@ -151,10 +138,6 @@ impl TextureSwap {
         }
         let (_, t) = self.texture_for(stream, index, img.width, img.height);
         Ok(blend(img, &t, self.content_weight))
-    }
-
-    pub fn content_weight(&self) -> f32 {
-        self.content_weight
     }
 }
 
