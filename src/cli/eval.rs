@@ -36,8 +36,8 @@ pub struct EvalArgs {
     device: DeviceArg,
 }
 
-/// Applies `engine eval`/`engine shape-bias`'s `--texture-swap DIR|none` to a run's config.
-pub(super) fn override_texture_swap(
+/// Applies `engine eval`'s `--texture-swap DIR|none` and `--texture-swap-seed` to a run's config.
+fn override_texture_swap(
     cfg: &mut crate::train::TrainConfig,
     flag: Option<&std::path::Path>,
     seed: Option<u64>,
@@ -147,12 +147,11 @@ pub(super) fn eval_weights(
 
 pub fn run_eval(a: EvalArgs) -> Result<()> {
     let dev = device(a.device)?;
-    let t = match (&a.checkpoint, &a.weights) {
+    let mut t = match (&a.checkpoint, &a.weights) {
         (Some(c), _) => eval_checkpoint(c, a.data.clone(), &a.val_dir, dev)?,
         (None, Some(w)) => eval_weights(w, &a.val_dir, dev)?,
         (None, None) => unreachable!("clap requires a checkpoint or --weights"),
     };
-    let mut t = t;
     override_texture_swap(&mut t.cfg, a.texture_swap.as_deref(), a.texture_swap_seed);
     let val = trainer::val_dataset(&t.cfg, &t.classes)?;
     let loader = std::sync::Arc::new(crate::data::Loader::new(

@@ -83,13 +83,12 @@ enum Cue {
 
 pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
     let dev = device(a.device)?;
-    let t = match (&a.checkpoint, &a.weights) {
+    let mut t = match (&a.checkpoint, &a.weights) {
         (Some(c), _) => eval_checkpoint(c, a.data.clone(), &a.val_dir, dev)?,
         (None, Some(w)) => eval_weights(w, &a.val_dir, dev)?,
         (None, None) => unreachable!("clap requires --checkpoint or --weights"),
     };
     // The sources are the plain images, also for a model trained on re-textured ones.
-    let mut t = t;
     t.cfg.texture_swap = None;
     let dataset = crate::train::trainer::val_dataset(&t.cfg, &t.classes)?;
     let cue = a.cue.unwrap_or(Cue::Adain);
