@@ -11,6 +11,11 @@
 //! `-Xptxas -v` reports registers and spills per kernel; the report goes to `$OUT_DIR/ptxas-report.txt`
 //! and is copied to `<target>/<profile>/ptxas-report.txt` (or to `$ENGINE_PTXAS_REPORT` when set) so CI
 //! can keep it. A kernel that spills registers produces a `cargo:warning`.
+//!
+//! With the `cuda-emu` feature it also compiles the same `cuda/*.cu` files with the host C++ compiler
+//! (via the `cc` crate) into a static library that runs them on CPU threads (`cuda/emu/`,
+//! `src/backend/cuda_emu.rs`), so kernels are executed and checked on machines with no GPU. It needs
+//! only `cuda_fp16.h` from the CUDA toolchain (found beside nvcc, or via `CUDA_INCLUDE`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,9 +26,16 @@ const PTX: &str = "90";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
-        return;
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        build_cuda();
     }
+    if std::env::var_os("CARGO_FEATURE_CUDA_EMU").is_some() {
+        build_emu();
+    }
+}
+
+/// The `cuda` feature: every kernel file to a fatbin, embedded by `$OUT_DIR/kernels.rs`.
+fn build_cuda() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let cuda_dir = manifest.join("cuda");
@@ -41,15 +53,7 @@ fn main() {
     });
     println!("cargo:rerun-if-changed={}", nvcc.display());
 
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&cuda_dir)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", cuda_dir.display())))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
-        .collect();
-    sources.sort();
-    if sources.is_empty() {
-        fail(&format!("no .cu files in {}", cuda_dir.display()));
-    }
+    let sources = cu_sources(&cuda_dir);
 
     // Compile in parallel (one nvcc per file); collect each file's ptxas report.
     let results: Vec<(String, PathBuf, String)> = std::thread::scope(|s| {
@@ -173,6 +177,183 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
     }
     let local = manifest.join(".toolchain/cuda/nvidia/cu13/bin/nvcc");
     local.is_file().then_some(local)
+}
+
+/// The `cuda-emu` feature: each `cuda/<stem>.cu` becomes a host translation unit (the shim
+/// `cuda/emu/cuda_emu.h` first, the kernel file inside an anonymous namespace so helpers of different
+/// files never collide, then a table of its `extern "C"` kernels), compiled with `cuda/emu/runtime.cpp`
+/// into the static library `engine_cuda_emu`. Kernel names are read from the preprocessed source, so
+/// every instantiation a macro makes is listed.
+fn build_emu() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("emu");
+    std::fs::create_dir_all(&out_dir)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", out_dir.display())));
+    let cuda_dir = manifest.join("cuda");
+    let emu_dir = cuda_dir.join("emu");
+    println!("cargo:rerun-if-changed=cuda");
+    println!("cargo:rerun-if-env-changed=CUDA_INCLUDE");
+    let include = cuda_include(&manifest).unwrap_or_else(|| {
+        fail(
+            "the `cuda-emu` feature needs the CUDA headers (cuda_fp16.h) and found none via $CUDA_INCLUDE, \
+             beside nvcc, or in .toolchain/cuda/nvidia/cu13/include. Run `scripts/setup.sh` or set \
+             CUDA_INCLUDE=/path/to/cuda/include.",
+        )
+    });
+    let base = || {
+        let mut b = cc::Build::new();
+        b.cpp(true)
+            .std("c++20")
+            .include(&emu_dir)
+            .include(&cuda_dir)
+            .include(&include)
+            .opt_level(2)
+            .debug(false)
+            .flag("-ffp-contract=off")
+            .flag("-pthread")
+            .flag_if_supported("-Wno-unknown-pragmas")
+            .flag_if_supported("-Wno-attributes")
+            .warnings(false);
+        b
+    };
+    let mut units = Vec::new();
+    let mut tables = Vec::new();
+    for src in cu_sources(&cuda_dir) {
+        let stem = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 name");
+        let prelude = format!(
+            "#include \"cuda_emu.h\"\nnamespace {{\n#include {:?}\n}}\n",
+            src.display().to_string()
+        );
+        let pre = out_dir.join(format!("{stem}_pre.cpp"));
+        write(&pre, &prelude);
+        let expanded = base().file(&pre).try_expand().unwrap_or_else(|e| {
+            fail(&format!(
+                "the host compiler could not preprocess {}: {e}",
+                src.display()
+            ))
+        });
+        let names = extern_c_kernels(&String::from_utf8_lossy(&expanded));
+        if names.is_empty() {
+            fail(&format!(
+                "no extern \"C\" kernels found in {}",
+                src.display()
+            ));
+        }
+        let mut unit = prelude.clone();
+        unit.push_str("#include \"registry.h\"\nnamespace emu {\n");
+        unit.push_str(&format!("extern const Entry table_{stem}[] = {{\n"));
+        for n in &names {
+            unit.push_str(&format!("    EMU_ENTRY({n}),\n"));
+        }
+        unit.push_str(&format!(
+            "}};\nextern const size_t table_{stem}_len = {};\n}}\n",
+            names.len()
+        ));
+        let path = out_dir.join(format!("{stem}.cpp"));
+        write(&path, &unit);
+        units.push(path);
+        tables.push(stem.to_string());
+    }
+    let mut all = String::from("#include \"registry.h\"\n#include <cstring>\nnamespace emu {\n");
+    for t in &tables {
+        all.push_str(&format!(
+            "extern const Entry table_{t}[];\nextern const size_t table_{t}_len;\n"
+        ));
+    }
+    all.push_str("static const Entry *const TABLES[] = {");
+    all.push_str(
+        &tables
+            .iter()
+            .map(|t| format!("table_{t}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    all.push_str("};\nstatic const size_t *const LENS[] = {");
+    all.push_str(
+        &tables
+            .iter()
+            .map(|t| format!("&table_{t}_len"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    all.push_str(&format!(
+        "}};\nstatic const size_t N_TABLES = {};\n{}",
+        tables.len(),
+        r#"size_t kernel_count() {
+    size_t n = 0;
+    for (size_t t = 0; t < N_TABLES; ++t) n += *LENS[t];
+    return n;
+}
+const Entry *kernel_at(size_t i) {
+    for (size_t t = 0; t < N_TABLES; ++t) {
+        if (i < *LENS[t]) return &TABLES[t][i];
+        i -= *LENS[t];
+    }
+    return nullptr;
+}
+const Entry *find_kernel(const char *name) {
+    for (size_t t = 0; t < N_TABLES; ++t)
+        for (size_t i = 0; i < *LENS[t]; ++i)
+            if (std::strcmp(TABLES[t][i].name, name) == 0) return &TABLES[t][i];
+    return nullptr;
+}
+}
+"#
+    ));
+    let tables_cpp = out_dir.join("tables.cpp");
+    write(&tables_cpp, &all);
+    base()
+        .files(&units)
+        .file(&tables_cpp)
+        .file(emu_dir.join("runtime.cpp"))
+        .compile("engine_cuda_emu");
+}
+
+/// `cuda/*.cu`, sorted.
+fn cu_sources(cuda_dir: &Path) -> Vec<PathBuf> {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(cuda_dir)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", cuda_dir.display())))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    sources.sort();
+    if sources.is_empty() {
+        fail(&format!("no .cu files in {}", cuda_dir.display()));
+    }
+    sources
+}
+
+/// Names of the `extern "C"` functions in preprocessed C++ (`extern "C" void name(`).
+fn extern_c_kernels(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for part in text.split("extern \"C\"").skip(1) {
+        let mut words = part.split_whitespace();
+        if words.next() != Some("void") {
+            continue;
+        }
+        let Some(rest) = words.next() else { continue };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The CUDA include folder holding `cuda_fp16.h`: $CUDA_INCLUDE, then `<nvcc>/../include`.
+fn cuda_include(manifest: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CUDA_INCLUDE") {
+        return Some(PathBuf::from(p));
+    }
+    let nvcc = find_nvcc(manifest)?;
+    let dir = nvcc.parent()?.parent()?.join("include");
+    dir.join("cuda_fp16.h").is_file().then_some(dir)
 }
 
 fn write(path: &Path, text: &str) {

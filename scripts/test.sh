@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FEATURES=()
 if [ -d src/backend/cuda ] && { [ -n "${NVCC:-}" ] || command -v nvcc >/dev/null 2>&1 || [ -x .toolchain/cuda/nvidia/cu13/bin/nvcc ]; }; then
-  FEATURES=(--features cuda)
+  FEATURES=(--features cuda,cuda-emu)
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

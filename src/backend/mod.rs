@@ -12,6 +12,8 @@ pub mod cpu_profile;
 pub mod cuda;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(feature = "cuda-emu")]
+pub mod cuda_emu;
 
 pub use cpu::{CpuKernel, CpuStorage};
 pub use cuda::{CudaKernel, CudaStorage};

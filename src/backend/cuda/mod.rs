@@ -516,7 +516,8 @@ pub(crate) struct StridedArgs {
     rank: i32,
     pad: i32,
 }
-// SAFETY: plain `#[repr(C)]` integers, laid out exactly like the C struct (200 bytes, 8-aligned).
+// SAFETY: plain `#[repr(C)]` integers, laid out exactly like the C struct (136 bytes with
+// MAX_DIMS = 8, 8-aligned).
 unsafe impl DeviceRepr for StridedArgs {}
 
 impl StridedArgs {

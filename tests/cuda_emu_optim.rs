@@ -1,0 +1,1393 @@
+#![cfg(feature = "cuda-emu")]
+//! The optimiser kernels of cuda/sgd.cu and cuda/adam.cu, run in the CUDA emulator
+//! (`--features cuda-emu`), against the engine's optimisers on the CPU backend, on a pretend GPU of 4
+//! SMs.
+//!
+//! Two levels:
+//! - Kernel level: `sgd_step_*`, `adam_step_*` and `all_finite_*` + `all_finite_finish`, launched as
+//!   src/backend/cuda/{sgd,adam}.rs launches them (argument order, `g.grid(n)`, a 32-thread
+//!   one-block finish), and also on a 1-block grid (and a 3-block one for the step kernels) so the
+//!   grid-stride loops wrap; compared with the CPU backend running the same kernel struct (`SgdStep`,
+//!   `AdamStep`, `AllFinite`) on the same rounded inputs, in f64, f32 and f16. The first SGD step gets a NaN momentum buffer: the
+//!   kernel must not read it.
+//! - Optimiser level: several steps of `Sgd` and `Adam` on the CPU (f16 weights with f32 masters, f32
+//!   and f64 parameters, biases and norm parameters exempt from weight decay, odd sizes, an empty
+//!   tensor, a loss scale, Nesterov on and off) against the emulated CUDA paths: the per-tensor one
+//!   (`all_finite` per gradient, then `sgd_step_f32/f64` / `adam_step_f32/f64` per parameter, f16
+//!   gradients widened to f32 as `cuda::run` does) and the fused one of `multi_tensor_sgd_step`
+//!   (`multi_tensor_all_finite_*` then `multi_tensor_sgd_*` per gradient dtype, with the launcher's
+//!   `#[repr(C)]` table of tensor descriptors, its chunk prefix sums and grid, plus small chunks so
+//!   tensors span many chunks and the grid-stride over chunks wraps). Steps with an inf or NaN
+//!   gradient must set the flag, be reported as skipped like on the CPU, and (for the fused kernels,
+//!   which are responsible for it) leave every master, momentum buffer and f16 weight bit-identical.
+//!   A sweep puts one inf/NaN at every interesting position (first/last element of a tensor, both
+//!   sides of a chunk boundary, a chunk past the grid's wrap) of either gradient-dtype group: the shared
+//!   flag must catch it and neither group's update may change a bit.
+//!
+//! Invariants: inputs are seeded random values (never all zeros); every output starts as NaN; every
+//! buffer's guard zones are checked after each launch.
+
+use engine::backend::cpu::{self, CpuKernel, CpuStorage};
+use engine::backend::cuda_emu::{kernel_names, launch, Arg, Buf};
+use engine::nn::{Param, ParamKind};
+use engine::optim::adam::AdamStep;
+use engine::optim::sgd::{all_finite, AllFinite, SgdStep};
+use engine::optim::{Adam, AdamConfig, Sgd, SgdConfig};
+use engine::testing::compare;
+use engine::{DType, Device, Element, GradStore, Tensor};
+use half::f16;
+use std::collections::BTreeMap;
+
+/// Threads per block of `g.grid` and of the multi-tensor launches (`THREADS`).
+const THREADS: u32 = 256;
+const BLOCK: [u32; 3] = [THREADS, 1, 1];
+/// A pretend GPU: few SMs keep the emulated grids small.
+const SM_COUNT: usize = 4;
+/// The multi-tensor launcher's `CHUNK`.
+const CHUNK: i64 = 32 * 1024;
+/// `SGD_FIRST` in cuda/sgd.cu.
+const SGD_FIRST: i32 = 1;
+
+/// Tolerances `(atol, rtol)` against the CPU. The emulator computes in the same precision, in the same
+/// order and without FMA contraction as the CPU backend, so results agree to the last bit in practice;
+/// the margins only allow the few-ulp differences the kernels' comments permit (nvcc FMAs):
+/// f64 1e-12, f32 ~1e-6 (a few ulps, accumulated over a few steps), f16 one storage ulp (2^-10
+/// relative ≈ 1e-3), since an f32 difference in the last bit can flip the f16 rounding.
+fn tol(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F64 => (1e-12, 1e-12),
+        DType::F32 => (1e-6, 2e-6),
+        DType::F16 => (1e-4, 1.5e-3),
+    }
+}
+
+/// A storage type of the kernels: its kernel suffix and CPU storage.
+trait Elem: Element {
+    const SUF: &'static str;
+    fn storage(v: Vec<Self>) -> CpuStorage;
+}
+
+impl Elem for f64 {
+    const SUF: &'static str = "f64";
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+}
+
+impl Elem for f32 {
+    const SUF: &'static str = "f32";
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+
+impl Elem for f16 {
+    const SUF: &'static str = "f16";
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F16(v)
+    }
+}
+
+fn f64s(s: &CpuStorage) -> Vec<f64> {
+    match s {
+        CpuStorage::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+        CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+        CpuStorage::F64(v) => v.clone(),
+    }
+}
+
+fn cast<T: Elem>(v: &[f64]) -> Vec<T> {
+    v.iter().map(|&x| T::from_f64(x)).collect()
+}
+
+fn widen<T: Elem>(v: &[T]) -> Vec<f64> {
+    v.iter().map(|&x| x.to_f64()).collect()
+}
+
+/// `g.grid(n)` on the pretend GPU.
+fn launcher_grid(n: usize) -> [u32; 3] {
+    [
+        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
+        1,
+        1,
+    ]
+}
+
+/// Seeded N(0, std) values.
+fn randn(n: usize, std: f64, seed: u64) -> Vec<f64> {
+    Tensor::randn([n], 0.0, std, seed, DType::F64, Device::Cpu)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap()
+}
+
+fn guards<T: bytemuck::Pod>(bufs: &[(&Buf<T>, &str)]) {
+    for (b, what) in bufs {
+        b.check_guards(what).unwrap();
+    }
+}
+
+#[track_caller]
+fn check(what: &str, got: &[f64], want: &[f64], dtype: DType) {
+    let (atol, rtol) = tol(dtype);
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (max, ok) = compare(got, want, atol, rtol);
+    if !ok {
+        let (i, (a, b)) = got
+            .iter()
+            .zip(want)
+            .enumerate()
+            .find(|(_, (a, b))| {
+                let d = (*a - *b).abs();
+                d.is_nan() || d > atol + rtol * b.abs()
+            })
+            .unwrap();
+        panic!("{what}: emulated kernel differs from the CPU (max |diff| {max:e}); first at [{i}]: kernel {a}, CPU {b}");
+    }
+}
+
+/// The CPU backend running kernel `k` on `inputs`, outputs as f64.
+fn cpu_run<K: CpuKernel>(k: &K, inputs: Vec<CpuStorage>, outs: &[DType]) -> Vec<Vec<f64>> {
+    let refs: Vec<&CpuStorage> = inputs.iter().collect();
+    cpu::run(k, &refs, outs).unwrap().iter().map(f64s).collect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Kernel level: sgd_step_*, adam_step_*, all_finite_*.
+
+/// The launch grids a case runs on: the launcher's, one block, three blocks.
+fn grids(n: usize) -> [[u32; 3]; 3] {
+    [launcher_grid(n), [1, 1, 1], [3, 1, 1]]
+}
+
+/// Emulated `sgd_step_<T>` (launched as `SgdStep::launch` does) against the CPU's `SgdStep`.
+fn sgd_step_case<T: Elem>(n: usize, first: bool, nesterov: bool, wd: f64, seed: u64) {
+    let scale = 128.0;
+    let k = SgdStep {
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov,
+        weight_decay: wd,
+        inv_scale: 1.0 / scale,
+        first_step: first,
+    };
+    let p: Vec<T> = cast(&randn(n, 1.0, seed));
+    let g: Vec<T> = cast(&randn(n, scale, seed + 1));
+    // The first step must not read the buffer: give it NaN (the CPU ignores it too).
+    let buf: Vec<T> = if first {
+        vec![T::from_f64(f64::NAN); n]
+    } else {
+        cast(&randn(n, 0.5, seed + 2))
+    };
+    let want = cpu_run(
+        &k,
+        vec![
+            T::storage(p.clone()),
+            T::storage(g.clone()),
+            T::storage(buf.clone()),
+        ],
+        &[T::DTYPE, T::DTYPE],
+    );
+    for grid in grids(n) {
+        let what = format!(
+            "sgd_step_{} n={n} first={first} nesterov={nesterov} wd={wd} grid={}",
+            T::SUF,
+            grid[0]
+        );
+        let (mut pb, mut gb, mut bb) = (
+            Buf::from_slice(&p),
+            Buf::from_slice(&g),
+            Buf::from_slice(&buf),
+        );
+        let mut po = Buf::filled(n, T::from_f64(f64::NAN));
+        let mut bo = Buf::filled(n, T::from_f64(f64::NAN));
+        launch(
+            &format!("sgd_step_{}", T::SUF),
+            grid,
+            BLOCK,
+            &[
+                Arg::I64(n as i64),
+                Arg::F64(k.lr),
+                Arg::F64(k.momentum),
+                Arg::F64(k.weight_decay),
+                Arg::F64(k.inv_scale),
+                Arg::I32(first as i32),
+                Arg::I32(nesterov as i32),
+                pb.arg(),
+                gb.arg(),
+                bb.arg(),
+                po.arg(),
+                bo.arg(),
+            ],
+        )
+        .unwrap();
+        guards(&[
+            (&pb, "p"),
+            (&gb, "g"),
+            (&bb, "buf"),
+            (&po, "p_out"),
+            (&bo, "buf_out"),
+        ]);
+        check(
+            &format!("{what}: p'"),
+            &widen(&po.to_vec()),
+            &want[0],
+            T::DTYPE,
+        );
+        check(
+            &format!("{what}: buf'"),
+            &widen(&bo.to_vec()),
+            &want[1],
+            T::DTYPE,
+        );
+    }
+}
+
+#[test]
+fn sgd_step_matches_the_cpu() {
+    fn all<T: Elem>(seed: u64) {
+        for (i, &n) in [1usize, 37, 1000, 2049].iter().enumerate() {
+            for first in [true, false] {
+                for nesterov in [false, true] {
+                    let wd = if i % 2 == 0 { 1e-2 } else { 0.0 };
+                    sgd_step_case::<T>(n, first, nesterov, wd, seed + 10 * i as u64);
+                }
+            }
+        }
+    }
+    all::<f64>(100);
+    all::<f32>(200);
+    all::<f16>(300);
+}
+
+/// Emulated `adam_step_<T>` against the CPU's `AdamStep`, at step `t`.
+fn adam_step_case<T: Elem>(n: usize, t: i32, beta1: f64, wd: f64, seed: u64) {
+    let (beta2, scale) = (0.999, 64.0);
+    let k = AdamStep {
+        lr: 2e-3,
+        beta1,
+        beta2,
+        eps: 1e-8,
+        weight_decay: wd,
+        inv_scale: 1.0 / scale,
+        bias1: 1.0 - beta1.powi(t),
+        bias2: 1.0 - beta2.powi(t),
+    };
+    let p: Vec<T> = cast(&randn(n, 1.0, seed));
+    let g: Vec<T> = cast(&randn(n, scale, seed + 1));
+    let m: Vec<T> = cast(&randn(n, 0.3, seed + 2));
+    // The second moment is non-negative (a running mean of squares).
+    let v: Vec<T> = cast(
+        &randn(n, 0.5, seed + 3)
+            .iter()
+            .map(|x| x * x + 1e-3)
+            .collect::<Vec<_>>(),
+    );
+    let want = cpu_run(
+        &k,
+        vec![
+            T::storage(p.clone()),
+            T::storage(g.clone()),
+            T::storage(m.clone()),
+            T::storage(v.clone()),
+        ],
+        &[T::DTYPE; 3],
+    );
+    for grid in grids(n) {
+        let what = format!(
+            "adam_step_{} n={n} t={t} beta1={beta1} wd={wd} grid={}",
+            T::SUF,
+            grid[0]
+        );
+        let (mut pb, mut gb, mut mb, mut vb) = (
+            Buf::from_slice(&p),
+            Buf::from_slice(&g),
+            Buf::from_slice(&m),
+            Buf::from_slice(&v),
+        );
+        let nan = T::from_f64(f64::NAN);
+        let (mut po, mut mo, mut vo) = (
+            Buf::filled(n, nan),
+            Buf::filled(n, nan),
+            Buf::filled(n, nan),
+        );
+        launch(
+            &format!("adam_step_{}", T::SUF),
+            grid,
+            BLOCK,
+            &[
+                Arg::I64(n as i64),
+                Arg::F64(k.lr),
+                Arg::F64(k.beta1),
+                Arg::F64(k.beta2),
+                Arg::F64(k.eps),
+                Arg::F64(k.weight_decay),
+                Arg::F64(k.inv_scale),
+                Arg::F64(k.bias1),
+                Arg::F64(k.bias2),
+                pb.arg(),
+                gb.arg(),
+                mb.arg(),
+                vb.arg(),
+                po.arg(),
+                mo.arg(),
+                vo.arg(),
+            ],
+        )
+        .unwrap();
+        guards(&[
+            (&pb, "p"),
+            (&gb, "g"),
+            (&mb, "m"),
+            (&vb, "v"),
+            (&po, "p_out"),
+            (&mo, "m_out"),
+            (&vo, "v_out"),
+        ]);
+        check(
+            &format!("{what}: p'"),
+            &widen(&po.to_vec()),
+            &want[0],
+            T::DTYPE,
+        );
+        check(
+            &format!("{what}: m'"),
+            &widen(&mo.to_vec()),
+            &want[1],
+            T::DTYPE,
+        );
+        check(
+            &format!("{what}: v'"),
+            &widen(&vo.to_vec()),
+            &want[2],
+            T::DTYPE,
+        );
+    }
+}
+
+#[test]
+fn adam_step_matches_the_cpu() {
+    fn all<T: Elem>(seed: u64) {
+        let cases = [
+            (1usize, 1, 0.9, 0.0),
+            (37, 1, 0.5, 1e-2),
+            (1000, 3, 0.9, 1e-2),
+            (2049, 50, 0.5, 0.0),
+        ];
+        for (i, &(n, t, beta1, wd)) in cases.iter().enumerate() {
+            adam_step_case::<T>(n, t, beta1, wd, seed + 10 * i as u64);
+        }
+    }
+    all::<f64>(400);
+    all::<f32>(500);
+    all::<f16>(600);
+}
+
+/// Emulated `all_finite_<T>` + `all_finite_finish` (as `AllFinite::launch`: the first kernel is
+/// skipped for n = 0) on `grid`: the f32 answer and the raw flag.
+fn emu_all_finite<T: Elem>(x: &[T], grid: [u32; 3]) -> (f32, u32) {
+    let n = x.len();
+    let mut xb = Buf::from_slice(x);
+    let mut flag = Buf::from_slice(&[0u32]);
+    if n > 0 {
+        launch(
+            &format!("all_finite_{}", T::SUF),
+            grid,
+            BLOCK,
+            &[Arg::I64(n as i64), xb.arg(), flag.arg()],
+        )
+        .unwrap();
+    }
+    let mut out = Buf::filled(1, f32::NAN);
+    launch(
+        "all_finite_finish",
+        [1, 1, 1],
+        [32, 1, 1],
+        &[flag.arg(), out.arg()],
+    )
+    .unwrap();
+    guards(&[(&xb, "x")]);
+    guards(&[(&flag, "flag")]);
+    guards(&[(&out, "out")]);
+    (out.to_vec()[0], flag.to_vec()[0])
+}
+
+#[test]
+fn all_finite_matches_the_cpu() {
+    fn all<T: Elem>(seed: u64, big: f64) {
+        for (i, &n) in [0usize, 1, 255, 257, 3000].iter().enumerate() {
+            let mut base = randn(n, 10.0, seed + i as u64);
+            if n > 2 {
+                // The largest finite values of the type are finite.
+                base[1] = big;
+                base[2] = -big;
+            }
+            let mut cases = vec![("all finite", base.clone())];
+            if n > 0 {
+                for (pos, bad, what) in [
+                    (0, f64::NAN, "NaN first"),
+                    (n / 2, f64::INFINITY, "+inf in the middle"),
+                    (n - 1, f64::NEG_INFINITY, "-inf last"),
+                ] {
+                    let mut v = base.clone();
+                    v[pos] = bad;
+                    cases.push((what, v));
+                }
+            }
+            for (what, v) in cases {
+                let x: Vec<T> = cast(&v);
+                let cpu =
+                    all_finite(&Tensor::from_vec(x.clone(), [n], Device::Cpu).unwrap()).unwrap();
+                // The CPU kernel struct through the backend's dispatch, too (the f32 answer).
+                let cpu_val = cpu_run(&AllFinite, vec![T::storage(x.clone())], &[DType::F32])[0][0];
+                assert_eq!(cpu_val, if cpu { 1.0 } else { 0.0 });
+                // The launcher's grid and one block (many launches here: no 3-block grid).
+                for grid in &grids(n)[..2] {
+                    let (got, flag) = emu_all_finite(&x, *grid);
+                    assert_eq!(
+                        (got, flag),
+                        (cpu_val as f32, (!cpu) as u32),
+                        "all_finite_{} n={n} {what} grid={}: kernel (answer, flag), CPU says finite={cpu}",
+                        T::SUF,
+                        grid[0]
+                    );
+                }
+            }
+        }
+    }
+    all::<f64>(700, f64::MAX);
+    all::<f32>(710, f32::MAX as f64);
+    all::<f16>(720, 65504.0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Optimiser level.
+
+/// One parameter of the optimiser-level tests.
+struct Spec {
+    dims: &'static [usize],
+    dtype: DType,
+    kind: ParamKind,
+}
+
+const fn spec(dims: &'static [usize], dtype: DType, kind: ParamKind) -> Spec {
+    Spec { dims, dtype, kind }
+}
+
+fn numel(s: &Spec) -> usize {
+    s.dims.iter().product()
+}
+
+/// The CPU parameters (seeded N(0, 0.5)).
+fn make_params(specs: &[Spec], seed: u64) -> Vec<(String, Param)> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let t = Tensor::randn(
+                s.dims.to_vec(),
+                0.0,
+                0.5,
+                seed + i as u64,
+                s.dtype,
+                Device::Cpu,
+            )
+            .unwrap();
+            (format!("p{i}"), Param::new(t, s.kind))
+        })
+        .collect()
+}
+
+/// The weight decay the optimisers give a parameter (`optim::decay_for`).
+fn decay_for(kind: ParamKind, wd: f64, no_bias_decay: bool) -> f64 {
+    if no_bias_decay && kind != ParamKind::Weight {
+        0.0
+    } else {
+        wd
+    }
+}
+
+/// Step `step`'s gradients (N(0, scale), stored in each parameter's dtype) as f64, with the poisoned
+/// entries of `poison` (slot, index, value).
+fn step_grads(
+    specs: &[Spec],
+    step: u64,
+    scale: f64,
+    poison: &[(usize, usize, f64)],
+) -> Vec<Vec<f64>> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = randn(numel(s), scale, 10_000 + 100 * step + i as u64);
+            for &(slot, at, bad) in poison {
+                if slot == i {
+                    v[at] = bad;
+                }
+            }
+            // Round to the gradient's storage type, as the CPU gradient tensor holds it.
+            Tensor::from_f64s(&v, [v.len()], s.dtype, Device::Cpu)
+                .unwrap()
+                .to_vec_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn cpu_grads(ps: &[(String, Param)], specs: &[Spec], g: &[Vec<f64>]) -> GradStore {
+    let mut store = GradStore::default();
+    for ((_, p), (s, v)) in ps.iter().zip(specs.iter().zip(g)) {
+        store.insert(
+            &p.tensor,
+            Tensor::from_f64s(v, s.dims.to_vec(), s.dtype, Device::Cpu).unwrap(),
+        );
+    }
+    store
+}
+
+fn state_map(v: Vec<(String, Tensor)>) -> BTreeMap<String, Vec<f64>> {
+    v.into_iter()
+        .map(|(k, t)| (k, t.to_vec_f64().unwrap()))
+        .collect()
+}
+
+/// The steps of the optimiser-level tests: (learning rate, poisoned gradient entries). Step 0 (a first
+/// step, so the momentum would be created) and step 3 are skipped on every path.
+fn schedule() -> Vec<(f64, Vec<(usize, usize, f64)>)> {
+    vec![
+        // The last tensor: with 100-element chunks its chunk is past the fused grid's first wrap.
+        (0.1, vec![(6, 2, f64::INFINITY)]),
+        (0.1, vec![]),
+        (0.05, vec![]),
+        (0.05, vec![(3, 2, f64::NAN), (0, 0, f64::NEG_INFINITY)]),
+        (0.02, vec![]),
+        (0.01, vec![]),
+    ]
+}
+
+// ---- the fused multi-tensor SGD step ----
+
+/// The host mirror of `SgdTensorArgs` in cuda/sgd.cu, exactly as src/backend/cuda/sgd.rs declares it.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SgdTensorArgs {
+    master: u64,
+    momentum: u64,
+    grad: u64,
+    param_f16: u64,
+    numel: i64,
+    weight_decay: f32,
+    flags: i32,
+}
+const _: () = assert!(std::mem::size_of::<SgdTensorArgs>() == 48);
+
+fn addr<T: bytemuck::Pod>(b: &mut Buf<T>) -> u64 {
+    match b.arg() {
+        Arg::Ptr(p) => p as u64,
+        _ => unreachable!(),
+    }
+}
+
+enum GradBuf {
+    H(Buf<f16>),
+    S(Buf<f32>),
+}
+
+/// One parameter's device state on the fused path: f32 master (the parameter itself when f32),
+/// f32 momentum (created by the first applied step), the f16 weights of an f16 parameter.
+struct FusedSlot {
+    dtype: DType,
+    master: Buf<f32>,
+    momentum: Option<Buf<f32>>,
+    param_f16: Option<Buf<f16>>,
+    wd: f64,
+}
+
+struct MultiCfg {
+    chunk: i64,
+    /// None: the launcher's grid (chunks clamped to 1..=sm_count·8); Some: a fixed grid.
+    grid: Option<u32>,
+    nesterov: bool,
+    no_bias_decay: bool,
+}
+
+/// One emulated `multi_tensor_sgd_step`; returns whether the step was applied (flag clear).
+fn fused_step(
+    slots: &mut [FusedSlot],
+    grads: &[Vec<f64>],
+    lr: f64,
+    momentum: f64,
+    inv_scale: f64,
+    cfg: &MultiCfg,
+) -> bool {
+    // Gradient buffers in their own dtype; momentum buffers for first steps start as NaN (the kernel
+    // must not read them; the launcher passes zeros).
+    let mut gbufs: Vec<GradBuf> = slots
+        .iter()
+        .zip(grads)
+        .map(|(s, g)| match s.dtype {
+            DType::F16 => GradBuf::H(Buf::from_slice(&cast::<f16>(g))),
+            _ => GradBuf::S(Buf::from_slice(&cast::<f32>(g))),
+        })
+        .collect();
+    let mut fresh: Vec<Option<Buf<f32>>> = slots
+        .iter()
+        .map(|s| {
+            s.momentum
+                .is_none()
+                .then(|| Buf::filled(s.master.to_vec().len(), f32::NAN))
+        })
+        .collect();
+    // Groups by gradient dtype, in order of first appearance (the launcher's grouping).
+    let mut groups: Vec<(DType, Vec<SgdTensorArgs>, Vec<i64>)> = Vec::new();
+    for (i, s) in slots.iter_mut().enumerate() {
+        let n = s.master.to_vec().len();
+        let first = s.momentum.is_none();
+        let momentum_addr = match (&mut s.momentum, &mut fresh[i]) {
+            (Some(m), _) => addr(m),
+            (None, Some(f)) => addr(f),
+            (None, None) => unreachable!(),
+        };
+        let grad = match &mut gbufs[i] {
+            GradBuf::H(b) => addr(b),
+            GradBuf::S(b) => addr(b),
+        };
+        let args = SgdTensorArgs {
+            master: addr(&mut s.master),
+            momentum: momentum_addr,
+            grad,
+            param_f16: s.param_f16.as_mut().map_or(0, addr),
+            numel: n as i64,
+            weight_decay: s.wd as f32,
+            flags: if first { SGD_FIRST } else { 0 },
+        };
+        let k = match groups.iter().position(|(dt, ..)| *dt == s.dtype) {
+            Some(k) => k,
+            None => {
+                groups.push((s.dtype, Vec::new(), vec![0]));
+                groups.len() - 1
+            }
+        };
+        let (_, a, starts) = &mut groups[k];
+        a.push(args);
+        starts.push(starts.last().copied().unwrap() + n.div_ceil(cfg.chunk as usize) as i64);
+    }
+    let mut flag = Buf::from_slice(&[0u32]);
+    let mut uploaded: Vec<(DType, i32, Buf<SgdTensorArgs>, Buf<i64>, i64)> = groups
+        .iter()
+        .map(|(dt, a, s)| {
+            (
+                *dt,
+                a.len() as i32,
+                Buf::from_slice(a),
+                Buf::from_slice(s),
+                *s.last().unwrap(),
+            )
+        })
+        .collect();
+    let grid = |chunks: i64| -> [u32; 3] {
+        let g = cfg
+            .grid
+            .unwrap_or(chunks.clamp(1, SM_COUNT as i64 * 8) as u32);
+        [g, 1, 1]
+    };
+    let suf = |dt: DType| if dt == DType::F16 { "f16" } else { "f32" };
+    let check_all = |slots: &[FusedSlot],
+                     fresh: &[Option<Buf<f32>>],
+                     gbufs: &[GradBuf],
+                     up: &[(DType, i32, Buf<SgdTensorArgs>, Buf<i64>, i64)],
+                     flag: &Buf<u32>| {
+        for s in slots {
+            s.master.check_guards("master").unwrap();
+            if let Some(m) = &s.momentum {
+                m.check_guards("momentum").unwrap();
+            }
+            if let Some(p) = &s.param_f16 {
+                p.check_guards("f16 parameter").unwrap();
+            }
+        }
+        for f in fresh.iter().flatten() {
+            f.check_guards("fresh momentum").unwrap();
+        }
+        for g in gbufs {
+            match g {
+                GradBuf::H(b) => b.check_guards("f16 gradient").unwrap(),
+                GradBuf::S(b) => b.check_guards("f32 gradient").unwrap(),
+            }
+        }
+        for (_, _, ts, cs, _) in up {
+            ts.check_guards("tensor table").unwrap();
+            cs.check_guards("chunk starts").unwrap();
+        }
+        flag.check_guards("flag").unwrap();
+    };
+    for (dt, n_tensors, ts, cs, chunks) in uploaded.iter_mut() {
+        if *chunks == 0 {
+            continue;
+        }
+        launch(
+            &format!("multi_tensor_all_finite_{}", suf(*dt)),
+            grid(*chunks),
+            BLOCK,
+            &[
+                ts.arg(),
+                Arg::I32(*n_tensors),
+                cs.arg(),
+                Arg::I64(cfg.chunk),
+                flag.arg(),
+            ],
+        )
+        .unwrap();
+    }
+    check_all(slots, &fresh, &gbufs, &uploaded, &flag);
+    let (lr, mu, inv) = (lr as f32, momentum as f32, inv_scale as f32);
+    for (dt, n_tensors, ts, cs, chunks) in uploaded.iter_mut() {
+        if *chunks == 0 {
+            continue;
+        }
+        launch(
+            &format!("multi_tensor_sgd_{}", suf(*dt)),
+            grid(*chunks),
+            BLOCK,
+            &[
+                ts.arg(),
+                Arg::I32(*n_tensors),
+                cs.arg(),
+                Arg::I64(cfg.chunk),
+                Arg::F32(lr),
+                Arg::F32(mu),
+                Arg::F32(inv),
+                Arg::I32(cfg.nesterov as i32),
+                flag.arg(),
+            ],
+        )
+        .unwrap();
+    }
+    check_all(slots, &fresh, &gbufs, &uploaded, &flag);
+    let bits = flag.to_vec()[0];
+    assert!(bits <= 1, "flag holds {bits:#x}, expected 0 or 1");
+    let applied = bits == 0;
+    if applied {
+        for (s, f) in slots.iter_mut().zip(fresh) {
+            if f.is_some() {
+                s.momentum = f;
+            }
+        }
+    } else {
+        for (i, f) in fresh.iter().enumerate() {
+            if let Some(f) = f {
+                assert!(
+                    f.to_vec().iter().all(|v| v.is_nan()),
+                    "slot {i}: a skipped step wrote the fresh momentum buffer"
+                );
+            }
+        }
+    }
+    applied
+}
+
+/// Bit patterns of a fused slot's state (to check that a skipped step changes nothing).
+fn fused_bits(s: &FusedSlot) -> (Vec<u32>, Option<Vec<u32>>, Option<Vec<u16>>) {
+    (
+        s.master.to_vec().iter().map(|v| v.to_bits()).collect(),
+        s.momentum
+            .as_ref()
+            .map(|m| m.to_vec().iter().map(|v| v.to_bits()).collect()),
+        s.param_f16
+            .as_ref()
+            .map(|p| p.to_vec().iter().map(|v| v.to_bits()).collect()),
+    )
+}
+
+fn run_multi_tensor(cfg: &MultiCfg, seed: u64) {
+    // f16 weights (f32 masters) and f32 parameters: two gradient dtypes, so two kernel pairs; odd
+    // sizes, an empty tensor (no chunks) between others, biases and norm parameters without decay.
+    let specs = [
+        spec(&[3001], DType::F16, ParamKind::Weight),
+        spec(&[7, 3, 3, 3], DType::F16, ParamKind::Weight),
+        spec(&[37], DType::F32, ParamKind::Bias),
+        spec(&[5], DType::F32, ParamKind::Norm),
+        spec(&[0], DType::F32, ParamKind::Weight),
+        spec(&[513], DType::F32, ParamKind::Weight),
+        spec(&[3], DType::F16, ParamKind::Norm),
+    ];
+    let config = SgdConfig {
+        momentum: 0.9,
+        nesterov: cfg.nesterov,
+        weight_decay: 0.05,
+        no_bias_decay: cfg.no_bias_decay,
+    };
+    let scale = 256.0;
+    let ps = make_params(&specs, seed);
+    let mut opt = Sgd::new(ps.clone(), config.clone()).unwrap();
+    let mut slots: Vec<FusedSlot> = ps
+        .iter()
+        .zip(&specs)
+        .map(|((_, p), s)| {
+            let v = p.tensor.to_vec_f64().unwrap();
+            FusedSlot {
+                dtype: s.dtype,
+                master: Buf::from_slice(&cast::<f32>(&v)),
+                momentum: None,
+                param_f16: (s.dtype == DType::F16).then(|| Buf::from_slice(&cast::<f16>(&v))),
+                wd: decay_for(s.kind, config.weight_decay, config.no_bias_decay),
+            }
+        })
+        .collect();
+    for (step, (lr, poison)) in schedule().into_iter().enumerate() {
+        let what = format!(
+            "multi_tensor chunk={} grid={:?} nesterov={} no_bias_decay={} step {step}",
+            cfg.chunk, cfg.grid, cfg.nesterov, cfg.no_bias_decay
+        );
+        let g = step_grads(&specs, step as u64, scale, &poison);
+        let cpu_applied = opt.step(&cpu_grads(&ps, &specs, &g), lr, scale).unwrap();
+        let before: Vec<_> = slots.iter().map(fused_bits).collect();
+        let applied = fused_step(&mut slots, &g, lr, config.momentum, 1.0 / scale, cfg);
+        assert_eq!(applied, cpu_applied, "{what}: applied (kernel flag vs CPU)");
+        assert_eq!(applied, poison.is_empty(), "{what}: applied");
+        if !applied {
+            let after: Vec<_> = slots.iter().map(fused_bits).collect();
+            assert!(before == after, "{what}: a skipped step changed the state");
+        }
+        let state = state_map(opt.state_tensors());
+        for (i, ((_, p), s)) in ps.iter().zip(&mut slots).enumerate() {
+            let w = format!("{what}, p{i} {:?} {}", specs[i].dims, s.dtype);
+            let master = widen(&s.master.to_vec());
+            match &s.param_f16 {
+                Some(p16) => {
+                    check(
+                        &format!("{w}: f16 weights"),
+                        &widen(&p16.to_vec()),
+                        &p.tensor.to_vec_f64().unwrap(),
+                        DType::F16,
+                    );
+                    check(
+                        &format!("{w}: master"),
+                        &master,
+                        &state[&format!("p{i}.master")],
+                        DType::F32,
+                    );
+                }
+                None => check(
+                    &format!("{w}: weights"),
+                    &master,
+                    &p.tensor.to_vec_f64().unwrap(),
+                    DType::F32,
+                ),
+            }
+            let key = format!("p{i}.momentum_buffer");
+            assert_eq!(
+                s.momentum.is_some(),
+                state.contains_key(&key),
+                "{w}: momentum exists"
+            );
+            if let Some(m) = &s.momentum {
+                check(
+                    &format!("{w}: momentum"),
+                    &widen(&m.to_vec()),
+                    &state[&key],
+                    DType::F32,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn multi_tensor_sgd_matches_the_cpu_optimiser() {
+    // The launcher's chunk and grid (each tensor one chunk here).
+    run_multi_tensor(
+        &MultiCfg {
+            chunk: CHUNK,
+            grid: None,
+            nesterov: true,
+            no_bias_decay: true,
+        },
+        1000,
+    );
+    // Chunks smaller than a block: the f16 group has 34 chunks, so the 32-block grid wraps.
+    run_multi_tensor(
+        &MultiCfg {
+            chunk: 100,
+            grid: None,
+            nesterov: false,
+            no_bias_decay: true,
+        },
+        2000,
+    );
+    // Chunks larger than a block, all on one block, every parameter decayed.
+    run_multi_tensor(
+        &MultiCfg {
+            chunk: 333,
+            grid: Some(1),
+            nesterov: true,
+            no_bias_decay: false,
+        },
+        3000,
+    );
+}
+
+/// The fused kernels on their own: one non-finite gradient element anywhere (first and last element of
+/// a tensor, both sides of a chunk boundary, the middle; in either gradient dtype group) sets the
+/// shared flag, and then neither group's `multi_tensor_sgd_*` changes a bit. Then the same table with
+/// finite gradients against the CPU's `SgdStep` per tensor (f32, on the widened gradient), the f16
+/// weights against its result rounded to f16.
+#[test]
+fn multi_tensor_flag_sees_every_position_and_skips_both_groups() {
+    let sizes: [(usize, DType, bool, f64); 6] = [
+        // (numel, gradient dtype, first step, weight decay)
+        (250, DType::F16, false, 0.05),
+        (0, DType::F32, true, 0.05),
+        (1, DType::F16, true, 0.0),
+        (101, DType::F32, false, 0.0),
+        (37, DType::F16, true, 0.05),
+        (300, DType::F32, false, 0.05),
+    ];
+    let (lr, mu, scale) = (0.1, 0.9, 64.0);
+    let make = |seed: u64| -> Vec<FusedSlot> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, dtype, first, wd))| {
+                let master: Vec<f32> = cast(&randn(n, 1.0, seed + 3 * i as u64));
+                let p16: Vec<f16> = cast(&widen(&master));
+                FusedSlot {
+                    dtype,
+                    // An f16 parameter's master is its f16 weights widened (as `f32_master` makes it).
+                    master: Buf::from_slice(&if dtype == DType::F16 {
+                        cast(&widen(&p16))
+                    } else {
+                        master
+                    }),
+                    momentum: (!first).then(|| {
+                        Buf::from_slice(&cast::<f32>(&randn(n, 0.5, seed + 3 * i as u64 + 1)))
+                    }),
+                    param_f16: (dtype == DType::F16).then(|| Buf::from_slice(&p16)),
+                    wd,
+                }
+            })
+            .collect()
+    };
+    let grads = |seed: u64| -> Vec<Vec<f64>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, dtype, ..))| {
+                let v = randn(n, scale, seed + i as u64);
+                match dtype {
+                    DType::F16 => widen(&cast::<f16>(&v)),
+                    _ => widen(&cast::<f32>(&v)),
+                }
+            })
+            .collect()
+    };
+    let mut slots = make(7000);
+    let clean = grads(7100);
+    let mut case = 0;
+    for (t, &(n, ..)) in sizes.iter().enumerate() {
+        let mut at: Vec<usize> = [0, n / 2, 99, 100, n.wrapping_sub(1)]
+            .into_iter()
+            .filter(|&i| i < n)
+            .collect();
+        at.sort();
+        at.dedup();
+        for i in at {
+            let bad = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][case % 3];
+            let mut g = clean.clone();
+            g[t][i] = bad;
+            // 8-element chunks: the f16 group has 38 chunks, so the launcher's 32-block grid wraps.
+            for chunk in [100, 8, 33] {
+                let cfg = MultiCfg {
+                    chunk,
+                    grid: if case % 2 == 0 { None } else { Some(1) },
+                    nesterov: case % 2 == 0,
+                    no_bias_decay: true,
+                };
+                case += 1;
+                let before: Vec<_> = slots.iter().map(fused_bits).collect();
+                assert!(
+                    !fused_step(&mut slots, &g, lr, mu, 1.0 / scale, &cfg),
+                    "{bad} at tensor {t} [{i}] of {n} (chunk {chunk}, grid {:?}): flag not set",
+                    cfg.grid
+                );
+                let after: Vec<_> = slots.iter().map(fused_bits).collect();
+                assert!(
+                    before == after,
+                    "{bad} at tensor {t} [{i}] (chunk {chunk}): a skipped step changed the state"
+                );
+            }
+        }
+    }
+    for nesterov in [false, true] {
+        let mut slots = make(7200);
+        let before: Vec<(Vec<f64>, Option<Vec<f64>>)> = slots
+            .iter()
+            .map(|s| {
+                (
+                    widen(&s.master.to_vec()),
+                    s.momentum.as_ref().map(|m| widen(&m.to_vec())),
+                )
+            })
+            .collect();
+        let cfg = MultiCfg {
+            chunk: 100,
+            grid: None,
+            nesterov,
+            no_bias_decay: true,
+        };
+        assert!(fused_step(&mut slots, &clean, lr, mu, 1.0 / scale, &cfg));
+        for (t, (s, (p, buf))) in slots.iter().zip(before).enumerate() {
+            let (n, _, first, wd) = sizes[t];
+            let k = SgdStep {
+                lr,
+                momentum: mu,
+                nesterov,
+                weight_decay: wd,
+                inv_scale: 1.0 / scale,
+                first_step: first,
+            };
+            let want = cpu_run(
+                &k,
+                vec![
+                    CpuStorage::F32(cast(&p)),
+                    CpuStorage::F32(cast(&clean[t])),
+                    CpuStorage::F32(cast(&buf.unwrap_or(vec![0.0; n]))),
+                ],
+                &[DType::F32, DType::F32],
+            );
+            let what = format!("multi_tensor nesterov={nesterov} tensor {t} ({n} elements)");
+            check(
+                &format!("{what}: master"),
+                &widen(&s.master.to_vec()),
+                &want[0],
+                DType::F32,
+            );
+            check(
+                &format!("{what}: momentum"),
+                &widen(&s.momentum.as_ref().unwrap().to_vec()),
+                &want[1],
+                DType::F32,
+            );
+            if let Some(p16) = &s.param_f16 {
+                check(
+                    &format!("{what}: f16 weights"),
+                    &widen(&p16.to_vec()),
+                    &widen(&cast::<f16>(&want[0])),
+                    DType::F16,
+                );
+            }
+        }
+    }
+}
+
+// ---- the per-tensor paths (SgdStep / AdamStep per parameter after an AllFinite per gradient) ----
+
+/// The parameters of the per-tensor tests: f16 (f32 masters), f32 and f64.
+const PER_TENSOR_SPECS: [Spec; 7] = [
+    spec(&[1025], DType::F16, ParamKind::Weight),
+    spec(&[4, 3, 3], DType::F16, ParamKind::Weight),
+    spec(&[19], DType::F32, ParamKind::Bias),
+    spec(&[6], DType::F32, ParamKind::Norm),
+    spec(&[300], DType::F32, ParamKind::Weight),
+    spec(&[261], DType::F64, ParamKind::Weight),
+    spec(&[4], DType::F64, ParamKind::Bias),
+];
+
+/// What `grads_finite` does on CUDA: `AllFinite` per gradient in slot order, stopping at the first
+/// non-finite one.
+fn emu_grads_finite(specs: &[Spec], g: &[Vec<f64>]) -> bool {
+    for (s, v) in specs.iter().zip(g) {
+        let n = v.len();
+        let ok = match s.dtype {
+            DType::F16 => emu_all_finite(&cast::<f16>(v), launcher_grid(n)).0,
+            DType::F32 => emu_all_finite(&cast::<f32>(v), launcher_grid(n)).0,
+            DType::F64 => emu_all_finite(&cast::<f64>(v), launcher_grid(n)).0,
+        };
+        if ok != 1.0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// Launches `name_<T>` with the scalar arguments `scalars`, inputs and n-element NaN outputs;
+/// returns the outputs as f64. Values are converted to T (exact: they were produced in T).
+fn emu_elementwise<T: Elem>(
+    name: &str,
+    scalars: &[Arg],
+    inputs: &[&[f64]],
+    outputs: usize,
+) -> Vec<Vec<f64>> {
+    let n = inputs[0].len();
+    let mut ins: Vec<Buf<T>> = inputs
+        .iter()
+        .map(|v| Buf::from_slice(&cast::<T>(v)))
+        .collect();
+    let mut outs: Vec<Buf<T>> = (0..outputs)
+        .map(|_| Buf::filled(n, T::from_f64(f64::NAN)))
+        .collect();
+    if n > 0 {
+        let mut args = vec![Arg::I64(n as i64)];
+        args.extend_from_slice(scalars);
+        args.extend(ins.iter_mut().map(|b| b.arg()));
+        args.extend(outs.iter_mut().map(|b| b.arg()));
+        launch(
+            &format!("{name}_{}", T::SUF),
+            launcher_grid(n),
+            BLOCK,
+            &args,
+        )
+        .unwrap();
+    }
+    for b in ins.iter().chain(&outs) {
+        b.check_guards(name).unwrap();
+    }
+    outs.iter().map(|b| widen(&b.to_vec())).collect()
+}
+
+/// One parameter's state on the per-tensor path: the compute-dtype master (f32 for f16 parameters,
+/// else the parameter itself), the optimiser buffers, and the f16 weights.
+struct PerTensorSlot {
+    compute: DType,
+    master: Vec<f64>,
+    bufs: Option<Vec<Vec<f64>>>,
+    param_f16: Option<Vec<f64>>,
+}
+
+fn per_tensor_slots(ps: &[(String, Param)], specs: &[Spec]) -> Vec<PerTensorSlot> {
+    ps.iter()
+        .zip(specs)
+        .map(|((_, p), s)| {
+            let v = p.tensor.to_vec_f64().unwrap();
+            PerTensorSlot {
+                compute: if s.dtype == DType::F64 {
+                    DType::F64
+                } else {
+                    DType::F32
+                },
+                master: v.clone(),
+                bufs: None,
+                param_f16: (s.dtype == DType::F16).then_some(v),
+            }
+        })
+        .collect()
+}
+
+/// The kernel's new master goes to the f16 weights through the f32 → f16 cast (round to nearest).
+fn refresh_f16(s: &mut PerTensorSlot) {
+    if s.param_f16.is_some() {
+        s.param_f16 = Some(widen(&cast::<f16>(&s.master)));
+    }
+}
+
+/// Compares a per-tensor slot with the CPU optimiser (`keys`: the state tensor names of its buffers).
+fn check_per_tensor(
+    what: &str,
+    ps: &[(String, Param)],
+    slots: &[PerTensorSlot],
+    state: &BTreeMap<String, Vec<f64>>,
+    keys: &[&str],
+) {
+    for (i, ((_, p), s)) in ps.iter().zip(slots).enumerate() {
+        let w = format!("{what}, p{i}");
+        let cpu_param = p.tensor.to_vec_f64().unwrap();
+        match &s.param_f16 {
+            Some(p16) => {
+                check(&format!("{w}: f16 weights"), p16, &cpu_param, DType::F16);
+                check(
+                    &format!("{w}: master"),
+                    &s.master,
+                    &state[&format!("p{i}.master")],
+                    DType::F32,
+                );
+            }
+            None => check(&format!("{w}: weights"), &s.master, &cpu_param, s.compute),
+        }
+        for (k, key) in keys.iter().enumerate() {
+            let key = format!("p{i}.{key}");
+            assert_eq!(
+                s.bufs.is_some(),
+                state.contains_key(&key),
+                "{w}: {key} exists"
+            );
+            if let Some(b) = &s.bufs {
+                check(&format!("{w}: {key}"), &b[k], &state[&key], s.compute);
+            }
+        }
+    }
+}
+
+#[test]
+fn per_tensor_sgd_matches_the_cpu_optimiser() {
+    let specs = &PER_TENSOR_SPECS;
+    for (c, (nesterov, no_bias_decay, momentum)) in [(true, true, 0.9), (false, false, 0.8)]
+        .into_iter()
+        .enumerate()
+    {
+        let config = SgdConfig {
+            momentum,
+            nesterov,
+            weight_decay: 0.05,
+            no_bias_decay,
+        };
+        let scale = 512.0;
+        let ps = make_params(specs, 4000 + 100 * c as u64);
+        let mut opt = Sgd::new(ps.clone(), config.clone()).unwrap();
+        let mut slots = per_tensor_slots(&ps, specs);
+        for (step, (lr, poison)) in schedule().into_iter().enumerate() {
+            let what = format!(
+                "per-tensor SGD nesterov={nesterov} no_bias_decay={no_bias_decay} step {step}"
+            );
+            let g = step_grads(specs, 50 + step as u64, scale, &poison);
+            let cpu_applied = opt.step(&cpu_grads(&ps, specs, &g), lr, scale).unwrap();
+            let applied = emu_grads_finite(specs, &g);
+            assert_eq!(
+                applied, cpu_applied,
+                "{what}: applied (kernel flags vs CPU)"
+            );
+            assert_eq!(applied, poison.is_empty(), "{what}: applied");
+            if applied {
+                for (i, s) in slots.iter_mut().enumerate() {
+                    let first = s.bufs.is_none();
+                    // `Sgd::step` passes a zero buffer on the first step.
+                    let buf = s
+                        .bufs
+                        .as_ref()
+                        .map_or(vec![0.0; s.master.len()], |b| b[0].clone());
+                    let scalars = [
+                        Arg::F64(lr),
+                        Arg::F64(momentum),
+                        Arg::F64(decay_for(specs[i].kind, config.weight_decay, no_bias_decay)),
+                        Arg::F64(1.0 / scale),
+                        Arg::I32(first as i32),
+                        Arg::I32(nesterov as i32),
+                    ];
+                    // f16 gradients meet an f32 master: `cuda::run` widens them to f32 (exact).
+                    let ins: [&[f64]; 3] = [&s.master, &g[i], &buf];
+                    let out = match s.compute {
+                        DType::F64 => emu_elementwise::<f64>("sgd_step", &scalars, &ins, 2),
+                        _ => emu_elementwise::<f32>("sgd_step", &scalars, &ins, 2),
+                    };
+                    s.master = out[0].clone();
+                    s.bufs = Some(vec![out[1].clone()]);
+                    refresh_f16(s);
+                }
+            }
+            check_per_tensor(
+                &what,
+                &ps,
+                &slots,
+                &state_map(opt.state_tensors()),
+                &["momentum_buffer"],
+            );
+        }
+    }
+}
+
+#[test]
+fn per_tensor_adam_matches_the_cpu_optimiser() {
+    let specs = &PER_TENSOR_SPECS;
+    let configs = [
+        AdamConfig::default(),
+        // pix2pix's betas with L2 decay, biases and norm parameters exempt.
+        AdamConfig {
+            beta1: 0.5,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            no_bias_decay: true,
+        },
+    ];
+    for (c, config) in configs.into_iter().enumerate() {
+        let scale = 128.0;
+        let ps = make_params(specs, 5000 + 100 * c as u64);
+        let mut opt = Adam::new(ps.clone(), config.clone()).unwrap();
+        let mut slots = per_tensor_slots(&ps, specs);
+        let mut steps = 0;
+        for (step, (lr, poison)) in schedule().into_iter().enumerate() {
+            let lr = lr / 50.0;
+            let what = format!("per-tensor Adam {config:?} step {step}");
+            let g = step_grads(specs, 80 + step as u64, scale, &poison);
+            let cpu_applied = opt.step(&cpu_grads(&ps, specs, &g), lr, scale).unwrap();
+            let applied = emu_grads_finite(specs, &g);
+            assert_eq!(
+                applied, cpu_applied,
+                "{what}: applied (kernel flags vs CPU)"
+            );
+            assert_eq!(applied, poison.is_empty(), "{what}: applied");
+            if applied {
+                steps += 1;
+                let (bias1, bias2) = (
+                    1.0 - config.beta1.powi(steps),
+                    1.0 - config.beta2.powi(steps),
+                );
+                for (i, s) in slots.iter_mut().enumerate() {
+                    let zeros = vec![0.0; s.master.len()];
+                    let (m, v) = s.bufs.as_ref().map_or((&zeros, &zeros), |b| (&b[0], &b[1]));
+                    let scalars = [
+                        Arg::F64(lr),
+                        Arg::F64(config.beta1),
+                        Arg::F64(config.beta2),
+                        Arg::F64(config.eps),
+                        Arg::F64(decay_for(
+                            specs[i].kind,
+                            config.weight_decay,
+                            config.no_bias_decay,
+                        )),
+                        Arg::F64(1.0 / scale),
+                        Arg::F64(bias1),
+                        Arg::F64(bias2),
+                    ];
+                    let ins: [&[f64]; 4] = [&s.master, &g[i], m, v];
+                    let out = match s.compute {
+                        DType::F64 => emu_elementwise::<f64>("adam_step", &scalars, &ins, 3),
+                        _ => emu_elementwise::<f32>("adam_step", &scalars, &ins, 3),
+                    };
+                    s.master = out[0].clone();
+                    s.bufs = Some(vec![out[1].clone(), out[2].clone()]);
+                    refresh_f16(s);
+                }
+            }
+            assert_eq!(opt.steps(), steps as u64, "{what}: step counter");
+            let state = state_map(opt.state_tensors().unwrap());
+            check_per_tensor(&what, &ps, &slots, &state, &["exp_avg", "exp_avg_sq"]);
+        }
+    }
+}
+
+/// Every kernel of the family is exercised above.
+#[test]
+fn every_optimiser_kernel_is_covered() {
+    let covered = [
+        "sgd_step_f16",
+        "sgd_step_f32",
+        "sgd_step_f64",
+        "all_finite_f16",
+        "all_finite_f32",
+        "all_finite_f64",
+        "all_finite_finish",
+        "multi_tensor_all_finite_f16",
+        "multi_tensor_all_finite_f32",
+        "multi_tensor_sgd_f16",
+        "multi_tensor_sgd_f32",
+        "adam_step_f16",
+        "adam_step_f32",
+        "adam_step_f64",
+    ];
+    let names = kernel_names();
+    for k in covered {
+        assert!(
+            names.iter().any(|n| n == k),
+            "the emulator has no kernel {k}"
+        );
+    }
+    for n in &names {
+        let ours = ["sgd_step_", "all_finite", "multi_tensor_", "adam_step_"]
+            .iter()
+            .any(|p| n.starts_with(p));
+        assert!(
+            !ours || covered.contains(&n.as_str()),
+            "kernel {n} is not covered by this file"
+        );
+    }
+}

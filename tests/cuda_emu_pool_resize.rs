@@ -1,0 +1,919 @@
+#![cfg(feature = "cuda-emu")]
+//! The pooling, resizing, dropout and convolution-helper kernels (cuda/pool.cu, cuda/resize.cu,
+//! cuda/dropout.cu and the non-cuDNN kernels of cuda/conv.cu), run in the CUDA emulator
+//! (`--features cuda-emu`) against the CPU backend.
+//!
+//! Every launch mirrors its launcher (src/backend/cuda/{pool,resize,dropout}.rs and conv/mod.rs):
+//! argument order, `#[repr(C)]` PoolArgs bytes, grid shape (`g.grid(n)` on a pretend GPU of 4 SMs,
+//! the warp/block pick of the global average pool, one block per channel for the bias gradient), the
+//! dtype of each buffer (the f32/f64 argmax; an f16 max-pool backward runs the f32 kernel on widened
+//! inputs, as `cuda::run` does for mixed dtypes). Every launch is also repeated on a grid of ONE block
+//! so the grid-stride loops must cover everything on their own.
+//!
+//! References: the CPU ops through the public API (max/avg pool with ceil mode and
+//! count_include_pad, global average pool, nearest upsampling, reflection/zero padding, dropout, conv2d
+//! with bias, narrow + zero pad) and their autograd gradients of Σ y·dy; the argmax, which the API
+//! does not expose, from the CPU backend's own `MaxPool2d` kernel.
+//!
+//! Invariants checked: outputs start as NaN and every buffer's guard zones are intact after each
+//! launch; kernels documented as bit-identical to the CPU (element moves, pooling in the CPU's
+//! summation order, gathers in the CPU scatter's order, dropout) are compared bit for bit (NaN
+//! matching NaN); reductions in another order (global average pool, bias gradient) within a
+//! tolerance justified at each use. Inputs are seeded random values; f16, f32 and f64 throughout.
+
+use bytemuck::{Pod, Zeroable};
+use engine::backend::cuda_emu::{launch, Arg, Buf};
+use engine::backend::CpuKernel;
+use engine::ops::dropout::dropout_mask;
+use engine::ops::pool::{MaxPool2d, PoolGeom};
+use engine::testing::compare;
+use engine::{Conv2dParams, DType, Device, Pool2dParams, Tensor};
+use half::f16;
+
+/// Threads per block of every launch in this family (THREADS).
+const THREADS: u32 = 256;
+/// A pretend GPU: few SMs keep the emulated grids small and make the grid-stride loops wrap.
+const SM_COUNT: usize = 4;
+const BLOCK: [u32; 3] = [THREADS, 1, 1];
+const ONE_BLOCK: [u32; 3] = [1, 1, 1];
+
+/// A storage type of the kernels: suffixes, engine dtype, accumulator/argmax type, f64 conversions.
+trait Elem: Pod {
+    const SUF: &'static str;
+    /// `bits_suffix` of the dtype (conv_window_*).
+    const BITS: &'static str;
+    const DTYPE: DType;
+    /// `Acc<T>`: the max-pool argmax buffer's type.
+    type Acc: Elem;
+    fn from_f64(v: f64) -> Self;
+    fn to_f64(self) -> f64;
+}
+
+impl Elem for f64 {
+    const SUF: &'static str = "f64";
+    const BITS: &'static str = "u64";
+    const DTYPE: DType = DType::F64;
+    type Acc = f64;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Elem for f32 {
+    const SUF: &'static str = "f32";
+    const BITS: &'static str = "u32";
+    const DTYPE: DType = DType::F32;
+    type Acc = f32;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Elem for f16 {
+    const SUF: &'static str = "f16";
+    const BITS: &'static str = "u16";
+    const DTYPE: DType = DType::F16;
+    type Acc = f32;
+    fn from_f64(v: f64) -> Self {
+        f16::from_f64(v)
+    }
+    fn to_f64(self) -> f64 {
+        f16::to_f64(self)
+    }
+}
+
+/// `Gpu::grid(n)`'s block count on the pretend GPU.
+fn grid(n: usize) -> [u32; 3] {
+    [
+        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
+        1,
+        1,
+    ]
+}
+
+fn run(name: &str, grid: [u32; 3], args: &[Arg]) {
+    launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name} grid {grid:?}: {e}"));
+}
+
+fn buf<T: Elem>(v: &[f64]) -> Buf<T> {
+    Buf::from_slice(&v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>())
+}
+
+fn nan_buf<T: Elem>(len: usize) -> Buf<T> {
+    Buf::filled(len, T::from_f64(f64::NAN))
+}
+
+/// The buffer's values after its guards are checked.
+fn read<T: Elem>(b: &Buf<T>, what: &str) -> Vec<f64> {
+    b.check_guards(what).unwrap();
+    b.to_vec().into_iter().map(T::to_f64).collect()
+}
+
+/// Seeded standard-normal values rounded to `dt`.
+fn randn(len: usize, seed: u64, dt: DType) -> Vec<f64> {
+    Tensor::randn(vec![len], 0.0, 1.0, seed, dt, Device::Cpu)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap()
+}
+
+fn tensor(v: &[f64], dims: &[usize], dt: DType) -> Tensor {
+    Tensor::from_f64s(v, dims.to_vec(), dt, Device::Cpu).unwrap()
+}
+
+/// Autograd gradient of Σ y·dy with respect to `x`.
+fn grad(y: &Tensor, x: &Tensor, dy: &[f64]) -> Vec<f64> {
+    let w = tensor(dy, y.dims(), y.dtype());
+    let g = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    g.get(x).expect("gradient").to_vec_f64().unwrap()
+}
+
+/// Bit-for-bit equality (of the values widened to f64: exact for every dtype; −0 ≠ +0), NaN
+/// matching NaN.
+#[track_caller]
+fn assert_exact(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "{what}: element {i}: kernel {a:e}, CPU {b:e}"
+        );
+    }
+}
+
+#[track_caller]
+fn assert_near(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
+    let (max, ok) = compare(got, want, atol, rtol);
+    assert!(
+        ok,
+        "{what}: max |diff| {max:.3e} exceeds atol {atol:.1e} + rtol {rtol:.1e}\n kernel {got:?}\n CPU {want:?}"
+    );
+}
+
+/// Both grids every launch runs on: the launcher's, and a single block.
+fn grids(launcher: [u32; 3]) -> [([u32; 3], &'static str); 2] {
+    [(launcher, "launcher grid"), (ONE_BLOCK, "1 block")]
+}
+
+// ------------------------------------------------------------------------------------------------
+// Pooling (cuda/pool.cu, src/backend/cuda/pool.rs)
+
+/// `PoolArgs` of src/backend/cuda/pool.rs / cuda/pool.cu (96 bytes, no padding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+struct PoolArgs {
+    planes: i64,
+    h: i64,
+    w: i64,
+    oh: i64,
+    ow: i64,
+    kh: i64,
+    kw: i64,
+    sh: i64,
+    sw: i64,
+    ph: i64,
+    pw: i64,
+    count_include_pad: i32,
+    pad: i32,
+}
+
+fn pool_args(g: &PoolGeom, count_include_pad: bool) -> Arg {
+    let a = PoolArgs {
+        planes: g.planes as i64,
+        h: g.h as i64,
+        w: g.w as i64,
+        oh: g.oh as i64,
+        ow: g.ow as i64,
+        kh: g.p.kernel.0 as i64,
+        kw: g.p.kernel.1 as i64,
+        sh: g.p.stride.0 as i64,
+        sw: g.p.stride.1 as i64,
+        ph: g.p.padding.0 as i64,
+        pw: g.p.padding.1 as i64,
+        count_include_pad: count_include_pad as i32,
+        pad: 0,
+    };
+    assert_eq!(std::mem::size_of::<PoolArgs>(), 96);
+    Arg::Pod(bytemuck::bytes_of(&a).to_vec())
+}
+
+fn params(
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
+    ceil: bool,
+) -> Pool2dParams {
+    Pool2dParams {
+        kernel,
+        stride,
+        padding,
+        ceil_mode: ceil,
+    }
+}
+
+/// The CPU backend's argmax (the saved index the op hands to its backward): its `MaxPool2d` kernel
+/// in the compute type the CPU runner uses (f64 for f64, else f32 from the rounded input).
+fn cpu_argmax(geom: PoolGeom, x: &[f64], dt: DType) -> Vec<f64> {
+    if dt == DType::F64 {
+        MaxPool2d(geom).run::<f64>(&[x]).unwrap().swap_remove(1)
+    } else {
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let idx = MaxPool2d(geom).run::<f32>(&[&x32]).unwrap().swap_remove(1);
+        idx.into_iter().map(|v| v as f64).collect()
+    }
+}
+
+/// What the inputs of a pooling case look like.
+#[derive(Clone, Copy, PartialEq)]
+enum Fill {
+    Random,
+    /// Values on a coarse grid (many ties inside windows).
+    Ties,
+    /// Random with NaNs and −∞ sprinkled in (max pooling only).
+    NanInf,
+}
+
+fn pool_input(numel: usize, seed: u64, dt: DType, fill: Fill) -> Vec<f64> {
+    let mut x = randn(numel, seed, dt);
+    match fill {
+        Fill::Random => {}
+        Fill::Ties => x.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0),
+        Fill::NanInf => {
+            for (i, v) in x.iter_mut().enumerate() {
+                if i % 17 == 5 {
+                    *v = f64::NAN;
+                } else if i % 13 == 3 {
+                    *v = f64::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    x
+}
+
+/// Max pooling forward and backward of one geometry, for storage type T.
+fn max_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fill) {
+    let what = format!("max_pool2d_{} {dims:?} {p:?}", T::SUF);
+    let dt = T::DTYPE;
+    let [n, c, h, w] = dims;
+    let xv = pool_input(n * c * h * w, seed, dt, fill);
+    let x = tensor(&xv, &dims, dt).var();
+    let y = x.max_pool2d(p).unwrap();
+    let (oh, ow) = (y.dims()[2], y.dims()[3]);
+    let geom = PoolGeom {
+        planes: n * c,
+        h,
+        w,
+        oh,
+        ow,
+        p,
+    };
+    let (n_in, n_out) = (n * c * h * w, n * c * oh * ow);
+    let dyv = randn(n_out, seed + 1, dt);
+    let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
+    let idx_cpu = cpu_argmax(geom, &xv, dt);
+    let args = pool_args(&geom, false);
+
+    for (gr, gname) in grids(grid(n_out)) {
+        let mut xb = buf::<T>(&xv);
+        let mut yb = nan_buf::<T>(n_out);
+        let mut ib = nan_buf::<T::Acc>(n_out);
+        let k = format!("max_pool2d_{}", T::SUF);
+        run(&k, gr, &[args.clone(), xb.arg(), yb.arg(), ib.arg()]);
+        xb.check_guards("x").unwrap();
+        assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
+        assert_exact(
+            &format!("{what} argmax ({gname})"),
+            &read(&ib, "idx"),
+            &idx_cpu,
+        );
+    }
+
+    for (gr, gname) in grids(grid(n_in)) {
+        // The launcher's path: the op hands over the f32/f64 argmax and dy in T; for f16 the dtypes
+        // differ, so `cuda::run` widens both to f32, runs the f32 kernel and casts dx back to f16.
+        let dx = if dt == DType::F16 {
+            let mut ib = buf::<f32>(&idx_cpu);
+            let mut dyb = buf::<f32>(&dyv);
+            let mut dxb = nan_buf::<f32>(n_in);
+            run(
+                "max_pool2d_bwd_f32",
+                gr,
+                &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()],
+            );
+            ib.check_guards("idx").unwrap();
+            dyb.check_guards("dy").unwrap();
+            let dx = read(&dxb, "dx");
+            dx.iter().map(|&v| f16::from_f64(v).to_f64()).collect()
+        } else {
+            let mut ib = buf::<T>(&idx_cpu);
+            let mut dyb = buf::<T>(&dyv);
+            let mut dxb = nan_buf::<T>(n_in);
+            let k = format!("max_pool2d_bwd_{}", T::SUF);
+            run(&k, gr, &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()]);
+            ib.check_guards("idx").unwrap();
+            dyb.check_guards("dy").unwrap();
+            read(&dxb, "dx")
+        };
+        assert_exact(&format!("{what} dx ({gname})"), &dx, &dx_cpu);
+
+        if dt == DType::F16 {
+            // max_pool2d_bwd_f16 itself (argmax in f16: exact for planes of at most 2048 cells).
+            assert!(h * w <= 2048, "{what}: f16 argmax would be inexact");
+            let mut ib = buf::<f16>(&idx_cpu);
+            let mut dyb = buf::<f16>(&dyv);
+            let mut dxb = nan_buf::<f16>(n_in);
+            run(
+                "max_pool2d_bwd_f16",
+                gr,
+                &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()],
+            );
+            ib.check_guards("idx").unwrap();
+            dyb.check_guards("dy").unwrap();
+            assert_exact(
+                &format!("{what} dx f16 kernel ({gname})"),
+                &read(&dxb, "dx"),
+                &dx_cpu,
+            );
+        }
+    }
+}
+
+/// Average pooling forward and backward of one geometry, both divisor modes, for storage type T.
+fn avg_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64) {
+    let dt = T::DTYPE;
+    let [n, c, h, w] = dims;
+    let xv = randn(n * c * h * w, seed, dt);
+    for cip in [false, true] {
+        let what = format!(
+            "avg_pool2d_{} {dims:?} {p:?} count_include_pad {cip}",
+            T::SUF
+        );
+        let x = tensor(&xv, &dims, dt).var();
+        let y = x.avg_pool2d(p, cip).unwrap();
+        let (oh, ow) = (y.dims()[2], y.dims()[3]);
+        let geom = PoolGeom {
+            planes: n * c,
+            h,
+            w,
+            oh,
+            ow,
+            p,
+        };
+        let (n_in, n_out) = (n * c * h * w, n * c * oh * ow);
+        let dyv = randn(n_out, seed + 7, dt);
+        let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
+        let args = pool_args(&geom, cip);
+        // Same summation order and divisor as the CPU (f16 computed in f32 like the CPU runner), one
+        // rounding at the end: bit-identical.
+        for (gr, gname) in grids(grid(n_out)) {
+            let mut xb = buf::<T>(&xv);
+            let mut yb = nan_buf::<T>(n_out);
+            run(
+                &format!("avg_pool2d_{}", T::SUF),
+                gr,
+                &[args.clone(), xb.arg(), yb.arg()],
+            );
+            xb.check_guards("x").unwrap();
+            assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
+        }
+        for (gr, gname) in grids(grid(n_in)) {
+            let mut dyb = buf::<T>(&dyv);
+            let mut dxb = nan_buf::<T>(n_in);
+            run(
+                &format!("avg_pool2d_bwd_{}", T::SUF),
+                gr,
+                &[args.clone(), dyb.arg(), dxb.arg()],
+            );
+            dyb.check_guards("dy").unwrap();
+            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
+        }
+    }
+}
+
+/// (dims, kernel, stride, padding, ceil_mode, fill of the max-pool input).
+type PoolCase = (
+    [usize; 4],
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+    bool,
+    Fill,
+);
+
+const POOL_CASES: &[PoolCase] = &[
+    // 3×3 s2 p1 ceil on 10×11: the last row window starts in the input and runs past the padding.
+    ([2, 3, 10, 11], (3, 3), (2, 2), (1, 1), true, Fill::Random),
+    // Non-square kernel and stride, floor mode; NaNs and −∞ in the max-pool input.
+    ([1, 4, 7, 10], (2, 3), (1, 2), (1, 1), false, Fill::NanInf),
+    // Stride > kernel (cells in no window), ceil mode dropping a window that would start in the
+    // padding (h: 5 + 1), ties.
+    ([2, 2, 5, 8], (2, 2), (3, 3), (1, 0), true, Fill::Ties),
+    // Non-square everything, ceil windows past the padding, odd sizes.
+    ([1, 3, 12, 9], (3, 2), (2, 3), (1, 1), true, Fill::Random),
+    // Kernel 4 s4 p2 ceil: padding equal to half the kernel, a dropped window in h.
+    ([1, 2, 6, 7], (4, 4), (4, 4), (2, 2), true, Fill::Ties),
+    // Overlapping windows over a bigger batch: 3840 outputs, 15 blocks.
+    ([4, 4, 16, 15], (3, 3), (1, 1), (1, 1), false, Fill::Random),
+];
+
+fn pool_cases<T: Elem>() {
+    for (i, &(dims, k, s, p, ceil, fill)) in POOL_CASES.iter().enumerate() {
+        let prm = params(k, s, p, ceil);
+        let seed = 100 + 10 * i as u64;
+        max_pool_case::<T>(dims, prm, seed, fill);
+        avg_pool_case::<T>(dims, prm, seed + 3);
+    }
+}
+
+#[test]
+fn max_avg_pool_f64() {
+    pool_cases::<f64>();
+}
+
+#[test]
+fn max_avg_pool_f32() {
+    pool_cases::<f32>();
+}
+
+#[test]
+fn max_avg_pool_f16() {
+    pool_cases::<f16>();
+}
+
+/// `WARP_PLANE_MAX` of the launcher.
+const WARP_PLANE_MAX: usize = 1024;
+
+/// Global average pool forward (both group variants) and backward for storage type T.
+fn global_avg_pool_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    // hw = 63 (warp), 1024 (the warp/block boundary), 1155 (block), 1; planes 10, 9, 3, 2.
+    for (i, dims) in [[2, 5, 7, 9], [3, 3, 32, 32], [1, 3, 33, 35], [1, 2, 1, 1]]
+        .into_iter()
+        .enumerate()
+    {
+        let [n, c, h, w] = dims;
+        let (planes, hw) = (n * c, h * w);
+        let what = format!("global_avg_pool_{} {dims:?}", T::SUF);
+        let xv = randn(planes * hw, 300 + i as u64, dt);
+        let x = tensor(&xv, &dims, dt).var();
+        let y = x.global_avg_pool2d().unwrap();
+        let dyv = randn(planes, 400 + i as u64, dt);
+        let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
+        // Both sum in f64 (different orders: ~1e-16 relative), then round to T (f16 through f32 on
+        // both sides): f64 results agree to ~1e-15; f32/f16 ones are equal or one ulp apart
+        // (6e-8 / 1e-3 relative) when the f64 sums straddle a rounding boundary.
+        let (atol, rtol) = match dt {
+            DType::F64 => (1e-14, 1e-12),
+            DType::F32 => (1e-7, 2e-7),
+            DType::F16 => (1e-4, 1e-3),
+        };
+        let picked = if hw <= WARP_PLANE_MAX {
+            "warp"
+        } else {
+            "block"
+        };
+        // The launcher's pick and grid first, then the other variant (valid for any hw) on the
+        // grid the launcher would give it, then both on one block (grid-stride over planes).
+        for variant in [picked, if picked == "warp" { "block" } else { "warp" }] {
+            let blocks = if variant == "warp" {
+                planes.div_ceil(THREADS as usize / 32)
+            } else {
+                planes
+            }
+            .clamp(1, SM_COUNT * 32) as u32;
+            for (gr, gname) in grids([blocks, 1, 1]) {
+                let mut xb = buf::<T>(&xv);
+                let mut yb = nan_buf::<T>(planes);
+                let k = format!("global_avg_pool_{variant}_{}", T::SUF);
+                run(
+                    &k,
+                    gr,
+                    &[
+                        Arg::I64(planes as i64),
+                        Arg::I64(hw as i64),
+                        xb.arg(),
+                        yb.arg(),
+                    ],
+                );
+                xb.check_guards("x").unwrap();
+                assert_near(
+                    &format!("{what} {variant} y ({gname})"),
+                    &read(&yb, "y"),
+                    &y_cpu,
+                    atol,
+                    rtol,
+                );
+            }
+        }
+        // Backward: dy · (T)(1/hw), exactly the CPU's product.
+        let total = planes * hw;
+        for (gr, gname) in grids(grid(total)) {
+            let mut dyb = buf::<T>(&dyv);
+            let mut dxb = nan_buf::<T>(total);
+            run(
+                &format!("global_avg_pool_bwd_{}", T::SUF),
+                gr,
+                &[
+                    Arg::I64(total as i64),
+                    Arg::I64(hw as i64),
+                    Arg::F64(1.0 / hw as f64),
+                    dyb.arg(),
+                    dxb.arg(),
+                ],
+            );
+            dyb.check_guards("dy").unwrap();
+            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
+        }
+    }
+}
+
+#[test]
+fn global_avg_pool_all_dtypes() {
+    global_avg_pool_cases::<f64>();
+    global_avg_pool_cases::<f32>();
+    global_avg_pool_cases::<f16>();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Resizing (cuda/resize.cu, src/backend/cuda/resize.rs)
+
+fn upsample_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    for (i, (dims, s)) in [
+        ([2, 3, 5, 7], 2),
+        ([1, 2, 4, 3], 3),
+        ([3, 1, 6, 5], 1),
+        ([1, 1, 1, 1], 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let [n, c, h, w] = dims;
+        let what = format!("upsample_nearest2d_{} {dims:?} scale {s}", T::SUF);
+        let xv = randn(n * c * h * w, 500 + i as u64, dt);
+        let x = tensor(&xv, &dims, dt).var();
+        let y = x.upsample_nearest2d(s).unwrap();
+        let (n_in, n_out) = (n * c * h * w, n * c * h * s * w * s);
+        let dyv = randn(n_out, 600 + i as u64, dt);
+        let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
+        let scalars = [n * c, h, w, s].map(|v| Arg::I64(v as i64));
+        // Forward moves elements; backward sums each s×s block in the CPU scatter's order (f16 in
+        // f32): both bit-identical.
+        for (gr, gname) in grids(grid(n_out)) {
+            let mut xb = buf::<T>(&xv);
+            let mut yb = nan_buf::<T>(n_out);
+            let mut a = scalars.to_vec();
+            a.extend([xb.arg(), yb.arg()]);
+            run(&format!("upsample_nearest2d_{}", T::SUF), gr, &a);
+            xb.check_guards("x").unwrap();
+            assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
+        }
+        for (gr, gname) in grids(grid(n_in)) {
+            let mut dyb = buf::<T>(&dyv);
+            let mut dxb = nan_buf::<T>(n_in);
+            let mut a = scalars.to_vec();
+            a.extend([dyb.arg(), dxb.arg()]);
+            run(&format!("upsample_nearest2d_bwd_{}", T::SUF), gr, &a);
+            dyb.check_guards("dy").unwrap();
+            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
+        }
+    }
+}
+
+#[test]
+fn upsample_nearest_all_dtypes() {
+    upsample_cases::<f64>();
+    upsample_cases::<f32>();
+    upsample_cases::<f16>();
+}
+
+fn pad_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    // (dims, (left, right, top, bottom), reflect)
+    let cases: [([usize; 4], (usize, usize, usize, usize), bool); 6] = [
+        ([2, 3, 5, 4], (2, 1, 0, 3), true),
+        // The largest reflection pads (dim − 1): every border cell reflected, interior cells are the
+        // source of up to three outputs per dim.
+        ([1, 2, 5, 4], (3, 3, 4, 4), true),
+        ([2, 2, 9, 13], (1, 1, 1, 1), true),
+        ([2, 2, 6, 7], (1, 3, 2, 0), false),
+        ([1, 3, 3, 5], (4, 0, 0, 6), false),
+        // A 2-wide dim padded by 1 on both sides (reflection's smallest non-trivial case).
+        ([3, 1, 2, 2], (1, 1, 1, 1), true),
+    ];
+    for (i, (dims, pad, reflect)) in cases.into_iter().enumerate() {
+        let [n, c, h, w] = dims;
+        let (l, r, t, b) = pad;
+        let what = format!("pad2d_{} {dims:?} {pad:?} reflect {reflect}", T::SUF);
+        let xv = randn(n * c * h * w, 700 + i as u64, dt);
+        let x = tensor(&xv, &dims, dt).var();
+        let y = if reflect {
+            x.reflection_pad2d(pad).unwrap()
+        } else {
+            x.zero_pad2d(pad).unwrap()
+        };
+        let (n_in, n_out) = (n * c * h * w, n * c * (h + t + b) * (w + l + r));
+        assert_eq!(y.numel(), n_out);
+        let dyv = randn(n_out, 800 + i as u64, dt);
+        let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
+        let mut scalars: Vec<Arg> = [n * c, h, w, l, r, t, b]
+            .into_iter()
+            .map(|v| Arg::I64(v as i64))
+            .collect();
+        scalars.push(Arg::I32(reflect as i32));
+        // Moves / gathers in the CPU scatter's order: bit-identical.
+        for (gr, gname) in grids(grid(n_out)) {
+            let mut xb = buf::<T>(&xv);
+            let mut yb = nan_buf::<T>(n_out);
+            let mut a = scalars.clone();
+            a.extend([xb.arg(), yb.arg()]);
+            run(&format!("pad2d_{}", T::SUF), gr, &a);
+            xb.check_guards("x").unwrap();
+            assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
+        }
+        for (gr, gname) in grids(grid(n_in)) {
+            let mut dyb = buf::<T>(&dyv);
+            let mut dxb = nan_buf::<T>(n_in);
+            let mut a = scalars.clone();
+            a.extend([dyb.arg(), dxb.arg()]);
+            run(&format!("pad2d_bwd_{}", T::SUF), gr, &a);
+            dyb.check_guards("dy").unwrap();
+            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
+        }
+    }
+}
+
+#[test]
+fn pad2d_all_dtypes() {
+    pad_cases::<f64>();
+    pad_cases::<f32>();
+    pad_cases::<f16>();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Dropout (cuda/dropout.cu, src/backend/cuda/dropout.rs)
+
+fn dropout_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    for (i, (dims, p)) in [
+        ([3, 7, 7, 7], 0.3),
+        ([1, 1, 5, 3], 0.5),
+        ([2, 4, 9, 11], 0.9),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let numel: usize = dims.iter().product();
+        let seed = 900 + i as u64;
+        let what = format!("mask_scale_{} {dims:?} p {p}", T::SUF);
+        let xv = randn(numel, seed, dt);
+        let x = tensor(&xv, &dims, dt).var();
+        let y = x.dropout(p, seed, true).unwrap();
+        let dyv = randn(numel, seed + 50, dt);
+        let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
+        // The mask the op draws for (seed, numel, p), uploaded in the tensor's dtype (0/1: exact).
+        let mask = dropout_mask(numel, p, seed);
+        assert!(
+            mask.contains(&0.0) && mask.contains(&1.0),
+            "{what}: trivial mask"
+        );
+        let scale = 1.0 / (1.0 - p);
+        // Forward y = x·m·s and backward dx = dy·m·s are the same kernel; (x·m)·(T)s with each product
+        // rounded, as the CPU: bit-identical.
+        for (input, want, io) in [(&xv, &y_cpu, "y"), (&dyv, &dx_cpu, "dx")] {
+            for (gr, gname) in grids(grid(numel)) {
+                let mut xb = buf::<T>(input);
+                let mut mb = buf::<T>(&mask);
+                let mut yb = nan_buf::<T>(numel);
+                run(
+                    &format!("mask_scale_{}", T::SUF),
+                    gr,
+                    &[
+                        Arg::I64(numel as i64),
+                        Arg::F64(scale),
+                        xb.arg(),
+                        mb.arg(),
+                        yb.arg(),
+                    ],
+                );
+                xb.check_guards("x").unwrap();
+                mb.check_guards("mask").unwrap();
+                assert_exact(&format!("{what} {io} ({gname})"), &read(&yb, io), want);
+            }
+        }
+    }
+}
+
+#[test]
+fn dropout_mask_scale_all_dtypes() {
+    dropout_cases::<f64>();
+    dropout_cases::<f32>();
+    dropout_cases::<f16>();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Convolution helpers (cuda/conv.cu, src/backend/cuda/conv/mod.rs)
+
+/// `conv_fill_bias_*` (the bias part of a convolution's output) against the CPU's conv2d with zero
+/// weights and that bias: y = 0 + bias exactly.
+fn conv_fill_bias_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    // (x dims, cout, kernel, params)
+    for (i, (xd, cout, k, prm)) in [
+        (
+            [2, 3, 7, 5],
+            4,
+            (3, 2),
+            Conv2dParams {
+                stride: (2, 1),
+                padding: (1, 0),
+                ..Default::default()
+            },
+        ),
+        ([3, 2, 9, 11], 5, (1, 1), Conv2dParams::default()),
+        ([1, 1, 4, 4], 1, (2, 2), Conv2dParams::new(1, 1)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let what = format!("conv_fill_bias_{} x {xd:?} cout {cout}", T::SUF);
+        let x = tensor(&randn(xd.iter().product(), 1000 + i as u64, dt), &xd, dt);
+        let wt = Tensor::zeros(vec![cout, xd[1], k.0, k.1], dt, Device::Cpu).unwrap();
+        let bv = randn(cout, 1100 + i as u64, dt);
+        let b = tensor(&bv, &[cout], dt);
+        let y = x.conv2d(&wt, Some(&b), prm).unwrap();
+        let y_cpu = y.to_vec_f64().unwrap();
+        let plane = y.dims()[2] * y.dims()[3];
+        let total = y.numel();
+        for (gr, gname) in grids(grid(total)) {
+            let mut bb = buf::<T>(&bv);
+            let mut yb = nan_buf::<T>(total);
+            run(
+                &format!("conv_fill_bias_{}", T::SUF),
+                gr,
+                &[
+                    Arg::I64(total as i64),
+                    Arg::I64(plane as i64),
+                    Arg::I64(cout as i64),
+                    bb.arg(),
+                    yb.arg(),
+                ],
+            );
+            bb.check_guards("bias").unwrap();
+            assert_exact(&format!("{what} ({gname})"), &read(&yb, "y"), &y_cpu);
+        }
+    }
+}
+
+/// `conv_bias_grad_*` against the autograd bias gradient of the CPU's conv2d.
+fn conv_bias_grad_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    // (x dims, cout, stride): n·plane from 20 (fewer than the 256 threads) to 3·143 = 429 (threads sum
+    // two elements), channels 1 to 7.
+    for (i, (xd, cout, s)) in [
+        ([3, 2, 13, 11], 5, 1),
+        ([1, 3, 4, 5], 7, 1),
+        ([2, 1, 9, 10], 1, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let what = format!("conv_bias_grad_{} x {xd:?} cout {cout}", T::SUF);
+        let x = tensor(&randn(xd.iter().product(), 1200 + i as u64, dt), &xd, dt);
+        let wt = tensor(
+            &randn(cout * xd[1], 1300 + i as u64, dt),
+            &[cout, xd[1], 1, 1],
+            dt,
+        );
+        let b = tensor(&randn(cout, 1400 + i as u64, dt), &[cout], dt).var();
+        let y = x.conv2d(&wt, Some(&b), Conv2dParams::new(s, 0)).unwrap();
+        let (n, plane) = (y.dims()[0], y.dims()[2] * y.dims()[3]);
+        let dyv = randn(y.numel(), 1500 + i as u64, dt);
+        let db_cpu = grad(&y, &b, &dyv);
+        // The kernel sums in Acc<T> in a strided + tree order, the CPU sequentially: f64 agrees to
+        // ~1e-14 (sums of ≤ 429 unit normals, |db| ≲ 60); f32 differs by rounding noise,
+        // ≲ 429 · 2^-24 · 60 ≈ 2e-3 in the worst case, ~1e-5 in practice; f16 (both sides in f32, one
+        // final rounding) by at most one f16 ulp (2^-10 relative).
+        let (atol, rtol) = match dt {
+            DType::F64 => (1e-12, 1e-12),
+            DType::F32 => (1e-4, 1e-5),
+            DType::F16 => (1e-3, 2e-3),
+        };
+        let blocks = cout.min(SM_COUNT * 32) as u32;
+        for (gr, gname) in grids([blocks, 1, 1]) {
+            let mut dyb = buf::<T>(&dyv);
+            let mut db = nan_buf::<T>(cout);
+            run(
+                &format!("conv_bias_grad_{}", T::SUF),
+                gr,
+                &[
+                    Arg::I64(n as i64),
+                    Arg::I64(cout as i64),
+                    Arg::I64(plane as i64),
+                    dyb.arg(),
+                    db.arg(),
+                ],
+            );
+            dyb.check_guards("dy").unwrap();
+            assert_near(
+                &format!("{what} ({gname})"),
+                &read(&db, "db"),
+                &db_cpu,
+                atol,
+                rtol,
+            );
+        }
+    }
+}
+
+/// `conv_window_<bits>` (crop and/or zero-pad planes, top-left aligned) against the CPU's narrow +
+/// zero_pad2d, bit for bit (−0.0 and NaN in the source must move unchanged).
+fn conv_window_cases<T: Elem>() {
+    let dt = T::DTYPE;
+    let (n, c, hs, ws) = (2, 3, 5, 7);
+    let mut src = randn(n * c * hs * ws, 1600, dt);
+    src[4] = -0.0;
+    src[11] = f64::NAN;
+    src[n * c * hs * ws - 1] = -0.0;
+    let x = tensor(&src, &[n, c, hs, ws], dt);
+    // Crop both, pad both, crop h / pad w, pad h / crop w, identity, one row/column.
+    for (hd, wd) in [(3, 4), (8, 9), (3, 10), (6, 7), (5, 7), (1, 1)] {
+        let what = format!("conv_window_{} ({hs}, {ws}) -> ({hd}, {wd})", T::BITS);
+        let (hk, wk) = (hs.min(hd), ws.min(wd));
+        let want = x
+            .narrow(2, 0, hk)
+            .unwrap()
+            .narrow(3, 0, wk)
+            .unwrap()
+            .zero_pad2d((0, wd - wk, 0, hd - hk))
+            .unwrap()
+            .to_vec_f64()
+            .unwrap();
+        let total = n * c * hd * wd;
+        for (gr, gname) in grids(grid(total)) {
+            let mut sb = buf::<T>(&src);
+            let mut db = nan_buf::<T>(total);
+            let scalars = [n * c, hs, ws, hd, wd].map(|v| Arg::I64(v as i64));
+            let mut a = scalars.to_vec();
+            a.extend([sb.arg(), db.arg()]);
+            // The kernel takes the dtype's bit width: the same pointers, read as u16/u32/u64.
+            run(&format!("conv_window_{}", T::BITS), gr, &a);
+            sb.check_guards("src").unwrap();
+            assert_exact(&format!("{what} ({gname})"), &read(&db, "dst"), &want);
+        }
+    }
+}
+
+#[test]
+fn conv_helpers_all_dtypes() {
+    conv_fill_bias_cases::<f64>();
+    conv_fill_bias_cases::<f32>();
+    conv_fill_bias_cases::<f16>();
+    conv_bias_grad_cases::<f64>();
+    conv_bias_grad_cases::<f32>();
+    conv_bias_grad_cases::<f16>();
+    conv_window_cases::<f64>();
+    conv_window_cases::<f32>();
+    conv_window_cases::<f16>();
+}
+
+/// Every kernel of the family exists in the emulator library (a renamed kernel fails here rather
+/// than silently dropping out of the tests above).
+#[test]
+fn family_kernels_present() {
+    let names = engine::backend::cuda_emu::kernel_names();
+    let mut want = Vec::new();
+    for s in ["f16", "f32", "f64"] {
+        for k in [
+            "max_pool2d",
+            "max_pool2d_bwd",
+            "avg_pool2d",
+            "avg_pool2d_bwd",
+            "global_avg_pool_warp",
+            "global_avg_pool_block",
+            "global_avg_pool_bwd",
+            "upsample_nearest2d",
+            "upsample_nearest2d_bwd",
+            "pad2d",
+            "pad2d_bwd",
+            "mask_scale",
+            "conv_fill_bias",
+            "conv_bias_grad",
+        ] {
+            want.push(format!("{k}_{s}"));
+        }
+    }
+    for b in ["u16", "u32", "u64"] {
+        want.push(format!("conv_window_{b}"));
+    }
+    for k in &want {
+        assert!(names.contains(k), "kernel {k} missing from the emulator");
+    }
+}
