@@ -24,202 +24,30 @@
 
 use std::collections::BTreeSet;
 
-use engine::backend::cuda_emu::{kernel_names, launch, Arg, Buf};
-use engine::testing::compare;
-use engine::{DType, Device, Tensor};
+use engine::backend::cuda_emu::test_support::{
+    assert_close, assert_sums, capped_grid, collapse, cpu_tensor, grid_1d, reduction_tol, rounded,
+    run_kernel, seeded_randn, sum_l1_tol, KernelFloat, RowGroup, StridedArgs, ONE_BLOCK,
+};
+use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::Element;
 use half::f16;
 
-/// Threads per block of every launch in this family (`THREADS`).
-const THREADS: u32 = 256;
-const BLOCK: [u32; 3] = [THREADS, 1, 1];
-/// A pretend GPU: few SMs keep the emulated grids small and make the grid-stride loops wrap.
-const SM_COUNT: usize = 4;
-/// `WARP_ROW_MAX` of src/backend/cuda/softmax.rs: `RowGroup::for_contiguous` picks a warp per plane
-/// up to this many elements.
-const WARP_ROW_MAX: usize = 1024;
+// Tolerances: outputs in T against the CPU within `reduction_tol(T)` (f16: the std backward also
+// reads σ rounded to f16), scratch in `Acc<T>` against f64 within `reduction_tol(Acc<T>)` (an f16
+// kernel's f32 scratch comes from f16-rounded inputs that the f64 reference uses too), sums within
+// `sum_l1_tol(Acc<T>)` of their terms' magnitudes.
+
 /// `SERIAL_MAX` and `MANY_OUTPUTS` of src/backend/cuda/reduce.rs.
 const SERIAL_MAX: usize = 64;
 const MANY_OUTPUTS: usize = 4096;
-/// `MAX_DIMS` of common.cuh (`StridedArgs`).
-const MAX_DIMS: usize = 8;
 /// The AdaIN / channel_std eps of the reference (`calc_mean_std`).
 const EPS: f64 = 1e-5;
 
-/// A storage type of the kernels: suffix, dtype, accumulator type, tolerances.
-trait Elem: bytemuck::Pod {
-    const SUF: &'static str;
-    const DTYPE: DType;
-    /// `Acc<T>`: the type of the statistics / sums scratch buffers.
-    type Acc: Elem;
-    /// (atol, rtol) for the outputs in T against the CPU.
-    const TOL: (f64, f64);
-    /// (atol, rtol) for values computed in `Acc<T>` against f64.
-    const ACC_TOL: (f64, f64);
-    /// Sums: |emu − cpu| ≤ L1_TOL·Σ|terms| + rtol(TOL)·|cpu|.
-    const L1_TOL: f64;
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-}
-
-impl Elem for f64 {
-    const SUF: &'static str = "f64";
-    const DTYPE: DType = DType::F64;
-    type Acc = f64;
-    // f64 against f64: only the summation order differs (tree vs the CPU's serial loops).
-    const TOL: (f64, f64) = (1e-11, 1e-10);
-    const ACC_TOL: (f64, f64) = (1e-11, 1e-10);
-    // A sum of n terms in another order differs by ≲ √n·u·Σ|terms| in practice (u = 1.1e-16); 1e-13
-    // leaves room for n up to ~10^6.
-    const L1_TOL: f64 = 1e-13;
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-}
-
-impl Elem for f32 {
-    const SUF: &'static str = "f32";
-    const DTYPE: DType = DType::F32;
-    type Acc = f32;
-    // f32: a few ulps from the order of the plane sums (warp/block trees vs the CPU's serial sums);
-    // the AdaIN gradients chain several such sums, and O(1) values, hence 2e-5.
-    const TOL: (f64, f64) = (2e-5, 2e-5);
-    const ACC_TOL: (f64, f64) = (2e-5, 2e-5);
-    // u = 6e-8; 2e-5 = ~300 u per unit of Σ|terms| (the √n·u estimate is ≤ 70 u for our n ≤ 1500).
-    const L1_TOL: f64 = 2e-5;
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-}
-
-impl Elem for f16 {
-    const SUF: &'static str = "f16";
-    const DTYPE: DType = DType::F16;
-    type Acc = f32;
-    // f16 storage, f32 compute on both sides (the CPU widens f16 to f32): each output is rounded once
-    // to f16 (half an ulp, rel. 2^-11), and the two f32 results may straddle a rounding boundary (one
-    // ulp, rel. ≤ 2^-10 ≈ 1e-3); the std backward reads σ rounded to f16; allow a few ulps.
-    const TOL: (f64, f64) = (1e-2, 1e-2);
-    // The scratch is f32, from f16-rounded inputs that the f64 reference uses too.
-    const ACC_TOL: (f64, f64) = (2e-5, 2e-5);
-    const L1_TOL: f64 = 2e-5;
-    fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
-    }
-    fn to_f64(self) -> f64 {
-        f16::to_f64(self)
-    }
-}
-
-// ------------------------------------------------------------------------------------------ helpers
-
-fn run(name: &str, grid: [u32; 3], args: &[Arg]) {
-    launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
-
-/// `g.grid(n)`: min(ceil(n/256), sm_count·32) blocks (at least 1).
-fn grid(n: usize) -> [u32; 3] {
-    [
-        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
-        1,
-        1,
-    ]
-}
-
-const ONE_BLOCK: [u32; 3] = [1, 1, 1];
-
-fn conv<T: Elem>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::from_f64(x)).collect()
-}
-
-/// Values rounded to T (what both sides then read exactly).
-fn round<T: Elem>(v: Vec<f64>) -> Vec<f64> {
-    v.into_iter().map(|x| T::from_f64(x).to_f64()).collect()
-}
-
-fn checked<T: Elem>(b: &Buf<T>, what: &str) -> Vec<f64> {
-    b.check_guards(what).unwrap();
-    b.to_vec().into_iter().map(|x| x.to_f64()).collect()
-}
-
-fn nan_buf<T: Elem>(len: usize) -> Buf<T> {
-    Buf::filled(len, T::from_f64(f64::NAN))
-}
-
-fn randn(len: usize, seed: u64) -> Vec<f64> {
-    Tensor::randn(vec![len], 0.0, 1.0, seed, DType::F64, Device::Cpu)
-        .unwrap()
-        .to_vec_f64()
-        .unwrap()
-}
-
-fn tensor<T: Elem>(v: &[f64], dims: &[usize]) -> Tensor {
-    Tensor::from_f64s(v, dims.to_vec(), T::DTYPE, Device::Cpu).unwrap()
-}
-
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: (f64, f64)) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (max, ok) = compare(got, want, tol.0, tol.1);
-    assert!(ok, "{what}: max |emulated − reference| = {max:.3e}");
-}
-
-/// Sums: element o within `l1_tol·l1[o] + rtol·|want[o]|` (the error of a sum in another order
-/// scales with the sum of its terms' magnitudes, not with its value).
-fn assert_sums(what: &str, got: &[f64], want: &[f64], l1: &[f64], l1_tol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (o, ((&g, &w), &a)) in got.iter().zip(want).zip(l1).enumerate() {
-        let d = (g - w).abs();
-        assert!(
-            d <= l1_tol * a + rtol * w.abs(),
-            "{what}: element {o}: emulated {g} vs reference {w} (|diff| {d:.3e}, Σ|terms| {a:.3e})"
-        );
-    }
-}
-
-/// The per-plane group of the AdaIN / plane-statistics kernels (`RowGroup::{Warp, Block}`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Group {
-    Warp,
-    Block,
-}
-
-impl Group {
-    /// `RowGroup::for_contiguous`.
-    fn pick(hw: usize) -> Group {
-        if hw <= WARP_ROW_MAX {
-            Group::Warp
-        } else {
-            Group::Block
-        }
-    }
-    fn other(self) -> Group {
-        match self {
-            Group::Warp => Group::Block,
-            Group::Block => Group::Warp,
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Group::Warp => "warp",
-            Group::Block => "block",
-        }
-    }
-    /// `RowGroup::config`: 8 planes per block (warp) or one block per plane, capped at sm_count·32;
-    /// `one_block` forces a single block.
-    fn grid(self, planes: usize, one_block: bool) -> [u32; 3] {
-        if one_block {
-            return ONE_BLOCK;
-        }
-        let blocks = match self {
-            Group::Warp => planes.div_ceil(THREADS as usize / 32),
-            Group::Block => planes,
-        };
-        [blocks.clamp(1, SM_COUNT * 32) as u32, 1, 1]
+/// The variant the launcher does not pick (both are correct for any plane size).
+fn other(g: RowGroup) -> RowGroup {
+    match g {
+        RowGroup::Warp => RowGroup::Block,
+        _ => RowGroup::Warp,
     }
 }
 
@@ -248,10 +76,9 @@ fn variants(shapes: &[(usize, usize)]) -> Vec<Variant> {
             one_block: true,
         },
     ];
-    if shapes
-        .iter()
-        .all(|&(hw, planes)| Group::pick(hw) == Group::Block || planes <= FLIP_BLOCK_MAX)
-    {
+    if shapes.iter().all(|&(hw, planes)| {
+        RowGroup::for_contiguous(hw) == RowGroup::Block || planes <= FLIP_BLOCK_MAX
+    }) {
         v.push(Variant {
             flip: true,
             one_block: false,
@@ -261,10 +88,10 @@ fn variants(shapes: &[(usize, usize)]) -> Vec<Variant> {
 }
 
 impl Variant {
-    fn group(self, hw: usize) -> Group {
-        let g = Group::pick(hw);
+    fn group(self, hw: usize) -> RowGroup {
+        let g = RowGroup::for_contiguous(hw);
         if self.flip {
-            g.other()
+            other(g)
         } else {
             g
         }
@@ -282,22 +109,22 @@ fn mean_std_f64(p: &[f64], eps: f64) -> (f64, f64) {
 // --------------------------------------------------------------------------- plane statistics
 
 /// `channel_mean` (and `channel_std` when hw ≥ 2) of `[n, c, h, w]` and their gradients.
-fn plane_stat_case<T: Elem>(dims: [usize; 4], seed: u64) {
+fn plane_stat_case<T: KernelFloat>(dims: [usize; 4], seed: u64) {
     let [n, c, h, w] = dims;
     let (hw, planes) = (h * w, n * c);
     let total = planes * hw;
-    let x = round::<T>(randn(total, seed).iter().map(|v| 2.0 * v + 0.5).collect());
-    let wgt = round::<T>(randn(planes, seed + 1));
+    let x = rounded::<T>(seeded_randn(total, seed).iter().map(|v| 2.0 * v + 0.5));
+    let wgt = rounded::<T>(seeded_randn(planes, seed + 1));
     let stds: &[bool] = if hw >= 2 { &[false, true] } else { &[false] };
     for &want_std in stds {
         // CPU: y = channel_mean / channel_std, dx = ∂(Σ y·w)/∂x.
-        let xt = tensor::<T>(&x, &dims).var();
+        let xt = cpu_tensor::<T>(&x, &dims).var();
         let y = if want_std {
             xt.channel_std(EPS).unwrap()
         } else {
             xt.channel_mean().unwrap()
         };
-        let wt = tensor::<T>(&wgt, &[n, c, 1, 1]);
+        let wt = cpu_tensor::<T>(&wgt, &[n, c, 1, 1]);
         let grads = y.mul(&wt).unwrap().sum_all().unwrap().backward().unwrap();
         let want_y = y.to_vec_f64().unwrap();
         let want_dx = grads.get(&xt).expect("dx").to_vec_f64().unwrap();
@@ -314,11 +141,11 @@ fn plane_stat_case<T: Elem>(dims: [usize; 4], seed: u64) {
                 T::SUF,
                 grp.name()
             );
-            let cfg = grp.grid(planes, v.one_block);
+            let cfg = grp.grid_or_one_block(planes, v.one_block);
             let md = hw as f64;
-            let mut xb = Buf::<T>::from_slice(&conv(&x));
-            let mut out = nan_buf::<T>(planes);
-            run(
+            let mut xb = Buf::<T>::from_f64s(&x);
+            let mut out = Buf::<T>::nan(planes);
+            run_kernel(
                 &format!("plane_stat_{}_{}", grp.name(), T::SUF),
                 cfg,
                 &[
@@ -331,15 +158,20 @@ fn plane_stat_case<T: Elem>(dims: [usize; 4], seed: u64) {
                     out.arg(),
                 ],
             );
-            let got_y = checked(&out, "out");
-            assert_close(&format!("{what}: y"), &got_y, &want_y, T::TOL);
+            let got_y = out.checked_f64s("out");
+            assert_close(
+                &format!("{what}: y"),
+                &got_y,
+                &want_y,
+                reduction_tol(T::DTYPE),
+            );
 
             // Backward: dy = w; the std backward reads x and the forward's output (saved σ, T).
-            let mut dy = Buf::<T>::from_slice(&conv(&wgt));
-            let mut dx = nan_buf::<T>(total);
+            let mut dy = Buf::<T>::from_f64s(&wgt);
+            let mut dx = Buf::<T>::nan(total);
             if want_std {
                 let mut sd = Buf::<T>::from_slice(&out.to_vec());
-                run(
+                run_kernel(
                     &format!("plane_stat_bwd_std_{}_{}", grp.name(), T::SUF),
                     cfg,
                     &[
@@ -355,9 +187,13 @@ fn plane_stat_case<T: Elem>(dims: [usize; 4], seed: u64) {
                 sd.check_guards("sd").unwrap();
             } else {
                 // A 1-d grid-stride over all elements (`g.grid(total)`); no group.
-                run(
+                run_kernel(
                     &format!("plane_stat_bwd_mean_{}", T::SUF),
-                    if v.one_block { ONE_BLOCK } else { grid(total) },
+                    if v.one_block {
+                        ONE_BLOCK
+                    } else {
+                        grid_1d(total)
+                    },
                     &[
                         Arg::I64(total as i64),
                         Arg::I64(hw as i64),
@@ -369,8 +205,13 @@ fn plane_stat_case<T: Elem>(dims: [usize; 4], seed: u64) {
             }
             xb.check_guards("x").unwrap();
             dy.check_guards("dy").unwrap();
-            let got_dx = checked(&dx, "dx");
-            assert_close(&format!("{what}: dx"), &got_dx, &want_dx, T::TOL);
+            let got_dx = dx.checked_f64s("dx");
+            assert_close(
+                &format!("{what}: dx"),
+                &got_dx,
+                &want_dx,
+                reduction_tol(T::DTYPE),
+            );
         }
     }
 }
@@ -412,17 +253,17 @@ fn plane_stat_f16_matches_cpu() {
 // --------------------------------------------------------------------------------------- AdaIN
 
 /// The launcher's `style_stats`: `[μ, σ]` per style plane in `Acc<T>`.
-fn emu_style_stats<T: Elem>(
-    g: Group,
+fn emu_style_stats<T: KernelFloat>(
+    g: RowGroup,
     one_block: bool,
     splanes: usize,
     hws: usize,
     s: &mut Buf<T>,
 ) -> Buf<T::Acc> {
-    let mut stats = nan_buf::<T::Acc>(2 * splanes);
-    run(
+    let mut stats = Buf::<T::Acc>::nan(2 * splanes);
+    run_kernel(
         &format!("style_stats_{}_{}", g.name(), T::SUF),
-        g.grid(splanes, one_block),
+        g.grid_or_one_block(splanes, one_block),
         &[
             Arg::I64(splanes as i64),
             Arg::I64(hws as i64),
@@ -439,31 +280,32 @@ fn emu_style_stats<T: Elem>(
 
 /// AdaIN of content `[n, c, h, w]` with style `[ns, c, hs, ws]` (ns = 1 or n): the forward, then the
 /// backward with dy = w, as `AdainForward` / `AdainBackward` launch them.
-fn adain_case<T: Elem>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
+fn adain_case<T: KernelFloat>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
     let [n, c, h, w] = cdims;
     let [ns, cs, hs, ws] = sdims;
     assert!(cs == c && (ns == 1 || ns == n) && h * w >= 2 && hs * ws >= 2);
     let (hw, hws) = (h * w, hs * ws);
     let (planes, splanes) = (n * c, ns * c);
-    let x = round::<T>(
-        randn(planes * hw, seed)
+    let x = rounded::<T>(
+        seeded_randn(planes * hw, seed)
             .iter()
-            .map(|v| 1.5 * v + 0.3)
-            .collect(),
+            .map(|v| 1.5 * v + 0.3),
     );
-    let s = round::<T>(
-        randn(splanes * hws, seed + 1)
+    let s = rounded::<T>(
+        seeded_randn(splanes * hws, seed + 1)
             .iter()
-            .map(|v| 0.7 * v - 0.2)
-            .collect(),
+            .map(|v| 0.7 * v - 0.2),
     );
-    let wgt = round::<T>(randn(planes * hw, seed + 2));
+    let wgt = rounded::<T>(seeded_randn(planes * hw, seed + 2));
 
     // CPU: y = adain(content, style), gradients of Σ y·w w.r.t. content and style.
-    let (ct, st) = (tensor::<T>(&x, &cdims).var(), tensor::<T>(&s, &sdims).var());
+    let (ct, st) = (
+        cpu_tensor::<T>(&x, &cdims).var(),
+        cpu_tensor::<T>(&s, &sdims).var(),
+    );
     let y = ct.adain(&st, EPS).unwrap();
     let grads = y
-        .mul(&tensor::<T>(&wgt, &cdims))
+        .mul(&cpu_tensor::<T>(&wgt, &cdims))
         .unwrap()
         .sum_all()
         .unwrap()
@@ -507,22 +349,22 @@ fn adain_case<T: Elem>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
             cg.name(),
             sg.name()
         );
-        let mut xb = Buf::<T>::from_slice(&conv(&x));
-        let mut sb = Buf::<T>::from_slice(&conv(&s));
+        let mut xb = Buf::<T>::from_f64s(&x);
+        let mut sb = Buf::<T>::from_f64s(&s);
 
         // Forward: style statistics, then the content kernel.
         let mut stats = emu_style_stats(sg, v.one_block, splanes, hws, &mut sb);
-        let got_stats = checked(&stats, "stats");
+        let got_stats = stats.checked_f64s("stats");
         assert_close(
             &format!("{what}: style stats"),
             &got_stats,
             &want_stats,
-            T::Acc::ACC_TOL,
+            reduction_tol(T::Acc::DTYPE),
         );
-        let mut out = nan_buf::<T>(planes * hw);
-        run(
+        let mut out = Buf::<T>::nan(planes * hw);
+        run_kernel(
             &format!("adain_fwd_{}_{}", cg.name(), T::SUF),
-            cg.grid(planes, v.one_block),
+            cg.grid_or_one_block(planes, v.one_block),
             &[
                 Arg::I64(planes64),
                 Arg::I64(hw64),
@@ -538,20 +380,20 @@ fn adain_case<T: Elem>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
         stats.check_guards("stats").unwrap();
         assert_close(
             &format!("{what}: y"),
-            &checked(&out, "out"),
+            &out.checked_f64s("out"),
             &want_y,
-            T::TOL,
+            reduction_tol(T::DTYPE),
         );
 
         // Backward: the launcher recomputes the style statistics with the same kernel on the same
         // input, which is deterministic (fixed reduction tree), so the forward's buffer is reused;
         // then the content gradient and per-plane sums, then the style gradient.
-        let mut dy = Buf::<T>::from_slice(&conv(&wgt));
-        let mut dc = nan_buf::<T>(planes * hw);
-        let mut sums = nan_buf::<T::Acc>(2 * planes);
-        run(
+        let mut dy = Buf::<T>::from_f64s(&wgt);
+        let mut dc = Buf::<T>::nan(planes * hw);
+        let mut sums = Buf::<T::Acc>::nan(2 * planes);
+        run_kernel(
             &format!("adain_bwd_content_{}_{}", cg.name(), T::SUF),
-            cg.grid(planes, v.one_block),
+            cg.grid_or_one_block(planes, v.one_block),
             &[
                 Arg::I64(planes64),
                 Arg::I64(hw64),
@@ -566,25 +408,25 @@ fn adain_case<T: Elem>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
                 sums.arg(),
             ],
         );
-        let got_sums = checked(&sums, "sums");
+        let got_sums = sums.checked_f64s("sums");
         assert_sums(
             &format!("{what}: sums (Σdy, Σdy·x̂)"),
             &got_sums,
             &want_sums,
             &sums_l1,
-            T::Acc::L1_TOL,
-            T::Acc::ACC_TOL.1,
+            sum_l1_tol(T::Acc::DTYPE),
+            reduction_tol(T::Acc::DTYPE).1,
         );
         assert_close(
             &format!("{what}: d content"),
-            &checked(&dc, "dc"),
+            &dc.checked_f64s("dc"),
             &want_dc,
-            T::TOL,
+            reduction_tol(T::DTYPE),
         );
-        let mut ds = nan_buf::<T>(splanes * hws);
-        run(
+        let mut ds = Buf::<T>::nan(splanes * hws);
+        run_kernel(
             &format!("adain_bwd_style_{}_{}", sg.name(), T::SUF),
-            sg.grid(splanes, v.one_block),
+            sg.grid_or_one_block(splanes, v.one_block),
             &[
                 Arg::I64(splanes as i64),
                 Arg::I64(hws as i64),
@@ -600,9 +442,9 @@ fn adain_case<T: Elem>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
         );
         assert_close(
             &format!("{what}: d style"),
-            &checked(&ds, "ds"),
+            &ds.checked_f64s("ds"),
             &want_ds,
-            T::TOL,
+            reduction_tol(T::DTYPE),
         );
         for (b, name) in [(&xb, "content"), (&sb, "style"), (&dy, "dy")] {
             b.check_guards(name).unwrap();
@@ -648,40 +490,6 @@ fn adain_f16_matches_cpu() {
 
 // ------------------------------------------------------------------------------------------ sums
 
-/// `collapse` of src/backend/cuda/mod.rs for one operand: drops extent-1 dims, merges contiguous
-/// neighbours.
-fn collapse(dims: &[usize], strides: &[usize]) -> (Vec<usize>, Vec<usize>) {
-    let (mut od, mut os): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
-    for (&n, &s) in dims.iter().zip(strides) {
-        if n == 1 {
-            continue;
-        }
-        if od.last().is_some() && *os.last().unwrap() == s * n {
-            *od.last_mut().unwrap() *= n;
-            *os.last_mut().unwrap() = s;
-        } else {
-            od.push(n);
-            os.push(s);
-        }
-    }
-    (od, os)
-}
-
-/// The bytes of common.cuh's `StridedArgs { i64 dims[8]; i64 strides[8]; int rank; int pad_; }`.
-fn strided_args(dims: &[usize], strides: &[usize]) -> Arg {
-    assert!(dims.len() <= MAX_DIMS, "{dims:?}: more than MAX_DIMS dims");
-    let mut b = Vec::with_capacity(2 * MAX_DIMS * 8 + 8);
-    for d in 0..MAX_DIMS {
-        b.extend_from_slice(&(*dims.get(d).unwrap_or(&0) as i64).to_ne_bytes());
-    }
-    for d in 0..MAX_DIMS {
-        b.extend_from_slice(&(*strides.get(d).unwrap_or(&0) as i64).to_ne_bytes());
-    }
-    b.extend_from_slice(&(dims.len() as i32).to_ne_bytes());
-    b.extend_from_slice(&0i32.to_ne_bytes());
-    Arg::Pod(b)
-}
-
 /// The kernel `SumKeep`'s launcher picks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum SumKernel {
@@ -691,10 +499,16 @@ enum SumKernel {
 
 /// Sums `[dims]` over `red` (keepdim) with the CPU and with the launcher's sequence; `all` uses
 /// `sum_all` on the CPU (red must then be every dim). `expect` is the kernel the launcher must pick.
-fn sum_case<T: Elem>(dims: &[usize], red: &[usize], all: bool, expect: SumKernel, seed: u64) {
+fn sum_case<T: KernelFloat>(
+    dims: &[usize],
+    red: &[usize],
+    all: bool,
+    expect: SumKernel,
+    seed: u64,
+) {
     let numel: usize = dims.iter().product();
-    let x = round::<T>(randn(numel, seed).iter().map(|v| v + 0.25).collect());
-    let xt = tensor::<T>(&x, dims);
+    let x = rounded::<T>(seeded_randn(numel, seed).iter().map(|v| v + 0.25));
+    let xt = cpu_tensor::<T>(&x, dims);
     let want = if all {
         assert_eq!(red.len(), dims.len());
         xt.sum_all().unwrap()
@@ -717,10 +531,11 @@ fn sum_case<T: Elem>(dims: &[usize], red: &[usize], all: bool, expect: SumKernel
     let kept: Vec<usize> = (0..rank).filter(|&d| outd[d] == dims[d]).collect();
     let reduced: Vec<usize> = (0..rank).filter(|&d| outd[d] != dims[d]).collect();
     let pick = |ds: &[usize]| {
-        collapse(
+        let (cd, mut cs) = collapse(
             &ds.iter().map(|&d| dims[d]).collect::<Vec<_>>(),
-            &ds.iter().map(|&d| strides[d]).collect::<Vec<_>>(),
-        )
+            &[&ds.iter().map(|&d| strides[d]).collect::<Vec<_>>()],
+        );
+        (cd, cs.remove(0))
     };
     let (kd, ks) = pick(&kept);
     let (rd, rs) = pick(&reduced);
@@ -765,31 +580,38 @@ fn sum_case<T: Elem>(dims: &[usize], red: &[usize], all: bool, expect: SumKernel
     }
     for (k, one_block) in kernels {
         let (name, cfg) = match k {
-            SumKernel::Thread => ("sum_thread", grid(n_out)),
-            SumKernel::Block => ("sum_block", [n_out.clamp(1, SM_COUNT * 32) as u32, 1, 1]),
+            SumKernel::Thread => ("sum_thread", grid_1d(n_out)),
+            SumKernel::Block => ("sum_block", capped_grid(n_out)),
         };
         let cfg = if one_block { ONE_BLOCK } else { cfg };
         let what = format!(
             "sum {dims:?} over {red:?} {} {name} grid {cfg:?} (launcher: {picked:?})",
             T::SUF
         );
-        let mut xb = Buf::<T>::from_slice(&conv(&x));
-        let mut y = nan_buf::<T>(n_out);
-        run(
+        let mut xb = Buf::<T>::from_f64s(&x);
+        let mut y = Buf::<T>::nan(n_out);
+        run_kernel(
             &format!("{name}_{}", T::SUF),
             cfg,
             &[
                 Arg::I64(n_out as i64),
                 Arg::I64(n_red as i64),
-                strided_args(&kd, &ks),
-                strided_args(&rd, &rs),
+                StridedArgs::new(&kd, &ks).arg(),
+                StridedArgs::new(&rd, &rs).arg(),
                 xb.arg(),
                 y.arg(),
             ],
         );
         xb.check_guards("x").unwrap();
-        let got = checked(&y, "y");
-        assert_sums(&what, &got, &want, &l1, T::Acc::L1_TOL, T::TOL.1.min(2e-3));
+        let got = y.checked_f64s("y");
+        assert_sums(
+            &what,
+            &got,
+            &want,
+            &l1,
+            sum_l1_tol(T::Acc::DTYPE),
+            reduction_tol(T::DTYPE).1.min(2e-3),
+        );
     }
 }
 

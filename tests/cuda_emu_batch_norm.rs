@@ -10,96 +10,19 @@
 //! f32, f16 and f16-out-of-f32 (the mixed-precision apply). Outputs start as NaN and every buffer's
 //! guard zones are checked after each launch.
 
+use engine::backend::cuda_emu::test_support::{
+    assert_close, grid_1d, run_kernel, seeded_randn, KernelFloat, BLOCK, SM_COUNT,
+};
 use engine::backend::cuda_emu::{launch, Arg, Buf};
-use engine::testing::compare;
 use engine::{BatchNormArgs, DType, Device, Result, Tensor};
 use half::f16;
 
-/// Threads per block of the reductions and of `g.grid` (BN_THREADS, THREADS).
-const THREADS: u32 = 256;
 /// The launchers' `MIN_ITEMS_PER_BLOCK`.
 const MIN_ITEMS_PER_BLOCK: usize = 4096;
-/// A pretend GPU: few SMs keep the emulated grids small and make the grid-stride loops wrap.
-const SM_COUNT: usize = 4;
-
-/// A storage type of the kernels: its suffix, its vector width, conversions through f64.
-trait Elem: bytemuck::Pod {
-    const SUF: &'static str;
-    const DTYPE: DType;
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-}
-
-impl Elem for f64 {
-    const SUF: &'static str = "f64";
-    const DTYPE: DType = DType::F64;
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-}
-
-impl Elem for f32 {
-    const SUF: &'static str = "f32";
-    const DTYPE: DType = DType::F32;
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-}
-
-impl Elem for f16 {
-    const SUF: &'static str = "f16";
-    const DTYPE: DType = DType::F16;
-    fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
-    }
-    fn to_f64(self) -> f64 {
-        f16::to_f64(self)
-    }
-}
-
-fn grid(n: usize) -> [u32; 3] {
-    [
-        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
-        1,
-        1,
-    ]
-}
-
-const BLOCK: [u32; 3] = [THREADS, 1, 1];
 
 fn splits(c: usize, items: usize) -> usize {
     let want = (SM_COUNT * 8).div_ceil(c.max(1));
     want.min(items.div_ceil(MIN_ITEMS_PER_BLOCK)).max(1)
-}
-
-fn run(name: &str, grid: [u32; 3], args: &[Arg]) {
-    launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
-
-fn conv<T: Elem>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::from_f64(x)).collect()
-}
-
-fn back<T: Elem>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|x| x.to_f64()).collect()
-}
-
-fn checked<T: Elem>(b: &Buf<T>, what: &str) -> Vec<f64> {
-    b.check_guards(what).unwrap();
-    back(&b.to_vec())
-}
-
-fn randn(len: usize, seed: u64) -> Vec<f64> {
-    Tensor::randn(vec![len], 0.0, 1.0, seed, DType::F64, Device::Cpu)
-        .unwrap()
-        .to_vec_f64()
-        .unwrap()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,21 +57,33 @@ fn inputs(dims: (usize, usize, usize), x_dt: DType, p_dt: DType, seed: u64) -> I
             .unwrap()
     };
     // An offset mean and a non-unit spread, so the statistics matter.
-    let x = randn(total, seed).iter().map(|v| 2.5 * v + 1.5).collect();
+    let x = seeded_randn(total, seed)
+        .iter()
+        .map(|v| 2.5 * v + 1.5)
+        .collect();
     Inputs {
         n,
         c,
         hw,
         x: round(x, x_dt),
-        res: round(randn(total, seed + 1), x_dt),
-        gamma: round(randn(c, seed + 2).iter().map(|v| v + 1.0).collect(), p_dt),
-        beta: round(randn(c, seed + 3), p_dt),
-        rm: round(randn(c, seed + 4).iter().map(|v| 0.3 * v).collect(), p_dt),
-        rv: round(
-            randn(c, seed + 5).iter().map(|v| v.abs() + 0.5).collect(),
+        res: round(seeded_randn(total, seed + 1), x_dt),
+        gamma: round(
+            seeded_randn(c, seed + 2).iter().map(|v| v + 1.0).collect(),
             p_dt,
         ),
-        w: round(randn(total, seed + 6), x_dt),
+        beta: round(seeded_randn(c, seed + 3), p_dt),
+        rm: round(
+            seeded_randn(c, seed + 4).iter().map(|v| 0.3 * v).collect(),
+            p_dt,
+        ),
+        rv: round(
+            seeded_randn(c, seed + 5)
+                .iter()
+                .map(|v| v.abs() + 0.5)
+                .collect(),
+            p_dt,
+        ),
+        w: round(seeded_randn(total, seed + 6), x_dt),
     }
 }
 
@@ -216,7 +151,7 @@ struct EmuOut {
 /// The launch sequence of `BatchNormForward` then `BatchNormBackward` with input storage T,
 /// accumulator A, big outputs TO, per-channel statistics handed to the backward as T (what
 /// `cuda::run` does: the forward writes them in A and casts them to the op's dtype).
-fn emu<T: Elem, A: Elem, TO: Elem>(
+fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     inp: &Inputs,
     kind: Kind,
     training: bool,
@@ -233,26 +168,25 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
     let (relu, add) = (kind != Kind::Plain, kind == Kind::AddRelu);
     let (sfx, osfx) = (T::SUF, TO::SUF);
     let (c64, hw64, m) = (c as i64, hw as i64, n * hw);
-    let mut x = Buf::<T>::from_slice(&conv(&inp.x));
-    let mut res = Buf::<T>::from_slice(&conv(&inp.res));
-    let mut gamma = Buf::<T>::from_slice(&conv(&inp.gamma));
-    let mut beta = Buf::<T>::from_slice(&conv(&inp.beta));
-    let mut rm = Buf::<T>::from_slice(&conv(&inp.rm));
-    let mut rv = Buf::<T>::from_slice(&conv(&inp.rv));
-    let nan = || A::from_f64(f64::NAN);
-    let mut y = Buf::<TO>::filled(total, TO::from_f64(f64::NAN));
-    let mut save_mean = Buf::<A>::filled(c, nan());
-    let mut save_invstd = Buf::<A>::filled(c, nan());
-    let mut new_rm = Buf::<A>::filled(c, nan());
-    let mut new_rv = Buf::<A>::filled(c, nan());
-    let mut coef = Buf::<A>::filled(2 * c, nan());
+    let mut x = Buf::<T>::from_f64s(&inp.x);
+    let mut res = Buf::<T>::from_f64s(&inp.res);
+    let mut gamma = Buf::<T>::from_f64s(&inp.gamma);
+    let mut beta = Buf::<T>::from_f64s(&inp.beta);
+    let mut rm = Buf::<T>::from_f64s(&inp.rm);
+    let mut rv = Buf::<T>::from_f64s(&inp.rv);
+    let mut y = Buf::<TO>::nan(total);
+    let mut save_mean = Buf::<A>::nan(c);
+    let mut save_invstd = Buf::<A>::nan(c);
+    let mut new_rm = Buf::<A>::nan(c);
+    let mut new_rv = Buf::<A>::nan(c);
+    let mut coef = Buf::<A>::nan(2 * c);
 
     // Forward.
     let items = n * (hw / v);
     let s = if training { splits(c, items) } else { 1 };
-    let mut part = Buf::<A>::filled(3 * c * s, nan());
+    let mut part = Buf::<A>::nan(3 * c * s);
     if training {
-        run(
+        run_kernel(
             &format!("bn_stats_{sfx}_{vs}"),
             [(c * s) as u32, 1, 1],
             &[
@@ -266,9 +200,9 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
         );
         part.check_guards("part").unwrap();
     }
-    run(
+    run_kernel(
         &format!("bn_fwd_finalize_{sfx}"),
-        grid(c),
+        grid_1d(c),
         &[
             Arg::I64(c64),
             Arg::I64(s as i64),
@@ -289,9 +223,9 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
         ],
     );
     let items = total / v;
-    run(
+    run_kernel(
         &format!("bn_fwd_apply_{sfx}_{osfx}_{vs}"),
-        grid(items),
+        grid_1d(items),
         &[
             Arg::I64(items as i64),
             Arg::I64(c64),
@@ -304,26 +238,26 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
             y.arg(),
         ],
     );
-    let y_out = checked(&y, "y");
+    let y_out = y.checked_f64s("y");
     let (save_mean_v, save_invstd_v) = (
-        checked(&save_mean, "save_mean"),
-        checked(&save_invstd, "save_invstd"),
+        save_mean.checked_f64s("save_mean"),
+        save_invstd.checked_f64s("save_invstd"),
     );
-    let (rm_v, rv_v) = (checked(&new_rm, "new_rm"), checked(&new_rv, "new_rv"));
+    let (rm_v, rv_v) = (new_rm.checked_f64s("new_rm"), new_rv.checked_f64s("new_rv"));
     coef.check_guards("coef").unwrap();
 
     // Backward: the forward's saved statistics (batch statistics in training, running ones in
     // eval), handed over in T as `cuda::run` casts them to the op's dtype.
     let (mean_t, invstd_t) = (save_mean_v.clone(), save_invstd_v.clone());
-    let mut mean = Buf::<T>::from_slice(&conv(&mean_t));
-    let mut invstd = Buf::<T>::from_slice(&conv(&invstd_t));
+    let mut mean = Buf::<T>::from_f64s(&mean_t);
+    let mut invstd = Buf::<T>::from_f64s(&invstd_t);
     // The backward reads y in T (the launcher's inputs share one dtype).
-    let mut y_in = Buf::<T>::from_slice(&conv(&y_out));
-    let mut dy = Buf::<T>::from_slice(&conv(&inp.w));
+    let mut y_in = Buf::<T>::from_f64s(&y_out);
+    let mut dy = Buf::<T>::from_f64s(&inp.w);
     let items = n * (hw / v);
     let s = splits(c, items);
-    let mut part = Buf::<A>::filled(2 * c * s, nan());
-    run(
+    let mut part = Buf::<A>::nan(2 * c * s);
+    run_kernel(
         &format!("bn_bwd_reduce_{sfx}_{vs}"),
         [(c * s) as u32, 1, 1],
         &[
@@ -341,12 +275,12 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
         ],
     );
     part.check_guards("bwd part").unwrap();
-    let mut dgamma = Buf::<A>::filled(c, nan());
-    let mut dbeta = Buf::<A>::filled(c, nan());
-    let mut coef = Buf::<A>::filled(5 * c, nan());
-    run(
+    let mut dgamma = Buf::<A>::nan(c);
+    let mut dbeta = Buf::<A>::nan(c);
+    let mut coef = Buf::<A>::nan(5 * c);
+    run_kernel(
         &format!("bn_bwd_finalize_{sfx}"),
-        grid(c),
+        grid_1d(c),
         &[
             Arg::I64(c64),
             Arg::I64(s as i64),
@@ -362,12 +296,12 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
     );
     coef.check_guards("bwd coef").unwrap();
     let items = total / v;
-    let mut dx = Buf::<TO>::filled(total, TO::from_f64(f64::NAN));
+    let mut dx = Buf::<TO>::nan(total);
     // Without a residual the kernel must not write dres: a zero-length buffer's guards catch it.
-    let mut dres = Buf::<TO>::filled(if add { total } else { 0 }, TO::from_f64(f64::NAN));
-    run(
+    let mut dres = Buf::<TO>::nan(if add { total } else { 0 });
+    run_kernel(
         &format!("bn_bwd_apply_{sfx}_{osfx}_{vs}"),
-        grid(items),
+        grid_1d(items),
         &[
             Arg::I64(items as i64),
             Arg::I64(c64),
@@ -395,10 +329,10 @@ fn emu<T: Elem, A: Elem, TO: Elem>(
         save_invstd: save_invstd_v,
         rm: rm_v,
         rv: rv_v,
-        dx: checked(&dx, "dx"),
-        dgamma: checked(&dgamma, "dgamma"),
-        dbeta: checked(&dbeta, "dbeta"),
-        dres: checked(&dres, "dres"),
+        dx: dx.checked_f64s("dx"),
+        dgamma: dgamma.checked_f64s("dgamma"),
+        dbeta: dbeta.checked_f64s("dbeta"),
+        dres: dres.checked_f64s("dres"),
     }
 }
 
@@ -421,24 +355,44 @@ fn stats_f64(inp: &Inputs) -> (Vec<f64>, Vec<f64>) {
     (mean, invstd)
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (max, ok) = compare(got, want, atol, rtol);
-    assert!(ok, "{what}: max |emulated − cpu| = {max:.3e}");
-}
-
-/// Runs one case: shape `(n, c, hw)`, T/A/TO, CPU dtypes (x, params), tolerances (atol, rtol) for the
-/// big tensors and for the per-channel sums (dγ, dβ sum M terms, so their error grows with M).
-#[allow(clippy::too_many_arguments)]
-fn case<T: Elem, A: Elem, TO: Elem>(
-    dims: (usize, usize, usize),
+/// A test's storage types on the CPU (x, params) and its tolerances (atol, rtol): for the big tensors
+/// and for the per-channel sums (dγ, dβ sum M terms, so their error grows with M).
+#[derive(Clone, Copy)]
+struct Precision {
     x_dt: DType,
     p_dt: DType,
-    vector: bool,
     tol: (f64, f64),
     sum_tol: (f64, f64),
+}
+
+/// [`case`] on the first `shapes` of [`SHAPES`], each with every vector pick in `vectors`; shape i
+/// gets seed `seed + i`.
+fn cases<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
+    prec: &Precision,
+    shapes: usize,
+    vectors: &[bool],
     seed: u64,
 ) {
+    for (i, &dims) in SHAPES.iter().enumerate().take(shapes) {
+        for &vector in vectors {
+            case::<T, A, TO>(dims, prec, vector, seed + i as u64);
+        }
+    }
+}
+
+/// Runs one case: shape `(n, c, hw)`, T/A/TO, training and eval, plain, ReLU and residual + ReLU.
+fn case<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
+    dims: (usize, usize, usize),
+    prec: &Precision,
+    vector: bool,
+    seed: u64,
+) {
+    let Precision {
+        x_dt,
+        p_dt,
+        tol,
+        sum_tol,
+    } = *prec;
     let inp = inputs(dims, x_dt, p_dt, seed);
     let (mean64, invstd64) = stats_f64(&inp);
     for training in [true, false] {
@@ -451,43 +405,17 @@ fn case<T: Elem, A: Elem, TO: Elem>(
             );
             let want = cpu(&inp, x_dt, p_dt, kind, training).unwrap();
             let got = emu::<T, A, TO>(&inp, kind, training, vector);
-            let (atol, rtol) = tol;
-            assert_close(&format!("{what}: y"), &got.y, &want.y, atol, rtol);
-            assert_close(&format!("{what}: dx"), &got.dx, &want.dx, atol, rtol);
+            assert_close(&format!("{what}: y"), &got.y, &want.y, tol);
+            assert_close(&format!("{what}: dx"), &got.dx, &want.dx, tol);
             if kind == Kind::AddRelu {
-                assert_close(&format!("{what}: dres"), &got.dres, &want.dres, atol, rtol);
+                assert_close(&format!("{what}: dres"), &got.dres, &want.dres, tol);
             } else {
                 assert!(got.dres.is_empty());
             }
-            let (satol, srtol) = sum_tol;
-            assert_close(
-                &format!("{what}: dγ"),
-                &got.dgamma,
-                &want.dgamma,
-                satol,
-                srtol,
-            );
-            assert_close(
-                &format!("{what}: dβ"),
-                &got.dbeta,
-                &want.dbeta,
-                satol,
-                srtol,
-            );
-            assert_close(
-                &format!("{what}: running mean"),
-                &got.rm,
-                &want.rm,
-                atol,
-                rtol,
-            );
-            assert_close(
-                &format!("{what}: running var"),
-                &got.rv,
-                &want.rv,
-                atol,
-                rtol,
-            );
+            assert_close(&format!("{what}: dγ"), &got.dgamma, &want.dgamma, sum_tol);
+            assert_close(&format!("{what}: dβ"), &got.dbeta, &want.dbeta, sum_tol);
+            assert_close(&format!("{what}: running mean"), &got.rm, &want.rm, tol);
+            assert_close(&format!("{what}: running var"), &got.rv, &want.rv, tol);
             let (mean_ref, invstd_ref) = if training {
                 (mean64.clone(), invstd64.clone())
             } else {
@@ -498,15 +426,13 @@ fn case<T: Elem, A: Elem, TO: Elem>(
                 &format!("{what}: save_mean"),
                 &got.save_mean,
                 &mean_ref,
-                atol,
-                rtol,
+                tol,
             );
             assert_close(
                 &format!("{what}: save_invstd"),
                 &got.save_invstd,
                 &invstd_ref,
-                atol,
-                rtol,
+                tol,
             );
         }
     }
@@ -526,72 +452,52 @@ const SHAPES: [(usize, usize, usize); 5] = [
 #[test]
 fn batch_norm_f64_matches_cpu() {
     // f64 against f64: only summation order differs (Welford + tree vs the CPU's loops).
-    for (i, &dims) in SHAPES.iter().enumerate() {
-        for vector in [true, false] {
-            case::<f64, f64, f64>(
-                dims,
-                DType::F64,
-                DType::F64,
-                vector,
-                (1e-11, 1e-10),
-                (1e-9, 1e-10),
-                10 + i as u64,
-            );
-        }
-    }
+    let prec = Precision {
+        x_dt: DType::F64,
+        p_dt: DType::F64,
+        tol: (1e-11, 1e-10),
+        sum_tol: (1e-9, 1e-10),
+    };
+    cases::<f64, f64, f64>(&prec, SHAPES.len(), &[true, false], 10);
 }
 
 #[test]
 fn batch_norm_f32_matches_cpu() {
     // f32: a few ulps from the order of the sums and the f64 statistics; dγ/dβ are sums of up to
     // ~12,000 products, so their absolute error is larger.
-    for (i, &dims) in SHAPES.iter().enumerate() {
-        for vector in [true, false] {
-            case::<f32, f32, f32>(
-                dims,
-                DType::F32,
-                DType::F32,
-                vector,
-                (2e-5, 2e-5),
-                (2e-3, 1e-4),
-                20 + i as u64,
-            );
-        }
-    }
+    let prec = Precision {
+        x_dt: DType::F32,
+        p_dt: DType::F32,
+        tol: (2e-5, 2e-5),
+        sum_tol: (2e-3, 1e-4),
+    };
+    cases::<f32, f32, f32>(&prec, SHAPES.len(), &[true, false], 20);
 }
 
 #[test]
 fn batch_norm_f16_matches_cpu() {
     // f16 storage, f32 compute: one f16 rounding of each output (rel. 2^-11 ≈ 4.9e-4) plus the f16
     // saved statistics the backward reads; allow a few f16 ulps.
-    for (i, &dims) in SHAPES.iter().enumerate() {
-        case::<f16, f32, f16>(
-            dims,
-            DType::F16,
-            DType::F16,
-            true,
-            (1e-2, 1e-2),
-            (0.5, 2e-2),
-            30 + i as u64,
-        );
-    }
+    let prec = Precision {
+        x_dt: DType::F16,
+        p_dt: DType::F16,
+        tol: (1e-2, 1e-2),
+        sum_tol: (0.5, 2e-2),
+    };
+    cases::<f16, f32, f16>(&prec, SHAPES.len(), &[true], 30);
 }
 
 #[test]
 fn batch_norm_f32_in_f16_out_matches_cpu_mixed_precision() {
     // f16 activations with f32 parameters: `cuda::run` widens x, residual, y, dy to f32 and the apply
     // kernels round y, dx, dres once to f16, as the CPU's final narrowing does.
-    for (i, &dims) in SHAPES.iter().enumerate().take(3) {
-        case::<f32, f32, f16>(
-            dims,
-            DType::F16,
-            DType::F32,
-            true,
-            (1e-2, 1e-2),
-            (0.5, 2e-2),
-            40 + i as u64,
-        );
-    }
+    let prec = Precision {
+        x_dt: DType::F16,
+        p_dt: DType::F32,
+        tol: (1e-2, 1e-2),
+        sum_tol: (0.5, 2e-2),
+    };
+    cases::<f32, f32, f16>(&prec, 3, &[true], 40);
 }
 
 #[test]

@@ -24,18 +24,14 @@
 //! - Outputs start as NaN, so a skipped element shows, and every buffer's guard zones are checked
 //!   after each launch.
 
-use engine::backend::cuda_emu::{kernel_names, launch, Arg, Buf};
-use engine::{BinaryOp, DType, Device, Element, MemoryFormat, Shape, Tensor, UnaryOp};
+use engine::backend::cuda_emu::test_support::{
+    collapse, cpu_tensor, grid_1d, run_kernel, seeded_randn, to_f64s, KernelFloat, StridedArgs,
+    ONE_BLOCK,
+};
+use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::{BinaryOp, Device, MemoryFormat, Shape, Tensor, UnaryOp};
 use half::f16;
-use std::fmt::Debug;
 
-/// Threads per block of `g.grid` (THREADS in src/backend/cuda/mod.rs).
-const THREADS: u32 = 256;
-/// A pretend GPU: few SMs keep the emulated grids small and make the grid-stride loops wrap.
-const SM_COUNT: usize = 4;
-/// `MAX_DIMS` of common.cuh and src/backend/cuda/mod.rs.
-const MAX_DIMS: usize = 8;
-const BLOCK: [u32; 3] = [THREADS, 1, 1];
 /// Elements for the "past the grid cap" cases: > 128 blocks × 256 threads.
 const BIG: usize = 33_001;
 
@@ -50,98 +46,39 @@ enum Grid {
 
 fn grid(g: Grid, n: usize) -> [u32; 3] {
     match g {
-        Grid::Launcher => [
-            n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
-            1,
-            1,
-        ],
-        Grid::One => [1, 1, 1],
+        Grid::Launcher => grid_1d(n),
+        Grid::One => ONE_BLOCK,
     }
 }
 
-fn run(name: &str, g: [u32; 3], args: &[Arg]) {
-    launch(name, g, BLOCK, args).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
-
-/// A storage type of the kernels.
-trait Elem: Element + bytemuck::Pod + Debug {
-    /// Suffix of the typed kernels (`unary_f32`).
-    const SUF: &'static str;
-    /// Suffix of the bit-moving kernels (`copy2d_u32`).
-    const BITS: &'static str;
-    /// The same-size unsigned integer, for bit comparisons.
-    type U: bytemuck::Pod + PartialEq + Debug + std::fmt::LowerHex;
-    fn nan() -> Self;
+/// A storage type of the kernels, with a NaN for the copy tests to plant.
+trait Elem: KernelFloat {
     /// A negative quiet NaN with a non-zero payload: copies must keep it bit for bit.
     fn payload_nan() -> Self;
-    fn is_nan(self) -> bool;
 }
 
 impl Elem for f64 {
-    const SUF: &'static str = "f64";
-    const BITS: &'static str = "u64";
-    type U = u64;
-    fn nan() -> Self {
-        f64::NAN
-    }
     fn payload_nan() -> Self {
         f64::from_bits(0xFFF8_0000_0000_1235)
-    }
-    fn is_nan(self) -> bool {
-        f64::is_nan(self)
     }
 }
 
 impl Elem for f32 {
-    const SUF: &'static str = "f32";
-    const BITS: &'static str = "u32";
-    type U = u32;
-    fn nan() -> Self {
-        f32::NAN
-    }
     fn payload_nan() -> Self {
         f32::from_bits(0xFFC0_1235)
-    }
-    fn is_nan(self) -> bool {
-        f32::is_nan(self)
     }
 }
 
 impl Elem for f16 {
-    const SUF: &'static str = "f16";
-    const BITS: &'static str = "u16";
-    type U = u16;
-    fn nan() -> Self {
-        f16::NAN
-    }
     fn payload_nan() -> Self {
         f16::from_bits(0xFE05)
     }
-    fn is_nan(self) -> bool {
-        f16::is_nan(self)
-    }
-}
-
-fn f64s<T: Elem>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|&x| Element::to_f64(x)).collect()
 }
 
 /// A tensor's storage in memory order, as `T` (which must be its dtype).
 fn raw<T: Elem>(t: &Tensor) -> Vec<T> {
     assert_eq!(t.dtype(), T::DTYPE, "raw read in the wrong dtype");
     t.storage().to_cpu().unwrap().to_vec::<T>()
-}
-
-fn checked<T: Elem>(b: &Buf<T>, what: &str) -> Vec<T> {
-    b.check_guards(what).unwrap_or_else(|e| panic!("{e}"));
-    b.to_vec()
-}
-
-fn randn(len: usize, seed: u64) -> Vec<f64> {
-    Tensor::randn(vec![len], 0.0, 1.0, seed, DType::F64, Device::Cpu)
-        .unwrap()
-        .to_vec_f64()
-        .unwrap()
 }
 
 /// `got` within `atol + rtol·|want|` of `want`; NaN must meet NaN and ±inf the same infinity.
@@ -174,8 +111,8 @@ fn close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
 #[track_caller]
 fn same_bits<T: Elem>(what: &str, got: &[T], want: &[T], any_nan: bool) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let gb: &[T::U] = bytemuck::cast_slice(got);
-    let wb: &[T::U] = bytemuck::cast_slice(want);
+    let gb: &[T::Bits] = bytemuck::cast_slice(got);
+    let wb: &[T::Bits] = bytemuck::cast_slice(want);
     let mut bad = Vec::new();
     for i in 0..got.len() {
         let ok = gb[i] == wb[i] || (any_nan && got[i].is_nan() && want[i].is_nan());
@@ -196,69 +133,7 @@ fn same_bits<T: Elem>(what: &str, got: &[T], want: &[T], any_nan: bool) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Mirrors of the launchers' private helpers (src/backend/cuda/mod.rs, elementwise.rs).
-
-/// `StridedArgs` of src/backend/cuda/mod.rs / common.cuh: 8 + 8 i64, rank, pad (136 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct StridedArgs {
-    dims: [i64; MAX_DIMS],
-    strides: [i64; MAX_DIMS],
-    rank: i32,
-    pad: i32,
-}
-
-impl StridedArgs {
-    fn new(dims: &[usize], strides: &[usize]) -> StridedArgs {
-        assert!(
-            dims.len() <= MAX_DIMS,
-            "the launcher rejects {dims:?}: more than {MAX_DIMS} collapsed dims"
-        );
-        let mut a = StridedArgs {
-            dims: [0; MAX_DIMS],
-            strides: [0; MAX_DIMS],
-            rank: dims.len() as i32,
-            pad: 0,
-        };
-        for (d, (&n, &s)) in dims.iter().zip(strides).enumerate() {
-            a.dims[d] = n as i64;
-            a.strides[d] = s as i64;
-        }
-        a
-    }
-    fn arg(&self) -> Arg {
-        Arg::Pod(bytemuck::bytes_of(self).to_vec())
-    }
-}
-
-/// `collapse` of src/backend/cuda/mod.rs: drops extent-1 dims, merges dims contiguous for every operand.
-fn collapse(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    let mut out_dims: Vec<usize> = Vec::with_capacity(dims.len());
-    let mut out_strides: Vec<Vec<usize>> = vec![Vec::with_capacity(dims.len()); strides.len()];
-    for d in 0..dims.len() {
-        let n = dims[d];
-        if n == 1 {
-            continue;
-        }
-        let mergeable = !out_dims.is_empty()
-            && strides
-                .iter()
-                .zip(&out_strides)
-                .all(|(s, o)| *o.last().expect("non-empty") == s[d] * n);
-        if mergeable {
-            *out_dims.last_mut().expect("non-empty") *= n;
-            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                *o.last_mut().expect("non-empty") = s[d];
-            }
-        } else {
-            out_dims.push(n);
-            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                o.push(s[d]);
-            }
-        }
-    }
-    (out_dims, out_strides)
-}
+// Mirrors of the launchers' private helpers (src/backend/cuda/elementwise.rs, src/ops/elementwise.rs).
 
 /// `Broadcast::new(input, out).strides()` of src/ops/elementwise.rs.
 fn bcast_strides(input: &[usize], out: &[usize]) -> Vec<usize> {
@@ -371,7 +246,7 @@ fn all_unary_ops() -> Vec<UnaryOp> {
 
 /// Seeded inputs in the op's domain, with exact zeros where the op has a kink there.
 fn unary_inputs(op: UnaryOp, n: usize, seed: u64) -> Vec<f64> {
-    let r = randn(n, seed);
+    let r = seeded_randn(n, seed);
     let mut x: Vec<f64> = match op {
         UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Powf(1.7) | UnaryOp::Powf(-0.5) => {
             r.iter().map(|v| 2.0 * v.abs() + 0.05).collect()
@@ -396,11 +271,9 @@ fn unary_case<T: Elem>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (f64, f6
     let n = x.len();
     let what = format!("{op:?} [{}] n={n} {g:?}", T::SUF);
     // CPU.
-    let xt = Tensor::from_f64s(x, vec![n], T::DTYPE, Device::Cpu)
-        .unwrap()
-        .var();
+    let xt = cpu_tensor::<T>(x, &[n]).var();
     let y = xt.unary(op).unwrap();
-    let wt = Tensor::from_f64s(&randn(n, seed ^ 0x5eed), vec![n], T::DTYPE, Device::Cpu).unwrap();
+    let wt = cpu_tensor::<T>(&seeded_randn(n, seed ^ 0x5eed), &[n]);
     let grads = y.mul(&wt).unwrap().sum_all().unwrap().backward().unwrap();
     let dx_cpu: Vec<T> = raw(grads.get(&xt).expect("dx"));
     let (x_raw, y_cpu, w_raw): (Vec<T>, Vec<T>, Vec<T>) = (raw(&xt), raw(&y), raw(&wt));
@@ -408,8 +281,8 @@ fn unary_case<T: Elem>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (f64, f6
     // Forward, as `Unary::launch`.
     let (code, p0, p1) = unary_code(op);
     let mut bx = Buf::from_slice(&x_raw);
-    let mut by = Buf::filled(n, T::nan());
-    run(
+    let mut by = Buf::<T>::nan(n);
+    run_kernel(
         &format!("unary_{}", T::SUF),
         grid(g, n),
         &[
@@ -421,12 +294,12 @@ fn unary_case<T: Elem>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (f64, f6
             by.arg(),
         ],
     );
-    checked(&bx, "x");
-    let y_gpu = checked(&by, "y");
+    bx.check_guards("x").unwrap();
+    let y_gpu = by.checked("y");
     close(
         &format!("{what} y"),
-        &f64s(&y_gpu),
-        &f64s(&y_cpu),
+        &to_f64s(&y_gpu),
+        &to_f64s(&y_cpu),
         tol.0,
         tol.1,
     );
@@ -435,8 +308,8 @@ fn unary_case<T: Elem>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (f64, f6
     let (code, p0, p1) = unary_backward_code(op);
     let mut by = Buf::from_slice(&y_cpu);
     let mut bdy = Buf::from_slice(&w_raw);
-    let mut bdx = Buf::filled(n, T::nan());
-    run(
+    let mut bdx = Buf::<T>::nan(n);
+    run_kernel(
         &format!("unary_bwd_{}", T::SUF),
         grid(g, n),
         &[
@@ -450,14 +323,14 @@ fn unary_case<T: Elem>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (f64, f6
             bdx.arg(),
         ],
     );
-    checked(&bx, "x");
-    checked(&by, "y");
-    checked(&bdy, "dy");
-    let dx_gpu = checked(&bdx, "dx");
+    bx.check_guards("x").unwrap();
+    by.check_guards("y").unwrap();
+    bdy.check_guards("dy").unwrap();
+    let dx_gpu = bdx.checked("dx");
     close(
         &format!("{what} dx"),
-        &f64s(&dx_gpu),
-        &f64s(&dx_cpu),
+        &to_f64s(&dx_gpu),
+        &to_f64s(&dx_cpu),
         tol.0,
         tol.1,
     );
@@ -472,47 +345,28 @@ const TOL_F64: (f64, f64) = (1e-12, 1e-10);
 const TOL_F32: (f64, f64) = (1e-6, 1e-5);
 const TOL_F16: (f64, f64) = (1e-3, 4e-3);
 
+/// [`unary_case`] of every op on `n` inputs on the launcher grid; op i gets seed `seed + i`.
+fn every_unary_op<T: Elem>(n: usize, seed: u64, tol: (f64, f64)) {
+    for (i, op) in all_unary_ops().into_iter().enumerate() {
+        let seed = seed + i as u64;
+        unary_case::<T>(op, &unary_inputs(op, n, seed), seed, Grid::Launcher, tol);
+    }
+}
+
 #[test]
 fn unary_every_op_f32() {
-    for (i, op) in all_unary_ops().into_iter().enumerate() {
-        let seed = 100 + i as u64;
-        // 1537: odd, 7 blocks of the launcher grid.
-        unary_case::<f32>(
-            op,
-            &unary_inputs(op, 1537, seed),
-            seed,
-            Grid::Launcher,
-            TOL_F32,
-        );
-    }
+    // 1537: odd, 7 blocks of the launcher grid.
+    every_unary_op::<f32>(1537, 100, TOL_F32);
 }
 
 #[test]
 fn unary_every_op_f64() {
-    for (i, op) in all_unary_ops().into_iter().enumerate() {
-        let seed = 200 + i as u64;
-        unary_case::<f64>(
-            op,
-            &unary_inputs(op, 1029, seed),
-            seed,
-            Grid::Launcher,
-            TOL_F64,
-        );
-    }
+    every_unary_op::<f64>(1029, 200, TOL_F64);
 }
 
 #[test]
 fn unary_every_op_f16() {
-    for (i, op) in all_unary_ops().into_iter().enumerate() {
-        let seed = 300 + i as u64;
-        unary_case::<f16>(
-            op,
-            &unary_inputs(op, 1100, seed),
-            seed,
-            Grid::Launcher,
-            TOL_F16,
-        );
-    }
+    every_unary_op::<f16>(1100, 300, TOL_F16);
 }
 
 #[test]
@@ -585,7 +439,7 @@ const BINARY_OPS: [BinaryOp; 4] = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, 
 
 /// Seeded values with a few specials up front (∞, NaN, ±0) so 0/0, ∞−∞ and ∞·0 occur.
 fn binary_values(len: usize, seed: u64, specials: &[f64]) -> Vec<f64> {
-    let mut v: Vec<f64> = randn(len, seed).iter().map(|x| 2.0 * x).collect();
+    let mut v: Vec<f64> = seeded_randn(len, seed).iter().map(|x| 2.0 * x).collect();
     for (i, &s) in specials.iter().enumerate().take(len.saturating_sub(1)) {
         v[i] = s;
     }
@@ -611,8 +465,8 @@ fn binary_case<T: Elem>(
         seed + 1,
         &[0.0, f64::NEG_INFINITY, -0.0, f64::INFINITY, 0.0],
     );
-    let at = Tensor::from_f64s(&av, a_dims.to_vec(), T::DTYPE, Device::Cpu).unwrap();
-    let bt = Tensor::from_f64s(&bv, b_dims.to_vec(), T::DTYPE, Device::Cpu).unwrap();
+    let at = cpu_tensor::<T>(&av, a_dims);
+    let bt = cpu_tensor::<T>(&bv, b_dims);
     let want_t = at.binary(&bt, op).unwrap();
     let want: Vec<T> = raw(&want_t);
 
@@ -633,9 +487,9 @@ fn binary_case<T: Elem>(
     let (a_raw, b_raw): (Vec<T>, Vec<T>) = (raw(&at), raw(&bt));
     let mut ba = Buf::from_slice(&a_raw);
     let mut bb = Buf::from_slice(&b_raw);
-    let mut bo = Buf::filled(n, T::nan());
+    let mut bo = Buf::<T>::nan(n);
     let variant = if contiguous {
-        run(
+        run_kernel(
             &format!("binary_contig_{}", T::SUF),
             grid(g, n),
             &[
@@ -649,7 +503,7 @@ fn binary_case<T: Elem>(
         Variant::Contig
     } else {
         let (da, db) = (StridedArgs::new(&cd, &cs[0]), StridedArgs::new(&cd, &cs[1]));
-        run(
+        run_kernel(
             &format!("binary_strided_{}", T::SUF),
             grid(g, n),
             &[
@@ -664,9 +518,9 @@ fn binary_case<T: Elem>(
         );
         Variant::Strided
     };
-    checked(&ba, "a");
-    checked(&bb, "b");
-    let got = checked(&bo, "out");
+    ba.check_guards("a").unwrap();
+    bb.check_guards("b").unwrap();
+    let got = bo.checked("out");
     // One IEEE operation in the compute type and the same final rounding on both sides: bit-exact
     // (NaN results may differ in payload/sign between host and kernel arithmetic).
     same_bits(
@@ -838,7 +692,7 @@ fn f16_round_once(x: f64) -> f16 {
 /// Seeded values over a range of magnitudes (f16 subnormals up to f16 overflow), plus the specials.
 fn cast_inputs(n: usize, seed: u64) -> Vec<f64> {
     let mut v = cast_specials();
-    let r = randn(n, seed);
+    let r = seeded_randn(n, seed);
     for (i, x) in r.into_iter().enumerate() {
         v.push(x * 10f64.powi((i % 15) as i32 - 9));
     }
@@ -849,18 +703,18 @@ fn cast_inputs(n: usize, seed: u64) -> Vec<f64> {
 fn cast_case<S: Elem, D: Elem>(n: usize, seed: u64, g: Grid) -> (Vec<S>, Vec<D>, Vec<D>) {
     let v = cast_inputs(n, seed);
     let len = v.len();
-    let xt = Tensor::from_f64s(&v, vec![len], S::DTYPE, Device::Cpu).unwrap();
+    let xt = cpu_tensor::<S>(&v, &[len]);
     let want: Vec<D> = raw(&xt.to_dtype(D::DTYPE).unwrap());
     let x: Vec<S> = raw(&xt);
     let mut bx = Buf::from_slice(&x);
-    let mut by = Buf::filled(len, D::nan());
-    run(
+    let mut by = Buf::<D>::nan(len);
+    run_kernel(
         &format!("cast_{}_{}", S::SUF, D::SUF),
         grid(g, len),
         &[Arg::I64(len as i64), bx.arg(), by.arg()],
     );
-    checked(&bx, "x");
-    let got = checked(&by, "y");
+    bx.check_guards("x").unwrap();
+    let got = by.checked("y");
     (x, got, want)
 }
 
@@ -936,7 +790,7 @@ fn cast_f64_f16_rounds_once() {
 /// Seeded values in dtype T with a payload NaN, -0 and -inf planted: copies must move bits.
 fn copy_values<T: Elem>(dims: &[usize], seed: u64) -> Tensor {
     let n: usize = dims.iter().product();
-    let t = Tensor::from_f64s(&randn(n, seed), dims.to_vec(), T::DTYPE, Device::Cpu).unwrap();
+    let t = cpu_tensor::<T>(&seeded_randn(n, seed), dims);
     let mut v: Vec<T> = raw(&t);
     for (k, s) in [
         T::payload_nan(),
@@ -975,7 +829,7 @@ fn copy2d<T: Elem>(
         !(src_end > src_len || dst_end > dst_len || (rows > 1 && cols > dst_rs)),
         "the launcher would reject this block copy"
     );
-    run(
+    run_kernel(
         &format!("copy2d_{}", T::BITS),
         grid(g, n),
         &[
@@ -1024,7 +878,7 @@ fn narrow_case<T: Elem>(dims: &[usize], dim: usize, start: usize, len: usize, se
 
     // Forward.
     let mut bx = Buf::from_slice(&x);
-    let mut by = Buf::filled(outer * b, T::nan());
+    let mut by = Buf::<T>::nan(outer * b);
     copy2d(
         &mut bx,
         x.len(),
@@ -1041,7 +895,7 @@ fn narrow_case<T: Elem>(dims: &[usize], dim: usize, start: usize, len: usize, se
     // Backward: the launcher scatters into zeros; here the destination starts as NaN, so the test
     // also sees that nothing outside the block is written, then the CPU's zeros are expected there.
     let mut bw = Buf::from_slice(&w);
-    let mut bdx = Buf::filled(outer * fb, T::nan());
+    let mut bdx = Buf::<T>::nan(outer * fb);
     copy2d(
         &mut bw,
         w.len(),
@@ -1097,7 +951,7 @@ fn concat_case<T: Elem>(dims: &[Vec<usize>], dim: usize, seed: u64, g: Grid) {
     let inner: usize = dims[0][dim + 1..].iter().product();
     let blocks: Vec<usize> = dims.iter().map(|d| d[dim] * inner).collect();
     let row: usize = blocks.iter().sum();
-    let mut out = Buf::filled(outer * row, T::nan());
+    let mut out = Buf::<T>::nan(outer * row);
     let mut at = 0;
     for (t, &b) in ts.iter().zip(&blocks) {
         let x: Vec<T> = raw(t);
@@ -1146,14 +1000,14 @@ fn strided_copy<T: Elem>(x: &[T], dims: &[usize], strides: &[usize], g: Grid) ->
     }
     let a = StridedArgs::new(&cd, &cs[0]);
     let mut bx = Buf::from_slice(x);
-    let mut by = Buf::filled(n, T::nan());
-    run(
+    let mut by = Buf::<T>::nan(n);
+    run_kernel(
         &format!("strided_copy_{}", T::BITS),
         grid(g, n),
         &[Arg::I64(n as i64), a.arg(), bx.arg(), by.arg()],
     );
-    checked(&bx, "x");
-    Some(checked(&by, "y"))
+    bx.check_guards("x").unwrap();
+    Some(by.checked("y"))
 }
 
 fn permute_case<T: Elem>(dims: &[usize], perm: &[usize], seed: u64, g: Grid) {

@@ -28,21 +28,18 @@
 //! buffer's guard zones are checked after each launch.
 
 use engine::backend::cpu::{self, CpuKernel, CpuStorage};
+use engine::backend::cuda_emu::test_support::{
+    assert_close, grid_1d, run_kernel, seeded_randn, to_elems, to_f64s, KernelFloat, SM_COUNT,
+};
 use engine::backend::cuda_emu::{kernel_names, launch, Arg, Buf};
 use engine::nn::{Param, ParamKind};
 use engine::optim::adam::AdamStep;
 use engine::optim::sgd::{all_finite, AllFinite, SgdStep};
 use engine::optim::{Adam, AdamConfig, Sgd, SgdConfig};
-use engine::testing::compare;
-use engine::{DType, Device, Element, GradStore, Tensor};
+use engine::{DType, Device, GradStore, Tensor};
 use half::f16;
 use std::collections::BTreeMap;
 
-/// Threads per block of `g.grid` and of the multi-tensor launches (`THREADS`).
-const THREADS: u32 = 256;
-const BLOCK: [u32; 3] = [THREADS, 1, 1];
-/// A pretend GPU: few SMs keep the emulated grids small.
-const SM_COUNT: usize = 4;
 /// The multi-tensor launcher's `CHUNK`.
 const CHUNK: i64 = 32 * 1024;
 /// `SGD_FIRST` in cuda/sgd.cu.
@@ -61,64 +58,9 @@ fn tol(dtype: DType) -> (f64, f64) {
     }
 }
 
-/// A storage type of the kernels: its kernel suffix and CPU storage.
-trait Elem: Element {
-    const SUF: &'static str;
-    fn storage(v: Vec<Self>) -> CpuStorage;
-}
-
-impl Elem for f64 {
-    const SUF: &'static str = "f64";
-    fn storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F64(v)
-    }
-}
-
-impl Elem for f32 {
-    const SUF: &'static str = "f32";
-    fn storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F32(v)
-    }
-}
-
-impl Elem for f16 {
-    const SUF: &'static str = "f16";
-    fn storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F16(v)
-    }
-}
-
-fn f64s(s: &CpuStorage) -> Vec<f64> {
-    match s {
-        CpuStorage::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        CpuStorage::F64(v) => v.clone(),
-    }
-}
-
-fn cast<T: Elem>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::from_f64(x)).collect()
-}
-
-fn widen<T: Elem>(v: &[T]) -> Vec<f64> {
-    v.iter().map(|&x| x.to_f64()).collect()
-}
-
-/// `g.grid(n)` on the pretend GPU.
-fn launcher_grid(n: usize) -> [u32; 3] {
-    [
-        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
-        1,
-        1,
-    ]
-}
-
-/// Seeded N(0, std) values.
+/// Seeded N(0, std) values (`Tensor::randn`'s, which are std·z for the same z).
 fn randn(n: usize, std: f64, seed: u64) -> Vec<f64> {
-    Tensor::randn([n], 0.0, std, seed, DType::F64, Device::Cpu)
-        .unwrap()
-        .to_vec_f64()
-        .unwrap()
+    seeded_randn(n, seed).into_iter().map(|z| z * std).collect()
 }
 
 fn guards<T: bytemuck::Pod>(bufs: &[(&Buf<T>, &str)]) {
@@ -129,27 +71,17 @@ fn guards<T: bytemuck::Pod>(bufs: &[(&Buf<T>, &str)]) {
 
 #[track_caller]
 fn check(what: &str, got: &[f64], want: &[f64], dtype: DType) {
-    let (atol, rtol) = tol(dtype);
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (max, ok) = compare(got, want, atol, rtol);
-    if !ok {
-        let (i, (a, b)) = got
-            .iter()
-            .zip(want)
-            .enumerate()
-            .find(|(_, (a, b))| {
-                let d = (*a - *b).abs();
-                d.is_nan() || d > atol + rtol * b.abs()
-            })
-            .unwrap();
-        panic!("{what}: emulated kernel differs from the CPU (max |diff| {max:e}); first at [{i}]: kernel {a}, CPU {b}");
-    }
+    assert_close(what, got, want, tol(dtype));
 }
 
 /// The CPU backend running kernel `k` on `inputs`, outputs as f64.
 fn cpu_run<K: CpuKernel>(k: &K, inputs: Vec<CpuStorage>, outs: &[DType]) -> Vec<Vec<f64>> {
     let refs: Vec<&CpuStorage> = inputs.iter().collect();
-    cpu::run(k, &refs, outs).unwrap().iter().map(f64s).collect()
+    cpu::run(k, &refs, outs)
+        .unwrap()
+        .iter()
+        .map(|s| s.to_vec::<f64>())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -157,11 +89,38 @@ fn cpu_run<K: CpuKernel>(k: &K, inputs: Vec<CpuStorage>, outs: &[DType]) -> Vec<
 
 /// The launch grids a case runs on: the launcher's, one block, three blocks.
 fn grids(n: usize) -> [[u32; 3]; 3] {
-    [launcher_grid(n), [1, 1, 1], [3, 1, 1]]
+    [grid_1d(n), [1, 1, 1], [3, 1, 1]]
+}
+
+/// Launches `name_<T>` (the element-wise optimiser kernels: `n`, then `scalars`, the inputs, the
+/// outputs) on `grid` with the `inputs` and `outputs` n-element NaN outputs, as `SgdStep::launch` /
+/// `AdamStep::launch` do (nothing for n = 0); checks every buffer's guards and returns the outputs
+/// as f64. Values are converted to T (exact: they were produced in T).
+fn emu_elementwise<T: KernelFloat>(
+    name: &str,
+    grid: [u32; 3],
+    scalars: &[Arg],
+    inputs: &[&[f64]],
+    outputs: usize,
+) -> Vec<Vec<f64>> {
+    let n = inputs[0].len();
+    let mut ins: Vec<Buf<T>> = inputs.iter().map(|v| Buf::from_f64s(v)).collect();
+    let mut outs: Vec<Buf<T>> = (0..outputs).map(|_| Buf::<T>::nan(n)).collect();
+    if n > 0 {
+        let mut args = vec![Arg::I64(n as i64)];
+        args.extend_from_slice(scalars);
+        args.extend(ins.iter_mut().map(|b| b.arg()));
+        args.extend(outs.iter_mut().map(|b| b.arg()));
+        run_kernel(&format!("{name}_{}", T::SUF), grid, &args);
+    }
+    for b in ins.iter().chain(&outs) {
+        b.check_guards(name).unwrap();
+    }
+    outs.iter().map(|b| to_f64s(&b.to_vec())).collect()
 }
 
 /// Emulated `sgd_step_<T>` (launched as `SgdStep::launch` does) against the CPU's `SgdStep`.
-fn sgd_step_case<T: Elem>(n: usize, first: bool, nesterov: bool, wd: f64, seed: u64) {
+fn sgd_step_case<T: KernelFloat>(n: usize, first: bool, nesterov: bool, wd: f64, seed: u64) {
     let scale = 128.0;
     let k = SgdStep {
         lr: 0.05,
@@ -171,81 +130,48 @@ fn sgd_step_case<T: Elem>(n: usize, first: bool, nesterov: bool, wd: f64, seed: 
         inv_scale: 1.0 / scale,
         first_step: first,
     };
-    let p: Vec<T> = cast(&randn(n, 1.0, seed));
-    let g: Vec<T> = cast(&randn(n, scale, seed + 1));
+    let p: Vec<T> = to_elems(&randn(n, 1.0, seed));
+    let g: Vec<T> = to_elems(&randn(n, scale, seed + 1));
     // The first step must not read the buffer: give it NaN (the CPU ignores it too).
     let buf: Vec<T> = if first {
         vec![T::from_f64(f64::NAN); n]
     } else {
-        cast(&randn(n, 0.5, seed + 2))
+        to_elems(&randn(n, 0.5, seed + 2))
     };
     let want = cpu_run(
         &k,
         vec![
-            T::storage(p.clone()),
-            T::storage(g.clone()),
-            T::storage(buf.clone()),
+            CpuStorage::from_vec(p.clone()),
+            CpuStorage::from_vec(g.clone()),
+            CpuStorage::from_vec(buf.clone()),
         ],
         &[T::DTYPE, T::DTYPE],
     );
+    let scalars = [
+        Arg::F64(k.lr),
+        Arg::F64(k.momentum),
+        Arg::F64(k.weight_decay),
+        Arg::F64(k.inv_scale),
+        Arg::I32(first as i32),
+        Arg::I32(nesterov as i32),
+    ];
+    let ins = [to_f64s(&p), to_f64s(&g), to_f64s(&buf)];
+    let ins: Vec<&[f64]> = ins.iter().map(Vec::as_slice).collect();
     for grid in grids(n) {
         let what = format!(
             "sgd_step_{} n={n} first={first} nesterov={nesterov} wd={wd} grid={}",
             T::SUF,
             grid[0]
         );
-        let (mut pb, mut gb, mut bb) = (
-            Buf::from_slice(&p),
-            Buf::from_slice(&g),
-            Buf::from_slice(&buf),
-        );
-        let mut po = Buf::filled(n, T::from_f64(f64::NAN));
-        let mut bo = Buf::filled(n, T::from_f64(f64::NAN));
-        launch(
-            &format!("sgd_step_{}", T::SUF),
-            grid,
-            BLOCK,
-            &[
-                Arg::I64(n as i64),
-                Arg::F64(k.lr),
-                Arg::F64(k.momentum),
-                Arg::F64(k.weight_decay),
-                Arg::F64(k.inv_scale),
-                Arg::I32(first as i32),
-                Arg::I32(nesterov as i32),
-                pb.arg(),
-                gb.arg(),
-                bb.arg(),
-                po.arg(),
-                bo.arg(),
-            ],
-        )
-        .unwrap();
-        guards(&[
-            (&pb, "p"),
-            (&gb, "g"),
-            (&bb, "buf"),
-            (&po, "p_out"),
-            (&bo, "buf_out"),
-        ]);
-        check(
-            &format!("{what}: p'"),
-            &widen(&po.to_vec()),
-            &want[0],
-            T::DTYPE,
-        );
-        check(
-            &format!("{what}: buf'"),
-            &widen(&bo.to_vec()),
-            &want[1],
-            T::DTYPE,
-        );
+        let out = emu_elementwise::<T>("sgd_step", grid, &scalars, &ins, 2);
+        check(&format!("{what}: p'"), &out[0], &want[0], T::DTYPE);
+        check(&format!("{what}: buf'"), &out[1], &want[1], T::DTYPE);
     }
 }
 
 #[test]
 fn sgd_step_matches_the_cpu() {
-    fn all<T: Elem>(seed: u64) {
+    fn all<T: KernelFloat>(seed: u64) {
         for (i, &n) in [1usize, 37, 1000, 2049].iter().enumerate() {
             for first in [true, false] {
                 for nesterov in [false, true] {
@@ -261,7 +187,7 @@ fn sgd_step_matches_the_cpu() {
 }
 
 /// Emulated `adam_step_<T>` against the CPU's `AdamStep`, at step `t`.
-fn adam_step_case<T: Elem>(n: usize, t: i32, beta1: f64, wd: f64, seed: u64) {
+fn adam_step_case<T: KernelFloat>(n: usize, t: i32, beta1: f64, wd: f64, seed: u64) {
     let (beta2, scale) = (0.999, 64.0);
     let k = AdamStep {
         lr: 2e-3,
@@ -273,11 +199,11 @@ fn adam_step_case<T: Elem>(n: usize, t: i32, beta1: f64, wd: f64, seed: u64) {
         bias1: 1.0 - beta1.powi(t),
         bias2: 1.0 - beta2.powi(t),
     };
-    let p: Vec<T> = cast(&randn(n, 1.0, seed));
-    let g: Vec<T> = cast(&randn(n, scale, seed + 1));
-    let m: Vec<T> = cast(&randn(n, 0.3, seed + 2));
+    let p: Vec<T> = to_elems(&randn(n, 1.0, seed));
+    let g: Vec<T> = to_elems(&randn(n, scale, seed + 1));
+    let m: Vec<T> = to_elems(&randn(n, 0.3, seed + 2));
     // The second moment is non-negative (a running mean of squares).
-    let v: Vec<T> = cast(
+    let v: Vec<T> = to_elems(
         &randn(n, 0.5, seed + 3)
             .iter()
             .map(|x| x * x + 1e-3)
@@ -286,88 +212,41 @@ fn adam_step_case<T: Elem>(n: usize, t: i32, beta1: f64, wd: f64, seed: u64) {
     let want = cpu_run(
         &k,
         vec![
-            T::storage(p.clone()),
-            T::storage(g.clone()),
-            T::storage(m.clone()),
-            T::storage(v.clone()),
+            CpuStorage::from_vec(p.clone()),
+            CpuStorage::from_vec(g.clone()),
+            CpuStorage::from_vec(m.clone()),
+            CpuStorage::from_vec(v.clone()),
         ],
         &[T::DTYPE; 3],
     );
+    let scalars = [
+        Arg::F64(k.lr),
+        Arg::F64(k.beta1),
+        Arg::F64(k.beta2),
+        Arg::F64(k.eps),
+        Arg::F64(k.weight_decay),
+        Arg::F64(k.inv_scale),
+        Arg::F64(k.bias1),
+        Arg::F64(k.bias2),
+    ];
+    let ins = [to_f64s(&p), to_f64s(&g), to_f64s(&m), to_f64s(&v)];
+    let ins: Vec<&[f64]> = ins.iter().map(Vec::as_slice).collect();
     for grid in grids(n) {
         let what = format!(
             "adam_step_{} n={n} t={t} beta1={beta1} wd={wd} grid={}",
             T::SUF,
             grid[0]
         );
-        let (mut pb, mut gb, mut mb, mut vb) = (
-            Buf::from_slice(&p),
-            Buf::from_slice(&g),
-            Buf::from_slice(&m),
-            Buf::from_slice(&v),
-        );
-        let nan = T::from_f64(f64::NAN);
-        let (mut po, mut mo, mut vo) = (
-            Buf::filled(n, nan),
-            Buf::filled(n, nan),
-            Buf::filled(n, nan),
-        );
-        launch(
-            &format!("adam_step_{}", T::SUF),
-            grid,
-            BLOCK,
-            &[
-                Arg::I64(n as i64),
-                Arg::F64(k.lr),
-                Arg::F64(k.beta1),
-                Arg::F64(k.beta2),
-                Arg::F64(k.eps),
-                Arg::F64(k.weight_decay),
-                Arg::F64(k.inv_scale),
-                Arg::F64(k.bias1),
-                Arg::F64(k.bias2),
-                pb.arg(),
-                gb.arg(),
-                mb.arg(),
-                vb.arg(),
-                po.arg(),
-                mo.arg(),
-                vo.arg(),
-            ],
-        )
-        .unwrap();
-        guards(&[
-            (&pb, "p"),
-            (&gb, "g"),
-            (&mb, "m"),
-            (&vb, "v"),
-            (&po, "p_out"),
-            (&mo, "m_out"),
-            (&vo, "v_out"),
-        ]);
-        check(
-            &format!("{what}: p'"),
-            &widen(&po.to_vec()),
-            &want[0],
-            T::DTYPE,
-        );
-        check(
-            &format!("{what}: m'"),
-            &widen(&mo.to_vec()),
-            &want[1],
-            T::DTYPE,
-        );
-        check(
-            &format!("{what}: v'"),
-            &widen(&vo.to_vec()),
-            &want[2],
-            T::DTYPE,
-        );
+        let out = emu_elementwise::<T>("adam_step", grid, &scalars, &ins, 3);
+        check(&format!("{what}: p'"), &out[0], &want[0], T::DTYPE);
+        check(&format!("{what}: m'"), &out[1], &want[1], T::DTYPE);
+        check(&format!("{what}: v'"), &out[2], &want[2], T::DTYPE);
     }
 }
 
 #[test]
 fn adam_step_matches_the_cpu() {
-    fn all<T: Elem>(seed: u64) {
+    fn all<T: KernelFloat>(seed: u64) {
         let cases = [
             (1usize, 1, 0.9, 0.0),
             (37, 1, 0.5, 1e-2),
@@ -385,18 +264,16 @@ fn adam_step_matches_the_cpu() {
 
 /// Emulated `all_finite_<T>` + `all_finite_finish` (as `AllFinite::launch`: the first kernel is
 /// skipped for n = 0) on `grid`: the f32 answer and the raw flag.
-fn emu_all_finite<T: Elem>(x: &[T], grid: [u32; 3]) -> (f32, u32) {
+fn emu_all_finite<T: KernelFloat>(x: &[T], grid: [u32; 3]) -> (f32, u32) {
     let n = x.len();
     let mut xb = Buf::from_slice(x);
     let mut flag = Buf::from_slice(&[0u32]);
     if n > 0 {
-        launch(
+        run_kernel(
             &format!("all_finite_{}", T::SUF),
             grid,
-            BLOCK,
             &[Arg::I64(n as i64), xb.arg(), flag.arg()],
-        )
-        .unwrap();
+        );
     }
     let mut out = Buf::filled(1, f32::NAN);
     launch(
@@ -414,7 +291,7 @@ fn emu_all_finite<T: Elem>(x: &[T], grid: [u32; 3]) -> (f32, u32) {
 
 #[test]
 fn all_finite_matches_the_cpu() {
-    fn all<T: Elem>(seed: u64, big: f64) {
+    fn all<T: KernelFloat>(seed: u64, big: f64) {
         for (i, &n) in [0usize, 1, 255, 257, 3000].iter().enumerate() {
             let mut base = randn(n, 10.0, seed + i as u64);
             if n > 2 {
@@ -435,11 +312,15 @@ fn all_finite_matches_the_cpu() {
                 }
             }
             for (what, v) in cases {
-                let x: Vec<T> = cast(&v);
+                let x: Vec<T> = to_elems(&v);
                 let cpu =
                     all_finite(&Tensor::from_vec(x.clone(), [n], Device::Cpu).unwrap()).unwrap();
                 // The CPU kernel struct through the backend's dispatch, too (the f32 answer).
-                let cpu_val = cpu_run(&AllFinite, vec![T::storage(x.clone())], &[DType::F32])[0][0];
+                let cpu_val = cpu_run(
+                    &AllFinite,
+                    vec![CpuStorage::from_vec(x.clone())],
+                    &[DType::F32],
+                )[0][0];
                 assert_eq!(cpu_val, if cpu { 1.0 } else { 0.0 });
                 // The launcher's grid and one block (many launches here: no 3-block grid).
                 for grid in &grids(n)[..2] {
@@ -551,9 +432,12 @@ fn state_map(v: Vec<(String, Tensor)>) -> BTreeMap<String, Vec<f64>> {
         .collect()
 }
 
+/// Gradient entries to poison: (slot, index, value).
+type Poison = Vec<(usize, usize, f64)>;
+
 /// The steps of the optimiser-level tests: (learning rate, poisoned gradient entries). Step 0 (a first
 /// step, so the momentum would be created) and step 3 are skipped on every path.
-fn schedule() -> Vec<(f64, Vec<(usize, usize, f64)>)> {
+fn schedule() -> Vec<(f64, Poison)> {
     vec![
         // The last tensor: with 100-element chunks its chunk is past the fused grid's first wrap.
         (0.1, vec![(6, 2, f64::INFINITY)]),
@@ -611,6 +495,10 @@ struct MultiCfg {
     no_bias_decay: bool,
 }
 
+/// A gradient-dtype group on the "device": (gradient dtype, tensor count, the tensor table, the chunk
+/// prefix sums, the total chunks).
+type Uploaded = (DType, i32, Buf<SgdTensorArgs>, Buf<i64>, i64);
+
 /// One emulated `multi_tensor_sgd_step`; returns whether the step was applied (flag clear).
 fn fused_step(
     slots: &mut [FusedSlot],
@@ -626,8 +514,8 @@ fn fused_step(
         .iter()
         .zip(grads)
         .map(|(s, g)| match s.dtype {
-            DType::F16 => GradBuf::H(Buf::from_slice(&cast::<f16>(g))),
-            _ => GradBuf::S(Buf::from_slice(&cast::<f32>(g))),
+            DType::F16 => GradBuf::H(Buf::from_slice(&to_elems::<f16>(g))),
+            _ => GradBuf::S(Buf::from_slice(&to_elems::<f32>(g))),
         })
         .collect();
     let mut fresh: Vec<Option<Buf<f32>>> = slots
@@ -635,7 +523,7 @@ fn fused_step(
         .map(|s| {
             s.momentum
                 .is_none()
-                .then(|| Buf::filled(s.master.to_vec().len(), f32::NAN))
+                .then(|| Buf::<f32>::nan(s.master.to_vec().len()))
         })
         .collect();
     // Groups by gradient dtype, in order of first appearance (the launcher's grouping).
@@ -673,7 +561,7 @@ fn fused_step(
         starts.push(starts.last().copied().unwrap() + n.div_ceil(cfg.chunk as usize) as i64);
     }
     let mut flag = Buf::from_slice(&[0u32]);
-    let mut uploaded: Vec<(DType, i32, Buf<SgdTensorArgs>, Buf<i64>, i64)> = groups
+    let mut uploaded: Vec<Uploaded> = groups
         .iter()
         .map(|(dt, a, s)| {
             (
@@ -695,7 +583,7 @@ fn fused_step(
     let check_all = |slots: &[FusedSlot],
                      fresh: &[Option<Buf<f32>>],
                      gbufs: &[GradBuf],
-                     up: &[(DType, i32, Buf<SgdTensorArgs>, Buf<i64>, i64)],
+                     up: &[Uploaded],
                      flag: &Buf<u32>| {
         for s in slots {
             s.master.check_guards("master").unwrap();
@@ -721,49 +609,39 @@ fn fused_step(
         }
         flag.check_guards("flag").unwrap();
     };
-    for (dt, n_tensors, ts, cs, chunks) in uploaded.iter_mut() {
-        if *chunks == 0 {
-            continue;
-        }
-        launch(
-            &format!("multi_tensor_all_finite_{}", suf(*dt)),
-            grid(*chunks),
-            BLOCK,
-            &[
-                ts.arg(),
-                Arg::I32(*n_tensors),
-                cs.arg(),
-                Arg::I64(cfg.chunk),
-                flag.arg(),
-            ],
-        )
-        .unwrap();
-    }
-    check_all(slots, &fresh, &gbufs, &uploaded, &flag);
+    // The launcher's two passes over every gradient-dtype group: the shared flag, then the step
+    // (which reads the flag and skips everything once it is set). Arguments: the table, its length,
+    // the chunk starts, the chunk size, the pass's scalars, the flag.
     let (lr, mu, inv) = (lr as f32, momentum as f32, inv_scale as f32);
-    for (dt, n_tensors, ts, cs, chunks) in uploaded.iter_mut() {
-        if *chunks == 0 {
-            continue;
-        }
-        launch(
-            &format!("multi_tensor_sgd_{}", suf(*dt)),
-            grid(*chunks),
-            BLOCK,
-            &[
-                ts.arg(),
-                Arg::I32(*n_tensors),
-                cs.arg(),
-                Arg::I64(cfg.chunk),
+    let passes = [
+        ("multi_tensor_all_finite", vec![]),
+        (
+            "multi_tensor_sgd",
+            vec![
                 Arg::F32(lr),
                 Arg::F32(mu),
                 Arg::F32(inv),
                 Arg::I32(cfg.nesterov as i32),
-                flag.arg(),
             ],
-        )
-        .unwrap();
+        ),
+    ];
+    for (kernel, scalars) in passes {
+        for (dt, n_tensors, ts, cs, chunks) in uploaded.iter_mut() {
+            if *chunks == 0 {
+                continue;
+            }
+            let mut args = vec![
+                ts.arg(),
+                Arg::I32(*n_tensors),
+                cs.arg(),
+                Arg::I64(cfg.chunk),
+            ];
+            args.extend(scalars.iter().cloned());
+            args.push(flag.arg());
+            run_kernel(&format!("{kernel}_{}", suf(*dt)), grid(*chunks), &args);
+        }
+        check_all(slots, &fresh, &gbufs, &uploaded, &flag);
     }
-    check_all(slots, &fresh, &gbufs, &uploaded, &flag);
     let bits = flag.to_vec()[0];
     assert!(bits <= 1, "flag holds {bits:#x}, expected 0 or 1");
     let applied = bits == 0;
@@ -827,9 +705,9 @@ fn run_multi_tensor(cfg: &MultiCfg, seed: u64) {
             let v = p.tensor.to_vec_f64().unwrap();
             FusedSlot {
                 dtype: s.dtype,
-                master: Buf::from_slice(&cast::<f32>(&v)),
+                master: Buf::from_slice(&to_elems::<f32>(&v)),
                 momentum: None,
-                param_f16: (s.dtype == DType::F16).then(|| Buf::from_slice(&cast::<f16>(&v))),
+                param_f16: (s.dtype == DType::F16).then(|| Buf::from_slice(&to_elems::<f16>(&v))),
                 wd: decay_for(s.kind, config.weight_decay, config.no_bias_decay),
             }
         })
@@ -852,12 +730,12 @@ fn run_multi_tensor(cfg: &MultiCfg, seed: u64) {
         let state = state_map(opt.state_tensors());
         for (i, ((_, p), s)) in ps.iter().zip(&mut slots).enumerate() {
             let w = format!("{what}, p{i} {:?} {}", specs[i].dims, s.dtype);
-            let master = widen(&s.master.to_vec());
+            let master = to_f64s(&s.master.to_vec());
             match &s.param_f16 {
                 Some(p16) => {
                     check(
                         &format!("{w}: f16 weights"),
-                        &widen(&p16.to_vec()),
+                        &to_f64s(&p16.to_vec()),
                         &p.tensor.to_vec_f64().unwrap(),
                         DType::F16,
                     );
@@ -884,7 +762,7 @@ fn run_multi_tensor(cfg: &MultiCfg, seed: u64) {
             if let Some(m) = &s.momentum {
                 check(
                     &format!("{w}: momentum"),
-                    &widen(&m.to_vec()),
+                    &to_f64s(&m.to_vec()),
                     &state[&key],
                     DType::F32,
                 );
@@ -949,18 +827,18 @@ fn multi_tensor_flag_sees_every_position_and_skips_both_groups() {
             .iter()
             .enumerate()
             .map(|(i, &(n, dtype, first, wd))| {
-                let master: Vec<f32> = cast(&randn(n, 1.0, seed + 3 * i as u64));
-                let p16: Vec<f16> = cast(&widen(&master));
+                let master: Vec<f32> = to_elems(&randn(n, 1.0, seed + 3 * i as u64));
+                let p16: Vec<f16> = to_elems(&to_f64s(&master));
                 FusedSlot {
                     dtype,
                     // An f16 parameter's master is its f16 weights widened (as `f32_master` makes it).
                     master: Buf::from_slice(&if dtype == DType::F16 {
-                        cast(&widen(&p16))
+                        to_elems(&to_f64s(&p16))
                     } else {
                         master
                     }),
                     momentum: (!first).then(|| {
-                        Buf::from_slice(&cast::<f32>(&randn(n, 0.5, seed + 3 * i as u64 + 1)))
+                        Buf::from_slice(&to_elems::<f32>(&randn(n, 0.5, seed + 3 * i as u64 + 1)))
                     }),
                     param_f16: (dtype == DType::F16).then(|| Buf::from_slice(&p16)),
                     wd,
@@ -975,8 +853,8 @@ fn multi_tensor_flag_sees_every_position_and_skips_both_groups() {
             .map(|(i, &(n, dtype, ..))| {
                 let v = randn(n, scale, seed + i as u64);
                 match dtype {
-                    DType::F16 => widen(&cast::<f16>(&v)),
-                    _ => widen(&cast::<f32>(&v)),
+                    DType::F16 => to_f64s(&to_elems::<f16>(&v)),
+                    _ => to_f64s(&to_elems::<f32>(&v)),
                 }
             })
             .collect()
@@ -1024,8 +902,8 @@ fn multi_tensor_flag_sees_every_position_and_skips_both_groups() {
             .iter()
             .map(|s| {
                 (
-                    widen(&s.master.to_vec()),
-                    s.momentum.as_ref().map(|m| widen(&m.to_vec())),
+                    to_f64s(&s.master.to_vec()),
+                    s.momentum.as_ref().map(|m| to_f64s(&m.to_vec())),
                 )
             })
             .collect();
@@ -1049,30 +927,30 @@ fn multi_tensor_flag_sees_every_position_and_skips_both_groups() {
             let want = cpu_run(
                 &k,
                 vec![
-                    CpuStorage::F32(cast(&p)),
-                    CpuStorage::F32(cast(&clean[t])),
-                    CpuStorage::F32(cast(&buf.unwrap_or(vec![0.0; n]))),
+                    CpuStorage::F32(to_elems(&p)),
+                    CpuStorage::F32(to_elems(&clean[t])),
+                    CpuStorage::F32(to_elems(&buf.unwrap_or(vec![0.0; n]))),
                 ],
                 &[DType::F32, DType::F32],
             );
             let what = format!("multi_tensor nesterov={nesterov} tensor {t} ({n} elements)");
             check(
                 &format!("{what}: master"),
-                &widen(&s.master.to_vec()),
+                &to_f64s(&s.master.to_vec()),
                 &want[0],
                 DType::F32,
             );
             check(
                 &format!("{what}: momentum"),
-                &widen(&s.momentum.as_ref().unwrap().to_vec()),
+                &to_f64s(&s.momentum.as_ref().unwrap().to_vec()),
                 &want[1],
                 DType::F32,
             );
             if let Some(p16) = &s.param_f16 {
                 check(
                     &format!("{what}: f16 weights"),
-                    &widen(&p16.to_vec()),
-                    &widen(&cast::<f16>(&want[0])),
+                    &to_f64s(&p16.to_vec()),
+                    &to_f64s(&to_elems::<f16>(&want[0])),
                     DType::F16,
                 );
             }
@@ -1099,50 +977,15 @@ fn emu_grads_finite(specs: &[Spec], g: &[Vec<f64>]) -> bool {
     for (s, v) in specs.iter().zip(g) {
         let n = v.len();
         let ok = match s.dtype {
-            DType::F16 => emu_all_finite(&cast::<f16>(v), launcher_grid(n)).0,
-            DType::F32 => emu_all_finite(&cast::<f32>(v), launcher_grid(n)).0,
-            DType::F64 => emu_all_finite(&cast::<f64>(v), launcher_grid(n)).0,
+            DType::F16 => emu_all_finite(&to_elems::<f16>(v), grid_1d(n)).0,
+            DType::F32 => emu_all_finite(&to_elems::<f32>(v), grid_1d(n)).0,
+            DType::F64 => emu_all_finite(&to_elems::<f64>(v), grid_1d(n)).0,
         };
         if ok != 1.0 {
             return false;
         }
     }
     true
-}
-
-/// Launches `name_<T>` with the scalar arguments `scalars`, inputs and n-element NaN outputs;
-/// returns the outputs as f64. Values are converted to T (exact: they were produced in T).
-fn emu_elementwise<T: Elem>(
-    name: &str,
-    scalars: &[Arg],
-    inputs: &[&[f64]],
-    outputs: usize,
-) -> Vec<Vec<f64>> {
-    let n = inputs[0].len();
-    let mut ins: Vec<Buf<T>> = inputs
-        .iter()
-        .map(|v| Buf::from_slice(&cast::<T>(v)))
-        .collect();
-    let mut outs: Vec<Buf<T>> = (0..outputs)
-        .map(|_| Buf::filled(n, T::from_f64(f64::NAN)))
-        .collect();
-    if n > 0 {
-        let mut args = vec![Arg::I64(n as i64)];
-        args.extend_from_slice(scalars);
-        args.extend(ins.iter_mut().map(|b| b.arg()));
-        args.extend(outs.iter_mut().map(|b| b.arg()));
-        launch(
-            &format!("{name}_{}", T::SUF),
-            launcher_grid(n),
-            BLOCK,
-            &args,
-        )
-        .unwrap();
-    }
-    for b in ins.iter().chain(&outs) {
-        b.check_guards(name).unwrap();
-    }
-    outs.iter().map(|b| widen(&b.to_vec())).collect()
 }
 
 /// One parameter's state on the per-tensor path: the compute-dtype master (f32 for f16 parameters,
@@ -1176,7 +1019,7 @@ fn per_tensor_slots(ps: &[(String, Param)], specs: &[Spec]) -> Vec<PerTensorSlot
 /// The kernel's new master goes to the f16 weights through the f32 → f16 cast (round to nearest).
 fn refresh_f16(s: &mut PerTensorSlot) {
     if s.param_f16.is_some() {
-        s.param_f16 = Some(widen(&cast::<f16>(&s.master)));
+        s.param_f16 = Some(to_f64s(&to_elems::<f16>(&s.master)));
     }
 }
 
@@ -1264,9 +1107,10 @@ fn per_tensor_sgd_matches_the_cpu_optimiser() {
                     ];
                     // f16 gradients meet an f32 master: `cuda::run` widens them to f32 (exact).
                     let ins: [&[f64]; 3] = [&s.master, &g[i], &buf];
+                    let grid = grid_1d(s.master.len());
                     let out = match s.compute {
-                        DType::F64 => emu_elementwise::<f64>("sgd_step", &scalars, &ins, 2),
-                        _ => emu_elementwise::<f32>("sgd_step", &scalars, &ins, 2),
+                        DType::F64 => emu_elementwise::<f64>("sgd_step", grid, &scalars, &ins, 2),
+                        _ => emu_elementwise::<f32>("sgd_step", grid, &scalars, &ins, 2),
                     };
                     s.master = out[0].clone();
                     s.bufs = Some(vec![out[1].clone()]);
@@ -1339,9 +1183,10 @@ fn per_tensor_adam_matches_the_cpu_optimiser() {
                         Arg::F64(bias2),
                     ];
                     let ins: [&[f64]; 4] = [&s.master, &g[i], m, v];
+                    let grid = grid_1d(s.master.len());
                     let out = match s.compute {
-                        DType::F64 => emu_elementwise::<f64>("adam_step", &scalars, &ins, 3),
-                        _ => emu_elementwise::<f32>("adam_step", &scalars, &ins, 3),
+                        DType::F64 => emu_elementwise::<f64>("adam_step", grid, &scalars, &ins, 3),
+                        _ => emu_elementwise::<f32>("adam_step", grid, &scalars, &ins, 3),
                     };
                     s.master = out[0].clone();
                     s.bufs = Some(vec![out[1].clone(), out[2].clone()]);

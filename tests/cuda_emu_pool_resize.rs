@@ -4,7 +4,7 @@
 //! (`--features cuda-emu`) against the CPU backend.
 //!
 //! Every launch mirrors its launcher (src/backend/cuda/{pool,resize,dropout}.rs and conv/mod.rs):
-//! argument order, `#[repr(C)]` PoolArgs bytes, grid shape (`g.grid(n)` on a pretend GPU of 4 SMs,
+//! argument order, `#[repr(C)]` PoolArgs bytes, grid shape (`g.grid_1d(n)` on a pretend GPU of 4 SMs,
 //! the warp/block pick of the global average pool, one block per channel for the bias gradient), the
 //! dtype of each buffer (the f32/f64 argmax; an f16 max-pool backward runs the f32 kernel on widened
 //! inputs, as `cuda::run` does for mixed dtypes). Every launch is also repeated on a grid of ONE block
@@ -22,114 +22,25 @@
 //! tolerance justified at each use. Inputs are seeded random values; f16, f32 and f64 throughout.
 
 use bytemuck::{Pod, Zeroable};
-use engine::backend::cuda_emu::{launch, Arg, Buf};
+use engine::backend::cuda_emu::test_support::{
+    assert_close, capped_grid, cpu_tensor, grid_1d, rounded, run_kernel, seeded_randn, KernelFloat,
+    RowGroup, ONE_BLOCK,
+};
+use engine::backend::cuda_emu::{Arg, Buf};
 use engine::backend::CpuKernel;
 use engine::ops::dropout::dropout_mask;
 use engine::ops::pool::{MaxPool2d, PoolGeom};
-use engine::testing::compare;
 use engine::{Conv2dParams, DType, Device, Pool2dParams, Tensor};
 use half::f16;
 
-/// Threads per block of every launch in this family (THREADS).
-const THREADS: u32 = 256;
-/// A pretend GPU: few SMs keep the emulated grids small and make the grid-stride loops wrap.
-const SM_COUNT: usize = 4;
-const BLOCK: [u32; 3] = [THREADS, 1, 1];
-const ONE_BLOCK: [u32; 3] = [1, 1, 1];
-
-/// A storage type of the kernels: suffixes, engine dtype, accumulator/argmax type, f64 conversions.
-trait Elem: Pod {
-    const SUF: &'static str;
-    /// `bits_suffix` of the dtype (conv_window_*).
-    const BITS: &'static str;
-    const DTYPE: DType;
-    /// `Acc<T>`: the max-pool argmax buffer's type.
-    type Acc: Elem;
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-}
-
-impl Elem for f64 {
-    const SUF: &'static str = "f64";
-    const BITS: &'static str = "u64";
-    const DTYPE: DType = DType::F64;
-    type Acc = f64;
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-}
-
-impl Elem for f32 {
-    const SUF: &'static str = "f32";
-    const BITS: &'static str = "u32";
-    const DTYPE: DType = DType::F32;
-    type Acc = f32;
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-}
-
-impl Elem for f16 {
-    const SUF: &'static str = "f16";
-    const BITS: &'static str = "u16";
-    const DTYPE: DType = DType::F16;
-    type Acc = f32;
-    fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
-    }
-    fn to_f64(self) -> f64 {
-        f16::to_f64(self)
-    }
-}
-
-/// `Gpu::grid(n)`'s block count on the pretend GPU.
-fn grid(n: usize) -> [u32; 3] {
-    [
-        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
-        1,
-        1,
-    ]
-}
-
-fn run(name: &str, grid: [u32; 3], args: &[Arg]) {
-    launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name} grid {grid:?}: {e}"));
-}
-
-fn buf<T: Elem>(v: &[f64]) -> Buf<T> {
-    Buf::from_slice(&v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>())
-}
-
-fn nan_buf<T: Elem>(len: usize) -> Buf<T> {
-    Buf::filled(len, T::from_f64(f64::NAN))
-}
-
-/// The buffer's values after its guards are checked.
-fn read<T: Elem>(b: &Buf<T>, what: &str) -> Vec<f64> {
-    b.check_guards(what).unwrap();
-    b.to_vec().into_iter().map(T::to_f64).collect()
-}
-
-/// Seeded standard-normal values rounded to `dt`.
-fn randn(len: usize, seed: u64, dt: DType) -> Vec<f64> {
-    Tensor::randn(vec![len], 0.0, 1.0, seed, dt, Device::Cpu)
-        .unwrap()
-        .to_vec_f64()
-        .unwrap()
-}
-
-fn tensor(v: &[f64], dims: &[usize], dt: DType) -> Tensor {
-    Tensor::from_f64s(v, dims.to_vec(), dt, Device::Cpu).unwrap()
+/// Seeded standard-normal values rounded to T (what `Tensor::randn` in T holds).
+fn randn<T: KernelFloat>(len: usize, seed: u64) -> Vec<f64> {
+    rounded::<T>(seeded_randn(len, seed))
 }
 
 /// Autograd gradient of Σ y·dy with respect to `x`.
 fn grad(y: &Tensor, x: &Tensor, dy: &[f64]) -> Vec<f64> {
-    let w = tensor(dy, y.dims(), y.dtype());
+    let w = Tensor::from_f64s(dy, y.dims().to_vec(), y.dtype(), Device::Cpu).unwrap();
     let g = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
     g.get(x).expect("gradient").to_vec_f64().unwrap()
 }
@@ -147,18 +58,59 @@ fn assert_exact(what: &str, got: &[f64], want: &[f64]) {
     }
 }
 
-#[track_caller]
-fn assert_near(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
-    let (max, ok) = compare(got, want, atol, rtol);
-    assert!(
-        ok,
-        "{what}: max |diff| {max:.3e} exceeds atol {atol:.1e} + rtol {rtol:.1e}\n kernel {got:?}\n CPU {want:?}"
-    );
-}
-
 /// Both grids every launch runs on: the launcher's, and a single block.
 fn grids(launcher: [u32; 3]) -> [([u32; 3], &'static str); 2] {
     [(launcher, "launcher grid"), (ONE_BLOCK, "1 block")]
+}
+
+/// Launches `kernel` on the `launcher` grid and on one block, with `scalars`, then a buffer per
+/// `inputs` (in T), then a NaN output of `want.len()` elements; checks every buffer's guards and the
+/// output against `want` bit for bit.
+fn exact_on_both_grids<T: KernelFloat>(
+    what: &str,
+    kernel: &str,
+    launcher: [u32; 3],
+    scalars: &[Arg],
+    inputs: &[&[f64]],
+    want: &[f64],
+) {
+    for (gr, gname) in grids(launcher) {
+        let mut ins: Vec<Buf<T>> = inputs.iter().map(|v| Buf::from_f64s(v)).collect();
+        let mut out = Buf::<T>::nan(want.len());
+        let mut args = scalars.to_vec();
+        args.extend(ins.iter_mut().map(|b| b.arg()));
+        args.push(out.arg());
+        run_kernel(kernel, gr, &args);
+        for (k, b) in ins.iter().enumerate() {
+            b.check_guards(&format!("{what}: input {k}")).unwrap();
+        }
+        assert_exact(&format!("{what} ({gname})"), &out.checked_f64s(what), want);
+    }
+}
+
+/// An op's forward `<kernel>_<T>` (x → y, on the launcher grid for y) and backward
+/// `<kernel>_bwd_<T>` (dy → dx, on the launcher grid for dx), both taking `scalars` first, each
+/// bit-exact on both grids.
+fn fwd_bwd_exact<T: KernelFloat>(
+    what: &str,
+    kernel: &str,
+    scalars: &[Arg],
+    (x, y): (&[f64], &[f64]),
+    (dy, dx): (&[f64], &[f64]),
+) {
+    for (name, input, want, io) in [
+        (format!("{kernel}_{}", T::SUF), x, y, "y"),
+        (format!("{kernel}_bwd_{}", T::SUF), dy, dx, "dx"),
+    ] {
+        exact_on_both_grids::<T>(
+            &format!("{what} {io}"),
+            &name,
+            grid_1d(want.len()),
+            scalars,
+            &[input],
+            want,
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -239,8 +191,8 @@ enum Fill {
     NanInf,
 }
 
-fn pool_input(numel: usize, seed: u64, dt: DType, fill: Fill) -> Vec<f64> {
-    let mut x = randn(numel, seed, dt);
+fn pool_input<T: KernelFloat>(numel: usize, seed: u64, fill: Fill) -> Vec<f64> {
+    let mut x = randn::<T>(numel, seed);
     match fill {
         Fill::Random => {}
         Fill::Ties => x.iter_mut().for_each(|v| *v = (*v * 2.0).round() / 2.0),
@@ -258,12 +210,12 @@ fn pool_input(numel: usize, seed: u64, dt: DType, fill: Fill) -> Vec<f64> {
 }
 
 /// Max pooling forward and backward of one geometry, for storage type T.
-fn max_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fill) {
+fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fill) {
     let what = format!("max_pool2d_{} {dims:?} {p:?}", T::SUF);
     let dt = T::DTYPE;
     let [n, c, h, w] = dims;
-    let xv = pool_input(n * c * h * w, seed, dt, fill);
-    let x = tensor(&xv, &dims, dt).var();
+    let xv = pool_input::<T>(n * c * h * w, seed, fill);
+    let x = cpu_tensor::<T>(&xv, &dims).var();
     let y = x.max_pool2d(p).unwrap();
     let (oh, ow) = (y.dims()[2], y.dims()[3]);
     let geom = PoolGeom {
@@ -275,61 +227,65 @@ fn max_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fi
         p,
     };
     let (n_in, n_out) = (n * c * h * w, n * c * oh * ow);
-    let dyv = randn(n_out, seed + 1, dt);
+    let dyv = randn::<T>(n_out, seed + 1);
     let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
     let idx_cpu = cpu_argmax(geom, &xv, dt);
     let args = pool_args(&geom, false);
 
-    for (gr, gname) in grids(grid(n_out)) {
-        let mut xb = buf::<T>(&xv);
-        let mut yb = nan_buf::<T>(n_out);
-        let mut ib = nan_buf::<T::Acc>(n_out);
+    for (gr, gname) in grids(grid_1d(n_out)) {
+        let mut xb = Buf::<T>::from_f64s(&xv);
+        let mut yb = Buf::<T>::nan(n_out);
+        let mut ib = Buf::<T::Acc>::nan(n_out);
         let k = format!("max_pool2d_{}", T::SUF);
-        run(&k, gr, &[args.clone(), xb.arg(), yb.arg(), ib.arg()]);
+        run_kernel(&k, gr, &[args.clone(), xb.arg(), yb.arg(), ib.arg()]);
         xb.check_guards("x").unwrap();
-        assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
+        assert_exact(
+            &format!("{what} y ({gname})"),
+            &yb.checked_f64s("y"),
+            &y_cpu,
+        );
         assert_exact(
             &format!("{what} argmax ({gname})"),
-            &read(&ib, "idx"),
+            &ib.checked_f64s("idx"),
             &idx_cpu,
         );
     }
 
-    for (gr, gname) in grids(grid(n_in)) {
+    for (gr, gname) in grids(grid_1d(n_in)) {
         // The launcher's path: the op hands over the f32/f64 argmax and dy in T; for f16 the dtypes
         // differ, so `cuda::run` widens both to f32, runs the f32 kernel and casts dx back to f16.
         let dx = if dt == DType::F16 {
-            let mut ib = buf::<f32>(&idx_cpu);
-            let mut dyb = buf::<f32>(&dyv);
-            let mut dxb = nan_buf::<f32>(n_in);
-            run(
+            let mut ib = Buf::<f32>::from_f64s(&idx_cpu);
+            let mut dyb = Buf::<f32>::from_f64s(&dyv);
+            let mut dxb = Buf::<f32>::nan(n_in);
+            run_kernel(
                 "max_pool2d_bwd_f32",
                 gr,
                 &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()],
             );
             ib.check_guards("idx").unwrap();
             dyb.check_guards("dy").unwrap();
-            let dx = read(&dxb, "dx");
-            dx.iter().map(|&v| f16::from_f64(v).to_f64()).collect()
+            let dx = dxb.checked_f64s("dx");
+            rounded::<f16>(dx)
         } else {
-            let mut ib = buf::<T>(&idx_cpu);
-            let mut dyb = buf::<T>(&dyv);
-            let mut dxb = nan_buf::<T>(n_in);
+            let mut ib = Buf::<T>::from_f64s(&idx_cpu);
+            let mut dyb = Buf::<T>::from_f64s(&dyv);
+            let mut dxb = Buf::<T>::nan(n_in);
             let k = format!("max_pool2d_bwd_{}", T::SUF);
-            run(&k, gr, &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()]);
+            run_kernel(&k, gr, &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()]);
             ib.check_guards("idx").unwrap();
             dyb.check_guards("dy").unwrap();
-            read(&dxb, "dx")
+            dxb.checked_f64s("dx")
         };
         assert_exact(&format!("{what} dx ({gname})"), &dx, &dx_cpu);
 
         if dt == DType::F16 {
             // max_pool2d_bwd_f16 itself (argmax in f16: exact for planes of at most 2048 cells).
             assert!(h * w <= 2048, "{what}: f16 argmax would be inexact");
-            let mut ib = buf::<f16>(&idx_cpu);
-            let mut dyb = buf::<f16>(&dyv);
-            let mut dxb = nan_buf::<f16>(n_in);
-            run(
+            let mut ib = Buf::<f16>::from_f64s(&idx_cpu);
+            let mut dyb = Buf::<f16>::from_f64s(&dyv);
+            let mut dxb = Buf::<f16>::nan(n_in);
+            run_kernel(
                 "max_pool2d_bwd_f16",
                 gr,
                 &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()],
@@ -338,7 +294,7 @@ fn max_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fi
             dyb.check_guards("dy").unwrap();
             assert_exact(
                 &format!("{what} dx f16 kernel ({gname})"),
-                &read(&dxb, "dx"),
+                &dxb.checked_f64s("dx"),
                 &dx_cpu,
             );
         }
@@ -346,16 +302,15 @@ fn max_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fi
 }
 
 /// Average pooling forward and backward of one geometry, both divisor modes, for storage type T.
-fn avg_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64) {
-    let dt = T::DTYPE;
+fn avg_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64) {
     let [n, c, h, w] = dims;
-    let xv = randn(n * c * h * w, seed, dt);
+    let xv = randn::<T>(n * c * h * w, seed);
     for cip in [false, true] {
         let what = format!(
             "avg_pool2d_{} {dims:?} {p:?} count_include_pad {cip}",
             T::SUF
         );
-        let x = tensor(&xv, &dims, dt).var();
+        let x = cpu_tensor::<T>(&xv, &dims).var();
         let y = x.avg_pool2d(p, cip).unwrap();
         let (oh, ow) = (y.dims()[2], y.dims()[3]);
         let geom = PoolGeom {
@@ -366,34 +321,19 @@ fn avg_pool_case<T: Elem>(dims: [usize; 4], p: Pool2dParams, seed: u64) {
             ow,
             p,
         };
-        let (n_in, n_out) = (n * c * h * w, n * c * oh * ow);
-        let dyv = randn(n_out, seed + 7, dt);
+        let n_out = n * c * oh * ow;
+        let dyv = randn::<T>(n_out, seed + 7);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
         let args = pool_args(&geom, cip);
         // Same summation order and divisor as the CPU (f16 computed in f32 like the CPU runner), one
         // rounding at the end: bit-identical.
-        for (gr, gname) in grids(grid(n_out)) {
-            let mut xb = buf::<T>(&xv);
-            let mut yb = nan_buf::<T>(n_out);
-            run(
-                &format!("avg_pool2d_{}", T::SUF),
-                gr,
-                &[args.clone(), xb.arg(), yb.arg()],
-            );
-            xb.check_guards("x").unwrap();
-            assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
-        }
-        for (gr, gname) in grids(grid(n_in)) {
-            let mut dyb = buf::<T>(&dyv);
-            let mut dxb = nan_buf::<T>(n_in);
-            run(
-                &format!("avg_pool2d_bwd_{}", T::SUF),
-                gr,
-                &[args.clone(), dyb.arg(), dxb.arg()],
-            );
-            dyb.check_guards("dy").unwrap();
-            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
-        }
+        fwd_bwd_exact::<T>(
+            &what,
+            "avg_pool2d",
+            std::slice::from_ref(&args),
+            (&xv, &y_cpu),
+            (&dyv, &dx_cpu),
+        );
     }
 }
 
@@ -423,7 +363,7 @@ const POOL_CASES: &[PoolCase] = &[
     ([4, 4, 16, 15], (3, 3), (1, 1), (1, 1), false, Fill::Random),
 ];
 
-fn pool_cases<T: Elem>() {
+fn pool_cases<T: KernelFloat>() {
     for (i, &(dims, k, s, p, ceil, fill)) in POOL_CASES.iter().enumerate() {
         let prm = params(k, s, p, ceil);
         let seed = 100 + 10 * i as u64;
@@ -451,7 +391,7 @@ fn max_avg_pool_f16() {
 const WARP_PLANE_MAX: usize = 1024;
 
 /// Global average pool forward (both group variants) and backward for storage type T.
-fn global_avg_pool_cases<T: Elem>() {
+fn global_avg_pool_cases<T: KernelFloat>() {
     let dt = T::DTYPE;
     // hw = 63 (warp), 1024 (the warp/block boundary), 1155 (block), 1; planes 10, 9, 3, 2.
     for (i, dims) in [[2, 5, 7, 9], [3, 3, 32, 32], [1, 3, 33, 35], [1, 2, 1, 1]]
@@ -461,38 +401,37 @@ fn global_avg_pool_cases<T: Elem>() {
         let [n, c, h, w] = dims;
         let (planes, hw) = (n * c, h * w);
         let what = format!("global_avg_pool_{} {dims:?}", T::SUF);
-        let xv = randn(planes * hw, 300 + i as u64, dt);
-        let x = tensor(&xv, &dims, dt).var();
+        let xv = randn::<T>(planes * hw, 300 + i as u64);
+        let x = cpu_tensor::<T>(&xv, &dims).var();
         let y = x.global_avg_pool2d().unwrap();
-        let dyv = randn(planes, 400 + i as u64, dt);
+        let dyv = randn::<T>(planes, 400 + i as u64);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
         // Both sum in f64 (different orders: ~1e-16 relative), then round to T (f16 through f32 on
         // both sides): f64 results agree to ~1e-15; f32/f16 ones are equal or one ulp apart
         // (6e-8 / 1e-3 relative) when the f64 sums straddle a rounding boundary.
-        let (atol, rtol) = match dt {
+        let tol = match dt {
             DType::F64 => (1e-14, 1e-12),
             DType::F32 => (1e-7, 2e-7),
             DType::F16 => (1e-4, 1e-3),
         };
         let picked = if hw <= WARP_PLANE_MAX {
-            "warp"
+            RowGroup::Warp
         } else {
-            "block"
+            RowGroup::Block
         };
         // The launcher's pick and grid first, then the other variant (valid for any hw) on the
         // grid the launcher would give it, then both on one block (grid-stride over planes).
-        for variant in [picked, if picked == "warp" { "block" } else { "warp" }] {
-            let blocks = if variant == "warp" {
-                planes.div_ceil(THREADS as usize / 32)
-            } else {
-                planes
-            }
-            .clamp(1, SM_COUNT * 32) as u32;
-            for (gr, gname) in grids([blocks, 1, 1]) {
-                let mut xb = buf::<T>(&xv);
-                let mut yb = nan_buf::<T>(planes);
-                let k = format!("global_avg_pool_{variant}_{}", T::SUF);
-                run(
+        let other = if picked == RowGroup::Warp {
+            RowGroup::Block
+        } else {
+            RowGroup::Warp
+        };
+        for variant in [picked, other] {
+            for (gr, gname) in grids(variant.grid(planes)) {
+                let mut xb = Buf::<T>::from_f64s(&xv);
+                let mut yb = Buf::<T>::nan(planes);
+                let k = format!("global_avg_pool_{}_{}", variant.name(), T::SUF);
+                run_kernel(
                     &k,
                     gr,
                     &[
@@ -503,34 +442,28 @@ fn global_avg_pool_cases<T: Elem>() {
                     ],
                 );
                 xb.check_guards("x").unwrap();
-                assert_near(
-                    &format!("{what} {variant} y ({gname})"),
-                    &read(&yb, "y"),
+                assert_close(
+                    &format!("{what} {} y ({gname})", variant.name()),
+                    &yb.checked_f64s("y"),
                     &y_cpu,
-                    atol,
-                    rtol,
+                    tol,
                 );
             }
         }
         // Backward: dy · (T)(1/hw), exactly the CPU's product.
         let total = planes * hw;
-        for (gr, gname) in grids(grid(total)) {
-            let mut dyb = buf::<T>(&dyv);
-            let mut dxb = nan_buf::<T>(total);
-            run(
-                &format!("global_avg_pool_bwd_{}", T::SUF),
-                gr,
-                &[
-                    Arg::I64(total as i64),
-                    Arg::I64(hw as i64),
-                    Arg::F64(1.0 / hw as f64),
-                    dyb.arg(),
-                    dxb.arg(),
-                ],
-            );
-            dyb.check_guards("dy").unwrap();
-            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
-        }
+        exact_on_both_grids::<T>(
+            &format!("{what} dx"),
+            &format!("global_avg_pool_bwd_{}", T::SUF),
+            grid_1d(total),
+            &[
+                Arg::I64(total as i64),
+                Arg::I64(hw as i64),
+                Arg::F64(1.0 / hw as f64),
+            ],
+            &[&dyv],
+            &dx_cpu,
+        );
     }
 }
 
@@ -544,8 +477,7 @@ fn global_avg_pool_all_dtypes() {
 // ------------------------------------------------------------------------------------------------
 // Resizing (cuda/resize.cu, src/backend/cuda/resize.rs)
 
-fn upsample_cases<T: Elem>() {
-    let dt = T::DTYPE;
+fn upsample_cases<T: KernelFloat>() {
     for (i, (dims, s)) in [
         ([2, 3, 5, 7], 2),
         ([1, 2, 4, 3], 3),
@@ -557,33 +489,22 @@ fn upsample_cases<T: Elem>() {
     {
         let [n, c, h, w] = dims;
         let what = format!("upsample_nearest2d_{} {dims:?} scale {s}", T::SUF);
-        let xv = randn(n * c * h * w, 500 + i as u64, dt);
-        let x = tensor(&xv, &dims, dt).var();
+        let xv = randn::<T>(n * c * h * w, 500 + i as u64);
+        let x = cpu_tensor::<T>(&xv, &dims).var();
         let y = x.upsample_nearest2d(s).unwrap();
-        let (n_in, n_out) = (n * c * h * w, n * c * h * s * w * s);
-        let dyv = randn(n_out, 600 + i as u64, dt);
+        let n_out = n * c * h * s * w * s;
+        let dyv = randn::<T>(n_out, 600 + i as u64);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
         let scalars = [n * c, h, w, s].map(|v| Arg::I64(v as i64));
         // Forward moves elements; backward sums each s×s block in the CPU scatter's order (f16 in
         // f32): both bit-identical.
-        for (gr, gname) in grids(grid(n_out)) {
-            let mut xb = buf::<T>(&xv);
-            let mut yb = nan_buf::<T>(n_out);
-            let mut a = scalars.to_vec();
-            a.extend([xb.arg(), yb.arg()]);
-            run(&format!("upsample_nearest2d_{}", T::SUF), gr, &a);
-            xb.check_guards("x").unwrap();
-            assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
-        }
-        for (gr, gname) in grids(grid(n_in)) {
-            let mut dyb = buf::<T>(&dyv);
-            let mut dxb = nan_buf::<T>(n_in);
-            let mut a = scalars.to_vec();
-            a.extend([dyb.arg(), dxb.arg()]);
-            run(&format!("upsample_nearest2d_bwd_{}", T::SUF), gr, &a);
-            dyb.check_guards("dy").unwrap();
-            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
-        }
+        fwd_bwd_exact::<T>(
+            &what,
+            "upsample_nearest2d",
+            &scalars,
+            (&xv, &y_cpu),
+            (&dyv, &dx_cpu),
+        );
     }
 }
 
@@ -594,10 +515,11 @@ fn upsample_nearest_all_dtypes() {
     upsample_cases::<f16>();
 }
 
-fn pad_cases<T: Elem>() {
-    let dt = T::DTYPE;
-    // (dims, (left, right, top, bottom), reflect)
-    let cases: [([usize; 4], (usize, usize, usize, usize), bool); 6] = [
+/// (dims, (left, right, top, bottom), reflect).
+type PadCase = ([usize; 4], (usize, usize, usize, usize), bool);
+
+fn pad_cases<T: KernelFloat>() {
+    let cases: [PadCase; 6] = [
         ([2, 3, 5, 4], (2, 1, 0, 3), true),
         // The largest reflection pads (dim − 1): every border cell reflected, interior cells are the
         // source of up to three outputs per dim.
@@ -612,16 +534,16 @@ fn pad_cases<T: Elem>() {
         let [n, c, h, w] = dims;
         let (l, r, t, b) = pad;
         let what = format!("pad2d_{} {dims:?} {pad:?} reflect {reflect}", T::SUF);
-        let xv = randn(n * c * h * w, 700 + i as u64, dt);
-        let x = tensor(&xv, &dims, dt).var();
+        let xv = randn::<T>(n * c * h * w, 700 + i as u64);
+        let x = cpu_tensor::<T>(&xv, &dims).var();
         let y = if reflect {
             x.reflection_pad2d(pad).unwrap()
         } else {
             x.zero_pad2d(pad).unwrap()
         };
-        let (n_in, n_out) = (n * c * h * w, n * c * (h + t + b) * (w + l + r));
+        let n_out = n * c * (h + t + b) * (w + l + r);
         assert_eq!(y.numel(), n_out);
-        let dyv = randn(n_out, 800 + i as u64, dt);
+        let dyv = randn::<T>(n_out, 800 + i as u64);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
         let mut scalars: Vec<Arg> = [n * c, h, w, l, r, t, b]
             .into_iter()
@@ -629,24 +551,7 @@ fn pad_cases<T: Elem>() {
             .collect();
         scalars.push(Arg::I32(reflect as i32));
         // Moves / gathers in the CPU scatter's order: bit-identical.
-        for (gr, gname) in grids(grid(n_out)) {
-            let mut xb = buf::<T>(&xv);
-            let mut yb = nan_buf::<T>(n_out);
-            let mut a = scalars.clone();
-            a.extend([xb.arg(), yb.arg()]);
-            run(&format!("pad2d_{}", T::SUF), gr, &a);
-            xb.check_guards("x").unwrap();
-            assert_exact(&format!("{what} y ({gname})"), &read(&yb, "y"), &y_cpu);
-        }
-        for (gr, gname) in grids(grid(n_in)) {
-            let mut dyb = buf::<T>(&dyv);
-            let mut dxb = nan_buf::<T>(n_in);
-            let mut a = scalars.clone();
-            a.extend([dyb.arg(), dxb.arg()]);
-            run(&format!("pad2d_bwd_{}", T::SUF), gr, &a);
-            dyb.check_guards("dy").unwrap();
-            assert_exact(&format!("{what} dx ({gname})"), &read(&dxb, "dx"), &dx_cpu);
-        }
+        fwd_bwd_exact::<T>(&what, "pad2d", &scalars, (&xv, &y_cpu), (&dyv, &dx_cpu));
     }
 }
 
@@ -660,8 +565,7 @@ fn pad2d_all_dtypes() {
 // ------------------------------------------------------------------------------------------------
 // Dropout (cuda/dropout.cu, src/backend/cuda/dropout.rs)
 
-fn dropout_cases<T: Elem>() {
-    let dt = T::DTYPE;
+fn dropout_cases<T: KernelFloat>() {
     for (i, (dims, p)) in [
         ([3, 7, 7, 7], 0.3),
         ([1, 1, 5, 3], 0.5),
@@ -673,10 +577,10 @@ fn dropout_cases<T: Elem>() {
         let numel: usize = dims.iter().product();
         let seed = 900 + i as u64;
         let what = format!("mask_scale_{} {dims:?} p {p}", T::SUF);
-        let xv = randn(numel, seed, dt);
-        let x = tensor(&xv, &dims, dt).var();
+        let xv = randn::<T>(numel, seed);
+        let x = cpu_tensor::<T>(&xv, &dims).var();
         let y = x.dropout(p, seed, true).unwrap();
-        let dyv = randn(numel, seed + 50, dt);
+        let dyv = randn::<T>(numel, seed + 50);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
         // The mask the op draws for (seed, numel, p), uploaded in the tensor's dtype (0/1: exact).
         let mask = dropout_mask(numel, p, seed);
@@ -688,25 +592,14 @@ fn dropout_cases<T: Elem>() {
         // Forward y = x·m·s and backward dx = dy·m·s are the same kernel; (x·m)·(T)s with each product
         // rounded, as the CPU: bit-identical.
         for (input, want, io) in [(&xv, &y_cpu, "y"), (&dyv, &dx_cpu, "dx")] {
-            for (gr, gname) in grids(grid(numel)) {
-                let mut xb = buf::<T>(input);
-                let mut mb = buf::<T>(&mask);
-                let mut yb = nan_buf::<T>(numel);
-                run(
-                    &format!("mask_scale_{}", T::SUF),
-                    gr,
-                    &[
-                        Arg::I64(numel as i64),
-                        Arg::F64(scale),
-                        xb.arg(),
-                        mb.arg(),
-                        yb.arg(),
-                    ],
-                );
-                xb.check_guards("x").unwrap();
-                mb.check_guards("mask").unwrap();
-                assert_exact(&format!("{what} {io} ({gname})"), &read(&yb, io), want);
-            }
+            exact_on_both_grids::<T>(
+                &format!("{what} {io}"),
+                &format!("mask_scale_{}", T::SUF),
+                grid_1d(numel),
+                &[Arg::I64(numel as i64), Arg::F64(scale)],
+                &[input, &mask],
+                want,
+            );
         }
     }
 }
@@ -723,7 +616,7 @@ fn dropout_mask_scale_all_dtypes() {
 
 /// `conv_fill_bias_*` (the bias part of a convolution's output) against the CPU's conv2d with zero
 /// weights and that bias: y = 0 + bias exactly.
-fn conv_fill_bias_cases<T: Elem>() {
+fn conv_fill_bias_cases<T: KernelFloat>() {
     let dt = T::DTYPE;
     // (x dims, cout, kernel, params)
     for (i, (xd, cout, k, prm)) in [
@@ -744,36 +637,31 @@ fn conv_fill_bias_cases<T: Elem>() {
     .enumerate()
     {
         let what = format!("conv_fill_bias_{} x {xd:?} cout {cout}", T::SUF);
-        let x = tensor(&randn(xd.iter().product(), 1000 + i as u64, dt), &xd, dt);
+        let x = cpu_tensor::<T>(&randn::<T>(xd.iter().product(), 1000 + i as u64), &xd);
         let wt = Tensor::zeros(vec![cout, xd[1], k.0, k.1], dt, Device::Cpu).unwrap();
-        let bv = randn(cout, 1100 + i as u64, dt);
-        let b = tensor(&bv, &[cout], dt);
+        let bv = randn::<T>(cout, 1100 + i as u64);
+        let b = cpu_tensor::<T>(&bv, &[cout]);
         let y = x.conv2d(&wt, Some(&b), prm).unwrap();
         let y_cpu = y.to_vec_f64().unwrap();
         let plane = y.dims()[2] * y.dims()[3];
         let total = y.numel();
-        for (gr, gname) in grids(grid(total)) {
-            let mut bb = buf::<T>(&bv);
-            let mut yb = nan_buf::<T>(total);
-            run(
-                &format!("conv_fill_bias_{}", T::SUF),
-                gr,
-                &[
-                    Arg::I64(total as i64),
-                    Arg::I64(plane as i64),
-                    Arg::I64(cout as i64),
-                    bb.arg(),
-                    yb.arg(),
-                ],
-            );
-            bb.check_guards("bias").unwrap();
-            assert_exact(&format!("{what} ({gname})"), &read(&yb, "y"), &y_cpu);
-        }
+        exact_on_both_grids::<T>(
+            &what,
+            &format!("conv_fill_bias_{}", T::SUF),
+            grid_1d(total),
+            &[
+                Arg::I64(total as i64),
+                Arg::I64(plane as i64),
+                Arg::I64(cout as i64),
+            ],
+            &[&bv],
+            &y_cpu,
+        );
     }
 }
 
 /// `conv_bias_grad_*` against the autograd bias gradient of the CPU's conv2d.
-fn conv_bias_grad_cases<T: Elem>() {
+fn conv_bias_grad_cases<T: KernelFloat>() {
     let dt = T::DTYPE;
     // (x dims, cout, stride): n·plane from 20 (fewer than the 256 threads) to 3·143 = 429 (threads sum
     // two elements), channels 1 to 7.
@@ -786,31 +674,29 @@ fn conv_bias_grad_cases<T: Elem>() {
     .enumerate()
     {
         let what = format!("conv_bias_grad_{} x {xd:?} cout {cout}", T::SUF);
-        let x = tensor(&randn(xd.iter().product(), 1200 + i as u64, dt), &xd, dt);
-        let wt = tensor(
-            &randn(cout * xd[1], 1300 + i as u64, dt),
+        let x = cpu_tensor::<T>(&randn::<T>(xd.iter().product(), 1200 + i as u64), &xd);
+        let wt = cpu_tensor::<T>(
+            &randn::<T>(cout * xd[1], 1300 + i as u64),
             &[cout, xd[1], 1, 1],
-            dt,
         );
-        let b = tensor(&randn(cout, 1400 + i as u64, dt), &[cout], dt).var();
+        let b = cpu_tensor::<T>(&randn::<T>(cout, 1400 + i as u64), &[cout]).var();
         let y = x.conv2d(&wt, Some(&b), Conv2dParams::new(s, 0)).unwrap();
         let (n, plane) = (y.dims()[0], y.dims()[2] * y.dims()[3]);
-        let dyv = randn(y.numel(), 1500 + i as u64, dt);
+        let dyv = randn::<T>(y.numel(), 1500 + i as u64);
         let db_cpu = grad(&y, &b, &dyv);
         // The kernel sums in Acc<T> in a strided + tree order, the CPU sequentially: f64 agrees to
         // ~1e-14 (sums of ≤ 429 unit normals, |db| ≲ 60); f32 differs by rounding noise,
         // ≲ 429 · 2^-24 · 60 ≈ 2e-3 in the worst case, ~1e-5 in practice; f16 (both sides in f32, one
         // final rounding) by at most one f16 ulp (2^-10 relative).
-        let (atol, rtol) = match dt {
+        let tol = match dt {
             DType::F64 => (1e-12, 1e-12),
             DType::F32 => (1e-4, 1e-5),
             DType::F16 => (1e-3, 2e-3),
         };
-        let blocks = cout.min(SM_COUNT * 32) as u32;
-        for (gr, gname) in grids([blocks, 1, 1]) {
-            let mut dyb = buf::<T>(&dyv);
-            let mut db = nan_buf::<T>(cout);
-            run(
+        for (gr, gname) in grids(capped_grid(cout)) {
+            let mut dyb = Buf::<T>::from_f64s(&dyv);
+            let mut db = Buf::<T>::nan(cout);
+            run_kernel(
                 &format!("conv_bias_grad_{}", T::SUF),
                 gr,
                 &[
@@ -822,12 +708,11 @@ fn conv_bias_grad_cases<T: Elem>() {
                 ],
             );
             dyb.check_guards("dy").unwrap();
-            assert_near(
+            assert_close(
                 &format!("{what} ({gname})"),
-                &read(&db, "db"),
+                &db.checked_f64s("db"),
                 &db_cpu,
-                atol,
-                rtol,
+                tol,
             );
         }
     }
@@ -835,14 +720,13 @@ fn conv_bias_grad_cases<T: Elem>() {
 
 /// `conv_window_<bits>` (crop and/or zero-pad planes, top-left aligned) against the CPU's narrow +
 /// zero_pad2d, bit for bit (−0.0 and NaN in the source must move unchanged).
-fn conv_window_cases<T: Elem>() {
-    let dt = T::DTYPE;
+fn conv_window_cases<T: KernelFloat>() {
     let (n, c, hs, ws) = (2, 3, 5, 7);
-    let mut src = randn(n * c * hs * ws, 1600, dt);
+    let mut src = randn::<T>(n * c * hs * ws, 1600);
     src[4] = -0.0;
     src[11] = f64::NAN;
     src[n * c * hs * ws - 1] = -0.0;
-    let x = tensor(&src, &[n, c, hs, ws], dt);
+    let x = cpu_tensor::<T>(&src, &[n, c, hs, ws]);
     // Crop both, pad both, crop h / pad w, pad h / crop w, identity, one row/column.
     for (hd, wd) in [(3, 4), (8, 9), (3, 10), (6, 7), (5, 7), (1, 1)] {
         let what = format!("conv_window_{} ({hs}, {ws}) -> ({hd}, {wd})", T::BITS);
@@ -857,17 +741,15 @@ fn conv_window_cases<T: Elem>() {
             .to_vec_f64()
             .unwrap();
         let total = n * c * hd * wd;
-        for (gr, gname) in grids(grid(total)) {
-            let mut sb = buf::<T>(&src);
-            let mut db = nan_buf::<T>(total);
-            let scalars = [n * c, hs, ws, hd, wd].map(|v| Arg::I64(v as i64));
-            let mut a = scalars.to_vec();
-            a.extend([sb.arg(), db.arg()]);
-            // The kernel takes the dtype's bit width: the same pointers, read as u16/u32/u64.
-            run(&format!("conv_window_{}", T::BITS), gr, &a);
-            sb.check_guards("src").unwrap();
-            assert_exact(&format!("{what} ({gname})"), &read(&db, "dst"), &want);
-        }
+        // The kernel takes the dtype's bit width: the same pointers, read as u16/u32/u64.
+        exact_on_both_grids::<T>(
+            &what,
+            &format!("conv_window_{}", T::BITS),
+            grid_1d(total),
+            &[n * c, hs, ws, hd, wd].map(|v| Arg::I64(v as i64)),
+            &[&src],
+            &want,
+        );
     }
 }
 

@@ -32,19 +32,20 @@
 
 use std::collections::BTreeSet;
 
-use engine::backend::cuda_emu::{kernel_names, launch, Arg, Buf};
-use engine::testing::compare;
-use engine::{DType, Device, Tensor};
+use engine::backend::cuda_emu::test_support::{
+    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_kernel,
+    seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, THREADS,
+};
+use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::{Device, Element, Tensor};
 use half::f16;
 
-/// Threads per block of every launch in this family (`THREADS`).
-const THREADS: u32 = 256;
-const BLOCK: [u32; 3] = [THREADS, 1, 1];
-const ONE_BLOCK: [u32; 3] = [1, 1, 1];
-/// A pretend GPU: few SMs keep the emulated grids small and make the grid-stride loops wrap.
-const SM_COUNT: usize = 4;
-/// `WARP_ROW_MAX`, `LANE_MIN_ROWS`, `LANE_MAX_LEN` of src/backend/cuda/softmax.rs.
-const WARP_ROW_MAX: usize = 1024;
+// Tolerances: outputs in T against the CPU within `reduction_tol(T)` (values up to O(10):
+// log-softmax of 1100 classes ≈ −7 − 3·|x|; f16: the backward reads the emulated forward's y, which
+// may be an ulp from the CPU's), scratch and sums in `Acc<T>` within `sum_l1_tol(Acc<T>)` of their
+// terms' magnitudes.
+
+/// `LANE_MIN_ROWS`, `LANE_MAX_LEN` of src/backend/cuda/softmax.rs.
 const LANE_MIN_ROWS: usize = 2048;
 const LANE_MAX_LEN: usize = 32;
 /// `PAIR_CHUNK`, `PAIR_MAX_PARTS` of src/backend/cuda/loss.rs.
@@ -53,224 +54,57 @@ const PAIR_MAX_PARTS: usize = 1024;
 /// The upstream gradient of every loss (exact in f16).
 const DY: f64 = 0.75;
 
-/// A storage type of the kernels: suffix, dtype, accumulator type, tolerances.
-trait Elem: bytemuck::Pod {
-    const SUF: &'static str;
-    const DTYPE: DType;
-    /// `Acc<T>`: the type of the per-row / per-block scratch buffers.
-    type Acc: Elem;
-    /// (atol, rtol) for the outputs in T against the CPU.
-    const TOL: (f64, f64);
-    /// Sums computed in this type against f64: |emu − ref| ≤ L1_TOL·Σ|terms| + rtol(TOL)·|ref|.
-    const L1_TOL: f64;
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-}
-
-impl Elem for f64 {
-    const SUF: &'static str = "f64";
-    const DTYPE: DType = DType::F64;
-    type Acc = f64;
-    // f64 against f64: only the summation order differs (warp/block trees vs the CPU's serial
-    // loops), and the same glibc exp/log on both sides: a few ulps of O(10) values.
-    const TOL: (f64, f64) = (1e-11, 1e-10);
-    // A sum of n terms in another order differs by ≲ √n·u·Σ|terms| (u = 1.1e-16); 1e-13 leaves room
-    // for n up to ~10^6.
-    const L1_TOL: f64 = 1e-13;
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-}
-
-impl Elem for f32 {
-    const SUF: &'static str = "f32";
-    const DTYPE: DType = DType::F32;
-    type Acc = f32;
-    // f32: a few ulps from the order of the row sums (u = 6e-8); values are O(1)..O(10) (log-softmax
-    // of 1100 classes ≈ −7 − 3·|x|), hence 2e-5 absolute and relative.
-    const TOL: (f64, f64) = (2e-5, 2e-5);
-    // 2e-5 ≈ 300 u per unit of Σ|terms| (the √n·u estimate is ≤ 60 u for our n ≤ 1100, plus the
-    // exp/log rounding inside each term).
-    const L1_TOL: f64 = 2e-5;
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-}
-
-impl Elem for f16 {
-    const SUF: &'static str = "f16";
-    const DTYPE: DType = DType::F16;
-    type Acc = f32;
-    // f16 storage, f32 compute on both sides (the CPU widens f16 to f32): each output is rounded once
-    // to f16 (half an ulp, rel. 2^-11), and the two f32 results may straddle a rounding boundary (one
-    // ulp, rel. ≤ 2^-10 ≈ 1e-3); the softmax backward reads y rounded to f16 (the emulated forward's,
-    // which may differ from the CPU's by an ulp); allow a few ulps.
-    const TOL: (f64, f64) = (1e-2, 1e-2);
-    // Unused (the scratch of f16 kernels is f32: `Acc = f32` has its own).
-    const L1_TOL: f64 = 2e-5;
-    fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
-    }
-    fn to_f64(self) -> f64 {
-        f16::to_f64(self)
-    }
-}
-
-// ------------------------------------------------------------------------------------------ helpers
-
-fn run(name: &str, grid: [u32; 3], args: &[Arg]) {
-    launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
-
-/// `g.grid(n)`: min(ceil(n/256), sm_count·32) blocks (at least 1).
-fn grid(n: usize) -> [u32; 3] {
-    [
-        n.div_ceil(THREADS as usize).clamp(1, SM_COUNT * 32) as u32,
-        1,
-        1,
-    ]
-}
-
-fn conv<T: Elem>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::from_f64(x)).collect()
-}
-
-/// Values rounded to T (what both sides then read exactly).
-fn round<T: Elem>(v: Vec<f64>) -> Vec<f64> {
-    v.into_iter().map(|x| T::from_f64(x).to_f64()).collect()
-}
-
-fn checked<T: Elem>(b: &Buf<T>, what: &str) -> Vec<f64> {
-    b.check_guards(what).unwrap();
-    b.to_vec().into_iter().map(|x| x.to_f64()).collect()
-}
-
-fn nan_buf<T: Elem>(len: usize) -> Buf<T> {
-    Buf::filled(len, T::from_f64(f64::NAN))
-}
-
-fn buf<T: Elem>(v: &[f64]) -> Buf<T> {
-    Buf::from_slice(&conv::<T>(v))
-}
-
-fn randn(len: usize, seed: u64) -> Vec<f64> {
-    Tensor::randn(vec![len], 0.0, 1.0, seed, DType::F64, Device::Cpu)
-        .unwrap()
-        .to_vec_f64()
-        .unwrap()
-}
-
 fn scaled(v: Vec<f64>, s: f64) -> Vec<f64> {
     v.into_iter().map(|x| x * s).collect()
-}
-
-fn tensor<T: Elem>(v: &[f64], dims: &[usize]) -> Tensor {
-    Tensor::from_f64s(v, dims.to_vec(), T::DTYPE, Device::Cpu).unwrap()
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
     t.to_vec_f64().unwrap()
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: (f64, f64)) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (max, ok) = compare(got, want, tol.0, tol.1);
-    assert!(ok, "{what}: max |emulated − reference| = {max:.3e}");
-}
-
-/// Sums: element o within `l1_tol·l1[o] + rtol·|want[o]|` (the error of a sum in another order
-/// scales with the sum of its terms' magnitudes, not with its value).
-fn assert_sums(what: &str, got: &[f64], want: &[f64], l1: &[f64], l1_tol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (o, ((&g, &w), &a)) in got.iter().zip(want).zip(l1).enumerate() {
-        let d = (g - w).abs();
-        assert!(
-            d <= l1_tol * a + rtol * w.abs(),
-            "{what}: element {o}: emulated {g} vs reference {w} (|diff| {d:.3e}, Σ|terms| {a:.3e})"
-        );
-    }
-}
-
 /// A loss value in T against the CPU's: the f32/f64 sum error (relative to the magnitude `mag` of
 /// the summed terms) plus T's own rounding of the result.
-fn assert_loss<T: Elem>(what: &str, got: f64, want: f64, mag: f64) {
+fn assert_loss<T: KernelFloat>(what: &str, got: f64, want: f64, mag: f64) {
     assert_sums(
         what,
         &[got],
         &[want],
         &[mag],
-        T::Acc::L1_TOL,
-        T::TOL.1.max(T::Acc::TOL.1),
+        sum_l1_tol(T::Acc::DTYPE),
+        reduction_tol(T::DTYPE)
+            .1
+            .max(reduction_tol(T::Acc::DTYPE).1),
     );
 }
 
-/// Row groups of the row kernels (`RowGroup`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Group {
-    Warp,
-    Block,
-    Lane,
-}
-
-impl Group {
-    /// `RowGroup::for_contiguous`.
-    fn for_contiguous(len: usize) -> Group {
-        if len <= WARP_ROW_MAX {
-            Group::Warp
-        } else {
-            Group::Block
-        }
-    }
-    /// The softmax launcher's `pick`.
-    fn softmax_pick(rows: usize, len: usize, inner: usize) -> Group {
-        if inner == 1 {
-            Group::for_contiguous(len)
-        } else if rows >= LANE_MIN_ROWS || len <= LANE_MAX_LEN {
-            Group::Lane
-        } else {
-            Group::Block
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Group::Warp => "warp",
-            Group::Block => "block",
-            Group::Lane => "lane",
-        }
-    }
-    /// `RowGroup::config`: 8 rows per block (warp), a block per row, or a thread per row, capped at
-    /// sm_count·32 blocks; `one_block` forces a single block.
-    fn grid(self, rows: usize, one_block: bool) -> [u32; 3] {
-        if one_block {
-            return ONE_BLOCK;
-        }
-        let blocks = match self {
-            Group::Warp => rows.div_ceil(THREADS as usize / 32),
-            Group::Block => rows,
-            Group::Lane => rows.div_ceil(THREADS as usize),
-        };
-        [blocks.clamp(1, SM_COUNT * 32) as u32, 1, 1]
+/// The softmax launcher's `pick`.
+fn softmax_pick(rows: usize, len: usize, inner: usize) -> RowGroup {
+    if inner == 1 {
+        RowGroup::for_contiguous(len)
+    } else if rows >= LANE_MIN_ROWS || len <= LANE_MAX_LEN {
+        RowGroup::Lane
+    } else {
+        RowGroup::Block
     }
 }
 
 /// (group, one_block): the launcher's pick with its grid and with one block, then every other group
 /// of `all` with the launcher-style grid.
-fn variants(pick: Group, all: &[Group]) -> Vec<(Group, bool)> {
+fn variants(pick: RowGroup, all: &[RowGroup]) -> Vec<(RowGroup, bool)> {
     let mut v = vec![(pick, false), (pick, true)];
     v.extend(all.iter().filter(|&&g| g != pick).map(|&g| (g, false)));
     v
 }
 
 /// The launcher's `mean_finish`: one block reduces `count` partials to `(Σ / div)·mul` in T.
-fn emu_mean_finish<T: Elem>(parts: &mut Buf<T::Acc>, count: usize, div: f64, mul: f64) -> f64 {
-    let mut out = nan_buf::<T>(1);
-    run(
+fn emu_mean_finish<T: KernelFloat>(
+    parts: &mut Buf<T::Acc>,
+    count: usize,
+    div: f64,
+    mul: f64,
+) -> f64 {
+    let mut out = Buf::<T>::nan(1);
+    run_kernel(
         &format!("mean_finish_{}", T::SUF),
         ONE_BLOCK,
         &[
@@ -282,7 +116,7 @@ fn emu_mean_finish<T: Elem>(parts: &mut Buf<T::Acc>, count: usize, div: f64, mul
         ],
     );
     parts.check_guards("parts").unwrap();
-    checked(&out, "loss")[0]
+    out.checked_f64s("loss")[0]
 }
 
 /// Row-wise stable log-softmax of `[n, k]` values in f64.
@@ -299,16 +133,16 @@ fn log_softmax_rows(x: &[f64], k: usize) -> Vec<f64> {
 // ------------------------------------------------------------------------------------------ softmax
 
 /// Softmax and log-softmax over the middle dim of `[outer, len, inner]`, forward and backward.
-fn softmax_case<T: Elem>(outer: usize, len: usize, inner: usize, x: &[f64], seed: u64) {
+fn softmax_case<T: KernelFloat>(outer: usize, len: usize, inner: usize, x: &[f64], seed: u64) {
     let dims = [outer, len, inner];
     let (n, rows) = (outer * len * inner, outer * inner);
     assert_eq!(x.len(), n);
-    let x = round::<T>(x.to_vec());
-    let w = round::<T>(randn(n, seed));
-    let pick = Group::softmax_pick(rows, len, inner);
+    let x = rounded::<T>(x.to_vec());
+    let w = rounded::<T>(seeded_randn(n, seed));
+    let pick = softmax_pick(rows, len, inner);
     for log in [false, true] {
         // CPU: y = (log_)softmax(x, dim 1), dx = ∂(Σ y·w)/∂x.
-        let xt = tensor::<T>(&x, &dims).var();
+        let xt = cpu_tensor::<T>(&x, &dims).var();
         let y = if log {
             xt.log_softmax(1)
         } else {
@@ -316,7 +150,7 @@ fn softmax_case<T: Elem>(outer: usize, len: usize, inner: usize, x: &[f64], seed
         }
         .unwrap();
         let grads = y
-            .mul(&tensor::<T>(&w, &dims))
+            .mul(&cpu_tensor::<T>(&w, &dims))
             .unwrap()
             .sum_all()
             .unwrap()
@@ -327,10 +161,10 @@ fn softmax_case<T: Elem>(outer: usize, len: usize, inner: usize, x: &[f64], seed
 
         // The other groups on the ≥ 2048-row case would be 128-block grids striding over 16 rows each
         // (seconds in the emulator); every group already runs on the smaller shapes.
-        let others: &[Group] = if rows >= LANE_MIN_ROWS {
+        let others: &[RowGroup] = if rows >= LANE_MIN_ROWS {
             &[]
         } else {
-            &[Group::Warp, Group::Block, Group::Lane]
+            &[RowGroup::Warp, RowGroup::Block, RowGroup::Lane]
         };
         for (grp, one_block) in variants(pick, others) {
             let what = format!(
@@ -341,27 +175,32 @@ fn softmax_case<T: Elem>(outer: usize, len: usize, inner: usize, x: &[f64], seed
                 pick.name(),
                 if one_block { " 1 block" } else { "" }
             );
-            let cfg = grp.grid(rows, one_block);
+            let cfg = grp.grid_or_one_block(rows, one_block);
             let geom = [
                 Arg::I64(rows as i64),
                 Arg::I64(len as i64),
                 Arg::I64(inner as i64),
                 Arg::I32(log as i32),
             ];
-            let mut xb = buf::<T>(&x);
-            let mut yb = nan_buf::<T>(n);
+            let mut xb = Buf::<T>::from_f64s(&x);
+            let mut yb = Buf::<T>::nan(n);
             let mut args = geom.to_vec();
             args.extend([xb.arg(), yb.arg()]);
-            run(&format!("softmax_{}_{}", grp.name(), T::SUF), cfg, &args);
+            run_kernel(&format!("softmax_{}_{}", grp.name(), T::SUF), cfg, &args);
             xb.check_guards("x").unwrap();
-            assert_close(&format!("{what}: y"), &checked(&yb, "y"), &want_y, T::TOL);
+            assert_close(
+                &format!("{what}: y"),
+                &yb.checked_f64s("y"),
+                &want_y,
+                reduction_tol(T::DTYPE),
+            );
 
             // Backward from the emulated forward's y, with dy = w.
-            let mut dyb = buf::<T>(&w);
-            let mut dxb = nan_buf::<T>(n);
+            let mut dyb = Buf::<T>::from_f64s(&w);
+            let mut dxb = Buf::<T>::nan(n);
             let mut args = geom.to_vec();
             args.extend([yb.arg(), dyb.arg(), dxb.arg()]);
-            run(
+            run_kernel(
                 &format!("softmax_bwd_{}_{}", grp.name(), T::SUF),
                 cfg,
                 &args,
@@ -370,9 +209,9 @@ fn softmax_case<T: Elem>(outer: usize, len: usize, inner: usize, x: &[f64], seed
             dyb.check_guards("dy").unwrap();
             assert_close(
                 &format!("{what}: dx"),
-                &checked(&dxb, "dx"),
+                &dxb.checked_f64s("dx"),
                 &want_dx,
-                T::TOL,
+                reduction_tol(T::DTYPE),
             );
         }
     }
@@ -395,10 +234,10 @@ const SOFTMAX_SHAPES: [[usize; 3]; 10] = [
     [1, 1, 1],
 ];
 
-fn softmax_all<T: Elem>(seed: u64) {
+fn softmax_all<T: KernelFloat>(seed: u64) {
     for (i, &[o, l, inn]) in SOFTMAX_SHAPES.iter().enumerate() {
         let s = seed + 10 * i as u64;
-        let x = scaled(randn(o * l * inn, s), 3.0);
+        let x = scaled(seeded_randn(o * l * inn, s), 3.0);
         softmax_case::<T>(o, l, inn, &x, s + 1);
     }
     // Extreme logits stay finite (the max is subtracted before exp).
@@ -421,33 +260,115 @@ fn softmax_f16_matches_cpu() {
     softmax_all::<f16>(300);
 }
 
+/// What a row loss (soft cross-entropy, distillation) must produce: the per-row losses with the
+/// magnitudes Σ|terms| of their sums, the loss with its magnitude, and the gradient of DY·loss.
+struct RowLoss {
+    rows: Vec<f64>,
+    rows_l1: Vec<f64>,
+    loss: f64,
+    mag: f64,
+    dx: Vec<f64>,
+}
+
+/// The kernels of a row loss and their extra arguments (after `n, k`): `<prefix>_rows_<group>_<T>`
+/// with `rows_scalars`, `mean_finish_<T>` with `finish = (div, mul)`, `<prefix>_bwd_<group>_<T>` with
+/// `bwd_scalars`.
+struct RowLossKernels {
+    prefix: &'static str,
+    rows_scalars: Vec<Arg>,
+    finish: (f64, f64),
+    bwd_scalars: Vec<Arg>,
+}
+
+/// A row loss of `[n, k]` inputs `a` (the differentiated one) and `b` as its launcher runs it, for
+/// the launcher's group with its grid and one block, then the other group: the per-row losses into
+/// `Acc<T>` scratch, `mean_finish`, then dx with dy = DY.
+fn row_loss_launches<T: KernelFloat>(
+    what: &str,
+    kern: &RowLossKernels,
+    (n, k): (usize, usize),
+    (a, b): (&[f64], &[f64]),
+    want: &RowLoss,
+) {
+    let pick = RowGroup::for_contiguous(k);
+    for (grp, one_block) in variants(pick, &[RowGroup::Warp, RowGroup::Block]) {
+        let what = format!(
+            "{what} [{n}, {k}] {} {}{}",
+            T::SUF,
+            grp.name(),
+            if one_block { " 1 block" } else { "" }
+        );
+        let cfg = grp.grid_or_one_block(n, one_block);
+        let (mut ab, mut bb) = (Buf::<T>::from_f64s(a), Buf::<T>::from_f64s(b));
+        let mut rows = Buf::<T::Acc>::nan(n);
+        let mut args = vec![Arg::I64(n as i64), Arg::I64(k as i64)];
+        args.extend(kern.rows_scalars.iter().cloned());
+        args.extend([ab.arg(), bb.arg(), rows.arg()]);
+        run_kernel(
+            &format!("{}_rows_{}_{}", kern.prefix, grp.name(), T::SUF),
+            cfg,
+            &args,
+        );
+        assert_sums(
+            &format!("{what}: row losses"),
+            &rows.checked_f64s("rows"),
+            &want.rows,
+            &want.rows_l1,
+            sum_l1_tol(T::Acc::DTYPE),
+            reduction_tol(T::Acc::DTYPE).1,
+        );
+        let (div, mul) = kern.finish;
+        let got = emu_mean_finish::<T>(&mut rows, n, div, mul);
+        assert_loss::<T>(&format!("{what}: loss"), got, want.loss, want.mag);
+
+        let mut dyb = Buf::<T>::from_f64s(&[DY]);
+        let mut dxb = Buf::<T>::nan(n * k);
+        let mut args = vec![Arg::I64(n as i64), Arg::I64(k as i64)];
+        args.extend(kern.bwd_scalars.iter().cloned());
+        args.extend([ab.arg(), bb.arg(), dyb.arg(), dxb.arg()]);
+        run_kernel(
+            &format!("{}_bwd_{}_{}", kern.prefix, grp.name(), T::SUF),
+            cfg,
+            &args,
+        );
+        assert_close(
+            &format!("{what}: dx"),
+            &dxb.checked_f64s("dx"),
+            &want.dx,
+            reduction_tol(T::DTYPE),
+        );
+        for (buf, label) in [(&ab, "a"), (&bb, "b"), (&dyb, "dy")] {
+            buf.check_guards(label).unwrap();
+        }
+    }
+}
+
 // --------------------------------------------------------------------------- soft cross-entropy
 
 /// `[n, k]` logits against probability targets, targets ×1.7 (the Σt factor of the backward), and
 /// a label-smoothed one-hot (compared with `cross_entropy(labels, 0.1)`).
-fn ce_case<T: Elem>(n: usize, k: usize, seed: u64) {
+fn ce_case<T: KernelFloat>(n: usize, k: usize, seed: u64) {
     let dims = [n, k];
-    let x = round::<T>(scaled(randn(n * k, seed), 2.0));
-    let probs: Vec<f64> = log_softmax_rows(&randn(n * k, seed + 1), k)
+    let x = rounded::<T>(scaled(seeded_randn(n * k, seed), 2.0));
+    let probs: Vec<f64> = log_softmax_rows(&seeded_randn(n * k, seed + 1), k)
         .into_iter()
         .map(f64::exp)
         .collect();
-    let unnorm = round::<T>(scaled(probs.clone(), 1.7));
-    let probs = round::<T>(probs);
+    let unnorm = rounded::<T>(scaled(probs.clone(), 1.7));
+    let probs = rounded::<T>(probs);
     let labels: Vec<usize> = (0..n).map(|r| (r * 7 + 3) % k).collect();
     let smooth = values(&Tensor::one_hot_smoothed(&labels, k, 0.1, T::DTYPE, Device::Cpu).unwrap());
-    let pick = Group::for_contiguous(k);
     for (name, t) in [
         ("probs", &probs),
         ("probs·1.7", &unnorm),
         ("smoothed", &smooth),
     ] {
         // CPU: the loss and the gradient of DY·loss.
-        let xt = tensor::<T>(&x, &dims).var();
+        let xt = cpu_tensor::<T>(&x, &dims).var();
         let loss = if name == "smoothed" {
             xt.cross_entropy(&labels, 0.1)
         } else {
-            xt.cross_entropy_soft(&tensor::<T>(t, &dims))
+            xt.cross_entropy_soft(&cpu_tensor::<T>(t, &dims))
         }
         .unwrap();
         let grads = loss.scale(DY).unwrap().backward().unwrap();
@@ -463,63 +384,24 @@ fn ce_case<T: Elem>(n: usize, k: usize, seed: u64) {
             .collect();
         let mag = rows_l1.iter().sum::<f64>() / n as f64;
 
-        for (grp, one_block) in variants(pick, &[Group::Warp, Group::Block]) {
-            let what = format!(
-                "ce_soft {name} [{n}, {k}] {} {}{}",
-                T::SUF,
-                grp.name(),
-                if one_block { " 1 block" } else { "" }
-            );
-            let cfg = grp.grid(n, one_block);
-            let (mut xb, mut tb) = (buf::<T>(&x), buf::<T>(t));
-            let mut rows = nan_buf::<T::Acc>(n);
-            run(
-                &format!("ce_soft_rows_{}_{}", grp.name(), T::SUF),
-                cfg,
-                &[
-                    Arg::I64(n as i64),
-                    Arg::I64(k as i64),
-                    xb.arg(),
-                    tb.arg(),
-                    rows.arg(),
-                ],
-            );
-            assert_sums(
-                &format!("{what}: row losses"),
-                &checked(&rows, "rows"),
-                &want_rows,
-                &rows_l1,
-                T::Acc::L1_TOL,
-                T::Acc::TOL.1,
-            );
-            let got = emu_mean_finish::<T>(&mut rows, n, n as f64, 1.0);
-            assert_loss::<T>(&format!("{what}: loss"), got, want_loss, mag);
-
-            let mut dyb = buf::<T>(&[DY]);
-            let mut dxb = nan_buf::<T>(n * k);
-            run(
-                &format!("ce_soft_bwd_{}_{}", grp.name(), T::SUF),
-                cfg,
-                &[
-                    Arg::I64(n as i64),
-                    Arg::I64(k as i64),
-                    Arg::F64(n as f64),
-                    xb.arg(),
-                    tb.arg(),
-                    dyb.arg(),
-                    dxb.arg(),
-                ],
-            );
-            assert_close(
-                &format!("{what}: dx"),
-                &checked(&dxb, "dx"),
-                &want_dx,
-                T::TOL,
-            );
-            for (b, label) in [(&xb, "x"), (&tb, "t"), (&dyb, "dy")] {
-                b.check_guards(label).unwrap();
-            }
-        }
+        row_loss_launches::<T>(
+            &format!("ce_soft {name}"),
+            &RowLossKernels {
+                prefix: "ce_soft",
+                rows_scalars: vec![],
+                finish: (n as f64, 1.0),
+                bwd_scalars: vec![Arg::F64(n as f64)],
+            },
+            (n, k),
+            (&x, t),
+            &RowLoss {
+                rows: want_rows,
+                rows_l1,
+                loss: want_loss,
+                mag,
+                dx: want_dx,
+            },
+        );
     }
 }
 
@@ -536,7 +418,7 @@ const CE_SHAPES: [(usize, usize); 7] = [
     (300, 5),
 ];
 
-fn ce_all<T: Elem>(seed: u64) {
+fn ce_all<T: KernelFloat>(seed: u64) {
     for (i, &(n, k)) in CE_SHAPES.iter().enumerate() {
         ce_case::<T>(n, k, seed + 10 * i as u64);
     }
@@ -560,11 +442,13 @@ fn cross_entropy_f16_matches_cpu() {
 // ---------------------------------------------------------------------------------- distillation
 
 /// `distillation_loss(student, teacher, temp)` of `[n, k]` logits: value and gradient.
-fn distill_case<T: Elem>(n: usize, k: usize, s: &[f64], t: &[f64], temp: f64) {
+fn distill_case<T: KernelFloat>(n: usize, k: usize, s: &[f64], t: &[f64], temp: f64) {
     let dims = [n, k];
-    let (s, t) = (round::<T>(s.to_vec()), round::<T>(t.to_vec()));
-    let st = tensor::<T>(&s, &dims).var();
-    let loss = st.distillation_loss(&tensor::<T>(&t, &dims), temp).unwrap();
+    let (s, t) = (rounded::<T>(s.to_vec()), rounded::<T>(t.to_vec()));
+    let st = cpu_tensor::<T>(&s, &dims).var();
+    let loss = st
+        .distillation_loss(&cpu_tensor::<T>(&t, &dims), temp)
+        .unwrap();
     let grads = loss.scale(DY).unwrap().backward().unwrap();
     let want_loss = values(&loss)[0];
     let want_dx = values(grads.get(&st).expect("dx"));
@@ -590,77 +474,36 @@ fn distill_case<T: Elem>(n: usize, k: usize, s: &[f64], t: &[f64], temp: f64) {
     let mul = temp * temp / n as f64;
     let mag = rows_l1.iter().sum::<f64>() * mul;
 
-    for (grp, one_block) in variants(Group::for_contiguous(k), &[Group::Warp, Group::Block]) {
-        let what = format!(
-            "distillation T={temp} [{n}, {k}] {} {}{}",
-            T::SUF,
-            grp.name(),
-            if one_block { " 1 block" } else { "" }
-        );
-        let cfg = grp.grid(n, one_block);
-        let (mut sb, mut tb) = (buf::<T>(&s), buf::<T>(&t));
-        let mut rows = nan_buf::<T::Acc>(n);
-        run(
-            &format!("distill_rows_{}_{}", grp.name(), T::SUF),
-            cfg,
-            &[
-                Arg::I64(n as i64),
-                Arg::I64(k as i64),
-                Arg::F64(inv),
-                sb.arg(),
-                tb.arg(),
-                rows.arg(),
-            ],
-        );
-        assert_sums(
-            &format!("{what}: row KLs"),
-            &checked(&rows, "rows"),
-            &want_rows,
-            &rows_l1,
-            T::Acc::L1_TOL,
-            T::Acc::TOL.1,
-        );
-        let got = emu_mean_finish::<T>(&mut rows, n, 1.0, mul);
-        assert_loss::<T>(&format!("{what}: loss"), got, want_loss, mag);
-
-        let mut dyb = buf::<T>(&[DY]);
-        let mut dxb = nan_buf::<T>(n * k);
-        run(
-            &format!("distill_bwd_{}_{}", grp.name(), T::SUF),
-            cfg,
-            &[
-                Arg::I64(n as i64),
-                Arg::I64(k as i64),
-                Arg::F64(inv),
-                Arg::F64(temp / n as f64),
-                sb.arg(),
-                tb.arg(),
-                dyb.arg(),
-                dxb.arg(),
-            ],
-        );
-        assert_close(
-            &format!("{what}: dx"),
-            &checked(&dxb, "dx"),
-            &want_dx,
-            T::TOL,
-        );
-        for (b, name) in [(&sb, "student"), (&tb, "teacher"), (&dyb, "dy")] {
-            b.check_guards(name).unwrap();
-        }
-    }
+    row_loss_launches::<T>(
+        &format!("distillation T={temp}"),
+        &RowLossKernels {
+            prefix: "distill",
+            rows_scalars: vec![Arg::F64(inv)],
+            finish: (1.0, mul),
+            bwd_scalars: vec![Arg::F64(inv), Arg::F64(temp / n as f64)],
+        },
+        (n, k),
+        (&s, &t),
+        &RowLoss {
+            rows: want_rows,
+            rows_l1,
+            loss: want_loss,
+            mag,
+            dx: want_dx,
+        },
+    );
 }
 
 /// (N, K): warp rows in 2 blocks, 1000 classes, block rows (1100), batch 1, 45 rows (6 warp
 /// blocks), each at T = 1, 4 and 0.5; then a teacher whose softmax underflows to 0 (p == 0).
 const DISTILL_SHAPES: [(usize, usize); 5] = [(9, 10), (4, 1000), (3, 1100), (1, 5), (45, 3)];
 
-fn distill_all<T: Elem>(seed: u64) {
+fn distill_all<T: KernelFloat>(seed: u64) {
     for (i, &(n, k)) in DISTILL_SHAPES.iter().enumerate() {
         let s = seed + 10 * i as u64;
         let (st, te) = (
-            scaled(randn(n * k, s), 2.0),
-            scaled(randn(n * k, s + 1), 2.0),
+            scaled(seeded_randn(n * k, s), 2.0),
+            scaled(seeded_randn(n * k, s + 1), 2.0),
         );
         for temp in [1.0, 4.0, 0.5] {
             distill_case::<T>(n, k, &st, &te, temp);
@@ -714,10 +557,13 @@ impl Pair {
 
 /// The pair loss `kind` of `a`, `b` (shape `dims`): value, per-block partials and gradients, for the
 /// launcher's partial count with its grids, and for 1 partial / a 1-block backward grid.
-fn pair_case<T: Elem>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
+fn pair_case<T: KernelFloat>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
     let n = a.len();
-    let (a, b) = (round::<T>(a.to_vec()), round::<T>(b.to_vec()));
-    let (at, bt) = (tensor::<T>(&a, dims).var(), tensor::<T>(&b, dims).var());
+    let (a, b) = (rounded::<T>(a.to_vec()), rounded::<T>(b.to_vec()));
+    let (at, bt) = (
+        cpu_tensor::<T>(&a, dims).var(),
+        cpu_tensor::<T>(&b, dims).var(),
+    );
     let loss = match kind {
         Pair::Mse => at.mse_loss(&bt),
         Pair::L1 => at.l1_loss(&bt),
@@ -738,7 +584,7 @@ fn pair_case<T: Elem>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
     let mag = vals.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
 
     let launcher_parts = n.div_ceil(PAIR_CHUNK).clamp(1, PAIR_MAX_PARTS);
-    let mut cases = vec![(launcher_parts, grid(n))];
+    let mut cases = vec![(launcher_parts, grid_1d(n))];
     cases.push((1, ONE_BLOCK));
     for (parts, bwd_grid) in cases {
         let what = format!(
@@ -752,9 +598,9 @@ fn pair_case<T: Elem>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
             want_parts[(i / THREADS as usize) % parts] += v;
             parts_l1[(i / THREADS as usize) % parts] += v.abs();
         }
-        let (mut ab, mut bb) = (buf::<T>(&a), buf::<T>(&b));
-        let mut pb = nan_buf::<T::Acc>(parts);
-        run(
+        let (mut ab, mut bb) = (Buf::<T>::from_f64s(&a), Buf::<T>::from_f64s(&b));
+        let mut pb = Buf::<T::Acc>::nan(parts);
+        run_kernel(
             &format!("pair_partial_{}", T::SUF),
             [parts as u32, 1, 1],
             &[
@@ -767,18 +613,18 @@ fn pair_case<T: Elem>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
         );
         assert_sums(
             &format!("{what}: partials"),
-            &checked(&pb, "partials"),
+            &pb.checked_f64s("partials"),
             &want_parts,
             &parts_l1,
-            T::Acc::L1_TOL,
-            T::Acc::TOL.1,
+            sum_l1_tol(T::Acc::DTYPE),
+            reduction_tol(T::Acc::DTYPE).1,
         );
         let got = emu_mean_finish::<T>(&mut pb, parts, n as f64, 1.0);
         assert_loss::<T>(&format!("{what}: loss"), got, want_loss, mag);
 
-        let mut dyb = buf::<T>(&[DY]);
-        let (mut dab, mut dbb) = (nan_buf::<T>(n), nan_buf::<T>(n));
-        run(
+        let mut dyb = Buf::<T>::from_f64s(&[DY]);
+        let (mut dab, mut dbb) = (Buf::<T>::nan(n), Buf::<T>::nan(n));
+        run_kernel(
             &format!("pair_bwd_{}", T::SUF),
             bwd_grid,
             &[
@@ -794,15 +640,15 @@ fn pair_case<T: Elem>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
         );
         assert_close(
             &format!("{what}: da"),
-            &checked(&dab, "da"),
+            &dab.checked_f64s("da"),
             &want_da,
-            T::TOL,
+            reduction_tol(T::DTYPE),
         );
         assert_close(
             &format!("{what}: db"),
-            &checked(&dbb, "db"),
+            &dbb.checked_f64s("db"),
             &want_db,
-            T::TOL,
+            reduction_tol(T::DTYPE),
         );
         for (b, name) in [(&ab, "a"), (&bb, "b"), (&dyb, "dy")] {
             b.check_guards(name).unwrap();
@@ -812,21 +658,21 @@ fn pair_case<T: Elem>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
 
 /// One element, one partial (4 backward blocks), 2 partials (8193 = one past a chunk), 3 partials
 /// with a 79-block backward grid; then L1 ties (gradient 0) and saturated BCE logits (±30).
-fn pair_all<T: Elem>(seed: u64) {
+fn pair_all<T: KernelFloat>(seed: u64) {
     let shapes: [&[usize]; 4] = [&[1], &[10, 100], &[3, 2731], &[20001]];
     for (i, dims) in shapes.iter().enumerate() {
         let n: usize = dims.iter().product();
         let s = seed + 10 * i as u64;
-        let a = scaled(randn(n, s), 3.0);
-        let b = randn(n, s + 1);
+        let a = scaled(seeded_randn(n, s), 3.0);
+        let b = seeded_randn(n, s + 1);
         let bits: Vec<f64> = b.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect();
         pair_case::<T>(Pair::Mse, dims, &a, &b);
         pair_case::<T>(Pair::L1, dims, &a, &b);
         pair_case::<T>(Pair::Bce, dims, &a, &bits);
     }
     // Soft BCE targets in [0, 1].
-    let a = scaled(randn(777, seed + 100), 4.0);
-    let t: Vec<f64> = randn(777, seed + 101)
+    let a = scaled(seeded_randn(777, seed + 100), 4.0);
+    let t: Vec<f64> = seeded_randn(777, seed + 101)
         .iter()
         .map(|v| 1.0 / (1.0 + (-v).exp()))
         .collect();
@@ -856,13 +702,13 @@ fn pair_losses_f16_match_cpu() {
 
 /// `mean_finish` alone: counts below, at and above the block size (threads sum 0, 1 or several
 /// partials), against f64; and the empty batch (count 0, div 0) giving NaN like the CPU.
-fn mean_finish_all<T: Elem>(seed: u64) {
+fn mean_finish_all<T: KernelFloat>(seed: u64) {
     for (i, count) in [1usize, 5, 255, 256, 257, 1000].into_iter().enumerate() {
-        let v = round::<T::Acc>(randn(count, seed + i as u64));
+        let v = rounded::<T::Acc>(seeded_randn(count, seed + i as u64));
         let (div, mul) = (count as f64 * 1.5, 0.3);
         let want = v.iter().sum::<f64>() / div * mul;
         let mag = v.iter().map(|x| x.abs()).sum::<f64>() / div * mul;
-        let mut pb = buf::<T::Acc>(&v);
+        let mut pb = Buf::<T::Acc>::from_f64s(&v);
         let got = emu_mean_finish::<T>(&mut pb, count, div, mul);
         assert_loss::<T>(
             &format!("mean_finish count {count} {}", T::SUF),
@@ -871,7 +717,7 @@ fn mean_finish_all<T: Elem>(seed: u64) {
             mag,
         );
     }
-    let mut empty = nan_buf::<T::Acc>(0);
+    let mut empty = Buf::<T::Acc>::nan(0);
     let got = emu_mean_finish::<T>(&mut empty, 0, 0.0, 1.0);
     assert!(
         got.is_nan(),
