@@ -1,4 +1,4 @@
-// CUDA device built-ins on host threads, so the kernels of cuda/*.cu compile with g++ and run on the CPU
+// CUDA device built-ins on host fibers, so the kernels of cuda/*.cu compile with g++ and run on the CPU
 // (the `cuda-emu` feature; build.rs includes this header before each .cu file).
 //
 // Model: a launch runs its blocks one after another on the calling OS thread; each thread of a block is
