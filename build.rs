@@ -14,7 +14,7 @@
 //!
 //! With the `cuda-emu` feature it also compiles the same `cuda/*.cu` files with the host C++ compiler
 //! (via the `cc` crate) into a static library that runs them on CPU fibers (`cuda/emu/`,
-//! `src/backend/cuda_emu.rs`), so kernels are executed and checked on machines with no GPU. It needs
+//! `src/backend/cuda_emu/`), so kernels are executed and checked on machines with no GPU. It needs
 //! only `cuda_fp16.h` from the CUDA toolchain (found beside nvcc, or via `CUDA_INCLUDE`).
 
 use std::path::{Path, PathBuf};

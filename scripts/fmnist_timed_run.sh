@@ -7,7 +7,8 @@
 #   scripts/fmnist_timed_run.sh [RECIPE] [EPOCHS] [extra `engine train` flags…]
 #
 # RECIPE defaults to mixup (every trick of Bag of Tricks' Table 6 but distillation), EPOCHS to 10
-# (about 28 minutes on 2 cores with the default ResNet-18, width 16). Run it on a quiet machine: the
+# (about 28 minutes on 2 cores with the default ResNet-18, width 16; DEPTH=34 WIDTH=16 in the
+# environment trains another size). Run it on a quiet machine: the
 # report says how much CPU other processes took, so a shared run is visible as one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +17,14 @@ EPOCHS="${2:-10}"
 shift 2 || shift $# || true
 # Extra flags name the folder too (`--zero-gamma false` → `…-zero-gamma_false`), so runs that differ
 # only in them do not overwrite each other.
+# DEPTH and WIDTH (environment) pick another ResNet than the default 18, width 16; a non-default
+# one names the folder too.
+DEPTH="${DEPTH:-18}"
+WIDTH="${WIDTH:-16}"
 TAG="$(printf '%s' "$*" | sed 's/--//g' | tr -s ' ' '_' | tr -cd 'A-Za-z0-9_.=-')"
-OUT="runs/fmnist-timed-$RECIPE-$EPOCHS${TAG:+-$TAG}"
+SIZE=""
+if [ "$DEPTH" != 18 ] || [ "$WIDTH" != 16 ]; then SIZE="-r${DEPTH}w${WIDTH}"; fi
+OUT="runs/fmnist-timed-$RECIPE-$EPOCHS$SIZE${TAG:+-$TAG}"
 cargo build --release --quiet
 # The commit the binary was built from (with -dirty when the tree had changes), read now, not at
 # the end, when later commits may have landed.
@@ -28,7 +35,7 @@ rm -rf "${OUT:?}"/*
 # CPU time used by everything else on the machine while the run trains, from /proc/stat.
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 b0=$(busy); t0=$(date +%s)
-"$OUT.engine" train --recipe "$RECIPE" --depth 18 --width 16 --epochs "$EPOCHS" --out "$OUT" --quiet "$@"
+"$OUT.engine" train --recipe "$RECIPE" --depth "$DEPTH" --width "$WIDTH" --epochs "$EPOCHS" --out "$OUT" --quiet "$@"
 t1=$(date +%s); b1=$(busy)
 python3 - "$OUT" "$RECIPE" "$EPOCHS" "$((t1 - t0))" "$((b1 - b0))" "$t0" "$*" "$COMMIT" <<'PY'
 import json, os, subprocess, sys, datetime

@@ -1,8 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The per-plane statistics, AdaIN and sum-reduction kernels (cuda/adain.cu, cuda/reduce.cu), run in the
-//! CUDA emulator (`--features cuda-emu`) against the CPU backend, with the argument lists, grid shapes and
-//! kernel picks of their launchers (src/backend/cuda/adain.rs, src/backend/cuda/reduce.rs) on a pretend
-//! GPU of 4 SMs.
+//! CUDA emulator (`--features cuda-emu`) against the CPU backend, with the argument lists of their
+//! launchers (src/backend/cuda/adain.rs, src/backend/cuda/reduce.rs) and, from
+//! `engine::backend::kernel_abi` as the launchers take them, their grid shapes, kernel picks and
+//! descriptors (`RowGroup`, `SumPlan`), on a pretend GPU of 4 SMs.
 //!
 //! Compared:
 //! - `plane_stat_*` / `plane_stat_bwd_*`: `channel_mean` / `channel_std` and their autograd gradient
@@ -25,10 +26,11 @@
 use std::collections::BTreeSet;
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, assert_sums, capped_grid, collapse, cpu_tensor, grid_1d, reduction_tol, rounded,
-    run_kernel, seeded_randn, sum_l1_tol, KernelFloat, RowGroup, StridedArgs, ONE_BLOCK,
+    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_kernel,
+    seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, SM_COUNT,
 };
 use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::backend::kernel_abi::reduce::SumPlan;
 use engine::Element;
 use half::f16;
 
@@ -37,9 +39,6 @@ use half::f16;
 // kernel's f32 scratch comes from f16-rounded inputs that the f64 reference uses too), sums within
 // `sum_l1_tol(Acc<T>)` of their terms' magnitudes.
 
-/// `SERIAL_MAX` and `MANY_OUTPUTS` of src/backend/cuda/reduce.rs.
-const SERIAL_MAX: usize = 64;
-const MANY_OUTPUTS: usize = 4096;
 /// The AdaIN / channel_std eps of the reference (`calc_mean_std`).
 const EPS: f64 = 1e-5;
 
@@ -519,32 +518,15 @@ fn sum_case<T: KernelFloat>(
     .to_vec_f64()
     .unwrap();
 
-    // The launcher: kept / reduced dims with their input strides, each collapsed.
+    // The launcher's plan.
     let rank = dims.len();
-    let mut strides = vec![1usize; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * dims[d + 1];
-    }
     let outd: Vec<usize> = (0..rank)
         .map(|d| if red.contains(&d) { 1 } else { dims[d] })
         .collect();
-    let kept: Vec<usize> = (0..rank).filter(|&d| outd[d] == dims[d]).collect();
-    let reduced: Vec<usize> = (0..rank).filter(|&d| outd[d] != dims[d]).collect();
-    let pick = |ds: &[usize]| {
-        let (cd, mut cs) = collapse(
-            &ds.iter().map(|&d| dims[d]).collect::<Vec<_>>(),
-            &[&ds.iter().map(|&d| strides[d]).collect::<Vec<_>>()],
-        );
-        (cd, cs.remove(0))
-    };
-    let (kd, ks) = pick(&kept);
-    let (rd, rs) = pick(&reduced);
-    let n_out: usize = outd.iter().product();
-    let n_red: usize = rd.iter().product();
+    let plan = SumPlan::new(dims, &outd).unwrap();
+    let n_out = plan.n_out;
     assert_eq!(want.len(), n_out);
-    let inner_kept = kept.last().is_some_and(|&d| d + 1 == rank);
-    let per_thread = n_red <= SERIAL_MAX || (n_out >= MANY_OUTPUTS && inner_kept);
-    let picked = if per_thread {
+    let picked = if plan.per_thread {
         SumKernel::Thread
     } else {
         SumKernel::Block
@@ -579,25 +561,27 @@ fn sum_case<T: KernelFloat>(
         kernels.push((other, false));
     }
     for (k, one_block) in kernels {
-        let (name, cfg) = match k {
-            SumKernel::Thread => ("sum_thread", grid_1d(n_out)),
-            SumKernel::Block => ("sum_block", capped_grid(n_out)),
+        let variant = SumPlan {
+            per_thread: k == SumKernel::Thread,
+            ..plan
         };
-        let cfg = if one_block { ONE_BLOCK } else { cfg };
-        let what = format!(
-            "sum {dims:?} over {red:?} {} {name} grid {cfg:?} (launcher: {picked:?})",
-            T::SUF
-        );
+        let name = variant.kernel(T::SUF);
+        let cfg = if one_block {
+            ONE_BLOCK
+        } else {
+            variant.launch(SM_COUNT).grid()
+        };
+        let what = format!("sum {dims:?} over {red:?} {name} grid {cfg:?} (launcher: {picked:?})");
         let mut xb = Buf::<T>::from_f64s(&x);
         let mut y = Buf::<T>::nan(n_out);
         run_kernel(
-            &format!("{name}_{}", T::SUF),
+            &name,
             cfg,
             &[
                 Arg::I64(n_out as i64),
-                Arg::I64(n_red as i64),
-                StridedArgs::new(&kd, &ks).arg(),
-                StridedArgs::new(&rd, &rs).arg(),
+                Arg::I64(plan.n_red as i64),
+                Arg::pod(&plan.kept),
+                Arg::pod(&plan.reduced),
                 xb.arg(),
                 y.arg(),
             ],

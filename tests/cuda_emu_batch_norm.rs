@@ -1,8 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The batch-norm kernels of cuda/batch_norm.cu, run in the CUDA emulator (`--features cuda-emu`), against
 //! the CPU backend: the launch sequence of src/backend/cuda/batch_norm.rs (stats → finalize → apply;
-//! reduce → finalize → apply) with its argument lists, grid shapes, vector-width pick and channel
-//! splits, on a pretend GPU of 4 SMs.
+//! reduce → finalize → apply) with its argument lists, and its grid shapes, vector-width pick and
+//! channel splits from `engine::backend::kernel_abi::batch_norm` (the functions the launcher calls),
+//! on a pretend GPU of 4 SMs.
 //!
 //! Compared: y, the running statistics, dx, dγ, dβ and dresidual with the CPU's batch norm (values and
 //! autograd gradients of Σ y·w); the saved mean and 1/std with an f64 computation from the same
@@ -11,19 +12,12 @@
 //! guard zones are checked after each launch.
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, grid_1d, run_kernel, seeded_randn, KernelFloat, BLOCK, SM_COUNT,
+    assert_close, grid_1d, run_kernel, run_plan, seeded_randn, KernelFloat, BLOCK, SM_COUNT,
 };
 use engine::backend::cuda_emu::{launch, Arg, Buf};
+use engine::backend::kernel_abi::batch_norm::{pick_vec, reduce_launch, splits};
 use engine::{BatchNormArgs, DType, Device, Result, Tensor};
 use half::f16;
-
-/// The launchers' `MIN_ITEMS_PER_BLOCK`.
-const MIN_ITEMS_PER_BLOCK: usize = 4096;
-
-fn splits(c: usize, items: usize) -> usize {
-    let want = (SM_COUNT * 8).div_ceil(c.max(1));
-    want.min(items.div_ceil(MIN_ITEMS_PER_BLOCK)).max(1)
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -159,12 +153,9 @@ fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
 ) -> EmuOut {
     let (n, c, hw) = (inp.n, inp.c, inp.hw);
     let total = n * c * hw;
-    let vw = 16 / std::mem::size_of::<T>();
-    let (v, vs) = if vector && hw % vw == 0 {
-        (vw, "v")
-    } else {
-        (1, "s")
-    };
+    // `vector` stands for "every buffer is 16-byte aligned" (Bufs always are): false forces the
+    // scalar kernels.
+    let (v, vs) = pick_vec(hw, T::DTYPE, vector);
     let (relu, add) = (kind != Kind::Plain, kind == Kind::AddRelu);
     let (sfx, osfx) = (T::SUF, TO::SUF);
     let (c64, hw64, m) = (c as i64, hw as i64, n * hw);
@@ -183,12 +174,16 @@ fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
 
     // Forward.
     let items = n * (hw / v);
-    let s = if training { splits(c, items) } else { 1 };
+    let s = if training {
+        splits(SM_COUNT, c, items)
+    } else {
+        1
+    };
     let mut part = Buf::<A>::nan(3 * c * s);
     if training {
-        run_kernel(
+        run_plan(
             &format!("bn_stats_{sfx}_{vs}"),
-            [(c * s) as u32, 1, 1],
+            reduce_launch(c * s),
             &[
                 Arg::I64(c64),
                 Arg::I64(hw64),
@@ -255,11 +250,11 @@ fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     let mut y_in = Buf::<T>::from_f64s(&y_out);
     let mut dy = Buf::<T>::from_f64s(&inp.w);
     let items = n * (hw / v);
-    let s = splits(c, items);
+    let s = splits(SM_COUNT, c, items);
     let mut part = Buf::<A>::nan(2 * c * s);
-    run_kernel(
+    run_plan(
         &format!("bn_bwd_reduce_{sfx}_{vs}"),
-        [(c * s) as u32, 1, 1],
+        reduce_launch(c * s),
         &[
             Arg::I64(c64),
             Arg::I64(hw64),

@@ -19,10 +19,10 @@ const COVERAGE: &[(&str, &str)] = &[
     // cuda/batch_norm.cu
     ("bn_", "tests/cuda_emu_batch_norm.rs"),
     // cuda/sgd.cu, cuda/adam.cu
-    ("sgd_step_", "tests/cuda_emu_optim.rs"),
-    ("all_finite", "tests/cuda_emu_optim.rs"),
-    ("multi_tensor_", "tests/cuda_emu_optim.rs"),
-    ("adam_step_", "tests/cuda_emu_optim.rs"),
+    ("sgd_step_", "tests/cuda_emu_optim_kernels.rs"),
+    ("all_finite", "tests/cuda_emu_optim_kernels.rs"),
+    ("multi_tensor_", "tests/cuda_emu_optimizers.rs"),
+    ("adam_step_", "tests/cuda_emu_optim_kernels.rs"),
     // cuda/adain.cu, cuda/reduce.cu
     ("plane_stat_", "tests/cuda_emu_adain_reduce.rs"),
     ("style_stats_", "tests/cuda_emu_adain_reduce.rs"),
@@ -46,12 +46,12 @@ const COVERAGE: &[(&str, &str)] = &[
     ("pair_", "tests/cuda_emu_softmax_loss.rs"),
     ("mean_finish_", "tests/cuda_emu_softmax_loss.rs"),
     // cuda/elementwise.cu, cuda/layout.cu
-    ("unary_", "tests/cuda_emu_elementwise_layout.rs"),
-    ("binary_contig_", "tests/cuda_emu_elementwise_layout.rs"),
-    ("binary_strided_", "tests/cuda_emu_elementwise_layout.rs"),
-    ("cast_", "tests/cuda_emu_elementwise_layout.rs"),
-    ("copy2d_", "tests/cuda_emu_elementwise_layout.rs"),
-    ("strided_copy_", "tests/cuda_emu_elementwise_layout.rs"),
+    ("unary_", "tests/cuda_emu_elementwise.rs"),
+    ("binary_contig_", "tests/cuda_emu_elementwise.rs"),
+    ("binary_strided_", "tests/cuda_emu_elementwise.rs"),
+    ("cast_", "tests/cuda_emu_layout.rs"),
+    ("copy2d_", "tests/cuda_emu_layout.rs"),
+    ("strided_copy_", "tests/cuda_emu_layout.rs"),
 ];
 
 #[test]

@@ -3,9 +3,10 @@
 //! cuda/dropout.cu and the non-cuDNN kernels of cuda/conv.cu), run in the CUDA emulator
 //! (`--features cuda-emu`) against the CPU backend.
 //!
-//! Every launch mirrors its launcher (src/backend/cuda/{pool,resize,dropout}.rs and conv/mod.rs):
-//! argument order, `#[repr(C)]` PoolArgs bytes, grid shape (`g.grid_1d(n)` on a pretend GPU of 4 SMs,
-//! the warp/block pick of the global average pool, one block per channel for the bias gradient), the
+//! Every launch is its launcher's (src/backend/cuda/{pool,resize,dropout}.rs and conv/mod.rs):
+//! argument order (copied), and from `engine::backend::kernel_abi` as the launchers take them the
+//! `#[repr(C)]` PoolArgs descriptor and the grid shapes (`g.grid(n)` on a pretend GPU of 4 SMs, the
+//! warp/block pick of the global average pool, one block per channel for the bias gradient); the
 //! dtype of each buffer (the f32/f64 argmax; an f16 max-pool backward runs the f32 kernel on widened
 //! inputs, as `cuda::run` does for mixed dtypes). Every launch is also repeated on a grid of ONE block
 //! so the grid-stride loops must cover everything on their own.
@@ -21,12 +22,12 @@
 //! matching NaN); reductions in another order (global average pool, bias gradient) within a
 //! tolerance justified at each use. Inputs are seeded random values; f16, f32 and f64 throughout.
 
-use bytemuck::{Pod, Zeroable};
 use engine::backend::cuda_emu::test_support::{
-    assert_close, capped_grid, cpu_tensor, grid_1d, rounded, run_kernel, seeded_randn, KernelFloat,
-    RowGroup, ONE_BLOCK,
+    assert_close, cpu_tensor, grid_1d, rounded, run_kernel, seeded_randn, KernelFloat, RowGroup,
+    ONE_BLOCK, SM_COUNT,
 };
 use engine::backend::cuda_emu::{Arg, Buf};
+use engine::backend::kernel_abi::pool::{bias_grad_launch, global_avg_pool_launch, PoolArgs};
 use engine::backend::CpuKernel;
 use engine::ops::dropout::dropout_mask;
 use engine::ops::pool::{MaxPool2d, PoolGeom};
@@ -116,43 +117,9 @@ fn fwd_bwd_exact<T: KernelFloat>(
 // ------------------------------------------------------------------------------------------------
 // Pooling (cuda/pool.cu, src/backend/cuda/pool.rs)
 
-/// `PoolArgs` of src/backend/cuda/pool.rs / cuda/pool.cu (96 bytes, no padding).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-struct PoolArgs {
-    planes: i64,
-    h: i64,
-    w: i64,
-    oh: i64,
-    ow: i64,
-    kh: i64,
-    kw: i64,
-    sh: i64,
-    sw: i64,
-    ph: i64,
-    pw: i64,
-    count_include_pad: i32,
-    pad: i32,
-}
-
+/// The launcher's `PoolArgs` descriptor (kernel_abi's), as a by-value argument.
 fn pool_args(g: &PoolGeom, count_include_pad: bool) -> Arg {
-    let a = PoolArgs {
-        planes: g.planes as i64,
-        h: g.h as i64,
-        w: g.w as i64,
-        oh: g.oh as i64,
-        ow: g.ow as i64,
-        kh: g.p.kernel.0 as i64,
-        kw: g.p.kernel.1 as i64,
-        sh: g.p.stride.0 as i64,
-        sw: g.p.stride.1 as i64,
-        ph: g.p.padding.0 as i64,
-        pw: g.p.padding.1 as i64,
-        count_include_pad: count_include_pad as i32,
-        pad: 0,
-    };
-    assert_eq!(std::mem::size_of::<PoolArgs>(), 96);
-    Arg::Pod(bytemuck::bytes_of(&a).to_vec())
+    Arg::pod(&PoolArgs::new("pool", g, count_include_pad).expect("a valid pooling geometry"))
 }
 
 fn params(
@@ -387,9 +354,6 @@ fn max_avg_pool_f16() {
     pool_cases::<f16>();
 }
 
-/// `WARP_PLANE_MAX` of the launcher.
-const WARP_PLANE_MAX: usize = 1024;
-
 /// Global average pool forward (both group variants) and backward for storage type T.
 fn global_avg_pool_cases<T: KernelFloat>() {
     let dt = T::DTYPE;
@@ -414,11 +378,8 @@ fn global_avg_pool_cases<T: KernelFloat>() {
             DType::F32 => (1e-7, 2e-7),
             DType::F16 => (1e-4, 1e-3),
         };
-        let picked = if hw <= WARP_PLANE_MAX {
-            RowGroup::Warp
-        } else {
-            RowGroup::Block
-        };
+        let (picked, launch) = global_avg_pool_launch(planes, hw, SM_COUNT);
+        assert_eq!(launch.grid(), picked.grid(planes));
         // The launcher's pick and grid first, then the other variant (valid for any hw) on the
         // grid the launcher would give it, then both on one block (grid-stride over planes).
         let other = if picked == RowGroup::Warp {
@@ -693,7 +654,7 @@ fn conv_bias_grad_cases<T: KernelFloat>() {
             DType::F32 => (1e-4, 1e-5),
             DType::F16 => (1e-3, 2e-3),
         };
-        for (gr, gname) in grids(capped_grid(cout)) {
+        for (gr, gname) in grids(bias_grad_launch(cout, SM_COUNT).grid()) {
             let mut dyb = Buf::<T>::from_f64s(&dyv);
             let mut db = Buf::<T>::nan(cout);
             run_kernel(

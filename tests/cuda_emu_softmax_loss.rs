@@ -1,8 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The softmax and loss kernels (cuda/softmax.cu, cuda/loss.cu), run in the CUDA emulator
-//! (`--features cuda-emu`) against the CPU backend, with the argument lists, grid shapes and kernel
-//! picks of their launchers (src/backend/cuda/softmax.rs, src/backend/cuda/loss.rs) on a pretend GPU
-//! of 4 SMs.
+//! (`--features cuda-emu`) against the CPU backend, with the argument lists of their launchers
+//! (src/backend/cuda/softmax.rs, src/backend/cuda/loss.rs) and, from `engine::backend::kernel_abi` as
+//! the launchers take them, their grid shapes, kernel picks, loss codes and partial counts, on a
+//! pretend GPU of 4 SMs.
 //!
 //! Compared:
 //! - `softmax_{warp,block,lane}_*` / `softmax_bwd_{warp,block,lane}_*`: `Tensor::softmax` /
@@ -33,10 +34,15 @@
 use std::collections::BTreeSet;
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_kernel,
+    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_kernel, run_plan,
     seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, THREADS,
 };
 use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::backend::kernel_abi::loss::{
+    mean_finish_launch, pair_code, pair_partial_launch, pair_parts,
+};
+use engine::backend::kernel_abi::rows::LANE_MIN_ROWS;
+use engine::ops::loss::PairLossKind;
 use engine::{Device, Element, Tensor};
 use half::f16;
 
@@ -45,12 +51,6 @@ use half::f16;
 // may be an ulp from the CPU's), scratch and sums in `Acc<T>` within `sum_l1_tol(Acc<T>)` of their
 // terms' magnitudes.
 
-/// `LANE_MIN_ROWS`, `LANE_MAX_LEN` of src/backend/cuda/softmax.rs.
-const LANE_MIN_ROWS: usize = 2048;
-const LANE_MAX_LEN: usize = 32;
-/// `PAIR_CHUNK`, `PAIR_MAX_PARTS` of src/backend/cuda/loss.rs.
-const PAIR_CHUNK: usize = 8192;
-const PAIR_MAX_PARTS: usize = 1024;
 /// The upstream gradient of every loss (exact in f16).
 const DY: f64 = 0.75;
 
@@ -77,17 +77,6 @@ fn assert_loss<T: KernelFloat>(what: &str, got: f64, want: f64, mag: f64) {
     );
 }
 
-/// The softmax launcher's `pick`.
-fn softmax_pick(rows: usize, len: usize, inner: usize) -> RowGroup {
-    if inner == 1 {
-        RowGroup::for_contiguous(len)
-    } else if rows >= LANE_MIN_ROWS || len <= LANE_MAX_LEN {
-        RowGroup::Lane
-    } else {
-        RowGroup::Block
-    }
-}
-
 /// (group, one_block): the launcher's pick with its grid and with one block, then every other group
 /// of `all` with the launcher-style grid.
 fn variants(pick: RowGroup, all: &[RowGroup]) -> Vec<(RowGroup, bool)> {
@@ -104,9 +93,9 @@ fn emu_mean_finish<T: KernelFloat>(
     mul: f64,
 ) -> f64 {
     let mut out = Buf::<T>::nan(1);
-    run_kernel(
+    run_plan(
         &format!("mean_finish_{}", T::SUF),
-        ONE_BLOCK,
+        mean_finish_launch(),
         &[
             Arg::I64(count as i64),
             parts.arg(),
@@ -139,7 +128,7 @@ fn softmax_case<T: KernelFloat>(outer: usize, len: usize, inner: usize, x: &[f64
     assert_eq!(x.len(), n);
     let x = rounded::<T>(x.to_vec());
     let w = rounded::<T>(seeded_randn(n, seed));
-    let pick = softmax_pick(rows, len, inner);
+    let pick = RowGroup::for_softmax(rows, len, inner);
     for log in [false, true] {
         // CPU: y = (log_)softmax(x, dim 1), dx = ∂(Σ y·w)/∂x.
         let xt = cpu_tensor::<T>(&x, &dims).var();
@@ -537,13 +526,13 @@ enum Pair {
 }
 
 impl Pair {
-    /// `pair_code` of the launcher.
+    /// The launcher's code (`pair_code` of the op's kind).
     fn code(self) -> i32 {
-        match self {
-            Pair::Mse => 0,
-            Pair::L1 => 1,
-            Pair::Bce => 2,
-        }
+        pair_code(match self {
+            Pair::Mse => PairLossKind::Mse,
+            Pair::L1 => PairLossKind::L1,
+            Pair::Bce => PairLossKind::BceWithLogits,
+        })
     }
     /// The value in f64 (for the partial sums' reference).
     fn value(self, a: f64, b: f64) -> f64 {
@@ -583,7 +572,7 @@ fn pair_case<T: KernelFloat>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
     let vals: Vec<f64> = a.iter().zip(&b).map(|(&x, &y)| kind.value(x, y)).collect();
     let mag = vals.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
 
-    let launcher_parts = n.div_ceil(PAIR_CHUNK).clamp(1, PAIR_MAX_PARTS);
+    let launcher_parts = pair_parts(n);
     let mut cases = vec![(launcher_parts, grid_1d(n))];
     cases.push((1, ONE_BLOCK));
     for (parts, bwd_grid) in cases {
@@ -600,9 +589,9 @@ fn pair_case<T: KernelFloat>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
         }
         let (mut ab, mut bb) = (Buf::<T>::from_f64s(&a), Buf::<T>::from_f64s(&b));
         let mut pb = Buf::<T::Acc>::nan(parts);
-        run_kernel(
+        run_plan(
             &format!("pair_partial_{}", T::SUF),
-            [parts as u32, 1, 1],
+            pair_partial_launch(parts),
             &[
                 Arg::I64(n as i64),
                 Arg::I32(kind.code()),

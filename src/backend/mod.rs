@@ -14,6 +14,8 @@ pub mod cuda;
 pub mod cuda;
 #[cfg(feature = "cuda-emu")]
 pub mod cuda_emu;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub mod kernel_abi;
 
 pub use cpu::{CpuKernel, CpuStorage};
 pub use cuda::{CudaKernel, CudaStorage};

@@ -84,19 +84,29 @@ pub fn train_dataset(cfg: &TrainConfig) -> Result<Arc<dyn Dataset>> {
     })
 }
 
-/// `d` re-textured as `cfg.texture_swap` says (as is when it is None). `stream` 0 is training, 1
-/// validation; with `join_plain`, training gets the plain images and the re-textured ones.
-pub fn texture_swapped(
+/// The texture set `cfg.texture_swap` names, decoded once with `channels` channels (None without
+/// texture swapping).
+fn texture_set(cfg: &TrainConfig, channels: usize) -> Result<Option<Arc<TextureSwap>>> {
+    cfg.texture_swap
+        .as_ref()
+        .map(|spec| TextureSwap::load(&spec.dir, channels, spec.seed).map(Arc::new))
+        .transpose()
+}
+
+/// `d` re-textured with `swap` (as is when it is None). `stream` 0 is training, 1 validation; with
+/// `join_plain`, training gets the plain images and the re-textured ones.
+fn texture_swapped(
     cfg: &TrainConfig,
     d: Arc<dyn Dataset>,
+    swap: Option<&Arc<TextureSwap>>,
     stream: u64,
 ) -> Result<Arc<dyn Dataset>> {
-    let Some(spec) = &cfg.texture_swap else {
+    let Some(swap) = swap else {
         return Ok(d);
     };
-    let swap = Arc::new(TextureSwap::load(&spec.dir, d.channels(), spec.seed)?);
-    let swapped: Arc<dyn Dataset> = Arc::new(TextureSwapped::new(d.clone(), swap, stream)?);
-    if spec.join_plain && stream == 0 {
+    let swapped: Arc<dyn Dataset> = Arc::new(TextureSwapped::new(d.clone(), swap.clone(), stream)?);
+    let join = cfg.texture_swap.as_ref().is_some_and(|s| s.join_plain);
+    if join && stream == 0 {
         return Ok(Arc::new(ConcatDataset::new(vec![
             ("plain images".into(), d),
             ("texture-swapped images".into(), swapped),
@@ -105,11 +115,9 @@ pub fn texture_swapped(
     Ok(swapped)
 }
 
-/// The whole validation dataset that `cfg` names (re-textured when `cfg.texture_swap` is set);
-/// folder data is labelled with `classes` (the training classes), and a validation class folder
-/// outside them is an error naming it.
-pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Dataset>> {
-    let ds: Arc<dyn Dataset> = match &cfg.data {
+/// The validation images `cfg` names, not re-textured; folder data is labelled with `classes`.
+fn plain_val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Dataset>> {
+    Ok(match &cfg.data {
         DataSpec::FashionMnist { dir } => Arc::new(ArrayDataset {
             data: load_mnist_style(dir, "t10k", &FASHION_MNIST_CLASSES)?,
         }),
@@ -117,8 +125,17 @@ pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Data
             folder_set(val, Some(classes), *min_side, "validation")?
         }
         DataSpec::Cifar { dir } => Arc::new(load_cifar(dir, false)?),
-    };
-    let ds = texture_swapped(cfg, ds, 1)?;
+    })
+}
+
+/// `ds` re-textured with `swap`, after checking that its classes are the training `classes`.
+fn checked_val(
+    cfg: &TrainConfig,
+    ds: Arc<dyn Dataset>,
+    swap: Option<&Arc<TextureSwap>>,
+    classes: &[String],
+) -> Result<Arc<dyn Dataset>> {
+    let ds = texture_swapped(cfg, ds, swap, 1)?;
     if ds.class_names() != classes {
         return Err(Error::Msg(format!(
             "class mismatch between training ({} classes: {}) and validation data ({} classes: {})",
@@ -129,6 +146,15 @@ pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Data
         )));
     }
     Ok(ds)
+}
+
+/// The whole validation dataset that `cfg` names (re-textured when `cfg.texture_swap` is set);
+/// folder data is labelled with `classes` (the training classes), and a validation class folder
+/// outside them is an error naming it.
+pub fn val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Dataset>> {
+    let ds = plain_val_dataset(cfg, classes)?;
+    let swap = texture_set(cfg, ds.channels())?;
+    checked_val(cfg, ds, swap.as_ref(), classes)
 }
 
 /// The first `n` samples of `d` (0 = all), or `n` evenly spaced ones when `spread` (folder data is
@@ -149,10 +175,13 @@ fn limit(d: Arc<dyn Dataset>, n: usize, spread: bool) -> Arc<dyn Dataset> {
 /// Training and validation datasets of `cfg`, with `train_limit` / `val_limit` applied.
 pub fn datasets(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
     let train = train_dataset(cfg)?;
-    let val = val_dataset(cfg, train.class_names())?;
+    // The texture photographs are decoded once, for both splits.
+    let swap = texture_set(cfg, train.channels())?;
+    let plain_val = plain_val_dataset(cfg, train.class_names())?;
+    let val = checked_val(cfg, plain_val, swap.as_ref(), train.class_names())?;
     let spread = matches!(cfg.data, DataSpec::ImageFolder { .. });
     // The swap comes after the limit, so that a limited SIN+IN run joins the same images twice.
-    let train = texture_swapped(cfg, limit(train, cfg.train_limit, spread), 0)?;
+    let train = texture_swapped(cfg, limit(train, cfg.train_limit, spread), swap.as_ref(), 0)?;
     Ok((train, limit(val, cfg.val_limit, spread)))
 }
 

@@ -10,25 +10,12 @@
 //! Invariants: buffer lengths are checked against the geometry before any launch; outputs are returned
 //! in the inputs' dtype; nothing is launched for empty outputs.
 
-use super::softmax::{check_len, RowGroup};
+use super::softmax::check_len;
 use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::{acc_dtype, product, rows::RowGroup};
 use crate::ops::adain::{AdainBackward, AdainDims, AdainForward, PlaneStat, PlaneStatBackward};
 use crate::{DType, Error, Result};
 use cudarc::driver::PushKernelArg;
-
-fn acc_dtype(dtype: DType) -> DType {
-    if dtype == DType::F64 {
-        DType::F64
-    } else {
-        DType::F32
-    }
-}
-
-fn product(op: &'static str, v: &[usize]) -> Result<usize> {
-    v.iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .ok_or_else(|| Error::bad(op, format!("{v:?} overflows")))
-}
 
 /// `[μ, σ]` per style plane (A = f32/f64), `2·ns·c` values.
 fn style_stats(g: &Gpu, op: &'static str, d: &AdainDims, s: &CudaStorage) -> Result<CudaStorage> {
@@ -50,7 +37,7 @@ fn style_stats(g: &Gpu, op: &'static str, d: &AdainDims, s: &CudaStorage) -> Res
             .arg(stats.buf_mut());
         // SAFETY: matches `style_stats_{warp,block}_<T>(i64, i64, double, double, const T*, A*)`; s
         // holds ns·c·hws T (checked by the caller), stats 2·ns·c A.
-        unsafe { b.launch(grp.config(g, splanes)) }.cu(op)?;
+        unsafe { b.launch(g.launch_cfg(grp.launch(splanes, g.sms()))) }.cu(op)?;
     }
     Ok(stats)
 }
@@ -117,7 +104,7 @@ impl CudaKernel for PlaneStat {
             .arg(out.buf_mut());
         // SAFETY: matches `plane_stat_{warp,block}_<T>(i64, i64, double, int, double, const T*, T*)`;
         // x holds planes·hw T, out planes T.
-        unsafe { b.launch(grp.config(g, planes)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
         Ok(vec![out])
     }
 }
@@ -157,7 +144,7 @@ impl CudaKernel for PlaneStatBackward {
                 .arg(dx.buf_mut());
             // SAFETY: matches `plane_stat_bwd_std_{warp,block}_<T>(i64, i64, double, const T*,
             // const T*, const T*, T*)`; x and dx hold planes·hw T, std and dy planes T (checked).
-            unsafe { b.launch(grp.config(g, planes)) }.cu(OP)?;
+            unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
         } else {
             let f = g.func(
                 "adain",
@@ -211,7 +198,7 @@ impl CudaKernel for AdainForward {
         // SAFETY: matches `adain_fwd_{warp,block}_<T>(i64, i64, i64, i64, double, double, const T*,
         // const A*, T*)`; content/out hold n·c·hw T, stats 2·ns·c A and every style plane index is
         // < ns·c (p mod c when ns == 1, p < n·c = ns·c otherwise).
-        unsafe { b.launch(grp.config(g, planes)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
         Ok(vec![out])
     }
 }
@@ -263,7 +250,7 @@ impl CudaKernel for AdainBackward {
         // SAFETY: matches `adain_bwd_content_{warp,block}_<T>(i64, i64, i64, i64, double, double,
         // const T*, const A*, const T*, T*, A*)`; content, dy, dc hold n·c·hw T (checked), stats
         // 2·ns·c A, sums 2·n·c A.
-        unsafe { b.launch(grp.config(g, planes)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
 
         let splanes = d.ns * d.c;
         let sgrp = RowGroup::for_contiguous(d.hws);
@@ -286,7 +273,7 @@ impl CudaKernel for AdainBackward {
         // SAFETY: matches `adain_bwd_style_{warp,block}_<T>(i64, i64, i64, i64, i64, double, const T*,
         // const A*, const A*, T*)`; style and ds hold ns·c·hws T, stats 2·ns·c A; the content planes
         // read are b·c + sp < n·c (ns == 1) or sp < ns·c = n·c, all within sums (2·n·c A).
-        unsafe { b.launch(sgrp.config(g, splanes)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(sgrp.launch(splanes, g.sms()))) }.cu(OP)?;
         Ok(vec![dc, ds])
     }
 }

@@ -18,30 +18,12 @@
 //! aligned (checked); nothing is launched for empty outputs; all scratch is written before it is read.
 
 use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::batch_norm::{self as plan, big_out_dtype, reduce_launch, splits};
 use crate::ops::batch_norm::{BatchNormBackward, BatchNormForward};
 use crate::{DType, Error, Result};
-use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, PushKernelArg};
 
-/// Threads per block of the per-channel reductions (`BN_THREADS` in cuda/batch_norm.cu).
-const BN_THREADS: u32 = 256;
-/// A channel is split over several blocks only while each block keeps at least this many items.
-const MIN_ITEMS_PER_BLOCK: usize = 4096;
-
-/// The compute (accumulator) dtype: f64 for f64, else f32.
-pub(super) fn acc_dtype(dtype: DType) -> DType {
-    if dtype == DType::F64 {
-        DType::F64
-    } else {
-        DType::F32
-    }
-}
-
-/// `a · b · …` or an error naming `op`.
-pub(super) fn product(op: &'static str, v: &[usize]) -> Result<usize> {
-    v.iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .ok_or_else(|| Error::bad(op, format!("sizes {v:?} overflow")))
-}
+pub(super) use crate::backend::kernel_abi::{acc_dtype, product};
 
 /// Checks that `s` holds exactly `n` elements.
 pub(super) fn check_len(op: &'static str, what: &str, s: &CudaStorage, n: usize) -> Result<()> {
@@ -60,44 +42,9 @@ fn aligned16(g: &Gpu, s: &CudaStorage) -> bool {
     ptr % 16 == 0
 }
 
-/// Elements per 16-byte vector of `dtype`.
-fn vec_width(dtype: DType) -> usize {
-    16 / dtype.size_in_bytes()
-}
-
 /// `(V, "v" | "s")`: the vector width the kernels use for planes of `hw` elements.
 fn pick_vec(g: &Gpu, hw: usize, dtype: DType, bufs: &[&CudaStorage]) -> (usize, &'static str) {
-    let vw = vec_width(dtype);
-    if hw % vw == 0 && bufs.iter().all(|s| aligned16(g, s)) {
-        (vw, "v")
-    } else {
-        (1, "s")
-    }
-}
-
-/// Blocks per channel for a reduction over `items` items per channel: enough blocks in total to
-/// fill the GPU, but no block with fewer than `MIN_ITEMS_PER_BLOCK` items.
-fn splits(g: &Gpu, c: usize, items: usize) -> usize {
-    let target = g.sm_count() as usize * 8;
-    let want = target.div_ceil(c.max(1));
-    want.min(items.div_ceil(MIN_ITEMS_PER_BLOCK)).max(1)
-}
-
-fn reduce_config(blocks: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (blocks.clamp(1, i32::MAX as usize) as u32, 1, 1),
-        block_dim: (BN_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// The big outputs' dtype: f16 when the op asked for f16 and the inputs were widened to f32.
-fn big_out_dtype(input: DType, requested: DType) -> DType {
-    if input == DType::F32 && requested == DType::F16 {
-        DType::F16
-    } else {
-        input
-    }
+    plan::pick_vec(hw, dtype, bufs.iter().all(|s| aligned16(g, s)))
 }
 
 impl CudaKernel for BatchNormForward {
@@ -154,7 +101,7 @@ impl CudaKernel for BatchNormForward {
 
         let (s, part) = if self.training {
             let items = n * (hw / v);
-            let s = splits(g, c, items);
+            let s = splits(g.sms(), c, items);
             let mut part = g.alloc(a, 3 * c * s)?;
             let f = g.func("batch_norm", &format!("bn_stats_{sfx}_{vs}"))?;
             let (items64, s64) = (items as i64, s as i64);
@@ -167,7 +114,7 @@ impl CudaKernel for BatchNormForward {
                 .arg(part.buf_mut());
             // SAFETY: matches `bn_stats_<T>_<v|s>(i64 c, i64 hw, i64 items, i64 splits, const T*, A*)`;
             // x holds n·c·hw T (checked), items = n·hw/V with V | hw, part holds 3·c·splits A.
-            unsafe { b.launch(reduce_config(c * s)) }.cu(OP)?;
+            unsafe { b.launch(g.launch_cfg(reduce_launch(c * s))) }.cu(OP)?;
             (s, part)
         } else {
             // Not read in eval mode; a valid pointer all the same.
@@ -286,7 +233,7 @@ impl CudaKernel for BatchNormBackward {
         let (c64, hw64, relu) = (c as i64, hw as i64, self.relu as i32);
 
         let items = n * (hw / v);
-        let s = splits(g, c, items);
+        let s = splits(g.sms(), c, items);
         let mut part = g.alloc(a, 2 * c * s)?;
         let f = g.func("batch_norm", &format!("bn_bwd_reduce_{sfx}_{vs}"))?;
         let (items64, s64) = (items as i64, s as i64);
@@ -304,7 +251,7 @@ impl CudaKernel for BatchNormBackward {
             .arg(part.buf_mut());
         // SAFETY: matches `bn_bwd_reduce_<T>_<v|s>(i64, i64, i64, i64, int, const T* ×5, A*)`; x, y,
         // dy hold n·c·hw T, mean/invstd c T (checked), part 2·c·splits A; V | hw.
-        unsafe { b.launch(reduce_config(c * s)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(reduce_launch(c * s))) }.cu(OP)?;
 
         let mut coef = g.alloc(a, 5 * c)?;
         let f = g.func("batch_norm", &format!("bn_bwd_finalize_{sfx}"))?;

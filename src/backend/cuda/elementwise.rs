@@ -1,49 +1,17 @@
 //! CUDA launchers for the elementwise kernels of `src/ops/elementwise.rs` (`cuda/elementwise.cu`):
 //! `Unary`, `UnaryBackward` and `Binary`.
 //!
-//! Invariants: op codes and scalar parameters passed here are the ones `cuda/elementwise.cu` switches
-//! on (`unary_code` ↔ `UnaryCode`, `binary_code` ↔ `BinaryCode`); inputs share one dtype (`run`
+//! Invariants: op codes, scalar parameters and the contiguous/strided pick come from
+//! `src/backend/kernel_abi/elementwise.rs` (the emulator tests use the same functions); inputs share one dtype (`run`
 //! normalises) and outputs are returned in it; nothing is launched for zero elements.
 
-use super::{collapse, gpu, suffix, CuResultExt, CudaKernel, CudaStorage, StridedArgs};
-use crate::ops::elementwise::{Binary, BinaryOp, Unary, UnaryBackward, UnaryOp};
+use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
+use crate::backend::kernel_abi::elementwise::{
+    binary_code, unary_backward_code, unary_code, BinaryPlan,
+};
+use crate::ops::elementwise::{Binary, Unary, UnaryBackward};
 use crate::{DType, Error, Result};
 use cudarc::driver::PushKernelArg;
-
-/// (code, p0, p1) for the forward kernel.
-fn unary_code(op: UnaryOp) -> (i32, f64, f64) {
-    match op {
-        UnaryOp::Relu => (0, 0.0, 0.0),
-        UnaryOp::LeakyRelu(s) => (1, s, 0.0),
-        UnaryOp::Tanh => (2, 0.0, 0.0),
-        UnaryOp::Sigmoid => (3, 0.0, 0.0),
-        UnaryOp::Exp => (4, 0.0, 0.0),
-        UnaryOp::Log => (5, 0.0, 0.0),
-        UnaryOp::Sqrt => (6, 0.0, 0.0),
-        UnaryOp::Abs => (7, 0.0, 0.0),
-        UnaryOp::Square => (8, 0.0, 0.0),
-        UnaryOp::Recip => (9, 0.0, 0.0),
-        UnaryOp::Affine { mul, add } => (10, mul, add),
-        UnaryOp::Powf(p) => (11, p, 0.0),
-    }
-}
-
-/// (code, p0, p1) for the derivative: Powf needs `p - 1` computed in f64, like the CPU.
-fn unary_backward_code(op: UnaryOp) -> (i32, f64, f64) {
-    match op {
-        UnaryOp::Powf(p) => (11, p, p - 1.0),
-        other => unary_code(other),
-    }
-}
-
-fn binary_code(op: BinaryOp) -> i32 {
-    match op {
-        BinaryOp::Add => 0,
-        BinaryOp::Sub => 1,
-        BinaryOp::Mul => 2,
-        BinaryOp::Div => 3,
-    }
-}
 
 fn check_len(op: &'static str, s: &CudaStorage, n: usize) -> Result<()> {
     if s.len() < n {
@@ -119,19 +87,15 @@ impl CudaKernel for Binary {
         if n == 0 {
             return Ok(vec![out]);
         }
-        let (cd, cs) = collapse(dims, &[self.lhs.strides(), self.rhs.strides()]);
-        // Largest offset each input is read at, so a wrong map can never read out of bounds.
-        for (s, st) in [(a, &cs[0]), (b, &cs[1])] {
-            let max: usize = cd.iter().zip(st).map(|(&d, &s)| (d - 1) * s).sum();
-            check_len("binary", s, max + 1)?;
-        }
+        let plan = BinaryPlan::new(dims, self.lhs.strides(), self.rhs.strides())?;
+        // Each input must hold its largest offset, so a wrong map can never read out of bounds.
+        check_len("binary", a, plan.lhs_len)?;
+        check_len("binary", b, plan.rhs_len)?;
         let code = binary_code(self.op);
         let n64 = n as i64;
-        let contiguous = cd.len() <= 1 && cs.iter().all(|s| s.first().is_none_or(|&v| v == 1));
-        let sfx = suffix(a.dtype());
-        if contiguous {
-            let f = g.func("elementwise", &format!("binary_contig_{sfx}"))?;
-            let mut l = g.stream.launch_builder(&f);
+        let f = g.func("elementwise", &plan.kernel(suffix(a.dtype())))?;
+        let mut l = g.stream.launch_builder(&f);
+        if plan.contiguous {
             l.arg(&n64)
                 .arg(&code)
                 .arg(a.buf())
@@ -141,14 +105,10 @@ impl CudaKernel for Binary {
             // hold n elements (checked above: dense map of n elements).
             unsafe { l.launch(g.grid(n)) }.cu("binary")?;
         } else {
-            let sa = StridedArgs::new("binary", &cd, &cs[0])?;
-            let sb = StridedArgs::new("binary", &cd, &cs[1])?;
-            let f = g.func("elementwise", &format!("binary_strided_{sfx}"))?;
-            let mut l = g.stream.launch_builder(&f);
             l.arg(&n64)
                 .arg(&code)
-                .arg(&sa)
-                .arg(&sb)
+                .arg(&plan.lhs)
+                .arg(&plan.rhs)
                 .arg(a.buf())
                 .arg(b.buf())
                 .arg(out.buf_mut());

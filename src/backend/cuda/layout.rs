@@ -6,9 +6,8 @@
 //! launch is preceded by a bounds check of the largest source offset it reads and the largest
 //! destination offset it writes; nothing is launched for zero elements.
 
-use super::{
-    bits_suffix, collapse, gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu, StridedArgs,
-};
+use super::{bits_suffix, gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::layout::{Copy2d, StridedCopyPlan};
 use crate::ops::layout::{Cast, Concat, Narrow, NarrowBackward};
 use crate::ops::reduce::StridedCopy;
 use crate::{DType, Error, Result};
@@ -34,34 +33,20 @@ pub(crate) fn cast(x: &CudaStorage, dtype: DType) -> Result<CudaStorage> {
     Ok(y)
 }
 
-/// Block copy: for r < rows, c < cols: `dst[r·dst_rs + dst_off + c] = src[r·src_rs + src_off + c]`.
-#[allow(clippy::too_many_arguments)]
+/// Runs a block copy plan (`Copy2d` of kernel_abi) from `src` into `dst`, after checking it against
+/// both buffers.
 fn copy2d(
     g: &Gpu,
     op: &'static str,
     src: &CudaStorage,
     dst: &mut CudaStorage,
-    rows: usize,
-    cols: usize,
-    (src_rs, src_off): (usize, usize),
-    (dst_rs, dst_off): (usize, usize),
+    plan: Copy2d,
 ) -> Result<()> {
-    let n = rows * cols;
+    let n = plan.n();
     if n == 0 {
         return Ok(());
     }
-    let src_end = (rows - 1) * src_rs + src_off + cols;
-    let dst_end = (rows - 1) * dst_rs + dst_off + cols;
-    if src_end > src.len() || dst_end > dst.len() || (rows > 1 && cols > dst_rs) {
-        return Err(Error::bad(
-            op,
-            format!(
-                "block copy out of bounds (reads to {src_end} of {}, writes to {dst_end} of {})",
-                src.len(),
-                dst.len()
-            ),
-        ));
-    }
+    plan.check(op, src.len(), dst.len())?;
     if src.dtype() != dst.dtype() {
         return Err(Error::DType {
             op,
@@ -69,14 +54,7 @@ fn copy2d(
         });
     }
     let f = g.func("layout", &format!("copy2d_{}", bits_suffix(src.dtype())))?;
-    let v: [i64; 6] = [
-        n as i64,
-        cols as i64,
-        src_rs as i64,
-        src_off as i64,
-        dst_rs as i64,
-        dst_off as i64,
-    ];
+    let v = plan.args();
     let mut b = g.stream.launch_builder(&f);
     b.arg(&v[0])
         .arg(&v[1])
@@ -109,10 +87,8 @@ impl CudaKernel for Concat {
         let g = gpu(inputs[0].ordinal())?;
         let row: usize = self.blocks.iter().sum();
         let mut out = g.alloc(inputs[0].dtype(), self.outer * row)?;
-        let mut at = 0;
-        for (x, &b) in inputs.iter().zip(&self.blocks) {
-            copy2d(g, "concat", x, &mut out, self.outer, b, (b, 0), (row, at))?;
-            at += b;
+        for (x, plan) in inputs.iter().zip(Copy2d::concat(self)) {
+            copy2d(g, "concat", x, &mut out, plan)?;
         }
         Ok(vec![out])
     }
@@ -122,13 +98,9 @@ impl CudaKernel for Narrow {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
         let x = inputs[0];
         let g = gpu(x.ordinal())?;
-        let (b, fb, s) = (
-            self.len * self.inner,
-            self.full * self.inner,
-            self.start * self.inner,
-        );
-        let mut out = g.alloc(x.dtype(), self.outer * b)?;
-        copy2d(g, "narrow", x, &mut out, self.outer, b, (fb, s), (b, 0))?;
+        let plan = Copy2d::narrow(self);
+        let mut out = g.alloc(x.dtype(), plan.n())?;
+        copy2d(g, "narrow", x, &mut out, plan)?;
         Ok(vec![out])
     }
 }
@@ -138,17 +110,13 @@ impl CudaKernel for NarrowBackward {
         let gr = inputs[0];
         let n = &self.0;
         let g = gpu(gr.ordinal())?;
-        let (b, fb, s) = (n.len * n.inner, n.full * n.inner, n.start * n.inner);
-        let mut out = g.zeros(gr.dtype(), n.outer * fb)?;
+        let mut out = g.zeros(gr.dtype(), n.outer * n.full * n.inner)?;
         copy2d(
             g,
             "narrow_backward",
             gr,
             &mut out,
-            n.outer,
-            b,
-            (b, 0),
-            (fb, s),
+            Copy2d::narrow_backward(n),
         )?;
         Ok(vec![out])
     }
@@ -170,30 +138,22 @@ impl CudaKernel for StridedCopy {
         if n == 0 {
             return Ok(vec![y]);
         }
-        let (cd, cs) = collapse(dims, &[self.map.strides()]);
-        let max: usize = cd.iter().zip(&cs[0]).map(|(&d, &s)| (d - 1) * s).sum();
-        if max >= x.len() {
-            return Err(Error::bad(
-                "strided_copy",
-                format!("map reads offset {max} of an input of {} elements", x.len()),
-            ));
-        }
-        if cd.len() <= 1 && cs[0].first().is_none_or(|&s| s == 1) {
+        let plan = StridedCopyPlan::new(dims, self.map.strides(), x.len())?;
+        if plan.dense {
             // Dense in order: a plain copy (e.g. a permutation that moves only extent-1 dims).
             let src = x.buf().slice(0..n * x.dtype().size_in_bytes());
             g.stream.memcpy_dtod(&src, y.buf_mut()).cu("strided_copy")?;
             return Ok(vec![y]);
         }
-        let a = StridedArgs::new("strided_copy", &cd, &cs[0])?;
         let f = g.func(
             "layout",
             &format!("strided_copy_{}", bits_suffix(x.dtype())),
         )?;
         let n64 = n as i64;
         let mut b = g.stream.launch_builder(&f);
-        b.arg(&n64).arg(&a).arg(x.buf()).arg(y.buf_mut());
+        b.arg(&n64).arg(&plan.src).arg(x.buf()).arg(y.buf_mut());
         // SAFETY: matches `strided_copy_u<bits>(i64, StridedArgs, const U*, U*)`; y holds n
-        // elements and every read offset is ≤ max < x.len() (checked above).
+        // elements and every read offset is < x.len() (checked by the plan).
         unsafe { b.launch(g.grid(n)) }.cu("strided_copy")?;
         Ok(vec![y])
     }

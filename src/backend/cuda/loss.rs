@@ -12,35 +12,18 @@
 //! rounded to the compute type; an empty batch gives NaN (0/0) like the CPU; `dy` is the one-element
 //! upstream gradient, read on the device (no host sync).
 
-use super::softmax::{check_len, RowGroup};
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu, THREADS};
+use super::softmax::check_len;
+use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::loss::{
+    mean_finish_launch, pair_code, pair_partial_launch, pair_parts,
+};
+use crate::backend::kernel_abi::{acc_dtype, rows::RowGroup};
 use crate::ops::loss::{
     CrossEntropySoft, CrossEntropySoftBackward, Distillation, DistillationBackward, PairLoss,
-    PairLossBackward, PairLossKind,
+    PairLossBackward,
 };
 use crate::{DType, Error, Result};
-use cudarc::driver::{LaunchConfig, PushKernelArg};
-
-/// Elements per chunk of a pair-loss partial sum, and the most chunks.
-const PAIR_CHUNK: usize = 8192;
-const PAIR_MAX_PARTS: usize = 1024;
-
-/// The accumulation dtype of `dtype` (f32 for f16 and f32).
-fn acc_dtype(dtype: DType) -> DType {
-    if dtype == DType::F64 {
-        DType::F64
-    } else {
-        DType::F32
-    }
-}
-
-fn pair_code(kind: PairLossKind) -> i32 {
-    match kind {
-        PairLossKind::Mse => 0,
-        PairLossKind::L1 => 1,
-        PairLossKind::BceWithLogits => 2,
-    }
-}
+use cudarc::driver::PushKernelArg;
 
 fn rows_len(op: &'static str, n: usize, k: usize) -> Result<usize> {
     n.checked_mul(k)
@@ -66,11 +49,7 @@ fn mean_finish(
         .arg(&div)
         .arg(&mul)
         .arg(out.buf_mut());
-    let cfg = LaunchConfig {
-        grid_dim: (1, 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = g.launch_cfg(mean_finish_launch());
     // SAFETY: matches `mean_finish_<T>(i64, const A*, double, double, T*)`; `parts` holds at least
     // `count` values of A (the caller allocated it so), `out` one T. One block of 256 threads.
     unsafe { b.launch(cfg) }.cu(op)?;
@@ -103,7 +82,7 @@ impl CudaKernel for CrossEntropySoft {
                 .arg(rows.buf_mut());
             // SAFETY: matches `ce_soft_rows_{warp,block}_<T>(i64, i64, const T*, const T*, A*)`; x and
             // t hold n·k T (checked), rows holds n A; 256-thread blocks.
-            unsafe { b.launch(grp.config(g, n)) }.cu(OP)?;
+            unsafe { b.launch(g.launch_cfg(grp.launch(n, g.sms()))) }.cu(OP)?;
         }
         let loss = mean_finish(g, OP, dt, &rows, n, n as f64, 1.0)?;
         Ok(vec![loss])
@@ -141,7 +120,7 @@ impl CudaKernel for CrossEntropySoftBackward {
             .arg(dx.buf_mut());
         // SAFETY: matches `ce_soft_bwd_{warp,block}_<T>(i64, i64, double, const T*, const T*,
         // const T*, T*)`; x, t, dx hold n·k T and dy one T (checked).
-        unsafe { b.launch(grp.config(g, n)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(grp.launch(n, g.sms()))) }.cu(OP)?;
         Ok(vec![dx])
     }
 }
@@ -173,7 +152,7 @@ impl CudaKernel for Distillation {
                 .arg(rows.buf_mut());
             // SAFETY: matches `distill_rows_{warp,block}_<T>(i64, i64, double, const T*, const T*,
             // A*)`; s and t hold n·k T (checked), rows n A.
-            unsafe { b.launch(grp.config(g, n)) }.cu(OP)?;
+            unsafe { b.launch(g.launch_cfg(grp.launch(n, g.sms()))) }.cu(OP)?;
         }
         let tt = self.temperature * self.temperature;
         let loss = mean_finish(g, OP, dt, &rows, n, 1.0, tt / n as f64)?;
@@ -214,7 +193,7 @@ impl CudaKernel for DistillationBackward {
             .arg(dx.buf_mut());
         // SAFETY: matches `distill_bwd_{warp,block}_<T>(i64, i64, double, double, const T*,
         // const T*, const T*, T*)`; s, t, dx hold n·k T and dy one T (checked).
-        unsafe { b.launch(grp.config(g, n)) }.cu(OP)?;
+        unsafe { b.launch(g.launch_cfg(grp.launch(n, g.sms()))) }.cu(OP)?;
         Ok(vec![dx])
     }
 }
@@ -228,11 +207,7 @@ impl CudaKernel for PairLoss {
         let g = gpu(a.ordinal())?;
         let dt = a.dtype();
         // The chunk count depends on n only (not on the device), so the sum order is fixed.
-        let parts = if n == 0 {
-            0
-        } else {
-            n.div_ceil(PAIR_CHUNK).clamp(1, PAIR_MAX_PARTS)
-        };
+        let parts = pair_parts(n);
         let mut partial = g.alloc(acc_dtype(dt), parts)?;
         if parts > 0 {
             let f = g.func("loss", &format!("pair_partial_{}", suffix(dt)))?;
@@ -243,11 +218,7 @@ impl CudaKernel for PairLoss {
                 .arg(a.buf())
                 .arg(b.buf())
                 .arg(partial.buf_mut());
-            let cfg = LaunchConfig {
-                grid_dim: (parts as u32, 1, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = g.launch_cfg(pair_partial_launch(parts));
             // SAFETY: matches `pair_partial_<T>(i64, int, const T*, const T*, A*)`; a and b hold n T
             // (checked); exactly `parts` blocks, each writing partial[blockIdx.x] < parts.
             unsafe { l.launch(cfg) }.cu(OP)?;

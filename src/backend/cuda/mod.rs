@@ -57,10 +57,7 @@ pub use sgd::multi_tensor_sgd_step;
 
 /// Device ordinals above this are refused.
 pub const MAX_DEVICES: usize = 16;
-/// Most dims a shape descriptor passed to a kernel holds after collapsing (`MAX_DIMS` in common.cuh).
-pub(crate) const MAX_DIMS: usize = 8;
-/// Threads per block for the elementwise-style kernels.
-pub(crate) const THREADS: u32 = 256;
+pub(crate) use crate::backend::kernel_abi::{bits_suffix, suffix, Launch1d, StridedArgs};
 
 const LIB_ADVICE: &str =
     "CUDA needs an NVIDIA driver (libcuda.so.1) and, from PyTorch's pip wheels, \
@@ -462,18 +459,21 @@ impl Gpu {
 
     /// A 1-d grid-stride launch over `n` items: 256 threads, at most 32 blocks per SM.
     pub(crate) fn grid(&self, n: usize) -> LaunchConfig {
-        let blocks = n
-            .div_ceil(THREADS as usize)
-            .clamp(1, self.sm_count as usize * 32) as u32;
+        self.launch_cfg(Launch1d::per_item(n, self.sms()))
+    }
+
+    /// The cudarc form of a launch plan from `kernel_abi`.
+    pub(crate) fn launch_cfg(&self, l: Launch1d) -> LaunchConfig {
         LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (THREADS, 1, 1),
+            grid_dim: (l.blocks, 1, 1),
+            block_dim: (l.threads, 1, 1),
             shared_mem_bytes: 0,
         }
     }
 
-    pub(crate) fn sm_count(&self) -> u32 {
-        self.sm_count
+    /// The SM count, as the launch plans of `kernel_abi` take it.
+    pub(crate) fn sms(&self) -> usize {
+        self.sm_count as usize
     }
 
     /// The cuBLAS handle (bound to this device's stream), created on first use.
@@ -507,111 +507,9 @@ impl<T> CuResultExt<T> for std::result::Result<T, DriverError> {
     }
 }
 
-/// Extents and input strides of a dense row-major output, mirrored by `StridedArgs` in common.cuh.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct StridedArgs {
-    dims: [i64; MAX_DIMS],
-    strides: [i64; MAX_DIMS],
-    rank: i32,
-    pad: i32,
-}
-// SAFETY: plain `#[repr(C)]` integers, laid out exactly like the C struct (136 bytes with
-// MAX_DIMS = 8, 8-aligned).
+// SAFETY: `StridedArgs` is plain `#[repr(C)]` integers laid out exactly like the C struct (136
+// bytes, 8-aligned; the size is asserted in kernel_abi).
 unsafe impl DeviceRepr for StridedArgs {}
-
-impl StridedArgs {
-    /// Packs collapsed `dims` and one operand's `strides`; fails when more than `MAX_DIMS` remain.
-    pub(crate) fn new(op: &'static str, dims: &[usize], strides: &[usize]) -> Result<StridedArgs> {
-        if dims.len() > MAX_DIMS {
-            return Err(Error::bad(
-                op,
-                format!(
-                    "CUDA kernels take at most {MAX_DIMS} dims after merging contiguous ones; got {dims:?}"
-                ),
-            ));
-        }
-        let mut a = StridedArgs {
-            rank: dims.len() as i32,
-            ..Default::default()
-        };
-        for (d, (&n, &s)) in dims.iter().zip(strides).enumerate() {
-            a.dims[d] = n as i64;
-            a.strides[d] = s as i64;
-        }
-        Ok(a)
-    }
-}
-
-/// Drops extent-1 dims and merges neighbouring dims that are contiguous for every operand
-/// (`strides[k][d]` is operand k's stride of dim d). The offsets the result describes are identical
-/// for every row-major position, and there are fewer dims to decompose in the kernel.
-pub(crate) fn collapse(dims: &[usize], strides: &[&[usize]]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    let mut out_dims: Vec<usize> = Vec::with_capacity(dims.len());
-    let mut out_strides: Vec<Vec<usize>> = vec![Vec::with_capacity(dims.len()); strides.len()];
-    for d in 0..dims.len() {
-        let n = dims[d];
-        if n == 1 {
-            continue;
-        }
-        let mergeable = !out_dims.is_empty()
-            && strides
-                .iter()
-                .zip(&out_strides)
-                .all(|(s, o)| *o.last().expect("non-empty") == s[d] * n);
-        if mergeable {
-            *out_dims.last_mut().expect("non-empty") *= n;
-            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                *o.last_mut().expect("non-empty") = s[d];
-            }
-        } else {
-            out_dims.push(n);
-            for (s, o) in strides.iter().zip(out_strides.iter_mut()) {
-                o.push(s[d]);
-            }
-        }
-    }
-    (out_dims, out_strides)
-}
-
-/// The kernel-name suffix of a dtype.
-pub(crate) fn suffix(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F16 => "f16",
-        DType::F32 => "f32",
-        DType::F64 => "f64",
-    }
-}
-
-/// The kernel-name suffix of a dtype's bit width, for kernels that only move bits.
-pub(crate) fn bits_suffix(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F16 => "u16",
-        DType::F32 => "u32",
-        DType::F64 => "u64",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::collapse;
-
-    #[test]
-    fn collapse_merges_contiguous_and_drops_ones() {
-        // [2,3,4] contiguous and a [1,3,1] broadcast operand.
-        let (d, s) = collapse(&[2, 3, 4], &[&[12, 4, 1], &[0, 1, 0]]);
-        assert_eq!(d, vec![2, 3, 4]);
-        assert_eq!(s, vec![vec![12, 4, 1], vec![0, 1, 0]]);
-        let (d, s) = collapse(&[2, 3, 4], &[&[12, 4, 1], &[12, 4, 1]]);
-        assert_eq!(d, vec![24]);
-        assert_eq!(s, vec![vec![1], vec![1]]);
-        let (d, s) = collapse(&[2, 1, 3, 4], &[&[12, 12, 4, 1], &[0, 0, 4, 1]]);
-        assert_eq!(d, vec![2, 12]);
-        assert_eq!(s, vec![vec![12, 1], vec![0, 1]]);
-        let (d, _) = collapse(&[1, 1], &[&[1, 1]]);
-        assert!(d.is_empty());
-    }
-}
 
 /// True in debug builds and when `ENGINE_POISON=1`: fresh device buffers are filled with NaN.
 pub(crate) fn poison_outputs() -> bool {

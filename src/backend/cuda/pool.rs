@@ -11,61 +11,18 @@
 //! for f64: exact indices), the others in the inputs' dtype; nothing is launched for empty outputs.
 
 use super::batch_norm::{acc_dtype, check_len, product};
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, THREADS};
+use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
+use crate::backend::kernel_abi::pool::{global_avg_pool_launch, PoolArgs};
 use crate::ops::pool::{
     AvgPool2d, AvgPool2dBackward, GlobalAvgPool, GlobalAvgPoolBackward, MaxPool2d,
     MaxPool2dBackward, PoolGeom,
 };
-use crate::{DType, Error, Result};
-use cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use crate::{DType, Result};
+use cudarc::driver::{DeviceRepr, PushKernelArg};
 
-/// Geometry of a pooling launch, mirrored by `PoolArgs` in cuda/pool.cu.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct PoolArgs {
-    planes: i64,
-    h: i64,
-    w: i64,
-    oh: i64,
-    ow: i64,
-    kh: i64,
-    kw: i64,
-    sh: i64,
-    sw: i64,
-    ph: i64,
-    pw: i64,
-    count_include_pad: i32,
-    pad: i32,
-}
-// SAFETY: plain `#[repr(C)]` integers laid out exactly like the C struct (96 bytes, 8-aligned).
+// SAFETY: `PoolArgs` is plain `#[repr(C)]` integers laid out exactly like the C struct (96 bytes,
+// 8-aligned; the size is asserted in kernel_abi).
 unsafe impl DeviceRepr for PoolArgs {}
-
-impl PoolArgs {
-    fn new(op: &'static str, g: &PoolGeom, count_include_pad: bool) -> Result<PoolArgs> {
-        let p = g.p;
-        if p.kernel.0 == 0 || p.kernel.1 == 0 || p.stride.0 == 0 || p.stride.1 == 0 {
-            return Err(Error::bad(
-                op,
-                format!("kernel and stride must be positive, got {p:?}"),
-            ));
-        }
-        Ok(PoolArgs {
-            planes: g.planes as i64,
-            h: g.h as i64,
-            w: g.w as i64,
-            oh: g.oh as i64,
-            ow: g.ow as i64,
-            kh: p.kernel.0 as i64,
-            kw: p.kernel.1 as i64,
-            sh: p.stride.0 as i64,
-            sw: p.stride.1 as i64,
-            ph: p.padding.0 as i64,
-            pw: p.padding.1 as i64,
-            count_include_pad: count_include_pad as i32,
-            pad: 0,
-        })
-    }
-}
 
 /// (input elements, output elements) of a pooling geometry.
 fn sizes(op: &'static str, g: &PoolGeom) -> Result<(usize, usize)> {
@@ -164,9 +121,6 @@ impl CudaKernel for AvgPool2dBackward {
     }
 }
 
-/// Planes of at most this many elements get one warp each, larger ones one block.
-const WARP_PLANE_MAX: usize = 1024;
-
 impl CudaKernel for GlobalAvgPool {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
         const OP: &str = "global_avg_pool2d";
@@ -176,26 +130,12 @@ impl CudaKernel for GlobalAvgPool {
         let g = gpu(x.ordinal())?;
         let mut y = g.alloc(x.dtype(), planes)?;
         if planes > 0 {
-            let warp = hw <= WARP_PLANE_MAX;
+            let (group, launch) = global_avg_pool_launch(planes, hw, g.sms());
             let f = g.func(
                 "pool",
-                &format!(
-                    "global_avg_pool_{}_{}",
-                    if warp { "warp" } else { "block" },
-                    suffix(x.dtype())
-                ),
+                &format!("global_avg_pool_{}_{}", group.name(), suffix(x.dtype())),
             )?;
-            let blocks = if warp {
-                planes.div_ceil(THREADS as usize / 32)
-            } else {
-                planes
-            }
-            .clamp(1, g.sm_count() as usize * 32) as u32;
-            let cfg = LaunchConfig {
-                grid_dim: (blocks, 1, 1),
-                block_dim: (THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg = g.launch_cfg(launch);
             let (planes64, hw64) = (planes as i64, hw as i64);
             let mut b = g.stream.launch_builder(&f);
             b.arg(&planes64).arg(&hw64).arg(x.buf()).arg(y.buf_mut());

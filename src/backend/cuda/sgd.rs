@@ -14,10 +14,14 @@
 
 use super::softmax::check_len;
 use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::sgd::{
+    all_finite_finish_launch, group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK,
+    SGD_FIRST,
+};
 use crate::backend::Storage;
 use crate::optim::sgd::{AllFinite, MultiTensorHyper, MultiTensorSlot, SgdStep};
 use crate::{DType, Error, Result, Tensor};
-use cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, PushKernelArg};
 
 impl CudaKernel for SgdStep {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
@@ -75,35 +79,12 @@ impl CudaKernel for AllFinite {
         let f = g.func("sgd", "all_finite_finish")?;
         let mut b = g.stream.launch_builder(&f);
         b.arg(flag.buf()).arg(out.buf_mut());
-        let one = LaunchConfig {
-            grid_dim: (1, 1, 1),
-            block_dim: (32, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let one = g.launch_cfg(all_finite_finish_launch());
         // SAFETY: matches `all_finite_finish(const unsigned*, float*)`; both buffers hold 4 bytes.
         unsafe { b.launch(one) }.cu(OP)?;
         Ok(vec![out])
     }
 }
-
-/// Elements per chunk of the multi-tensor kernels: one block works through one chunk at a time.
-const CHUNK: i64 = 32 * 1024;
-/// `SGD_FIRST` in cuda/sgd.cu.
-const SGD_FIRST: i32 = 1;
-
-/// The host mirror of `SgdTensorArgs` in cuda/sgd.cu (48 bytes: 4 device pointers, i64, f32, i32).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SgdTensorArgs {
-    master: u64,
-    momentum: u64,
-    grad: u64,
-    param_f16: u64,
-    numel: i64,
-    weight_decay: f32,
-    flags: i32,
-}
-const _: () = assert!(std::mem::size_of::<SgdTensorArgs>() == 48);
 
 /// The device address of `t`'s storage, after checking that it is a dense CUDA buffer of `numel`
 /// elements of `dtype` on device `g` (`what` names it in errors).
@@ -141,7 +122,7 @@ pub fn multi_tensor_sgd_step(
 ) -> Result<bool> {
     const OP: &str = "multi_tensor_sgd";
     let g = gpu(ordinal)?;
-    let mut groups: Vec<(DType, Vec<SgdTensorArgs>, Vec<i64>)> = Vec::new();
+    let mut records = Vec::with_capacity(slots.len());
     for (i, s) in slots.iter().enumerate() {
         let n = s.master.numel();
         let gdt = s.grad.dtype();
@@ -169,35 +150,24 @@ pub fn multi_tensor_sgd_step(
             weight_decay: s.weight_decay as f32,
             flags: if s.first { SGD_FIRST } else { 0 },
         };
-        let k = match groups.iter().position(|(dt, ..)| *dt == gdt) {
-            Some(k) => k,
-            None => {
-                groups.push((gdt, Vec::new(), vec![0]));
-                groups.len() - 1
-            }
-        };
-        let (_, args_v, starts) = &mut groups[k];
-        args_v.push(args);
-        starts.push(starts.last().copied().unwrap_or(0) + n.div_ceil(CHUNK as usize) as i64);
+        records.push((gdt, args));
     }
+    let groups = group_by_grad_dtype(CHUNK, records);
     // A zeroed 4-byte buffer used as the u32 "saw a non-finite gradient" flag.
     let mut flag = g.zeros(DType::F32, 1)?;
     let mut uploaded = Vec::with_capacity(groups.len());
-    for (dt, args, starts) in &groups {
+    for grp in &groups {
         // Pageable host → device copies return once the source has been staged, so the host
         // vectors may go when this function returns.
         let ts = g
             .stream
-            .clone_htod(bytemuck::cast_slice::<SgdTensorArgs, u8>(args))
+            .clone_htod(bytemuck::cast_slice::<SgdTensorArgs, u8>(&grp.tensors))
             .cu(OP)?;
-        let cs = g.stream.clone_htod(starts.as_slice()).cu(OP)?;
-        uploaded.push((*dt, args.len() as i32, ts, cs, *starts.last().unwrap_or(&0)));
+        let cs = g.stream.clone_htod(grp.chunk_starts.as_slice()).cu(OP)?;
+        let n_tensors = grp.tensors.len() as i32;
+        uploaded.push((grp.grad_dtype, n_tensors, ts, cs, grp.chunks()));
     }
-    let launch = |chunks: i64| LaunchConfig {
-        grid_dim: (chunks.clamp(1, g.sm_count() as i64 * 8) as u32, 1, 1),
-        block_dim: (super::THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let launch = |chunks: i64| g.launch_cfg(multi_tensor_launch(chunks, g.sms()));
     for (dt, n_tensors, ts, cs, chunks) in &uploaded {
         if *chunks == 0 {
             continue;

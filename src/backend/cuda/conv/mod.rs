@@ -77,12 +77,13 @@
 //! `CudaKernel` impls).
 
 use super::{bits_suffix, gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu, LIB_ADVICE};
+use crate::backend::kernel_abi::pool::bias_grad_launch;
 use crate::ops::conv::{
     Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBiasGrad, Conv2dForward, Conv2dGeometry,
 };
 use crate::{DType, Error, Result};
 use cudarc::cudnn::{result as cr, sys, CudnnError};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -356,18 +357,13 @@ impl CudaKernel for Conv2dBiasGrad {
         let mut db = g.alloc(dy.dtype(), c)?;
         let f = g.func("conv", &format!("conv_bias_grad_{}", suffix(dy.dtype())))?;
         let (n64, c64, plane64) = (n as i64, c as i64, plane as i64);
-        let blocks = c.min(g.sm_count() as usize * 32) as u32;
         let mut lb = g.stream.launch_builder(&f);
         lb.arg(&n64)
             .arg(&c64)
             .arg(&plane64)
             .arg(dy.buf())
             .arg(db.buf_mut());
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (super::THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = g.launch_cfg(bias_grad_launch(c, g.sms()));
         // SAFETY: matches `conv_bias_grad_<T>(i64, i64, i64, const T*, T*)`; dy holds n·c·plane T, db
         // c T; 256 threads (a multiple of 32, ≤ 1024) as BlockGroup requires.
         unsafe { lb.launch(cfg) }.cu(OP)?;

@@ -1,348 +1,60 @@
 #![cfg(feature = "cuda-emu")]
-//! The optimiser kernels of cuda/sgd.cu and cuda/adam.cu, run in the CUDA emulator
-//! (`--features cuda-emu`), against the engine's optimisers on the CPU backend, on a pretend GPU of 4
-//! SMs.
+//! The optimisers on the CUDA kernels of cuda/sgd.cu and cuda/adam.cu, run in the CUDA emulator
+//! (`--features cuda-emu`) on a pretend GPU of 4 SMs: several steps of `Sgd` and `Adam` on the CPU
+//! (f16 weights with f32 masters, f32 and f64 parameters, biases and norm parameters exempt from
+//! weight decay, odd sizes, an empty tensor, a loss scale, Nesterov on and off) against the emulated
+//! CUDA paths. The kernels on their own are tested in tests/cuda_emu_optim_kernels.rs.
 //!
-//! Two levels:
-//! - Kernel level: `sgd_step_*`, `adam_step_*` and `all_finite_*` + `all_finite_finish`, launched as
-//!   src/backend/cuda/{sgd,adam}.rs launches them (argument order, `g.grid(n)`, a 32-thread
-//!   one-block finish), and also on a 1-block grid (and a 3-block one for the step kernels) so the
-//!   grid-stride loops wrap; compared with the CPU backend running the same kernel struct (`SgdStep`,
-//!   `AdamStep`, `AllFinite`) on the same rounded inputs, in f64, f32 and f16. The first SGD step gets a NaN momentum buffer: the
-//!   kernel must not read it.
-//! - Optimiser level: several steps of `Sgd` and `Adam` on the CPU (f16 weights with f32 masters, f32
-//!   and f64 parameters, biases and norm parameters exempt from weight decay, odd sizes, an empty
-//!   tensor, a loss scale, Nesterov on and off) against the emulated CUDA paths: the per-tensor one
-//!   (`all_finite` per gradient, then `sgd_step_f32/f64` / `adam_step_f32/f64` per parameter, f16
-//!   gradients widened to f32 as `cuda::run` does) and the fused one of `multi_tensor_sgd_step`
-//!   (`multi_tensor_all_finite_*` then `multi_tensor_sgd_*` per gradient dtype, with the launcher's
-//!   `#[repr(C)]` table of tensor descriptors, its chunk prefix sums and grid, plus small chunks so
-//!   tensors span many chunks and the grid-stride over chunks wraps). Steps with an inf or NaN
-//!   gradient must set the flag, be reported as skipped like on the CPU, and (for the fused kernels,
-//!   which are responsible for it) leave every master, momentum buffer and f16 weight bit-identical.
-//!   A sweep puts one inf/NaN at every interesting position (first/last element of a tensor, both
-//!   sides of a chunk boundary, a chunk past the grid's wrap) of either gradient-dtype group: the shared
-//!   flag must catch it and neither group's update may change a bit.
+//! Two paths:
+//! - Per tensor: `all_finite_*` + `all_finite_finish` per gradient, then `sgd_step_f32/f64` /
+//!   `adam_step_f32/f64` per parameter (f16 gradients widened to f32 as `cuda::run` does), launched as the kernel-level
+//!   tests launch them (`emu_all_finite`, `emu_optim_step` of `test_support`).
+//! - Fused, as `multi_tensor_sgd_step` launches it: `multi_tensor_all_finite_*` then
+//!   `multi_tensor_sgd_*` per gradient dtype, with the launcher's `#[repr(C)]` table of tensor
+//!   descriptors, its chunk prefix sums and grid, all from `engine::backend::kernel_abi::sgd` as the
+//!   launcher takes them, plus small chunks so tensors span many chunks and the grid-stride over
+//!   chunks wraps.
 //!
-//! Invariants: inputs are seeded random values (never all zeros); every output starts as NaN; every
-//! buffer's guard zones are checked after each launch.
+//! Invariants checked:
+//! - Weights, f32 masters and optimiser buffers match the CPU optimiser's after every step
+//!   (`optim_tol`), and the optimiser buffers exist exactly when the CPU's do.
+//! - Steps with an inf or NaN gradient set the flag and are reported as skipped like on the CPU;
+//!   the fused kernels (which are responsible for it) then leave every master, momentum buffer and
+//!   f16 weight bit-identical and the fresh momentum buffers of first steps unwritten.
+//! - A sweep puts one inf/NaN at every interesting position (first/last element of a tensor, both
+//!   sides of a chunk boundary, a chunk past the grid's wrap) of either gradient-dtype group: the
+//!   shared flag must catch it and neither group's update may change a bit. The same table with
+//!   finite gradients then matches the CPU's `SgdStep` per tensor.
+//! - Parameters and gradients are seeded random values; the per-tensor kernels' outputs and the
+//!   fused path's fresh momentum buffers start as NaN; every buffer's guard zones are checked after
+//!   each launch (on the fused path, after each of its two passes).
+//! - Every kernel of the `multi_tensor_` family is launched here.
 
-use engine::backend::cpu::{self, CpuKernel, CpuStorage};
+use engine::backend::cpu::CpuStorage;
 use engine::backend::cuda_emu::test_support::{
-    assert_close, grid_1d, run_kernel, seeded_randn, to_elems, to_f64s, KernelFloat, SM_COUNT,
+    assert_close, assert_family_covered, cpu_run, emu_all_finite, emu_optim_step, grid_1d,
+    optim_tol, run_kernel, seeded_randn, to_elems, to_f64s, SM_COUNT,
 };
-use engine::backend::cuda_emu::{kernel_names, launch, Arg, Buf};
+use engine::backend::cuda_emu::{Arg, Buf};
+use engine::backend::kernel_abi::sgd::{
+    group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK, SGD_FIRST,
+};
 use engine::nn::{Param, ParamKind};
-use engine::optim::adam::AdamStep;
-use engine::optim::sgd::{all_finite, AllFinite, SgdStep};
+use engine::optim::sgd::SgdStep;
 use engine::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use engine::{DType, Device, GradStore, Tensor};
 use half::f16;
 use std::collections::BTreeMap;
-
-/// The multi-tensor launcher's `CHUNK`.
-const CHUNK: i64 = 32 * 1024;
-/// `SGD_FIRST` in cuda/sgd.cu.
-const SGD_FIRST: i32 = 1;
-
-/// Tolerances `(atol, rtol)` against the CPU. The emulator computes in the same precision, in the same
-/// order and without FMA contraction as the CPU backend, so results agree to the last bit in practice;
-/// the margins only allow the few-ulp differences the kernels' comments permit (nvcc FMAs):
-/// f64 1e-12, f32 ~1e-6 (a few ulps, accumulated over a few steps), f16 one storage ulp (2^-10
-/// relative ≈ 1e-3), since an f32 difference in the last bit can flip the f16 rounding.
-fn tol(dtype: DType) -> (f64, f64) {
-    match dtype {
-        DType::F64 => (1e-12, 1e-12),
-        DType::F32 => (1e-6, 2e-6),
-        DType::F16 => (1e-4, 1.5e-3),
-    }
-}
 
 /// Seeded N(0, std) values (`Tensor::randn`'s, which are std·z for the same z).
 fn randn(n: usize, std: f64, seed: u64) -> Vec<f64> {
     seeded_randn(n, seed).into_iter().map(|z| z * std).collect()
 }
 
-fn guards<T: bytemuck::Pod>(bufs: &[(&Buf<T>, &str)]) {
-    for (b, what) in bufs {
-        b.check_guards(what).unwrap();
-    }
-}
-
 #[track_caller]
 fn check(what: &str, got: &[f64], want: &[f64], dtype: DType) {
-    assert_close(what, got, want, tol(dtype));
+    assert_close(what, got, want, optim_tol(dtype));
 }
-
-/// The CPU backend running kernel `k` on `inputs`, outputs as f64.
-fn cpu_run<K: CpuKernel>(k: &K, inputs: Vec<CpuStorage>, outs: &[DType]) -> Vec<Vec<f64>> {
-    let refs: Vec<&CpuStorage> = inputs.iter().collect();
-    cpu::run(k, &refs, outs)
-        .unwrap()
-        .iter()
-        .map(|s| s.to_vec::<f64>())
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Kernel level: sgd_step_*, adam_step_*, all_finite_*.
-
-/// The launch grids a case runs on: the launcher's, one block, three blocks.
-fn grids(n: usize) -> [[u32; 3]; 3] {
-    [grid_1d(n), [1, 1, 1], [3, 1, 1]]
-}
-
-/// Launches `name_<T>` (the element-wise optimiser kernels: `n`, then `scalars`, the inputs, the
-/// outputs) on `grid` with the `inputs` and `outputs` n-element NaN outputs, as `SgdStep::launch` /
-/// `AdamStep::launch` do (nothing for n = 0); checks every buffer's guards and returns the outputs
-/// as f64. Values are converted to T (exact: they were produced in T).
-fn emu_elementwise<T: KernelFloat>(
-    name: &str,
-    grid: [u32; 3],
-    scalars: &[Arg],
-    inputs: &[&[f64]],
-    outputs: usize,
-) -> Vec<Vec<f64>> {
-    let n = inputs[0].len();
-    let mut ins: Vec<Buf<T>> = inputs.iter().map(|v| Buf::from_f64s(v)).collect();
-    let mut outs: Vec<Buf<T>> = (0..outputs).map(|_| Buf::<T>::nan(n)).collect();
-    if n > 0 {
-        let mut args = vec![Arg::I64(n as i64)];
-        args.extend_from_slice(scalars);
-        args.extend(ins.iter_mut().map(|b| b.arg()));
-        args.extend(outs.iter_mut().map(|b| b.arg()));
-        run_kernel(&format!("{name}_{}", T::SUF), grid, &args);
-    }
-    for b in ins.iter().chain(&outs) {
-        b.check_guards(name).unwrap();
-    }
-    outs.iter().map(|b| to_f64s(&b.to_vec())).collect()
-}
-
-/// Emulated `sgd_step_<T>` (launched as `SgdStep::launch` does) against the CPU's `SgdStep`.
-fn sgd_step_case<T: KernelFloat>(n: usize, first: bool, nesterov: bool, wd: f64, seed: u64) {
-    let scale = 128.0;
-    let k = SgdStep {
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov,
-        weight_decay: wd,
-        inv_scale: 1.0 / scale,
-        first_step: first,
-    };
-    let p: Vec<T> = to_elems(&randn(n, 1.0, seed));
-    let g: Vec<T> = to_elems(&randn(n, scale, seed + 1));
-    // The first step must not read the buffer: give it NaN (the CPU ignores it too).
-    let buf: Vec<T> = if first {
-        vec![T::from_f64(f64::NAN); n]
-    } else {
-        to_elems(&randn(n, 0.5, seed + 2))
-    };
-    let want = cpu_run(
-        &k,
-        vec![
-            CpuStorage::from_vec(p.clone()),
-            CpuStorage::from_vec(g.clone()),
-            CpuStorage::from_vec(buf.clone()),
-        ],
-        &[T::DTYPE, T::DTYPE],
-    );
-    let scalars = [
-        Arg::F64(k.lr),
-        Arg::F64(k.momentum),
-        Arg::F64(k.weight_decay),
-        Arg::F64(k.inv_scale),
-        Arg::I32(first as i32),
-        Arg::I32(nesterov as i32),
-    ];
-    let ins = [to_f64s(&p), to_f64s(&g), to_f64s(&buf)];
-    let ins: Vec<&[f64]> = ins.iter().map(Vec::as_slice).collect();
-    for grid in grids(n) {
-        let what = format!(
-            "sgd_step_{} n={n} first={first} nesterov={nesterov} wd={wd} grid={}",
-            T::SUF,
-            grid[0]
-        );
-        let out = emu_elementwise::<T>("sgd_step", grid, &scalars, &ins, 2);
-        check(&format!("{what}: p'"), &out[0], &want[0], T::DTYPE);
-        check(&format!("{what}: buf'"), &out[1], &want[1], T::DTYPE);
-    }
-}
-
-#[test]
-fn sgd_step_matches_the_cpu() {
-    fn all<T: KernelFloat>(seed: u64) {
-        for (i, &n) in [1usize, 37, 1000, 2049].iter().enumerate() {
-            for first in [true, false] {
-                for nesterov in [false, true] {
-                    let wd = if i % 2 == 0 { 1e-2 } else { 0.0 };
-                    sgd_step_case::<T>(n, first, nesterov, wd, seed + 10 * i as u64);
-                }
-            }
-        }
-    }
-    all::<f64>(100);
-    all::<f32>(200);
-    all::<f16>(300);
-}
-
-/// Emulated `adam_step_<T>` against the CPU's `AdamStep`, at step `t`.
-fn adam_step_case<T: KernelFloat>(n: usize, t: i32, beta1: f64, wd: f64, seed: u64) {
-    let (beta2, scale) = (0.999, 64.0);
-    let k = AdamStep {
-        lr: 2e-3,
-        beta1,
-        beta2,
-        eps: 1e-8,
-        weight_decay: wd,
-        inv_scale: 1.0 / scale,
-        bias1: 1.0 - beta1.powi(t),
-        bias2: 1.0 - beta2.powi(t),
-    };
-    let p: Vec<T> = to_elems(&randn(n, 1.0, seed));
-    let g: Vec<T> = to_elems(&randn(n, scale, seed + 1));
-    let m: Vec<T> = to_elems(&randn(n, 0.3, seed + 2));
-    // The second moment is non-negative (a running mean of squares).
-    let v: Vec<T> = to_elems(
-        &randn(n, 0.5, seed + 3)
-            .iter()
-            .map(|x| x * x + 1e-3)
-            .collect::<Vec<_>>(),
-    );
-    let want = cpu_run(
-        &k,
-        vec![
-            CpuStorage::from_vec(p.clone()),
-            CpuStorage::from_vec(g.clone()),
-            CpuStorage::from_vec(m.clone()),
-            CpuStorage::from_vec(v.clone()),
-        ],
-        &[T::DTYPE; 3],
-    );
-    let scalars = [
-        Arg::F64(k.lr),
-        Arg::F64(k.beta1),
-        Arg::F64(k.beta2),
-        Arg::F64(k.eps),
-        Arg::F64(k.weight_decay),
-        Arg::F64(k.inv_scale),
-        Arg::F64(k.bias1),
-        Arg::F64(k.bias2),
-    ];
-    let ins = [to_f64s(&p), to_f64s(&g), to_f64s(&m), to_f64s(&v)];
-    let ins: Vec<&[f64]> = ins.iter().map(Vec::as_slice).collect();
-    for grid in grids(n) {
-        let what = format!(
-            "adam_step_{} n={n} t={t} beta1={beta1} wd={wd} grid={}",
-            T::SUF,
-            grid[0]
-        );
-        let out = emu_elementwise::<T>("adam_step", grid, &scalars, &ins, 3);
-        check(&format!("{what}: p'"), &out[0], &want[0], T::DTYPE);
-        check(&format!("{what}: m'"), &out[1], &want[1], T::DTYPE);
-        check(&format!("{what}: v'"), &out[2], &want[2], T::DTYPE);
-    }
-}
-
-#[test]
-fn adam_step_matches_the_cpu() {
-    fn all<T: KernelFloat>(seed: u64) {
-        let cases = [
-            (1usize, 1, 0.9, 0.0),
-            (37, 1, 0.5, 1e-2),
-            (1000, 3, 0.9, 1e-2),
-            (2049, 50, 0.5, 0.0),
-        ];
-        for (i, &(n, t, beta1, wd)) in cases.iter().enumerate() {
-            adam_step_case::<T>(n, t, beta1, wd, seed + 10 * i as u64);
-        }
-    }
-    all::<f64>(400);
-    all::<f32>(500);
-    all::<f16>(600);
-}
-
-/// Emulated `all_finite_<T>` + `all_finite_finish` (as `AllFinite::launch`: the first kernel is
-/// skipped for n = 0) on `grid`: the f32 answer and the raw flag.
-fn emu_all_finite<T: KernelFloat>(x: &[T], grid: [u32; 3]) -> (f32, u32) {
-    let n = x.len();
-    let mut xb = Buf::from_slice(x);
-    let mut flag = Buf::from_slice(&[0u32]);
-    if n > 0 {
-        run_kernel(
-            &format!("all_finite_{}", T::SUF),
-            grid,
-            &[Arg::I64(n as i64), xb.arg(), flag.arg()],
-        );
-    }
-    let mut out = Buf::filled(1, f32::NAN);
-    launch(
-        "all_finite_finish",
-        [1, 1, 1],
-        [32, 1, 1],
-        &[flag.arg(), out.arg()],
-    )
-    .unwrap();
-    guards(&[(&xb, "x")]);
-    guards(&[(&flag, "flag")]);
-    guards(&[(&out, "out")]);
-    (out.to_vec()[0], flag.to_vec()[0])
-}
-
-#[test]
-fn all_finite_matches_the_cpu() {
-    fn all<T: KernelFloat>(seed: u64, big: f64) {
-        for (i, &n) in [0usize, 1, 255, 257, 3000].iter().enumerate() {
-            let mut base = randn(n, 10.0, seed + i as u64);
-            if n > 2 {
-                // The largest finite values of the type are finite.
-                base[1] = big;
-                base[2] = -big;
-            }
-            let mut cases = vec![("all finite", base.clone())];
-            if n > 0 {
-                for (pos, bad, what) in [
-                    (0, f64::NAN, "NaN first"),
-                    (n / 2, f64::INFINITY, "+inf in the middle"),
-                    (n - 1, f64::NEG_INFINITY, "-inf last"),
-                ] {
-                    let mut v = base.clone();
-                    v[pos] = bad;
-                    cases.push((what, v));
-                }
-            }
-            for (what, v) in cases {
-                let x: Vec<T> = to_elems(&v);
-                let cpu =
-                    all_finite(&Tensor::from_vec(x.clone(), [n], Device::Cpu).unwrap()).unwrap();
-                // The CPU kernel struct through the backend's dispatch, too (the f32 answer).
-                let cpu_val = cpu_run(
-                    &AllFinite,
-                    vec![CpuStorage::from_vec(x.clone())],
-                    &[DType::F32],
-                )[0][0];
-                assert_eq!(cpu_val, if cpu { 1.0 } else { 0.0 });
-                // The launcher's grid and one block (many launches here: no 3-block grid).
-                for grid in &grids(n)[..2] {
-                    let (got, flag) = emu_all_finite(&x, *grid);
-                    assert_eq!(
-                        (got, flag),
-                        (cpu_val as f32, (!cpu) as u32),
-                        "all_finite_{} n={n} {what} grid={}: kernel (answer, flag), CPU says finite={cpu}",
-                        T::SUF,
-                        grid[0]
-                    );
-                }
-            }
-        }
-    }
-    all::<f64>(700, f64::MAX);
-    all::<f32>(710, f32::MAX as f64);
-    all::<f16>(720, 65504.0);
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Optimiser level.
 
 /// One parameter of the optimiser-level tests.
 struct Spec {
@@ -451,20 +163,6 @@ fn schedule() -> Vec<(f64, Poison)> {
 
 // ---- the fused multi-tensor SGD step ----
 
-/// The host mirror of `SgdTensorArgs` in cuda/sgd.cu, exactly as src/backend/cuda/sgd.rs declares it.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SgdTensorArgs {
-    master: u64,
-    momentum: u64,
-    grad: u64,
-    param_f16: u64,
-    numel: i64,
-    weight_decay: f32,
-    flags: i32,
-}
-const _: () = assert!(std::mem::size_of::<SgdTensorArgs>() == 48);
-
 fn addr<T: bytemuck::Pod>(b: &mut Buf<T>) -> u64 {
     match b.arg() {
         Arg::Ptr(p) => p as u64,
@@ -526,8 +224,8 @@ fn fused_step(
                 .then(|| Buf::<f32>::nan(s.master.to_vec().len()))
         })
         .collect();
-    // Groups by gradient dtype, in order of first appearance (the launcher's grouping).
-    let mut groups: Vec<(DType, Vec<SgdTensorArgs>, Vec<i64>)> = Vec::new();
+    // The launcher's records, grouped as it groups them (kernel_abi's `group_by_grad_dtype`).
+    let mut records = Vec::with_capacity(slots.len());
     for (i, s) in slots.iter_mut().enumerate() {
         let n = s.master.to_vec().len();
         let first = s.momentum.is_none();
@@ -549,35 +247,27 @@ fn fused_step(
             weight_decay: s.wd as f32,
             flags: if first { SGD_FIRST } else { 0 },
         };
-        let k = match groups.iter().position(|(dt, ..)| *dt == s.dtype) {
-            Some(k) => k,
-            None => {
-                groups.push((s.dtype, Vec::new(), vec![0]));
-                groups.len() - 1
-            }
-        };
-        let (_, a, starts) = &mut groups[k];
-        a.push(args);
-        starts.push(starts.last().copied().unwrap() + n.div_ceil(cfg.chunk as usize) as i64);
+        records.push((s.dtype, args));
     }
+    let groups = group_by_grad_dtype(cfg.chunk, records);
     let mut flag = Buf::from_slice(&[0u32]);
     let mut uploaded: Vec<Uploaded> = groups
         .iter()
-        .map(|(dt, a, s)| {
+        .map(|g| {
             (
-                *dt,
-                a.len() as i32,
-                Buf::from_slice(a),
-                Buf::from_slice(s),
-                *s.last().unwrap(),
+                g.grad_dtype,
+                g.tensors.len() as i32,
+                Buf::from_slice(&g.tensors),
+                Buf::from_slice(&g.chunk_starts),
+                g.chunks(),
             )
         })
         .collect();
     let grid = |chunks: i64| -> [u32; 3] {
-        let g = cfg
-            .grid
-            .unwrap_or(chunks.clamp(1, SM_COUNT as i64 * 8) as u32);
-        [g, 1, 1]
+        match cfg.grid {
+            Some(g) => [g, 1, 1],
+            None => multi_tensor_launch(chunks, SM_COUNT).grid(),
+        }
     };
     let suf = |dt: DType| if dt == DType::F16 { "f16" } else { "f32" };
     let check_all = |slots: &[FusedSlot],
@@ -1109,8 +799,8 @@ fn per_tensor_sgd_matches_the_cpu_optimiser() {
                     let ins: [&[f64]; 3] = [&s.master, &g[i], &buf];
                     let grid = grid_1d(s.master.len());
                     let out = match s.compute {
-                        DType::F64 => emu_elementwise::<f64>("sgd_step", grid, &scalars, &ins, 2),
-                        _ => emu_elementwise::<f32>("sgd_step", grid, &scalars, &ins, 2),
+                        DType::F64 => emu_optim_step::<f64>("sgd_step", grid, &scalars, &ins, 2),
+                        _ => emu_optim_step::<f32>("sgd_step", grid, &scalars, &ins, 2),
                     };
                     s.master = out[0].clone();
                     s.bufs = Some(vec![out[1].clone()]);
@@ -1185,8 +875,8 @@ fn per_tensor_adam_matches_the_cpu_optimiser() {
                     let ins: [&[f64]; 4] = [&s.master, &g[i], m, v];
                     let grid = grid_1d(s.master.len());
                     let out = match s.compute {
-                        DType::F64 => emu_elementwise::<f64>("adam_step", grid, &scalars, &ins, 3),
-                        _ => emu_elementwise::<f32>("adam_step", grid, &scalars, &ins, 3),
+                        DType::F64 => emu_optim_step::<f64>("adam_step", grid, &scalars, &ins, 3),
+                        _ => emu_optim_step::<f32>("adam_step", grid, &scalars, &ins, 3),
                     };
                     s.master = out[0].clone();
                     s.bufs = Some(vec![out[1].clone(), out[2].clone()]);
@@ -1200,39 +890,15 @@ fn per_tensor_adam_matches_the_cpu_optimiser() {
     }
 }
 
-/// Every kernel of the family is exercised above.
+/// Every kernel of the `multi_tensor_` family is exercised above (the per-tensor kernels' families
+/// are tests/cuda_emu_optim_kernels.rs's).
 #[test]
-fn every_optimiser_kernel_is_covered() {
+fn every_multi_tensor_kernel_is_covered() {
     let covered = [
-        "sgd_step_f16",
-        "sgd_step_f32",
-        "sgd_step_f64",
-        "all_finite_f16",
-        "all_finite_f32",
-        "all_finite_f64",
-        "all_finite_finish",
         "multi_tensor_all_finite_f16",
         "multi_tensor_all_finite_f32",
         "multi_tensor_sgd_f16",
         "multi_tensor_sgd_f32",
-        "adam_step_f16",
-        "adam_step_f32",
-        "adam_step_f64",
     ];
-    let names = kernel_names();
-    for k in covered {
-        assert!(
-            names.iter().any(|n| n == k),
-            "the emulator has no kernel {k}"
-        );
-    }
-    for n in &names {
-        let ours = ["sgd_step_", "all_finite", "multi_tensor_", "adam_step_"]
-            .iter()
-            .any(|p| n.starts_with(p));
-        assert!(
-            !ours || covered.contains(&n.as_str()),
-            "kernel {n} is not covered by this file"
-        );
-    }
+    assert_family_covered(&covered, &["multi_tensor_"]);
 }
