@@ -13,16 +13,8 @@ use crate::ops::softmax::{Softmax, SoftmaxBackward};
 use crate::{DType, Error, Result};
 use cudarc::driver::PushKernelArg;
 
-/// Checks `s` holds exactly `n` elements.
-pub(super) fn check_len(op: &'static str, what: &str, s: &CudaStorage, n: usize) -> Result<()> {
-    if s.len() != n {
-        return Err(Error::bad(
-            op,
-            format!("{what} holds {} elements, kernel needs {n}", s.len()),
-        ));
-    }
-    Ok(())
-}
+/// Checks `s` holds exactly `n` elements (the loss and AdaIN launchers share it).
+pub(super) use super::batch_norm::check_len;
 
 fn geometry(op: &'static str, outer: usize, len: usize, inner: usize) -> Result<usize> {
     outer

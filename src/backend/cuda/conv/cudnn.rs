@@ -120,11 +120,7 @@ pub(super) fn int(op: &'static str, what: &str, v: usize) -> Result<c_int> {
         .map_err(|_| Error::bad(op, format!("{what} = {v} exceeds cuDNN's 32-bit int")))
 }
 
-pub(super) fn product(op: &'static str, v: &[usize]) -> Result<usize> {
-    v.iter()
-        .try_fold(1usize, |a, &b| a.checked_mul(b))
-        .ok_or_else(|| Error::bad(op, format!("{v:?} overflows")))
-}
+pub(super) use crate::backend::kernel_abi::product;
 
 impl CuGeom {
     /// Validates `g` (like the CPU kernels) and derives cuDNN's view of it.
