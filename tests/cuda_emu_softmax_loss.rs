@@ -1,9 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The softmax and loss kernels (cuda/softmax.cu, cuda/loss.cu), run in the CUDA emulator
-//! (`--features cuda-emu`) against the CPU backend, with the argument lists of their launchers
-//! (src/backend/cuda/softmax.rs, src/backend/cuda/loss.rs) and, from `engine::backend::kernel_abi` as
-//! the launchers take them, their grid shapes, kernel picks, loss codes and partial counts, on a
-//! pretend GPU of 4 SMs.
+//! (`--features cuda-emu`) against the CPU backend. From `engine::backend::kernel_abi`, as the
+//! launchers (src/backend/cuda/softmax.rs, src/backend/cuda/loss.rs) take them: the softmax calls
+//! (kernel names and argument lists), the loss kernels' grid shapes, kernel picks, loss codes and
+//! partial counts, on a pretend GPU of 4 SMs; the loss kernels' argument lists are still written here.
 //!
 //! Compared:
 //! - `softmax_{warp,block,lane}_*` / `softmax_bwd_{warp,block,lane}_*`: `Tensor::softmax` /
@@ -34,14 +34,15 @@
 use std::collections::BTreeSet;
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_kernel, run_plan,
-    seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, THREADS,
+    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_call, run_kernel,
+    run_plan, seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, THREADS,
 };
 use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
 use engine::backend::kernel_abi::loss::{
     mean_finish_launch, pair_code, pair_partial_launch, pair_parts,
 };
 use engine::backend::kernel_abi::rows::LANE_MIN_ROWS;
+use engine::backend::kernel_abi::softmax;
 use engine::ops::loss::PairLossKind;
 use engine::{Device, Element, Tensor};
 use half::f16;
@@ -165,17 +166,10 @@ fn softmax_case<T: KernelFloat>(outer: usize, len: usize, inner: usize, x: &[f64
                 if one_block { " 1 block" } else { "" }
             );
             let cfg = grp.grid_or_one_block(rows, one_block);
-            let geom = [
-                Arg::I64(rows as i64),
-                Arg::I64(len as i64),
-                Arg::I64(inner as i64),
-                Arg::I32(log as i32),
-            ];
             let mut xb = Buf::<T>::from_f64s(&x);
             let mut yb = Buf::<T>::nan(n);
-            let mut args = geom.to_vec();
-            args.extend([xb.arg(), yb.arg()]);
-            run_kernel(&format!("softmax_{}_{}", grp.name(), T::SUF), cfg, &args);
+            let call = softmax::forward(grp, T::DTYPE, rows, len, inner, log, xb.ptr(), yb.ptr());
+            run_call(&call, cfg);
             xb.check_guards("x").unwrap();
             assert_close(
                 &format!("{what}: y"),
@@ -187,13 +181,18 @@ fn softmax_case<T: KernelFloat>(outer: usize, len: usize, inner: usize, x: &[f64
             // Backward from the emulated forward's y, with dy = w.
             let mut dyb = Buf::<T>::from_f64s(&w);
             let mut dxb = Buf::<T>::nan(n);
-            let mut args = geom.to_vec();
-            args.extend([yb.arg(), dyb.arg(), dxb.arg()]);
-            run_kernel(
-                &format!("softmax_bwd_{}_{}", grp.name(), T::SUF),
-                cfg,
-                &args,
+            let call = softmax::backward(
+                grp,
+                T::DTYPE,
+                rows,
+                len,
+                inner,
+                log,
+                yb.ptr(),
+                dyb.ptr(),
+                dxb.ptr(),
             );
+            run_call(&call, cfg);
             yb.check_guards("y").unwrap();
             dyb.check_guards("dy").unwrap();
             assert_close(

@@ -43,7 +43,7 @@ use super::{CpuKernel, CpuStorage, Device};
 use crate::{DType, Error, Result};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, DriverError,
-    LaunchConfig,
+    LaunchConfig, PushKernelArg,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -57,6 +57,7 @@ pub use sgd::multi_tensor_sgd_step;
 
 /// Device ordinals above this are refused.
 pub const MAX_DEVICES: usize = 16;
+pub(crate) use crate::backend::kernel_abi::call::{KArg, KernelCall, MAX_POD_BYTES};
 pub(crate) use crate::backend::kernel_abi::{bits_suffix, suffix, Launch1d, StridedArgs};
 
 const LIB_ADVICE: &str =
@@ -251,6 +252,17 @@ impl CudaStorage {
     }
     pub(crate) fn buf_mut(&mut self) -> &mut CudaSlice<u8> {
         &mut self.buf
+    }
+    /// The device address of the buffer, for a `kernel_abi` call that reads it.
+    pub(crate) fn dptr(&self, g: &Gpu) -> u64 {
+        use cudarc::driver::DevicePtr;
+        // Event tracking is off (one stream per device), so the returned guard records nothing.
+        self.buf.device_ptr(&g.stream).0
+    }
+    /// The device address of the buffer, for a `kernel_abi` call that writes it.
+    pub(crate) fn dptr_mut(&mut self, g: &Gpu) -> u64 {
+        use cudarc::driver::DevicePtrMut;
+        self.buf.device_ptr_mut(&g.stream).0
     }
     pub(crate) fn num_bytes(&self) -> usize {
         self.len * self.dtype.size_in_bytes()
@@ -471,6 +483,45 @@ impl Gpu {
         }
     }
 
+    /// Launches `call` (built by a `kernel_abi` function, which fixes the kernel's name and argument
+    /// order) on this device's stream.
+    ///
+    /// # Safety
+    /// Every pointer in `call` must address a live buffer of this device big enough for everything the
+    /// kernel reads or writes under `cfg` (each launcher checks its buffers' lengths against the plan).
+    /// The argument list itself matches the kernel's signature by construction: the same builder feeds
+    /// the emulator, whose registry checks count and sizes and whose tests check the results.
+    pub(crate) unsafe fn launch(&self, call: &KernelCall<u64>, cfg: LaunchConfig) -> Result<()> {
+        let f = self.func(call.module, &call.name)?;
+        // Structs by value travel as bytes in fixed-size aligned slots; the driver reads only the
+        // parameter's own size from each slot.
+        let pods: Vec<PodSlot> = call
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                KArg::Pod(bytes) => Some(PodSlot::new(bytes)),
+                _ => None,
+            })
+            .collect();
+        let mut pod = pods.iter();
+        let mut b = self.stream.launch_builder(&f);
+        for a in &call.args {
+            match a {
+                KArg::I32(v) => b.arg(v),
+                KArg::U32(v) => b.arg(v),
+                KArg::I64(v) => b.arg(v),
+                KArg::U64(v) => b.arg(v),
+                KArg::F32(v) => b.arg(v),
+                KArg::F64(v) => b.arg(v),
+                KArg::Ptr(p) => b.arg(p),
+                KArg::Pod(_) => b.arg(pod.next().expect("one slot per struct")),
+            };
+        }
+        // SAFETY: see the function's contract.
+        unsafe { b.launch(cfg) }.cu(&call.name)?;
+        Ok(())
+    }
+
     /// The SM count, as the launch plans of `kernel_abi` take it.
     pub(crate) fn sms(&self) -> usize {
         self.sm_count as usize
@@ -506,6 +557,22 @@ impl<T> CuResultExt<T> for std::result::Result<T, DriverError> {
         self.map_err(|e| Error::Msg(format!("cuda {what}: {e}")))
     }
 }
+
+/// A by-value struct argument's bytes in a 16-byte-aligned slot of `MAX_POD_BYTES` (zero-padded).
+#[repr(C, align(16))]
+struct PodSlot([u8; MAX_POD_BYTES]);
+
+impl PodSlot {
+    fn new(bytes: &[u8]) -> PodSlot {
+        let mut s = PodSlot([0; MAX_POD_BYTES]);
+        s.0[..bytes.len()].copy_from_slice(bytes);
+        s
+    }
+}
+
+// SAFETY: plain bytes; the kernel's parameter is at most MAX_POD_BYTES (`KArg::pod` asserts), so
+// the driver's copy of it stays inside the slot.
+unsafe impl DeviceRepr for PodSlot {}
 
 // SAFETY: `StridedArgs` is plain `#[repr(C)]` integers laid out exactly like the C struct (136
 // bytes, 8-aligned; the size is asserted in kernel_abi).

@@ -2,16 +2,16 @@
 //! `cuda/softmax.cu`), plus the length check that the loss and AdaIN launchers share.
 //!
 //! Strategy: `RowGroup::for_softmax` in `src/backend/kernel_abi/rows.rs` (grid mappings in
-//! `cuda/softmax.cu`).
+//! `cuda/softmax.cu`); the calls (kernel names, argument order) from `kernel_abi/softmax.rs`.
 //!
 //! Invariants: inputs hold `outer·len·inner` elements (checked); outputs are returned in the inputs'
 //! dtype; nothing is launched when the output is empty.
 
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
+use super::{gpu, CudaKernel, CudaStorage};
 use crate::backend::kernel_abi::rows::RowGroup;
+use crate::backend::kernel_abi::softmax;
 use crate::ops::softmax::{Softmax, SoftmaxBackward};
 use crate::{DType, Error, Result};
-use cudarc::driver::PushKernelArg;
 
 /// Checks `s` holds exactly `n` elements (the loss and AdaIN launchers share it).
 pub(super) use super::batch_norm::check_len;
@@ -35,22 +35,18 @@ impl CudaKernel for Softmax {
         }
         let rows = self.outer * self.inner;
         let grp = RowGroup::for_softmax(rows, self.len, self.inner);
-        let f = g.func(
-            "softmax",
-            &format!("softmax_{}_{}", grp.name(), suffix(x.dtype())),
-        )?;
-        let (rows64, len64, inner64) = (rows as i64, self.len as i64, self.inner as i64);
-        let log = self.log as i32;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&rows64)
-            .arg(&len64)
-            .arg(&inner64)
-            .arg(&log)
-            .arg(x.buf())
-            .arg(y.buf_mut());
-        // SAFETY: matches `softmax_{warp,block,lane}_<T>(i64, i64, i64, int, const T*, T*)`; every row
-        // index decomposes into offsets < outer·len·inner = x.len() = y.len(); 256 threads per block.
-        unsafe { b.launch(g.launch_cfg(grp.launch(rows, g.sms()))) }.cu("softmax")?;
+        let call = softmax::forward(
+            grp,
+            x.dtype(),
+            rows,
+            self.len,
+            self.inner,
+            self.log,
+            x.dptr(g),
+            y.dptr_mut(g),
+        );
+        // SAFETY: x and y hold outer·len·inner elements (checked above), every row the plan visits.
+        unsafe { g.launch(&call, g.launch_cfg(grp.launch(rows, g.sms()))) }?;
         Ok(vec![y])
     }
 }
@@ -68,23 +64,19 @@ impl CudaKernel for SoftmaxBackward {
         }
         let rows = self.outer * self.inner;
         let grp = RowGroup::for_softmax(rows, self.len, self.inner);
-        let f = g.func(
-            "softmax",
-            &format!("softmax_bwd_{}_{}", grp.name(), suffix(y.dtype())),
-        )?;
-        let (rows64, len64, inner64) = (rows as i64, self.len as i64, self.inner as i64);
-        let log = self.log as i32;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&rows64)
-            .arg(&len64)
-            .arg(&inner64)
-            .arg(&log)
-            .arg(y.buf())
-            .arg(dy.buf())
-            .arg(dx.buf_mut());
-        // SAFETY: matches `softmax_bwd_{warp,block,lane}_<T>(i64, i64, i64, int, const T*, const T*,
-        // T*)`; all three buffers hold outer·len·inner elements (checked above).
-        unsafe { b.launch(g.launch_cfg(grp.launch(rows, g.sms()))) }.cu("softmax_backward")?;
+        let call = softmax::backward(
+            grp,
+            y.dtype(),
+            rows,
+            self.len,
+            self.inner,
+            self.log,
+            y.dptr(g),
+            dy.dptr(g),
+            dx.dptr_mut(g),
+        );
+        // SAFETY: all three buffers hold outer·len·inner elements (checked above).
+        unsafe { g.launch(&call, g.launch_cfg(grp.launch(rows, g.sms()))) }?;
         Ok(vec![dx])
     }
 }

@@ -33,39 +33,33 @@ extern "C" {
     fn engine_emu_kernel_name(i: usize) -> *const c_char;
 }
 
-/// One kernel argument, by value, as `cuLaunchKernel` takes it.
-#[derive(Clone, Debug)]
-pub enum Arg {
-    I32(i32),
-    U32(u32),
-    I64(i64),
-    U64(u64),
-    F32(f32),
-    F64(f64),
-    /// A device pointer (here: a host address).
-    Ptr(usize),
-    /// A `#[repr(C)]` struct passed by value, as its bytes.
-    Pod(Vec<u8>),
+pub use crate::backend::kernel_abi::call::{KArg, KernelCall};
+
+/// One kernel argument, by value, as `cuLaunchKernel` takes it; pointers are host addresses.
+pub type Arg = KArg<usize>;
+
+/// The argument's bytes, as the kernel's parameter holds them.
+fn arg_bytes(a: &Arg) -> Vec<u8> {
+    match a {
+        KArg::I32(v) => v.to_ne_bytes().to_vec(),
+        KArg::U32(v) => v.to_ne_bytes().to_vec(),
+        KArg::I64(v) => v.to_ne_bytes().to_vec(),
+        KArg::U64(v) => v.to_ne_bytes().to_vec(),
+        KArg::F32(v) => v.to_ne_bytes().to_vec(),
+        KArg::F64(v) => v.to_ne_bytes().to_vec(),
+        KArg::Ptr(v) => v.to_ne_bytes().to_vec(),
+        KArg::Pod(b) => b.clone(),
+    }
 }
 
-impl Arg {
-    /// A `#[repr(C)]` descriptor (`StridedArgs`, `PoolArgs`, …) passed by value.
-    pub fn pod<T: bytemuck::Pod>(v: &T) -> Arg {
-        Arg::Pod(bytemuck::bytes_of(v).to_vec())
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        match self {
-            Arg::I32(v) => v.to_ne_bytes().to_vec(),
-            Arg::U32(v) => v.to_ne_bytes().to_vec(),
-            Arg::I64(v) => v.to_ne_bytes().to_vec(),
-            Arg::U64(v) => v.to_ne_bytes().to_vec(),
-            Arg::F32(v) => v.to_ne_bytes().to_vec(),
-            Arg::F64(v) => v.to_ne_bytes().to_vec(),
-            Arg::Ptr(v) => v.to_ne_bytes().to_vec(),
-            Arg::Pod(b) => b.clone(),
-        }
-    }
+/// Runs a `kernel_abi` call (the launchers' own kernel name and argument list, over [`Buf`]
+/// addresses) over `grid` blocks of `block` threads.
+pub fn launch_call(
+    call: &KernelCall<usize>,
+    grid: [u32; 3],
+    block: [u32; 3],
+) -> Result<(), String> {
+    launch(&call.name, grid, block, &call.args)
 }
 
 /// Runs kernel `name` over `grid` blocks of `block` threads. Errors: unknown kernel, argument count or
@@ -75,13 +69,13 @@ pub fn launch(name: &str, grid: [u32; 3], block: [u32; 3], args: &[Arg]) -> Resu
     let mut slots: Vec<Vec<u128>> = args
         .iter()
         .map(|a| {
-            let b = a.bytes();
+            let b = arg_bytes(a);
             let mut slot = vec![0u128; b.len().div_ceil(16).max(1)];
             bytemuck::cast_slice_mut::<u128, u8>(&mut slot)[..b.len()].copy_from_slice(&b);
             slot
         })
         .collect();
-    let sizes: Vec<usize> = args.iter().map(|a| a.bytes().len()).collect();
+    let sizes: Vec<usize> = args.iter().map(|a| arg_bytes(a).len()).collect();
     let mut params: Vec<*mut c_void> = slots
         .iter_mut()
         .map(|s| s.as_mut_ptr() as *mut c_void)
@@ -170,7 +164,12 @@ impl<T: bytemuck::Pod> Buf<T> {
 
     /// The device pointer argument.
     pub fn arg(&mut self) -> Arg {
-        Arg::Ptr(self.data[GUARD..].as_mut_ptr() as usize)
+        Arg::Ptr(self.ptr())
+    }
+
+    /// The buffer's "device" address, for a `kernel_abi` call.
+    pub fn ptr(&mut self) -> usize {
+        self.data[GUARD..].as_mut_ptr() as usize
     }
 
     pub fn to_vec(&self) -> Vec<T> {

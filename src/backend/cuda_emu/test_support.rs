@@ -10,7 +10,7 @@
 //! backend holds; [`seeded_randn`] is the engine's `Tensor::randn`, so a seed always means the same
 //! inputs.
 
-use super::{launch, Arg, Buf};
+use super::{launch, launch_call, Arg, Buf, KernelCall};
 use crate::backend::cpu::{self, CpuKernel, CpuStorage};
 use crate::backend::kernel_abi::sgd::all_finite_finish_launch;
 use crate::dtype::{DType, Element};
@@ -65,6 +65,20 @@ impl Grid {
 #[track_caller]
 pub fn run_kernel(name: &str, grid: [u32; 3], args: &[Arg]) {
     launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name} grid {grid:?}: {e}"));
+}
+
+/// Launches a `kernel_abi` call on `grid` blocks of [`BLOCK`]; panics with the kernel's name and
+/// grid when the emulator refuses the launch.
+#[track_caller]
+pub fn run_call(call: &KernelCall<usize>, grid: [u32; 3]) {
+    launch_call(call, grid, BLOCK).unwrap_or_else(|e| panic!("{} grid {grid:?}: {e}", call.name));
+}
+
+/// Launches a `kernel_abi` call with a launch plan of `kernel_abi` (its grid and block shape).
+#[track_caller]
+pub fn run_call_plan(call: &KernelCall<usize>, plan: Launch1d) {
+    launch_call(call, plan.grid(), plan.block())
+        .unwrap_or_else(|e| panic!("{} plan {plan:?}: {e}", call.name));
 }
 
 /// Launches kernel `name` with a launch plan of `kernel_abi` (its grid and block shape).

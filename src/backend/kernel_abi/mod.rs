@@ -13,6 +13,7 @@
 //! the cap its launcher documents; nothing here touches a device.
 
 pub mod batch_norm;
+pub mod call;
 pub mod elementwise;
 pub mod layout;
 pub mod loss;
@@ -20,6 +21,7 @@ pub mod pool;
 pub mod reduce;
 pub mod rows;
 pub mod sgd;
+pub mod softmax;
 
 use crate::{DType, Error, Result};
 
