@@ -12,13 +12,18 @@
 //! at compile time where the C side states a size); every grid has at least one block and at most
 //! the cap its launcher documents; nothing here touches a device.
 
+pub mod adain;
+pub mod adam;
 pub mod batch_norm;
 pub mod call;
+pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod layout;
 pub mod loss;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod rows;
 pub mod sgd;
 pub mod softmax;

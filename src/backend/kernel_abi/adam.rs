@@ -1,0 +1,2 @@
+//! The calls of the kernels of cuda/adam.cu (kernel names and argument lists; see call.rs).
+//! (Being filled in: the launchers still write their own argument lists.)
