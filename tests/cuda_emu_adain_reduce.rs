@@ -1,9 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The per-plane statistics, AdaIN and sum-reduction kernels (cuda/adain.cu, cuda/reduce.cu), run in the
-//! CUDA emulator (`--features cuda-emu`) against the CPU backend, with the argument lists of their
-//! launchers (src/backend/cuda/adain.rs, src/backend/cuda/reduce.rs) and, from
-//! `engine::backend::kernel_abi` as the launchers take them, their grid shapes, kernel picks and
-//! descriptors (`RowGroup`, `SumPlan`), on a pretend GPU of 4 SMs.
+//! CUDA emulator (`--features cuda-emu`) against the CPU backend. From `engine::backend::kernel_abi`,
+//! as the launchers (src/backend/cuda/adain.rs, src/backend/cuda/reduce.rs) take them: the calls
+//! (kernel names and argument lists: `kernel_abi::adain`, `SumPlan::call`), grid shapes, kernel picks
+//! and descriptors (`RowGroup`, `SumPlan`), on a pretend GPU of 4 SMs.
 //!
 //! Compared:
 //! - `plane_stat_*` / `plane_stat_bwd_*`: `channel_mean` / `channel_std` and their autograd gradient
@@ -26,11 +26,13 @@
 use std::collections::BTreeSet;
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_kernel,
-    seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, SM_COUNT,
+    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_call, seeded_randn,
+    sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, SM_COUNT,
 };
-use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::backend::cuda_emu::{kernel_names, Buf};
+use engine::backend::kernel_abi::adain;
 use engine::backend::kernel_abi::reduce::SumPlan;
+use engine::ops::adain::AdainDims;
 use engine::Element;
 use half::f16;
 
@@ -141,22 +143,11 @@ fn plane_stat_case<T: KernelFloat>(dims: [usize; 4], seed: u64) {
                 grp.name()
             );
             let cfg = grp.grid_or_one_block(planes, v.one_block);
-            let md = hw as f64;
             let mut xb = Buf::<T>::from_f64s(&x);
             let mut out = Buf::<T>::nan(planes);
-            run_kernel(
-                &format!("plane_stat_{}_{}", grp.name(), T::SUF),
-                cfg,
-                &[
-                    Arg::I64(planes as i64),
-                    Arg::I64(hw as i64),
-                    Arg::F64(md),
-                    Arg::I32(want_std as i32),
-                    Arg::F64(if want_std { EPS } else { 0.0 }),
-                    xb.arg(),
-                    out.arg(),
-                ],
-            );
+            let std_eps = if want_std { Some(EPS) } else { None };
+            let call = adain::plane_stat(grp, T::DTYPE, planes, hw, std_eps, xb.ptr(), out.ptr());
+            run_call(&call, cfg);
             let got_y = out.checked_f64s("out");
             assert_close(
                 &format!("{what}: y"),
@@ -170,36 +161,28 @@ fn plane_stat_case<T: KernelFloat>(dims: [usize; 4], seed: u64) {
             let mut dx = Buf::<T>::nan(total);
             if want_std {
                 let mut sd = Buf::<T>::from_slice(&out.to_vec());
-                run_kernel(
-                    &format!("plane_stat_bwd_std_{}_{}", grp.name(), T::SUF),
-                    cfg,
-                    &[
-                        Arg::I64(planes as i64),
-                        Arg::I64(hw as i64),
-                        Arg::F64(md),
-                        xb.arg(),
-                        sd.arg(),
-                        dy.arg(),
-                        dx.arg(),
-                    ],
+                let call = adain::plane_stat_bwd_std(
+                    grp,
+                    T::DTYPE,
+                    planes,
+                    hw,
+                    xb.ptr(),
+                    sd.ptr(),
+                    dy.ptr(),
+                    dx.ptr(),
                 );
+                run_call(&call, cfg);
                 sd.check_guards("sd").unwrap();
             } else {
                 // A 1-d grid-stride over all elements (`g.grid(total)`); no group.
-                run_kernel(
-                    &format!("plane_stat_bwd_mean_{}", T::SUF),
+                let call = adain::plane_stat_bwd_mean(T::DTYPE, total, hw, dy.ptr(), dx.ptr());
+                run_call(
+                    &call,
                     if v.one_block {
                         ONE_BLOCK
                     } else {
                         grid_1d(total)
                     },
-                    &[
-                        Arg::I64(total as i64),
-                        Arg::I64(hw as i64),
-                        Arg::F64(md),
-                        dy.arg(),
-                        dx.arg(),
-                    ],
                 );
             }
             xb.check_guards("x").unwrap();
@@ -251,27 +234,17 @@ fn plane_stat_f16_matches_cpu() {
 
 // --------------------------------------------------------------------------------------- AdaIN
 
-/// The launcher's `style_stats`: `[μ, σ]` per style plane in `Acc<T>`.
+/// The launcher's `style_stats`: `[μ, σ]` per style plane (ns·c of them) in `Acc<T>`.
 fn emu_style_stats<T: KernelFloat>(
     g: RowGroup,
     one_block: bool,
-    splanes: usize,
-    hws: usize,
+    d: &AdainDims,
     s: &mut Buf<T>,
 ) -> Buf<T::Acc> {
+    let splanes = d.ns * d.c;
     let mut stats = Buf::<T::Acc>::nan(2 * splanes);
-    run_kernel(
-        &format!("style_stats_{}_{}", g.name(), T::SUF),
-        g.grid_or_one_block(splanes, one_block),
-        &[
-            Arg::I64(splanes as i64),
-            Arg::I64(hws as i64),
-            Arg::F64(hws as f64),
-            Arg::F64(EPS),
-            s.arg(),
-            stats.arg(),
-        ],
-    );
+    let call = adain::style_stats(g, T::DTYPE, d, s.ptr(), stats.ptr());
+    run_call(&call, g.grid_or_one_block(splanes, one_block));
     stats.check_guards("stats").unwrap();
     s.check_guards("style").unwrap();
     stats
@@ -338,8 +311,15 @@ fn adain_case<T: KernelFloat>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
         );
     }
 
-    let (planes64, hw64, c64, ns64, n64) =
-        (planes as i64, hw as i64, c as i64, ns as i64, n as i64);
+    // The launchers' geometry (`AdainForward.0` / `AdainBackward.0`).
+    let dims = AdainDims {
+        n,
+        c,
+        hw,
+        ns,
+        hws,
+        eps: EPS,
+    };
     for v in variants(&[(hw, planes), (hws, splanes)]) {
         let (cg, sg) = (v.group(hw), v.group(hws));
         let what = format!(
@@ -352,7 +332,7 @@ fn adain_case<T: KernelFloat>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
         let mut sb = Buf::<T>::from_f64s(&s);
 
         // Forward: style statistics, then the content kernel.
-        let mut stats = emu_style_stats(sg, v.one_block, splanes, hws, &mut sb);
+        let mut stats = emu_style_stats(sg, v.one_block, &dims, &mut sb);
         let got_stats = stats.checked_f64s("stats");
         assert_close(
             &format!("{what}: style stats"),
@@ -361,21 +341,8 @@ fn adain_case<T: KernelFloat>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
             reduction_tol(T::Acc::DTYPE),
         );
         let mut out = Buf::<T>::nan(planes * hw);
-        run_kernel(
-            &format!("adain_fwd_{}_{}", cg.name(), T::SUF),
-            cg.grid_or_one_block(planes, v.one_block),
-            &[
-                Arg::I64(planes64),
-                Arg::I64(hw64),
-                Arg::I64(c64),
-                Arg::I64(ns64),
-                Arg::F64(hw as f64),
-                Arg::F64(EPS),
-                xb.arg(),
-                stats.arg(),
-                out.arg(),
-            ],
-        );
+        let call = adain::adain_fwd(cg, T::DTYPE, &dims, xb.ptr(), stats.ptr(), out.ptr());
+        run_call(&call, cg.grid_or_one_block(planes, v.one_block));
         stats.check_guards("stats").unwrap();
         assert_close(
             &format!("{what}: y"),
@@ -390,23 +357,17 @@ fn adain_case<T: KernelFloat>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
         let mut dy = Buf::<T>::from_f64s(&wgt);
         let mut dc = Buf::<T>::nan(planes * hw);
         let mut sums = Buf::<T::Acc>::nan(2 * planes);
-        run_kernel(
-            &format!("adain_bwd_content_{}_{}", cg.name(), T::SUF),
-            cg.grid_or_one_block(planes, v.one_block),
-            &[
-                Arg::I64(planes64),
-                Arg::I64(hw64),
-                Arg::I64(c64),
-                Arg::I64(ns64),
-                Arg::F64(hw as f64),
-                Arg::F64(EPS),
-                xb.arg(),
-                stats.arg(),
-                dy.arg(),
-                dc.arg(),
-                sums.arg(),
-            ],
+        let call = adain::adain_bwd_content(
+            cg,
+            T::DTYPE,
+            &dims,
+            xb.ptr(),
+            stats.ptr(),
+            dy.ptr(),
+            dc.ptr(),
+            sums.ptr(),
         );
+        run_call(&call, cg.grid_or_one_block(planes, v.one_block));
         let got_sums = sums.checked_f64s("sums");
         assert_sums(
             &format!("{what}: sums (Σdy, Σdy·x̂)"),
@@ -423,22 +384,16 @@ fn adain_case<T: KernelFloat>(cdims: [usize; 4], sdims: [usize; 4], seed: u64) {
             reduction_tol(T::DTYPE),
         );
         let mut ds = Buf::<T>::nan(splanes * hws);
-        run_kernel(
-            &format!("adain_bwd_style_{}_{}", sg.name(), T::SUF),
-            sg.grid_or_one_block(splanes, v.one_block),
-            &[
-                Arg::I64(splanes as i64),
-                Arg::I64(hws as i64),
-                Arg::I64(c64),
-                Arg::I64(n64),
-                Arg::I64(ns64),
-                Arg::F64(hws as f64),
-                sb.arg(),
-                stats.arg(),
-                sums.arg(),
-                ds.arg(),
-            ],
+        let call = adain::adain_bwd_style(
+            sg,
+            T::DTYPE,
+            &dims,
+            sb.ptr(),
+            stats.ptr(),
+            sums.ptr(),
+            ds.ptr(),
         );
+        run_call(&call, sg.grid_or_one_block(splanes, v.one_block));
         assert_close(
             &format!("{what}: d style"),
             &ds.checked_f64s("ds"),
@@ -565,27 +520,19 @@ fn sum_case<T: KernelFloat>(
             per_thread: k == SumKernel::Thread,
             ..plan
         };
-        let name = variant.kernel(T::SUF);
         let cfg = if one_block {
             ONE_BLOCK
         } else {
             variant.launch(SM_COUNT).grid()
         };
-        let what = format!("sum {dims:?} over {red:?} {name} grid {cfg:?} (launcher: {picked:?})");
         let mut xb = Buf::<T>::from_f64s(&x);
         let mut y = Buf::<T>::nan(n_out);
-        run_kernel(
-            &name,
-            cfg,
-            &[
-                Arg::I64(n_out as i64),
-                Arg::I64(plan.n_red as i64),
-                Arg::pod(&plan.kept),
-                Arg::pod(&plan.reduced),
-                xb.arg(),
-                y.arg(),
-            ],
+        let call = variant.call(T::DTYPE, xb.ptr(), y.ptr());
+        let what = format!(
+            "sum {dims:?} over {red:?} {} grid {cfg:?} (launcher: {picked:?})",
+            call.name
         );
+        run_call(&call, cfg);
         xb.check_guards("x").unwrap();
         let got = y.checked_f64s("y");
         assert_sums(

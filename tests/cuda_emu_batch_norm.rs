@@ -1,9 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The batch-norm kernels of cuda/batch_norm.cu, run in the CUDA emulator (`--features cuda-emu`), against
 //! the CPU backend: the launch sequence of src/backend/cuda/batch_norm.rs (stats → finalize → apply;
-//! reduce → finalize → apply) with its argument lists, and its grid shapes, vector-width pick and
-//! channel splits from `engine::backend::kernel_abi::batch_norm` (the functions the launcher calls),
-//! on a pretend GPU of 4 SMs.
+//! reduce → finalize → apply) with, from `engine::backend::kernel_abi::batch_norm` (the functions the
+//! launcher calls), its calls (kernel names and argument lists), grid shapes, vector-width pick and
+//! channel splits, on a pretend GPU of 4 SMs.
 //!
 //! Compared: y, the running statistics, dx, dγ, dβ and dresidual with the CPU's batch norm (values and
 //! autograd gradients of Σ y·w); the saved mean and 1/std with an f64 computation from the same
@@ -12,10 +12,13 @@
 //! guard zones are checked after each launch.
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, grid_1d, run_kernel, run_plan, seeded_randn, KernelFloat, BLOCK, SM_COUNT,
+    assert_close, grid_1d, run_call, run_call_plan, seeded_randn, KernelFloat, BLOCK, SM_COUNT,
 };
-use engine::backend::cuda_emu::{launch, Arg, Buf};
-use engine::backend::kernel_abi::batch_norm::{pick_vec, reduce_launch, splits};
+use engine::backend::cuda_emu::{launch, launch_call, Buf, KArg};
+use engine::backend::kernel_abi::batch_norm::{
+    self as bn, pick_vec, reduce_launch, splits, BwdApplyBufs, BwdFinalizeBufs, BwdReduceBufs,
+    FwdFinalizeBufs,
+};
 use engine::{BatchNormArgs, DType, Device, Result, Tensor};
 use half::f16;
 
@@ -157,8 +160,7 @@ fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     // scalar kernels.
     let (v, vs) = pick_vec(hw, T::DTYPE, vector);
     let (relu, add) = (kind != Kind::Plain, kind == Kind::AddRelu);
-    let (sfx, osfx) = (T::SUF, TO::SUF);
-    let (c64, hw64, m) = (c as i64, hw as i64, n * hw);
+    let (dt, odt, m) = (T::DTYPE, TO::DTYPE, n * hw);
     let mut x = Buf::<T>::from_f64s(&inp.x);
     let mut res = Buf::<T>::from_f64s(&inp.res);
     let mut gamma = Buf::<T>::from_f64s(&inp.gamma);
@@ -181,58 +183,47 @@ fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     };
     let mut part = Buf::<A>::nan(3 * c * s);
     if training {
-        run_plan(
-            &format!("bn_stats_{sfx}_{vs}"),
-            reduce_launch(c * s),
-            &[
-                Arg::I64(c64),
-                Arg::I64(hw64),
-                Arg::I64(items as i64),
-                Arg::I64(s as i64),
-                x.arg(),
-                part.arg(),
-            ],
-        );
+        let call = bn::stats(dt, vs, c, hw, items, s, x.ptr(), part.ptr());
+        run_call_plan(&call, reduce_launch(c * s));
         part.check_guards("part").unwrap();
     }
-    run_kernel(
-        &format!("bn_fwd_finalize_{sfx}"),
-        grid_1d(c),
-        &[
-            Arg::I64(c64),
-            Arg::I64(s as i64),
-            Arg::I32(training as i32),
-            Arg::F64(m as f64),
-            Arg::F64(1e-5),
-            Arg::F64(0.1),
-            gamma.arg(),
-            beta.arg(),
-            rm.arg(),
-            rv.arg(),
-            part.arg(),
-            save_mean.arg(),
-            save_invstd.arg(),
-            new_rm.arg(),
-            new_rv.arg(),
-            coef.arg(),
-        ],
+    let call = bn::fwd_finalize(
+        dt,
+        c,
+        s,
+        training,
+        m,
+        1e-5,
+        0.1,
+        FwdFinalizeBufs {
+            gamma: gamma.ptr(),
+            beta: beta.ptr(),
+            rm: rm.ptr(),
+            rv: rv.ptr(),
+            part: part.ptr(),
+            save_mean: save_mean.ptr(),
+            save_invstd: save_invstd.ptr(),
+            new_rm: new_rm.ptr(),
+            new_rv: new_rv.ptr(),
+            coef: coef.ptr(),
+        },
     );
+    run_call(&call, grid_1d(c));
     let items = total / v;
-    run_kernel(
-        &format!("bn_fwd_apply_{sfx}_{osfx}_{vs}"),
-        grid_1d(items),
-        &[
-            Arg::I64(items as i64),
-            Arg::I64(c64),
-            Arg::I64(hw64),
-            Arg::I32(relu as i32),
-            Arg::I32(add as i32),
-            x.arg(),
-            if add { res.arg() } else { x.arg() },
-            coef.arg(),
-            y.arg(),
-        ],
+    let call = bn::fwd_apply(
+        dt,
+        odt,
+        vs,
+        items,
+        c,
+        hw,
+        relu,
+        x.ptr(),
+        add.then(|| res.ptr()),
+        coef.ptr(),
+        y.ptr(),
     );
+    run_call(&call, grid_1d(items));
     let y_out = y.checked_f64s("y");
     let (save_mean_v, save_invstd_v) = (
         save_mean.checked_f64s("save_mean"),
@@ -252,66 +243,69 @@ fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     let items = n * (hw / v);
     let s = splits(SM_COUNT, c, items);
     let mut part = Buf::<A>::nan(2 * c * s);
-    run_plan(
-        &format!("bn_bwd_reduce_{sfx}_{vs}"),
-        reduce_launch(c * s),
-        &[
-            Arg::I64(c64),
-            Arg::I64(hw64),
-            Arg::I64(items as i64),
-            Arg::I64(s as i64),
-            Arg::I32(relu as i32),
-            x.arg(),
-            mean.arg(),
-            invstd.arg(),
-            y_in.arg(),
-            dy.arg(),
-            part.arg(),
-        ],
+    let call = bn::bwd_reduce(
+        dt,
+        vs,
+        c,
+        hw,
+        items,
+        s,
+        relu,
+        BwdReduceBufs {
+            x: x.ptr(),
+            mean: mean.ptr(),
+            invstd: invstd.ptr(),
+            y: y_in.ptr(),
+            dy: dy.ptr(),
+            part: part.ptr(),
+        },
     );
+    run_call_plan(&call, reduce_launch(c * s));
     part.check_guards("bwd part").unwrap();
     let mut dgamma = Buf::<A>::nan(c);
     let mut dbeta = Buf::<A>::nan(c);
     let mut coef = Buf::<A>::nan(5 * c);
-    run_kernel(
-        &format!("bn_bwd_finalize_{sfx}"),
-        grid_1d(c),
-        &[
-            Arg::I64(c64),
-            Arg::I64(s as i64),
-            Arg::F64(m as f64),
-            gamma.arg(),
-            mean.arg(),
-            invstd.arg(),
-            part.arg(),
-            dgamma.arg(),
-            dbeta.arg(),
-            coef.arg(),
-        ],
+    let call = bn::bwd_finalize(
+        dt,
+        c,
+        s,
+        m,
+        BwdFinalizeBufs {
+            gamma: gamma.ptr(),
+            mean: mean.ptr(),
+            invstd: invstd.ptr(),
+            part: part.ptr(),
+            dgamma: dgamma.ptr(),
+            dbeta: dbeta.ptr(),
+            coef: coef.ptr(),
+        },
     );
+    run_call(&call, grid_1d(c));
     coef.check_guards("bwd coef").unwrap();
     let items = total / v;
     let mut dx = Buf::<TO>::nan(total);
     // Without a residual the kernel must not write dres: a zero-length buffer's guards catch it.
     let mut dres = Buf::<TO>::nan(if add { total } else { 0 });
-    run_kernel(
-        &format!("bn_bwd_apply_{sfx}_{osfx}_{vs}"),
-        grid_1d(items),
-        &[
-            Arg::I64(items as i64),
-            Arg::I64(c64),
-            Arg::I64(hw64),
-            Arg::I32(training as i32),
-            Arg::I32(relu as i32),
-            Arg::I32(add as i32),
-            x.arg(),
-            y_in.arg(),
-            dy.arg(),
-            coef.arg(),
-            dx.arg(),
-            dres.arg(),
-        ],
+    let call = bn::bwd_apply(
+        dt,
+        odt,
+        vs,
+        items,
+        c,
+        hw,
+        training,
+        relu,
+        add,
+        BwdApplyBufs {
+            x: x.ptr(),
+            y: y_in.ptr(),
+            dy: dy.ptr(),
+            coef: coef.ptr(),
+            dx: dx.ptr(),
+            dres: dres.ptr(),
+        },
     );
+    run_call(&call, grid_1d(items));
     for (b, what) in [(&x, "x"), (&res, "res"), (&y_in, "y"), (&dy, "dy")] {
         b.check_guards(what).unwrap();
     }
@@ -499,30 +493,17 @@ fn batch_norm_f32_in_f16_out_matches_cpu_mixed_precision() {
 fn wrong_argument_lists_are_refused() {
     let mut x = Buf::<f32>::from_slice(&[1.0; 8]);
     let mut part = Buf::<f32>::filled(3, f32::NAN);
-    // One argument short.
-    let e = launch(
-        "bn_stats_f32_s",
-        [1, 1, 1],
-        BLOCK,
-        &[Arg::I64(1), Arg::I64(8), Arg::I64(8), x.arg(), part.arg()],
-    )
-    .unwrap_err();
+    let good = bn::stats(DType::F32, "s", 1, 8, 8, 1, x.ptr(), part.ptr());
+    assert_eq!(good.name, "bn_stats_f32_s");
+    // One argument short (no `splits`).
+    let mut call = good.clone();
+    call.args.remove(3);
+    let e = launch_call(&call, [1, 1, 1], BLOCK).unwrap_err();
     assert!(e.contains("takes 6 arguments"), "{e}");
     // An int where the kernel takes i64.
-    let e = launch(
-        "bn_stats_f32_s",
-        [1, 1, 1],
-        BLOCK,
-        &[
-            Arg::I64(1),
-            Arg::I32(8),
-            Arg::I64(8),
-            Arg::I64(1),
-            x.arg(),
-            part.arg(),
-        ],
-    )
-    .unwrap_err();
+    let mut call = good.clone();
+    call.args[1] = KArg::I32(8);
+    let e = launch_call(&call, [1, 1, 1], BLOCK).unwrap_err();
     assert!(e.contains("argument 1 is 8 bytes"), "{e}");
     let e = launch("bn_stats_f33_s", [1, 1, 1], BLOCK, &[]).unwrap_err();
     assert!(e.contains("no kernel named"), "{e}");

@@ -3,10 +3,11 @@
 //! `binary_strided_*`), run in the CUDA emulator (`--features cuda-emu`) against the CPU backend.
 //! The data-movement kernels of cuda/layout.cu are tested in tests/cuda_emu_layout.rs.
 //!
-//! Every launch is its launcher's (src/backend/cuda/elementwise.rs): the argument list and its types
-//! copied, and, from `engine::backend::kernel_abi` as the launcher calls them, the op codes and scalar
-//! parameters (`unary_code`, `unary_backward_code`, `binary_code`), the binary `BinaryPlan` (the
-//! contiguous-vs-strided pick and its bounds, the `StridedArgs` descriptors, the dim collapsing), and
+//! Every launch is its launcher's (src/backend/cuda/elementwise.rs), built by the functions of
+//! `engine::backend::kernel_abi::elementwise` the launcher calls: the calls (kernel name, op code,
+//! scalar parameters, argument order: `unary`, `unary_backward`, `BinaryPlan::call`), the binary
+//! `BinaryPlan` (the contiguous-vs-strided pick and its bounds, the `StridedArgs` descriptors, the dim
+//! collapsing), and
 //! `g.grid(n)` on a pretend GPU of 4 SMs (so grids are capped at 128 blocks and the grid-stride loops
 //! wrap); some cases also run on a single block.
 //!
@@ -20,12 +21,10 @@
 //!   after each launch.
 
 use engine::backend::cuda_emu::test_support::{
-    bcast_strides, cpu_tensor, raw, run_kernel, same_bits, seeded_randn, to_f64s, Grid, KernelFloat,
+    bcast_strides, cpu_tensor, raw, run_call, same_bits, seeded_randn, to_f64s, Grid, KernelFloat,
 };
-use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
-use engine::backend::kernel_abi::elementwise::{
-    binary_code, unary_backward_code, unary_code, BinaryPlan,
-};
+use engine::backend::cuda_emu::{kernel_names, Buf};
+use engine::backend::kernel_abi::elementwise::{self, BinaryPlan};
 use engine::{BinaryOp, Shape, UnaryOp};
 use half::f16;
 
@@ -138,20 +137,11 @@ fn unary_case<T: KernelFloat>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (
     let (x_raw, y_cpu, w_raw): (Vec<T>, Vec<T>, Vec<T>) = (raw(&xt), raw(&y), raw(&wt));
 
     // Forward, as `Unary::launch`.
-    let (code, p0, p1) = unary_code(op);
     let mut bx = Buf::from_slice(&x_raw);
     let mut by = Buf::<T>::nan(n);
-    run_kernel(
-        &format!("unary_{}", T::SUF),
+    run_call(
+        &elementwise::unary(op, T::DTYPE, n, bx.ptr(), by.ptr()),
         g.dims(n),
-        &[
-            Arg::I64(n as i64),
-            Arg::I32(code),
-            Arg::F64(p0),
-            Arg::F64(p1),
-            bx.arg(),
-            by.arg(),
-        ],
     );
     bx.check_guards("x").unwrap();
     let y_gpu = by.checked("y");
@@ -164,24 +154,12 @@ fn unary_case<T: KernelFloat>(op: UnaryOp, x: &[f64], seed: u64, g: Grid, tol: (
     );
 
     // Backward, as `UnaryBackward::launch`, on the CPU's saved y and dy = w.
-    let (code, p0, p1) = unary_backward_code(op);
     let mut by = Buf::from_slice(&y_cpu);
     let mut bdy = Buf::from_slice(&w_raw);
     let mut bdx = Buf::<T>::nan(n);
-    run_kernel(
-        &format!("unary_bwd_{}", T::SUF),
-        g.dims(n),
-        &[
-            Arg::I64(n as i64),
-            Arg::I32(code),
-            Arg::F64(p0),
-            Arg::F64(p1),
-            bx.arg(),
-            by.arg(),
-            bdy.arg(),
-            bdx.arg(),
-        ],
-    );
+    let call =
+        elementwise::unary_backward(op, T::DTYPE, n, bx.ptr(), by.ptr(), bdy.ptr(), bdx.ptr());
+    run_call(&call, g.dims(n));
     bx.check_guards("x").unwrap();
     by.check_guards("y").unwrap();
     bdy.check_guards("dy").unwrap();
@@ -342,38 +320,17 @@ fn binary_case<T: KernelFloat>(
     let plan = BinaryPlan::new(&out, &sa, &sb).unwrap();
     assert_eq!(plan.n, n);
     assert!(plan.lhs_len <= na && plan.rhs_len <= nb);
-    let code = binary_code(op);
     let (a_raw, b_raw): (Vec<T>, Vec<T>) = (raw(&at), raw(&bt));
     let mut ba = Buf::from_slice(&a_raw);
     let mut bb = Buf::from_slice(&b_raw);
     let mut bo = Buf::<T>::nan(n);
+    run_call(
+        &plan.call(op, T::DTYPE, ba.ptr(), bb.ptr(), bo.ptr()),
+        g.dims(n),
+    );
     let variant = if plan.contiguous {
-        run_kernel(
-            &plan.kernel(T::SUF),
-            g.dims(n),
-            &[
-                Arg::I64(n as i64),
-                Arg::I32(code),
-                ba.arg(),
-                bb.arg(),
-                bo.arg(),
-            ],
-        );
         Variant::Contig
     } else {
-        run_kernel(
-            &plan.kernel(T::SUF),
-            g.dims(n),
-            &[
-                Arg::I64(n as i64),
-                Arg::I32(code),
-                Arg::pod(&plan.lhs),
-                Arg::pod(&plan.rhs),
-                ba.arg(),
-                bb.arg(),
-                bo.arg(),
-            ],
-        );
         Variant::Strided
     };
     ba.check_guards("a").unwrap();

@@ -3,8 +3,9 @@
 //! CUDA emulator (`--features cuda-emu`) against the CPU backend. The elementwise kernels of
 //! cuda/elementwise.cu are tested in tests/cuda_emu_elementwise.rs.
 //!
-//! Every launch is its launcher's (src/backend/cuda/layout.rs): the argument list and its types
-//! copied, and, from `engine::backend::kernel_abi` as the launcher calls them, the `Copy2d` block
+//! Every launch is its launcher's (src/backend/cuda/layout.rs), built by the functions of
+//! `engine::backend::kernel_abi::layout` the launcher calls: the calls (kernel names and argument
+//! lists: `cast`, `Copy2d::call`, `StridedCopyPlan::call`), the `Copy2d` block
 //! copies (narrow, narrow's backward, concat) and their bounds check, the `StridedCopyPlan` (its
 //! `StridedArgs` descriptor, the dim collapsing and the memcpy-vs-kernel pick), and `g.grid(n)` on a
 //! pretend GPU of 4 SMs (so grids are capped at 128 blocks and the grid-stride loops wrap); most
@@ -21,10 +22,10 @@
 //!   after each launch.
 
 use engine::backend::cuda_emu::test_support::{
-    bcast_strides, cpu_tensor, raw, run_kernel, same_bits, seeded_randn, Grid, KernelFloat,
+    bcast_strides, cpu_tensor, raw, run_call, same_bits, seeded_randn, Grid, KernelFloat,
 };
-use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
-use engine::backend::kernel_abi::layout::{Copy2d, StridedCopyPlan};
+use engine::backend::cuda_emu::{kernel_names, Buf};
+use engine::backend::kernel_abi::layout::{self, Copy2d, StridedCopyPlan};
 use engine::ops::layout::{Concat, Narrow};
 use engine::{Device, MemoryFormat, Shape, Tensor};
 use half::f16;
@@ -185,10 +186,9 @@ fn cast_case<S: Elem, D: Elem>(n: usize, seed: u64, g: Grid) -> (Vec<S>, Vec<D>,
     let x: Vec<S> = raw(&xt);
     let mut bx = Buf::from_slice(&x);
     let mut by = Buf::<D>::nan(len);
-    run_kernel(
-        &format!("cast_{}_{}", S::SUF, D::SUF),
+    run_call(
+        &layout::cast(S::DTYPE, D::DTYPE, len, bx.ptr(), by.ptr()),
         g.dims(len),
-        &[Arg::I64(len as i64), bx.arg(), by.arg()],
     );
     bx.check_guards("x").unwrap();
     let got = by.checked("y");
@@ -299,9 +299,7 @@ fn copy2d<T: Elem>(
     }
     plan.check("copy2d", src_len, dst_len)
         .expect("the launcher would reject this block copy");
-    let mut args: Vec<Arg> = plan.args().into_iter().map(Arg::I64).collect();
-    args.extend([src.arg(), dst.arg()]);
-    run_kernel(&format!("copy2d_{}", T::BITS), g.dims(n), &args);
+    run_call(&plan.call(T::DTYPE, src.ptr(), dst.ptr()), g.dims(n));
     src.check_guards("copy2d src").unwrap();
     dst.check_guards("copy2d dst").unwrap();
 }
@@ -440,11 +438,7 @@ fn strided_copy<T: Elem>(x: &[T], dims: &[usize], strides: &[usize], g: Grid) ->
     let n = plan.n;
     let mut bx = Buf::from_slice(x);
     let mut by = Buf::<T>::nan(n);
-    run_kernel(
-        &format!("strided_copy_{}", T::BITS),
-        g.dims(n),
-        &[Arg::I64(n as i64), Arg::pod(&plan.src), bx.arg(), by.arg()],
-    );
+    run_call(&plan.call(T::DTYPE, bx.ptr(), by.ptr()), g.dims(n));
     bx.check_guards("x").unwrap();
     Some(by.checked("y"))
 }

@@ -5,9 +5,10 @@
 //! `AdamStep`, `AllFinite`) on the same rounded inputs, in f64, f32 and f16. The optimisers built on
 //! them (and the fused `multi_tensor_*` kernels) are tested in tests/cuda_emu_optimizers.rs.
 //!
-//! Launches are src/backend/cuda/{sgd,adam}.rs's (argument order, `g.grid(n)`, the one-block
-//! `all_finite_finish` plan of `engine::backend::kernel_abi::sgd`), and also on a 1-block grid (and a
-//! 3-block one for the step kernels) so the grid-stride loops wrap.
+//! Launches are src/backend/cuda/{sgd,adam}.rs's: the calls (kernel names and argument lists) of
+//! `engine::backend::kernel_abi::{sgd, adam}` as the launchers build them, on `g.grid(n)` and the
+//! one-block `all_finite_finish` plan of `kernel_abi::sgd`, and also on a 1-block grid (and a 3-block
+//! one for the step kernels) so the grid-stride loops wrap.
 //!
 //! Invariants checked:
 //! - `sgd_step_*` (first step or not, Nesterov on and off, with and without weight decay) and
@@ -26,7 +27,7 @@ use engine::backend::cuda_emu::test_support::{
     assert_close, assert_family_covered, cpu_run, emu_all_finite, emu_optim_step, grid_1d,
     optim_tol, seeded_randn, to_elems, to_f64s, KernelFloat,
 };
-use engine::backend::cuda_emu::Arg;
+use engine::backend::kernel_abi::{adam, sgd};
 use engine::optim::adam::AdamStep;
 use engine::optim::sgd::{all_finite, AllFinite, SgdStep};
 use engine::{DType, Device, Tensor};
@@ -75,14 +76,6 @@ fn sgd_step_case<T: KernelFloat>(n: usize, first: bool, nesterov: bool, wd: f64,
         ],
         &[T::DTYPE, T::DTYPE],
     );
-    let scalars = [
-        Arg::F64(k.lr),
-        Arg::F64(k.momentum),
-        Arg::F64(k.weight_decay),
-        Arg::F64(k.inv_scale),
-        Arg::I32(first as i32),
-        Arg::I32(nesterov as i32),
-    ];
     let ins = [to_f64s(&p), to_f64s(&g), to_f64s(&buf)];
     let ins: Vec<&[f64]> = ins.iter().map(Vec::as_slice).collect();
     for grid in grids(n) {
@@ -91,7 +84,9 @@ fn sgd_step_case<T: KernelFloat>(n: usize, first: bool, nesterov: bool, wd: f64,
             T::SUF,
             grid[0]
         );
-        let out = emu_optim_step::<T>("sgd_step", grid, &scalars, &ins, 2);
+        let out = emu_optim_step::<T>(grid, &ins, 2, |n, i, o| {
+            sgd::sgd_step(T::DTYPE, n, &k, i[0], i[1], i[2], o[0], o[1])
+        });
         check(&format!("{what}: p'"), &out[0], &want[0], T::DTYPE);
         check(&format!("{what}: buf'"), &out[1], &want[1], T::DTYPE);
     }
@@ -147,16 +142,6 @@ fn adam_step_case<T: KernelFloat>(n: usize, t: i32, beta1: f64, wd: f64, seed: u
         ],
         &[T::DTYPE; 3],
     );
-    let scalars = [
-        Arg::F64(k.lr),
-        Arg::F64(k.beta1),
-        Arg::F64(k.beta2),
-        Arg::F64(k.eps),
-        Arg::F64(k.weight_decay),
-        Arg::F64(k.inv_scale),
-        Arg::F64(k.bias1),
-        Arg::F64(k.bias2),
-    ];
     let ins = [to_f64s(&p), to_f64s(&g), to_f64s(&m), to_f64s(&v)];
     let ins: Vec<&[f64]> = ins.iter().map(Vec::as_slice).collect();
     for grid in grids(n) {
@@ -165,7 +150,9 @@ fn adam_step_case<T: KernelFloat>(n: usize, t: i32, beta1: f64, wd: f64, seed: u
             T::SUF,
             grid[0]
         );
-        let out = emu_optim_step::<T>("adam_step", grid, &scalars, &ins, 3);
+        let out = emu_optim_step::<T>(grid, &ins, 3, |n, i, o| {
+            adam::adam_step(T::DTYPE, n, &k, i[0], i[1], i[2], i[3], o[0], o[1], o[2])
+        });
         check(&format!("{what}: p'"), &out[0], &want[0], T::DTYPE);
         check(&format!("{what}: m'"), &out[1], &want[1], T::DTYPE);
         check(&format!("{what}: v'"), &out[2], &want[2], T::DTYPE);

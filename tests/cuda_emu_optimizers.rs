@@ -7,13 +7,14 @@
 //!
 //! Two paths:
 //! - Per tensor: `all_finite_*` + `all_finite_finish` per gradient, then `sgd_step_f32/f64` /
-//!   `adam_step_f32/f64` per parameter (f16 gradients widened to f32 as `cuda::run` does), launched as the kernel-level
-//!   tests launch them (`emu_all_finite`, `emu_optim_step` of `test_support`).
+//!   `adam_step_f32/f64` per parameter (f16 gradients widened to f32 as `cuda::run` does), launched
+//!   as the kernel-level tests launch them (`emu_all_finite`, `emu_optim_step` of `test_support`,
+//!   with the calls of `engine::backend::kernel_abi::{sgd, adam}`).
 //! - Fused, as `multi_tensor_sgd_step` launches it: `multi_tensor_all_finite_*` then
-//!   `multi_tensor_sgd_*` per gradient dtype, with the launcher's `#[repr(C)]` table of tensor
-//!   descriptors, its chunk prefix sums and grid, all from `engine::backend::kernel_abi::sgd` as the
-//!   launcher takes them, plus small chunks so tensors span many chunks and the grid-stride over
-//!   chunks wraps.
+//!   `multi_tensor_sgd_*` per gradient dtype, with the launcher's calls (kernel names and argument
+//!   lists), `#[repr(C)]` table of tensor descriptors, chunk prefix sums and grid, all from
+//!   `engine::backend::kernel_abi::sgd` as the launcher takes them, plus small chunks so tensors span
+//!   many chunks and the grid-stride over chunks wraps.
 //!
 //! Invariants checked:
 //! - Weights, f32 masters and optimiser buffers match the CPU optimiser's after every step
@@ -33,14 +34,16 @@
 use engine::backend::cpu::CpuStorage;
 use engine::backend::cuda_emu::test_support::{
     assert_close, assert_family_covered, cpu_run, emu_all_finite, emu_optim_step, grid_1d,
-    optim_tol, run_kernel, seeded_randn, to_elems, to_f64s, SM_COUNT,
+    optim_tol, run_call, seeded_randn, to_elems, to_f64s, SM_COUNT,
 };
-use engine::backend::cuda_emu::{Arg, Buf};
+use engine::backend::cuda_emu::Buf;
+use engine::backend::kernel_abi::adam;
 use engine::backend::kernel_abi::sgd::{
-    group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK, SGD_FIRST,
+    self, group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK, SGD_FIRST,
 };
 use engine::nn::{Param, ParamKind};
-use engine::optim::sgd::SgdStep;
+use engine::optim::adam::AdamStep;
+use engine::optim::sgd::{MultiTensorHyper, SgdStep};
 use engine::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use engine::{DType, Device, GradStore, Tensor};
 use half::f16;
@@ -163,11 +166,9 @@ fn schedule() -> Vec<(f64, Poison)> {
 
 // ---- the fused multi-tensor SGD step ----
 
+/// A buffer's address as a `SgdTensorArgs` field holds it.
 fn addr<T: bytemuck::Pod>(b: &mut Buf<T>) -> u64 {
-    match b.arg() {
-        Arg::Ptr(p) => p as u64,
-        _ => unreachable!(),
-    }
+    b.ptr() as u64
 }
 
 enum GradBuf {
@@ -195,7 +196,7 @@ struct MultiCfg {
 
 /// A gradient-dtype group on the "device": (gradient dtype, tensor count, the tensor table, the chunk
 /// prefix sums, the total chunks).
-type Uploaded = (DType, i32, Buf<SgdTensorArgs>, Buf<i64>, i64);
+type Uploaded = (DType, usize, Buf<SgdTensorArgs>, Buf<i64>, i64);
 
 /// One emulated `multi_tensor_sgd_step`; returns whether the step was applied (flag clear).
 fn fused_step(
@@ -256,7 +257,7 @@ fn fused_step(
         .map(|g| {
             (
                 g.grad_dtype,
-                g.tensors.len() as i32,
+                g.tensors.len(),
                 Buf::from_slice(&g.tensors),
                 Buf::from_slice(&g.chunk_starts),
                 g.chunks(),
@@ -269,7 +270,6 @@ fn fused_step(
             None => multi_tensor_launch(chunks, SM_COUNT).grid(),
         }
     };
-    let suf = |dt: DType| if dt == DType::F16 { "f16" } else { "f32" };
     let check_all = |slots: &[FusedSlot],
                      fresh: &[Option<Buf<f32>>],
                      gbufs: &[GradBuf],
@@ -300,35 +300,25 @@ fn fused_step(
         flag.check_guards("flag").unwrap();
     };
     // The launcher's two passes over every gradient-dtype group: the shared flag, then the step
-    // (which reads the flag and skips everything once it is set). Arguments: the table, its length,
-    // the chunk starts, the chunk size, the pass's scalars, the flag.
-    let (lr, mu, inv) = (lr as f32, momentum as f32, inv_scale as f32);
-    let passes = [
-        ("multi_tensor_all_finite", vec![]),
-        (
-            "multi_tensor_sgd",
-            vec![
-                Arg::F32(lr),
-                Arg::F32(mu),
-                Arg::F32(inv),
-                Arg::I32(cfg.nesterov as i32),
-            ],
-        ),
-    ];
-    for (kernel, scalars) in passes {
+    // (which reads the flag and skips everything once it is set).
+    let hp = MultiTensorHyper {
+        lr,
+        momentum,
+        nesterov: cfg.nesterov,
+        inv_scale,
+    };
+    for step_pass in [false, true] {
         for (dt, n_tensors, ts, cs, chunks) in uploaded.iter_mut() {
             if *chunks == 0 {
                 continue;
             }
-            let mut args = vec![
-                ts.arg(),
-                Arg::I32(*n_tensors),
-                cs.arg(),
-                Arg::I64(cfg.chunk),
-            ];
-            args.extend(scalars.iter().cloned());
-            args.push(flag.arg());
-            run_kernel(&format!("{kernel}_{}", suf(*dt)), grid(*chunks), &args);
+            let (ts, cs, flag) = (ts.ptr(), cs.ptr(), flag.ptr());
+            let call = if step_pass {
+                sgd::multi_tensor_sgd(*dt, ts, *n_tensors, cs, cfg.chunk, &hp, flag)
+            } else {
+                sgd::multi_tensor_all_finite(*dt, ts, *n_tensors, cs, cfg.chunk, flag)
+            };
+            run_call(&call, grid(*chunks));
         }
         check_all(slots, &fresh, &gbufs, &uploaded, &flag);
     }
@@ -787,20 +777,24 @@ fn per_tensor_sgd_matches_the_cpu_optimiser() {
                         .bufs
                         .as_ref()
                         .map_or(vec![0.0; s.master.len()], |b| b[0].clone());
-                    let scalars = [
-                        Arg::F64(lr),
-                        Arg::F64(momentum),
-                        Arg::F64(decay_for(specs[i].kind, config.weight_decay, no_bias_decay)),
-                        Arg::F64(1.0 / scale),
-                        Arg::I32(first as i32),
-                        Arg::I32(nesterov as i32),
-                    ];
+                    let k = SgdStep {
+                        lr,
+                        momentum,
+                        nesterov,
+                        weight_decay: decay_for(specs[i].kind, config.weight_decay, no_bias_decay),
+                        inv_scale: 1.0 / scale,
+                        first_step: first,
+                    };
                     // f16 gradients meet an f32 master: `cuda::run` widens them to f32 (exact).
                     let ins: [&[f64]; 3] = [&s.master, &g[i], &buf];
                     let grid = grid_1d(s.master.len());
-                    let out = match s.compute {
-                        DType::F64 => emu_optim_step::<f64>("sgd_step", grid, &scalars, &ins, 2),
-                        _ => emu_optim_step::<f32>("sgd_step", grid, &scalars, &ins, 2),
+                    let dt = s.compute;
+                    let call = |n, i: &[usize], o: &[usize]| {
+                        sgd::sgd_step(dt, n, &k, i[0], i[1], i[2], o[0], o[1])
+                    };
+                    let out = match dt {
+                        DType::F64 => emu_optim_step::<f64>(grid, &ins, 2, call),
+                        _ => emu_optim_step::<f32>(grid, &ins, 2, call),
                     };
                     s.master = out[0].clone();
                     s.bufs = Some(vec![out[1].clone()]);
@@ -858,25 +852,29 @@ fn per_tensor_adam_matches_the_cpu_optimiser() {
                 for (i, s) in slots.iter_mut().enumerate() {
                     let zeros = vec![0.0; s.master.len()];
                     let (m, v) = s.bufs.as_ref().map_or((&zeros, &zeros), |b| (&b[0], &b[1]));
-                    let scalars = [
-                        Arg::F64(lr),
-                        Arg::F64(config.beta1),
-                        Arg::F64(config.beta2),
-                        Arg::F64(config.eps),
-                        Arg::F64(decay_for(
+                    let k = AdamStep {
+                        lr,
+                        beta1: config.beta1,
+                        beta2: config.beta2,
+                        eps: config.eps,
+                        weight_decay: decay_for(
                             specs[i].kind,
                             config.weight_decay,
                             config.no_bias_decay,
-                        )),
-                        Arg::F64(1.0 / scale),
-                        Arg::F64(bias1),
-                        Arg::F64(bias2),
-                    ];
+                        ),
+                        inv_scale: 1.0 / scale,
+                        bias1,
+                        bias2,
+                    };
                     let ins: [&[f64]; 4] = [&s.master, &g[i], m, v];
                     let grid = grid_1d(s.master.len());
-                    let out = match s.compute {
-                        DType::F64 => emu_optim_step::<f64>("adam_step", grid, &scalars, &ins, 3),
-                        _ => emu_optim_step::<f32>("adam_step", grid, &scalars, &ins, 3),
+                    let dt = s.compute;
+                    let call = |n, i: &[usize], o: &[usize]| {
+                        adam::adam_step(dt, n, &k, i[0], i[1], i[2], i[3], o[0], o[1], o[2])
+                    };
+                    let out = match dt {
+                        DType::F64 => emu_optim_step::<f64>(grid, &ins, 3, call),
+                        _ => emu_optim_step::<f32>(grid, &ins, 3, call),
                     };
                     s.master = out[0].clone();
                     s.bufs = Some(vec![out[1].clone(), out[2].clone()]);

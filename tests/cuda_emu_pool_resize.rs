@@ -3,13 +3,15 @@
 //! cuda/dropout.cu and the non-cuDNN kernels of cuda/conv.cu), run in the CUDA emulator
 //! (`--features cuda-emu`) against the CPU backend.
 //!
-//! Every launch is its launcher's (src/backend/cuda/{pool,resize,dropout}.rs and conv/mod.rs):
-//! argument order (copied), and from `engine::backend::kernel_abi` as the launchers take them the
-//! `#[repr(C)]` PoolArgs descriptor and the grid shapes (`g.grid(n)` on a pretend GPU of 4 SMs, the
-//! warp/block pick of the global average pool, one block per channel for the bias gradient); the
-//! dtype of each buffer (the f32/f64 argmax; an f16 max-pool backward runs the f32 kernel on widened
-//! inputs, as `cuda::run` does for mixed dtypes). Every launch is also repeated on a grid of ONE block
-//! so the grid-stride loops must cover everything on their own.
+//! Every launch is its launcher's (src/backend/cuda/{pool,resize,dropout}.rs and conv/mod.rs), from
+//! `engine::backend::kernel_abi` as the launchers take them: the calls (kernel names and argument
+//! lists, built by the same `kernel_abi::{pool,resize,dropout,conv}` functions, over the test
+//! buffers' addresses), the `#[repr(C)]` PoolArgs descriptor and the grid shapes (`g.grid(n)` on a
+//! pretend GPU of 4 SMs, the warp/block pick of the global average pool, one block per channel for the
+//! bias gradient); the dtype of each buffer (the f32/f64 argmax; an f16 max-pool backward runs the f32
+//! kernel on widened inputs, as `cuda::run` does for mixed dtypes). Every launch is also repeated on a
+//! grid of ONE block so the grid-stride loops must cover everything on their own, and the variant the
+//! launcher does not pick (the global average pool's other group) is run too.
 //!
 //! References: the CPU ops through the public API (max/avg pool with ceil mode and
 //! count_include_pad, global average pool, nearest upsampling, reflection/zero padding, dropout, conv2d
@@ -23,14 +25,18 @@
 //! tolerance justified at each use. Inputs are seeded random values; f16, f32 and f64 throughout.
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, cpu_tensor, grid_1d, rounded, run_kernel, seeded_randn, KernelFloat, RowGroup,
+    assert_close, cpu_tensor, grid_1d, rounded, run_call, seeded_randn, KernelFloat, RowGroup,
     ONE_BLOCK, SM_COUNT,
 };
-use engine::backend::cuda_emu::{Arg, Buf};
-use engine::backend::kernel_abi::pool::{bias_grad_launch, global_avg_pool_launch, PoolArgs};
+use engine::backend::cuda_emu::Buf;
+use engine::backend::kernel_abi::call::KernelCall;
+use engine::backend::kernel_abi::conv::{self, bias_grad_launch};
+use engine::backend::kernel_abi::pool::{self, global_avg_pool_launch, PoolArgs};
+use engine::backend::kernel_abi::{dropout, resize};
 use engine::backend::CpuKernel;
 use engine::ops::dropout::dropout_mask;
 use engine::ops::pool::{MaxPool2d, PoolGeom};
+use engine::ops::resize::{Pad2d, PadMode, UpsampleNearest2d};
 use engine::{Conv2dParams, DType, Device, Pool2dParams, Tensor};
 use half::f16;
 
@@ -64,24 +70,24 @@ fn grids(launcher: [u32; 3]) -> [([u32; 3], &'static str); 2] {
     [(launcher, "launcher grid"), (ONE_BLOCK, "1 block")]
 }
 
-/// Launches `kernel` on the `launcher` grid and on one block, with `scalars`, then a buffer per
-/// `inputs` (in T), then a NaN output of `want.len()` elements; checks every buffer's guards and the
-/// output against `want` bit for bit.
+/// A `kernel_abi` call over the addresses of the input buffers (in order) and of the output buffer.
+type CallOf<'a> = &'a dyn Fn(&[usize], usize) -> KernelCall<usize>;
+
+/// Launches `call` on the `launcher` grid and on one block, over a buffer per `inputs` (in T) and a
+/// NaN output of `want.len()` elements; checks every buffer's guards and the output against `want`
+/// bit for bit.
 fn exact_on_both_grids<T: KernelFloat>(
     what: &str,
-    kernel: &str,
     launcher: [u32; 3],
-    scalars: &[Arg],
     inputs: &[&[f64]],
     want: &[f64],
+    call: CallOf,
 ) {
     for (gr, gname) in grids(launcher) {
         let mut ins: Vec<Buf<T>> = inputs.iter().map(|v| Buf::from_f64s(v)).collect();
         let mut out = Buf::<T>::nan(want.len());
-        let mut args = scalars.to_vec();
-        args.extend(ins.iter_mut().map(|b| b.arg()));
-        args.push(out.arg());
-        run_kernel(kernel, gr, &args);
+        let ptrs: Vec<usize> = ins.iter_mut().map(|b| b.ptr()).collect();
+        run_call(&call(&ptrs, out.ptr()), gr);
         for (k, b) in ins.iter().enumerate() {
             b.check_guards(&format!("{what}: input {k}")).unwrap();
         }
@@ -89,27 +95,25 @@ fn exact_on_both_grids<T: KernelFloat>(
     }
 }
 
-/// An op's forward `<kernel>_<T>` (x → y, on the launcher grid for y) and backward
-/// `<kernel>_bwd_<T>` (dy → dx, on the launcher grid for dx), both taking `scalars` first, each
-/// bit-exact on both grids.
+/// A call of a one-input kernel over the addresses of its input and output.
+type UnaryCallOf<'a> = &'a dyn Fn(usize, usize) -> KernelCall<usize>;
+
+/// An op's forward call `fwd` (x → y, on the launcher grid for y) and backward call `bwd` (dy → dx,
+/// on the launcher grid for dx), each bit-exact on both grids.
 fn fwd_bwd_exact<T: KernelFloat>(
     what: &str,
-    kernel: &str,
-    scalars: &[Arg],
     (x, y): (&[f64], &[f64]),
     (dy, dx): (&[f64], &[f64]),
+    fwd: UnaryCallOf,
+    bwd: UnaryCallOf,
 ) {
-    for (name, input, want, io) in [
-        (format!("{kernel}_{}", T::SUF), x, y, "y"),
-        (format!("{kernel}_bwd_{}", T::SUF), dy, dx, "dx"),
-    ] {
+    for (call, input, want, io) in [(fwd, x, y, "y"), (bwd, dy, dx, "dx")] {
         exact_on_both_grids::<T>(
             &format!("{what} {io}"),
-            &name,
             grid_1d(want.len()),
-            scalars,
             &[input],
             want,
+            &|ins, out| call(ins[0], out),
         );
     }
 }
@@ -117,9 +121,9 @@ fn fwd_bwd_exact<T: KernelFloat>(
 // ------------------------------------------------------------------------------------------------
 // Pooling (cuda/pool.cu, src/backend/cuda/pool.rs)
 
-/// The launcher's `PoolArgs` descriptor (kernel_abi's), as a by-value argument.
-fn pool_args(g: &PoolGeom, count_include_pad: bool) -> Arg {
-    Arg::pod(&PoolArgs::new("pool", g, count_include_pad).expect("a valid pooling geometry"))
+/// The launcher's `PoolArgs` descriptor (kernel_abi's).
+fn pool_args(g: &PoolGeom, count_include_pad: bool) -> PoolArgs {
+    PoolArgs::new("pool", g, count_include_pad).expect("a valid pooling geometry")
 }
 
 fn params(
@@ -203,8 +207,8 @@ fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, f
         let mut xb = Buf::<T>::from_f64s(&xv);
         let mut yb = Buf::<T>::nan(n_out);
         let mut ib = Buf::<T::Acc>::nan(n_out);
-        let k = format!("max_pool2d_{}", T::SUF);
-        run_kernel(&k, gr, &[args.clone(), xb.arg(), yb.arg(), ib.arg()]);
+        let call = pool::max_pool2d(dt, &args, xb.ptr(), yb.ptr(), ib.ptr());
+        run_call(&call, gr);
         xb.check_guards("x").unwrap();
         assert_exact(
             &format!("{what} y ({gname})"),
@@ -225,11 +229,8 @@ fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, f
             let mut ib = Buf::<f32>::from_f64s(&idx_cpu);
             let mut dyb = Buf::<f32>::from_f64s(&dyv);
             let mut dxb = Buf::<f32>::nan(n_in);
-            run_kernel(
-                "max_pool2d_bwd_f32",
-                gr,
-                &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()],
-            );
+            let call = pool::max_pool2d_backward(DType::F32, &args, ib.ptr(), dyb.ptr(), dxb.ptr());
+            run_call(&call, gr);
             ib.check_guards("idx").unwrap();
             dyb.check_guards("dy").unwrap();
             let dx = dxb.checked_f64s("dx");
@@ -238,8 +239,8 @@ fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, f
             let mut ib = Buf::<T>::from_f64s(&idx_cpu);
             let mut dyb = Buf::<T>::from_f64s(&dyv);
             let mut dxb = Buf::<T>::nan(n_in);
-            let k = format!("max_pool2d_bwd_{}", T::SUF);
-            run_kernel(&k, gr, &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()]);
+            let call = pool::max_pool2d_backward(dt, &args, ib.ptr(), dyb.ptr(), dxb.ptr());
+            run_call(&call, gr);
             ib.check_guards("idx").unwrap();
             dyb.check_guards("dy").unwrap();
             dxb.checked_f64s("dx")
@@ -252,11 +253,8 @@ fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, f
             let mut ib = Buf::<f16>::from_f64s(&idx_cpu);
             let mut dyb = Buf::<f16>::from_f64s(&dyv);
             let mut dxb = Buf::<f16>::nan(n_in);
-            run_kernel(
-                "max_pool2d_bwd_f16",
-                gr,
-                &[args.clone(), ib.arg(), dyb.arg(), dxb.arg()],
-            );
+            let call = pool::max_pool2d_backward(DType::F16, &args, ib.ptr(), dyb.ptr(), dxb.ptr());
+            run_call(&call, gr);
             ib.check_guards("idx").unwrap();
             dyb.check_guards("dy").unwrap();
             assert_exact(
@@ -296,10 +294,10 @@ fn avg_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64) {
         // rounding at the end: bit-identical.
         fwd_bwd_exact::<T>(
             &what,
-            "avg_pool2d",
-            std::slice::from_ref(&args),
             (&xv, &y_cpu),
             (&dyv, &dx_cpu),
+            &|x, y| pool::avg_pool2d(T::DTYPE, &args, x, y),
+            &|dy, dx| pool::avg_pool2d_backward(T::DTYPE, &args, dy, dx),
         );
     }
 }
@@ -391,17 +389,8 @@ fn global_avg_pool_cases<T: KernelFloat>() {
             for (gr, gname) in grids(variant.grid(planes)) {
                 let mut xb = Buf::<T>::from_f64s(&xv);
                 let mut yb = Buf::<T>::nan(planes);
-                let k = format!("global_avg_pool_{}_{}", variant.name(), T::SUF);
-                run_kernel(
-                    &k,
-                    gr,
-                    &[
-                        Arg::I64(planes as i64),
-                        Arg::I64(hw as i64),
-                        xb.arg(),
-                        yb.arg(),
-                    ],
-                );
+                let call = pool::global_avg_pool(variant, dt, planes, hw, xb.ptr(), yb.ptr());
+                run_call(&call, gr);
                 xb.check_guards("x").unwrap();
                 assert_close(
                     &format!("{what} {} y ({gname})", variant.name()),
@@ -415,15 +404,10 @@ fn global_avg_pool_cases<T: KernelFloat>() {
         let total = planes * hw;
         exact_on_both_grids::<T>(
             &format!("{what} dx"),
-            &format!("global_avg_pool_bwd_{}", T::SUF),
             grid_1d(total),
-            &[
-                Arg::I64(total as i64),
-                Arg::I64(hw as i64),
-                Arg::F64(1.0 / hw as f64),
-            ],
             &[&dyv],
             &dx_cpu,
+            &|ins, dx| pool::global_avg_pool_backward(dt, total, hw, ins[0], dx),
         );
     }
 }
@@ -456,15 +440,20 @@ fn upsample_cases<T: KernelFloat>() {
         let n_out = n * c * h * s * w * s;
         let dyv = randn::<T>(n_out, 600 + i as u64);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
-        let scalars = [n * c, h, w, s].map(|v| Arg::I64(v as i64));
+        let k = UpsampleNearest2d {
+            planes: n * c,
+            h,
+            w,
+            scale: s,
+        };
         // Forward moves elements; backward sums each s×s block in the CPU scatter's order (f16 in
         // f32): both bit-identical.
         fwd_bwd_exact::<T>(
             &what,
-            "upsample_nearest2d",
-            &scalars,
             (&xv, &y_cpu),
             (&dyv, &dx_cpu),
+            &|x, y| resize::upsample_nearest2d(T::DTYPE, &k, x, y),
+            &|dy, dx| resize::upsample_nearest2d_backward(T::DTYPE, &k, dy, dx),
         );
     }
 }
@@ -506,13 +495,25 @@ fn pad_cases<T: KernelFloat>() {
         assert_eq!(y.numel(), n_out);
         let dyv = randn::<T>(n_out, 800 + i as u64);
         let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
-        let mut scalars: Vec<Arg> = [n * c, h, w, l, r, t, b]
-            .into_iter()
-            .map(|v| Arg::I64(v as i64))
-            .collect();
-        scalars.push(Arg::I32(reflect as i32));
+        let k = Pad2d {
+            planes: n * c,
+            h,
+            w,
+            pad,
+            mode: if reflect {
+                PadMode::Reflect
+            } else {
+                PadMode::Zero
+            },
+        };
         // Moves / gathers in the CPU scatter's order: bit-identical.
-        fwd_bwd_exact::<T>(&what, "pad2d", &scalars, (&xv, &y_cpu), (&dyv, &dx_cpu));
+        fwd_bwd_exact::<T>(
+            &what,
+            (&xv, &y_cpu),
+            (&dyv, &dx_cpu),
+            &|x, y| resize::pad2d(T::DTYPE, &k, x, y),
+            &|dy, dx| resize::pad2d_backward(T::DTYPE, &k, dy, dx),
+        );
     }
 }
 
@@ -555,11 +556,10 @@ fn dropout_cases<T: KernelFloat>() {
         for (input, want, io) in [(&xv, &y_cpu, "y"), (&dyv, &dx_cpu, "dx")] {
             exact_on_both_grids::<T>(
                 &format!("{what} {io}"),
-                &format!("mask_scale_{}", T::SUF),
                 grid_1d(numel),
-                &[Arg::I64(numel as i64), Arg::F64(scale)],
                 &[input, &mask],
                 want,
+                &|ins, out| dropout::mask_scale(T::DTYPE, numel, scale, ins[0], ins[1], out),
             );
         }
     }
@@ -606,18 +606,9 @@ fn conv_fill_bias_cases<T: KernelFloat>() {
         let y_cpu = y.to_vec_f64().unwrap();
         let plane = y.dims()[2] * y.dims()[3];
         let total = y.numel();
-        exact_on_both_grids::<T>(
-            &what,
-            &format!("conv_fill_bias_{}", T::SUF),
-            grid_1d(total),
-            &[
-                Arg::I64(total as i64),
-                Arg::I64(plane as i64),
-                Arg::I64(cout as i64),
-            ],
-            &[&bv],
-            &y_cpu,
-        );
+        exact_on_both_grids::<T>(&what, grid_1d(total), &[&bv], &y_cpu, &|ins, y| {
+            conv::fill_bias(dt, total, plane, cout, ins[0], y)
+        });
     }
 }
 
@@ -657,16 +648,9 @@ fn conv_bias_grad_cases<T: KernelFloat>() {
         for (gr, gname) in grids(bias_grad_launch(cout, SM_COUNT).grid()) {
             let mut dyb = Buf::<T>::from_f64s(&dyv);
             let mut db = Buf::<T>::nan(cout);
-            run_kernel(
-                &format!("conv_bias_grad_{}", T::SUF),
+            run_call(
+                &conv::bias_grad(dt, n, cout, plane, dyb.ptr(), db.ptr()),
                 gr,
-                &[
-                    Arg::I64(n as i64),
-                    Arg::I64(cout as i64),
-                    Arg::I64(plane as i64),
-                    dyb.arg(),
-                    db.arg(),
-                ],
             );
             dyb.check_guards("dy").unwrap();
             assert_close(
@@ -703,14 +687,9 @@ fn conv_window_cases<T: KernelFloat>() {
             .unwrap();
         let total = n * c * hd * wd;
         // The kernel takes the dtype's bit width: the same pointers, read as u16/u32/u64.
-        exact_on_both_grids::<T>(
-            &what,
-            &format!("conv_window_{}", T::BITS),
-            grid_1d(total),
-            &[n * c, hs, ws, hd, wd].map(|v| Arg::I64(v as i64)),
-            &[&src],
-            &want,
-        );
+        exact_on_both_grids::<T>(&what, grid_1d(total), &[&src], &want, &|ins, dst| {
+            conv::window(T::DTYPE, n * c, (hs, ws), (hd, wd), ins[0], dst)
+        });
     }
 }
 

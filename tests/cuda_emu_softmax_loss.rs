@@ -1,9 +1,9 @@
 #![cfg(feature = "cuda-emu")]
 //! The softmax and loss kernels (cuda/softmax.cu, cuda/loss.cu), run in the CUDA emulator
 //! (`--features cuda-emu`) against the CPU backend. From `engine::backend::kernel_abi`, as the
-//! launchers (src/backend/cuda/softmax.rs, src/backend/cuda/loss.rs) take them: the softmax calls
-//! (kernel names and argument lists), the loss kernels' grid shapes, kernel picks, loss codes and
-//! partial counts, on a pretend GPU of 4 SMs; the loss kernels' argument lists are still written here.
+//! launchers (src/backend/cuda/softmax.rs, src/backend/cuda/loss.rs) take them: the softmax and loss
+//! calls (kernel names and argument lists: `kernel_abi::softmax`, `kernel_abi::loss`), grid shapes,
+//! kernel picks, loss codes and partial counts, on a pretend GPU of 4 SMs.
 //!
 //! Compared:
 //! - `softmax_{warp,block,lane}_*` / `softmax_bwd_{warp,block,lane}_*`: `Tensor::softmax` /
@@ -34,17 +34,17 @@
 use std::collections::BTreeSet;
 
 use engine::backend::cuda_emu::test_support::{
-    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_call, run_kernel,
-    run_plan, seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, THREADS,
+    assert_close, assert_sums, cpu_tensor, grid_1d, reduction_tol, rounded, run_call,
+    run_call_plan, seeded_randn, sum_l1_tol, KernelFloat, RowGroup, ONE_BLOCK, THREADS,
 };
-use engine::backend::cuda_emu::{kernel_names, Arg, Buf};
+use engine::backend::cuda_emu::{kernel_names, Buf, KernelCall};
 use engine::backend::kernel_abi::loss::{
-    mean_finish_launch, pair_code, pair_partial_launch, pair_parts,
+    self, mean_finish_launch, pair_partial_launch, pair_parts,
 };
 use engine::backend::kernel_abi::rows::LANE_MIN_ROWS;
 use engine::backend::kernel_abi::softmax;
 use engine::ops::loss::PairLossKind;
-use engine::{Device, Element, Tensor};
+use engine::{DType, Device, Element, Tensor};
 use half::f16;
 
 // Tolerances: outputs in T against the CPU within `reduction_tol(T)` (values up to O(10):
@@ -94,17 +94,8 @@ fn emu_mean_finish<T: KernelFloat>(
     mul: f64,
 ) -> f64 {
     let mut out = Buf::<T>::nan(1);
-    run_plan(
-        &format!("mean_finish_{}", T::SUF),
-        mean_finish_launch(),
-        &[
-            Arg::I64(count as i64),
-            parts.arg(),
-            Arg::F64(div),
-            Arg::F64(mul),
-            out.arg(),
-        ],
-    );
+    let call = loss::mean_finish(T::DTYPE, count, parts.ptr(), div, mul, out.ptr());
+    run_call_plan(&call, mean_finish_launch());
     parts.check_guards("parts").unwrap();
     out.checked_f64s("loss")[0]
 }
@@ -258,14 +249,52 @@ struct RowLoss {
     dx: Vec<f64>,
 }
 
-/// The kernels of a row loss and their extra arguments (after `n, k`): `<prefix>_rows_<group>_<T>`
-/// with `rows_scalars`, `mean_finish_<T>` with `finish = (div, mul)`, `<prefix>_bwd_<group>_<T>` with
-/// `bwd_scalars`.
+/// Which row loss, for its calls: `ce_soft_{rows,bwd}_*` or `distill_{rows,bwd}_*` at a temperature.
+#[derive(Clone, Copy, Debug)]
+enum RowLossKind {
+    CeSoft,
+    Distill { temperature: f64 },
+}
+
+impl RowLossKind {
+    /// The launcher's per-row loss call: `a`, `b` of `[n, k]` into `rows`.
+    fn rows_call(
+        self,
+        grp: RowGroup,
+        dtype: DType,
+        (n, k): (usize, usize),
+        (a, b, rows): (usize, usize, usize),
+    ) -> KernelCall<usize> {
+        match self {
+            RowLossKind::CeSoft => loss::ce_soft_rows(grp, dtype, n, k, a, b, rows),
+            RowLossKind::Distill { temperature } => {
+                loss::distill_rows(grp, dtype, n, k, temperature, a, b, rows)
+            }
+        }
+    }
+
+    /// The launcher's backward call: dx of `dy[0]`·loss w.r.t. `a`.
+    fn bwd_call(
+        self,
+        grp: RowGroup,
+        dtype: DType,
+        (n, k): (usize, usize),
+        (a, b, dy, dx): (usize, usize, usize, usize),
+    ) -> KernelCall<usize> {
+        match self {
+            RowLossKind::CeSoft => loss::ce_soft_bwd(grp, dtype, n, k, a, b, dy, dx),
+            RowLossKind::Distill { temperature } => {
+                loss::distill_bwd(grp, dtype, n, k, temperature, a, b, dy, dx)
+            }
+        }
+    }
+}
+
+/// The kernels of a row loss: its rows and backward calls (`kind`), and `mean_finish_<T>` with
+/// `finish = (div, mul)`.
 struct RowLossKernels {
-    prefix: &'static str,
-    rows_scalars: Vec<Arg>,
+    kind: RowLossKind,
     finish: (f64, f64),
-    bwd_scalars: Vec<Arg>,
 }
 
 /// A row loss of `[n, k]` inputs `a` (the differentiated one) and `b` as its launcher runs it, for
@@ -289,14 +318,10 @@ fn row_loss_launches<T: KernelFloat>(
         let cfg = grp.grid_or_one_block(n, one_block);
         let (mut ab, mut bb) = (Buf::<T>::from_f64s(a), Buf::<T>::from_f64s(b));
         let mut rows = Buf::<T::Acc>::nan(n);
-        let mut args = vec![Arg::I64(n as i64), Arg::I64(k as i64)];
-        args.extend(kern.rows_scalars.iter().cloned());
-        args.extend([ab.arg(), bb.arg(), rows.arg()]);
-        run_kernel(
-            &format!("{}_rows_{}_{}", kern.prefix, grp.name(), T::SUF),
-            cfg,
-            &args,
-        );
+        let call = kern
+            .kind
+            .rows_call(grp, T::DTYPE, (n, k), (ab.ptr(), bb.ptr(), rows.ptr()));
+        run_call(&call, cfg);
         assert_sums(
             &format!("{what}: row losses"),
             &rows.checked_f64s("rows"),
@@ -311,14 +336,13 @@ fn row_loss_launches<T: KernelFloat>(
 
         let mut dyb = Buf::<T>::from_f64s(&[DY]);
         let mut dxb = Buf::<T>::nan(n * k);
-        let mut args = vec![Arg::I64(n as i64), Arg::I64(k as i64)];
-        args.extend(kern.bwd_scalars.iter().cloned());
-        args.extend([ab.arg(), bb.arg(), dyb.arg(), dxb.arg()]);
-        run_kernel(
-            &format!("{}_bwd_{}_{}", kern.prefix, grp.name(), T::SUF),
-            cfg,
-            &args,
+        let call = kern.kind.bwd_call(
+            grp,
+            T::DTYPE,
+            (n, k),
+            (ab.ptr(), bb.ptr(), dyb.ptr(), dxb.ptr()),
         );
+        run_call(&call, cfg);
         assert_close(
             &format!("{what}: dx"),
             &dxb.checked_f64s("dx"),
@@ -375,10 +399,8 @@ fn ce_case<T: KernelFloat>(n: usize, k: usize, seed: u64) {
         row_loss_launches::<T>(
             &format!("ce_soft {name}"),
             &RowLossKernels {
-                prefix: "ce_soft",
-                rows_scalars: vec![],
+                kind: RowLossKind::CeSoft,
                 finish: (n as f64, 1.0),
-                bwd_scalars: vec![Arg::F64(n as f64)],
             },
             (n, k),
             (&x, t),
@@ -465,10 +487,8 @@ fn distill_case<T: KernelFloat>(n: usize, k: usize, s: &[f64], t: &[f64], temp: 
     row_loss_launches::<T>(
         &format!("distillation T={temp}"),
         &RowLossKernels {
-            prefix: "distill",
-            rows_scalars: vec![Arg::F64(inv)],
+            kind: RowLossKind::Distill { temperature: temp },
             finish: (1.0, mul),
-            bwd_scalars: vec![Arg::F64(inv), Arg::F64(temp / n as f64)],
         },
         (n, k),
         (&s, &t),
@@ -525,13 +545,13 @@ enum Pair {
 }
 
 impl Pair {
-    /// The launcher's code (`pair_code` of the op's kind).
-    fn code(self) -> i32 {
-        pair_code(match self {
+    /// The op's kind, as the launcher gets it (its calls turn it into `pair_code`).
+    fn kind(self) -> PairLossKind {
+        match self {
             Pair::Mse => PairLossKind::Mse,
             Pair::L1 => PairLossKind::L1,
             Pair::Bce => PairLossKind::BceWithLogits,
-        })
+        }
     }
     /// The value in f64 (for the partial sums' reference).
     fn value(self, a: f64, b: f64) -> f64 {
@@ -588,17 +608,8 @@ fn pair_case<T: KernelFloat>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
         }
         let (mut ab, mut bb) = (Buf::<T>::from_f64s(&a), Buf::<T>::from_f64s(&b));
         let mut pb = Buf::<T::Acc>::nan(parts);
-        run_plan(
-            &format!("pair_partial_{}", T::SUF),
-            pair_partial_launch(parts),
-            &[
-                Arg::I64(n as i64),
-                Arg::I32(kind.code()),
-                ab.arg(),
-                bb.arg(),
-                pb.arg(),
-            ],
-        );
+        let call = loss::pair_partial(kind.kind(), T::DTYPE, n, ab.ptr(), bb.ptr(), pb.ptr());
+        run_call_plan(&call, pair_partial_launch(parts));
         assert_sums(
             &format!("{what}: partials"),
             &pb.checked_f64s("partials"),
@@ -612,20 +623,17 @@ fn pair_case<T: KernelFloat>(kind: Pair, dims: &[usize], a: &[f64], b: &[f64]) {
 
         let mut dyb = Buf::<T>::from_f64s(&[DY]);
         let (mut dab, mut dbb) = (Buf::<T>::nan(n), Buf::<T>::nan(n));
-        run_kernel(
-            &format!("pair_bwd_{}", T::SUF),
-            bwd_grid,
-            &[
-                Arg::I64(n as i64),
-                Arg::I32(kind.code()),
-                Arg::F64(n.max(1) as f64),
-                ab.arg(),
-                bb.arg(),
-                dyb.arg(),
-                dab.arg(),
-                dbb.arg(),
-            ],
+        let call = loss::pair_bwd(
+            kind.kind(),
+            T::DTYPE,
+            n,
+            ab.ptr(),
+            bb.ptr(),
+            dyb.ptr(),
+            dab.ptr(),
+            dbb.ptr(),
         );
+        run_call(&call, bwd_grid);
         assert_close(
             &format!("{what}: da"),
             &dab.checked_f64s("da"),

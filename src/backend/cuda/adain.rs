@@ -5,39 +5,27 @@
 //! AdaIN computes the style statistics once (`style_stats`, into an f32/f64 scratch of `2·Ns·C`), then
 //! the content kernel. The backward is three launches: style statistics; content gradient plus the
 //! per-content-plane sums `(Σdy, Σdy·x̂)` (scratch `2·N·C`); style gradient, which adds those sums per
-//! style plane in increasing content-plane order (the CPU's order; no atomics).
+//! style plane in increasing content-plane order (the CPU's order; no atomics). The kernel names and
+//! argument lists come from `kernel_abi/adain.rs`.
 //!
 //! Invariants: buffer lengths are checked against the geometry before any launch; outputs are returned
 //! in the inputs' dtype; nothing is launched for empty outputs.
 
 use super::softmax::check_len;
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
-use crate::backend::kernel_abi::{acc_dtype, product, rows::RowGroup};
+use super::{gpu, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::{acc_dtype, adain, product, rows::RowGroup};
 use crate::ops::adain::{AdainBackward, AdainDims, AdainForward, PlaneStat, PlaneStatBackward};
 use crate::{DType, Error, Result};
-use cudarc::driver::PushKernelArg;
 
 /// `[μ, σ]` per style plane (A = f32/f64), `2·ns·c` values.
-fn style_stats(g: &Gpu, op: &'static str, d: &AdainDims, s: &CudaStorage) -> Result<CudaStorage> {
+fn style_stats(g: &Gpu, d: &AdainDims, s: &CudaStorage) -> Result<CudaStorage> {
     let splanes = d.ns * d.c;
     let mut stats = g.alloc(acc_dtype(s.dtype()), 2 * splanes)?;
     if splanes > 0 {
         let grp = RowGroup::for_contiguous(d.hws);
-        let f = g.func(
-            "adain",
-            &format!("style_stats_{}_{}", grp.name(), suffix(s.dtype())),
-        )?;
-        let (planes64, hw64, md) = (splanes as i64, d.hws as i64, d.hws as f64);
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&planes64)
-            .arg(&hw64)
-            .arg(&md)
-            .arg(&d.eps)
-            .arg(s.buf())
-            .arg(stats.buf_mut());
-        // SAFETY: matches `style_stats_{warp,block}_<T>(i64, i64, double, double, const T*, A*)`; s
-        // holds ns·c·hws T (checked by the caller), stats 2·ns·c A.
-        unsafe { b.launch(g.launch_cfg(grp.launch(splanes, g.sms()))) }.cu(op)?;
+        let call = adain::style_stats(grp, s.dtype(), d, s.dptr(g), stats.dptr_mut(g));
+        // SAFETY: s holds ns·c·hws T (checked by the caller), stats 2·ns·c A.
+        unsafe { g.launch(&call, g.launch_cfg(grp.launch(splanes, g.sms()))) }?;
     }
     Ok(stats)
 }
@@ -87,24 +75,17 @@ impl CudaKernel for PlaneStat {
             return Ok(vec![out]);
         }
         let grp = RowGroup::for_contiguous(hw);
-        let f = g.func(
-            "adain",
-            &format!("plane_stat_{}_{}", grp.name(), suffix(x.dtype())),
-        )?;
-        let (planes64, hw64, md) = (planes as i64, hw as i64, hw as f64);
-        let want_std = self.std_eps.is_some() as i32;
-        let eps = self.std_eps.unwrap_or(0.0);
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&planes64)
-            .arg(&hw64)
-            .arg(&md)
-            .arg(&want_std)
-            .arg(&eps)
-            .arg(x.buf())
-            .arg(out.buf_mut());
-        // SAFETY: matches `plane_stat_{warp,block}_<T>(i64, i64, double, int, double, const T*, T*)`;
-        // x holds planes·hw T, out planes T.
-        unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
+        let call = adain::plane_stat(
+            grp,
+            x.dtype(),
+            planes,
+            hw,
+            self.std_eps,
+            x.dptr(g),
+            out.dptr_mut(g),
+        );
+        // SAFETY: x holds planes·hw T, out planes T.
+        unsafe { g.launch(&call, g.launch_cfg(grp.launch(planes, g.sms()))) }?;
         Ok(vec![out])
     }
 }
@@ -124,42 +105,28 @@ impl CudaKernel for PlaneStatBackward {
         if total == 0 {
             return Ok(vec![dx]);
         }
-        let (planes64, hw64, md) = (planes as i64, hw as i64, hw as f64);
         if self.std {
             let (x, sd) = (inputs[0], inputs[1]);
             check_len(OP, "x", x, total)?;
             check_len(OP, "std", sd, planes)?;
             let grp = RowGroup::for_contiguous(hw);
-            let f = g.func(
-                "adain",
-                &format!("plane_stat_bwd_std_{}_{}", grp.name(), suffix(dy.dtype())),
-            )?;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&planes64)
-                .arg(&hw64)
-                .arg(&md)
-                .arg(x.buf())
-                .arg(sd.buf())
-                .arg(dy.buf())
-                .arg(dx.buf_mut());
-            // SAFETY: matches `plane_stat_bwd_std_{warp,block}_<T>(i64, i64, double, const T*,
-            // const T*, const T*, T*)`; x and dx hold planes·hw T, std and dy planes T (checked).
-            unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
+            let call = adain::plane_stat_bwd_std(
+                grp,
+                dy.dtype(),
+                planes,
+                hw,
+                x.dptr(g),
+                sd.dptr(g),
+                dy.dptr(g),
+                dx.dptr_mut(g),
+            );
+            // SAFETY: x and dx hold planes·hw T, std and dy planes T (checked).
+            unsafe { g.launch(&call, g.launch_cfg(grp.launch(planes, g.sms()))) }?;
         } else {
-            let f = g.func(
-                "adain",
-                &format!("plane_stat_bwd_mean_{}", suffix(dy.dtype())),
-            )?;
-            let total64 = total as i64;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&total64)
-                .arg(&hw64)
-                .arg(&md)
-                .arg(dy.buf())
-                .arg(dx.buf_mut());
-            // SAFETY: matches `plane_stat_bwd_mean_<T>(i64, i64, double, const T*, T*)`; dx holds
-            // planes·hw T and every i/hw < planes = dy.len().
-            unsafe { b.launch(g.grid(total)) }.cu(OP)?;
+            let call =
+                adain::plane_stat_bwd_mean(dy.dtype(), total, hw, dy.dptr(g), dx.dptr_mut(g));
+            // SAFETY: dx holds planes·hw T and every i/hw < planes = dy.len().
+            unsafe { g.launch(&call, g.grid(total)) }?;
         }
         Ok(vec![dx])
     }
@@ -177,28 +144,19 @@ impl CudaKernel for AdainForward {
         if planes == 0 {
             return Ok(vec![out]);
         }
-        let stats = style_stats(g, OP, &d, style)?;
+        let stats = style_stats(g, &d, style)?;
         let grp = RowGroup::for_contiguous(d.hw);
-        let f = g.func(
-            "adain",
-            &format!("adain_fwd_{}_{}", grp.name(), suffix(content.dtype())),
-        )?;
-        let v: [i64; 4] = [planes as i64, d.hw as i64, d.c as i64, d.ns as i64];
-        let md = d.hw as f64;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&v[0])
-            .arg(&v[1])
-            .arg(&v[2])
-            .arg(&v[3])
-            .arg(&md)
-            .arg(&d.eps)
-            .arg(content.buf())
-            .arg(stats.buf())
-            .arg(out.buf_mut());
-        // SAFETY: matches `adain_fwd_{warp,block}_<T>(i64, i64, i64, i64, double, double, const T*,
-        // const A*, T*)`; content/out hold n·c·hw T, stats 2·ns·c A and every style plane index is
-        // < ns·c (p mod c when ns == 1, p < n·c = ns·c otherwise).
-        unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
+        let call = adain::adain_fwd(
+            grp,
+            content.dtype(),
+            &d,
+            content.dptr(g),
+            stats.dptr(g),
+            out.dptr_mut(g),
+        );
+        // SAFETY: content/out hold n·c·hw T, stats 2·ns·c A and every style plane index is < ns·c
+        // (p mod c when ns == 1, p < n·c = ns·c otherwise).
+        unsafe { g.launch(&call, g.launch_cfg(grp.launch(planes, g.sms()))) }?;
         Ok(vec![out])
     }
 }
@@ -220,60 +178,36 @@ impl CudaKernel for AdainBackward {
             return Ok(vec![dc, ds]);
         }
         let mut ds = g.alloc(dt, style.len())?;
-        let stats = style_stats(g, OP, &d, style)?;
+        let stats = style_stats(g, &d, style)?;
         let mut sums = g.alloc(acc_dtype(dt), 2 * planes)?;
-        let (planes64, hw64, c64, ns64, n64) = (
-            planes as i64,
-            d.hw as i64,
-            d.c as i64,
-            d.ns as i64,
-            d.n as i64,
-        );
-        let md = d.hw as f64;
         let grp = RowGroup::for_contiguous(d.hw);
-        let f = g.func(
-            "adain",
-            &format!("adain_bwd_content_{}_{}", grp.name(), suffix(dt)),
-        )?;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&planes64)
-            .arg(&hw64)
-            .arg(&c64)
-            .arg(&ns64)
-            .arg(&md)
-            .arg(&d.eps)
-            .arg(content.buf())
-            .arg(stats.buf())
-            .arg(dy.buf())
-            .arg(dc.buf_mut())
-            .arg(sums.buf_mut());
-        // SAFETY: matches `adain_bwd_content_{warp,block}_<T>(i64, i64, i64, i64, double, double,
-        // const T*, const A*, const T*, T*, A*)`; content, dy, dc hold n·c·hw T (checked), stats
-        // 2·ns·c A, sums 2·n·c A.
-        unsafe { b.launch(g.launch_cfg(grp.launch(planes, g.sms()))) }.cu(OP)?;
+        let call = adain::adain_bwd_content(
+            grp,
+            dt,
+            &d,
+            content.dptr(g),
+            stats.dptr(g),
+            dy.dptr(g),
+            dc.dptr_mut(g),
+            sums.dptr_mut(g),
+        );
+        // SAFETY: content, dy, dc hold n·c·hw T (checked), stats 2·ns·c A, sums 2·n·c A.
+        unsafe { g.launch(&call, g.launch_cfg(grp.launch(planes, g.sms()))) }?;
 
         let splanes = d.ns * d.c;
         let sgrp = RowGroup::for_contiguous(d.hws);
-        let f = g.func(
-            "adain",
-            &format!("adain_bwd_style_{}_{}", sgrp.name(), suffix(dt)),
-        )?;
-        let (splanes64, hws64, msd) = (splanes as i64, d.hws as i64, d.hws as f64);
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&splanes64)
-            .arg(&hws64)
-            .arg(&c64)
-            .arg(&n64)
-            .arg(&ns64)
-            .arg(&msd)
-            .arg(style.buf())
-            .arg(stats.buf())
-            .arg(sums.buf())
-            .arg(ds.buf_mut());
-        // SAFETY: matches `adain_bwd_style_{warp,block}_<T>(i64, i64, i64, i64, i64, double, const T*,
-        // const A*, const A*, T*)`; style and ds hold ns·c·hws T, stats 2·ns·c A; the content planes
-        // read are b·c + sp < n·c (ns == 1) or sp < ns·c = n·c, all within sums (2·n·c A).
-        unsafe { b.launch(g.launch_cfg(sgrp.launch(splanes, g.sms()))) }.cu(OP)?;
+        let call = adain::adain_bwd_style(
+            sgrp,
+            dt,
+            &d,
+            style.dptr(g),
+            stats.dptr(g),
+            sums.dptr(g),
+            ds.dptr_mut(g),
+        );
+        // SAFETY: style and ds hold ns·c·hws T, stats 2·ns·c A; the content planes read are
+        // b·c + sp < n·c (ns == 1) or sp < ns·c = n·c, all within sums (2·n·c A).
+        unsafe { g.launch(&call, g.launch_cfg(sgrp.launch(splanes, g.sms()))) }?;
         Ok(vec![dc, ds])
     }
 }

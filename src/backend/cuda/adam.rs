@@ -1,11 +1,12 @@
 //! CUDA launcher for `AdamStep` (`src/optim/adam.rs`, kernel in `cuda/adam.cu`): one elementwise
-//! launch per parameter tensor, inputs `[p, g, m, v]`, new outputs `[p', m', v']` like the CPU.
+//! launch per parameter tensor, inputs `[p, g, m, v]`, new outputs `[p', m', v']` like the CPU. The
+//! call (kernel name, argument order) comes from `kernel_abi/adam.rs`.
 
 use super::softmax::check_len;
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
+use super::{gpu, CudaKernel, CudaStorage};
+use crate::backend::kernel_abi::adam;
 use crate::optim::adam::AdamStep;
 use crate::{DType, Result};
-use cudarc::driver::PushKernelArg;
 
 impl CudaKernel for AdamStep {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
@@ -21,28 +22,20 @@ impl CudaKernel for AdamStep {
         let mut m_out = g.alloc(dt, n)?;
         let mut v_out = g.alloc(dt, n)?;
         if n > 0 {
-            let f = g.func("adam", &format!("adam_step_{}", suffix(dt)))?;
-            let n64 = n as i64;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&n64)
-                .arg(&self.lr)
-                .arg(&self.beta1)
-                .arg(&self.beta2)
-                .arg(&self.eps)
-                .arg(&self.weight_decay)
-                .arg(&self.inv_scale)
-                .arg(&self.bias1)
-                .arg(&self.bias2)
-                .arg(p.buf())
-                .arg(gr.buf())
-                .arg(m.buf())
-                .arg(v.buf())
-                .arg(p_out.buf_mut())
-                .arg(m_out.buf_mut())
-                .arg(v_out.buf_mut());
-            // SAFETY: matches `adam_step_<T>(i64, 8 × double, 4 × const T*, 3 × T*)`; all seven
-            // buffers hold n T (checked above, outputs allocated with n).
-            unsafe { b.launch(g.grid(n)) }.cu(OP)?;
+            let call = adam::adam_step(
+                dt,
+                n,
+                self,
+                p.dptr(g),
+                gr.dptr(g),
+                m.dptr(g),
+                v.dptr(g),
+                p_out.dptr_mut(g),
+                m_out.dptr_mut(g),
+                v_out.dptr_mut(g),
+            );
+            // SAFETY: all seven buffers hold n T (inputs checked above, outputs allocated with n).
+            unsafe { g.launch(&call, g.grid(n)) }?;
         }
         Ok(vec![p_out, m_out, v_out])
     }

@@ -1,5 +1,6 @@
-//! CUDA launchers for `BatchNormForward` and `BatchNormBackward` (`src/ops/batch_norm.rs`, kernels and
-//! grid mappings in `cuda/batch_norm.cu`), plus the small checks the pool/resize/dropout launchers share.
+//! CUDA launchers for `BatchNormForward` and `BatchNormBackward` (`src/ops/batch_norm/`, kernels and
+//! grid mappings in `cuda/batch_norm.cu`; plans and calls, i.e. kernel names and argument lists, in
+//! `kernel_abi/batch_norm.rs`), plus the small checks the pool/resize/dropout launchers share.
 //!
 //! Forward: training = per-channel Welford statistics (`bn_stats_*`, S blocks per channel writing
 //! partials), a per-channel finalize (saved statistics, running statistics, scale/shift), then one
@@ -17,11 +18,13 @@
 //! accesses are used only when `hw` is a multiple of the vector width and every big buffer is 16-byte
 //! aligned (checked); nothing is launched for empty outputs; all scratch is written before it is read.
 
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
-use crate::backend::kernel_abi::batch_norm::{self as plan, big_out_dtype, reduce_launch, splits};
+use super::{gpu, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::batch_norm::{
+    self as plan, big_out_dtype, reduce_launch, splits, BwdApplyBufs, BwdFinalizeBufs,
+    BwdReduceBufs, FwdFinalizeBufs,
+};
 use crate::ops::batch_norm::{BatchNormBackward, BatchNormForward};
 use crate::{DType, Error, Result};
-use cudarc::driver::{DevicePtr, PushKernelArg};
 
 pub(super) use crate::backend::kernel_abi::{acc_dtype, product};
 
@@ -38,8 +41,7 @@ pub(super) fn check_len(op: &'static str, what: &str, s: &CudaStorage, n: usize)
 
 /// Whether `s`'s device address is 16-byte aligned (allocations are; checked, not assumed).
 fn aligned16(g: &Gpu, s: &CudaStorage) -> bool {
-    let (ptr, _sync) = s.buf().device_ptr(&g.stream);
-    ptr % 16 == 0
+    s.dptr(g) % 16 == 0
 }
 
 /// `(V, "v" | "s")`: the vector width the kernels use for planes of `hw` elements.
@@ -91,82 +93,68 @@ impl CudaKernel for BatchNormForward {
         if c == 0 {
             return Ok(vec![y, save_mean, save_invstd, new_rm, new_rv]);
         }
-        let sfx = suffix(dt);
         let mut bufs = vec![x, &y];
         bufs.extend(res);
         let (v, vs) = pick_vec(g, hw, dt, &bufs);
         let m = n * hw;
         let mut coef = g.alloc(a, 2 * c)?;
-        let (c64, hw64) = (c as i64, hw as i64);
 
         let (s, part) = if self.training {
             let items = n * (hw / v);
             let s = splits(g.sms(), c, items);
             let mut part = g.alloc(a, 3 * c * s)?;
-            let f = g.func("batch_norm", &format!("bn_stats_{sfx}_{vs}"))?;
-            let (items64, s64) = (items as i64, s as i64);
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&c64)
-                .arg(&hw64)
-                .arg(&items64)
-                .arg(&s64)
-                .arg(x.buf())
-                .arg(part.buf_mut());
-            // SAFETY: matches `bn_stats_<T>_<v|s>(i64 c, i64 hw, i64 items, i64 splits, const T*, A*)`;
-            // x holds n·c·hw T (checked), items = n·hw/V with V | hw, part holds 3·c·splits A.
-            unsafe { b.launch(g.launch_cfg(reduce_launch(c * s))) }.cu(OP)?;
+            let call = plan::stats(dt, vs, c, hw, items, s, x.dptr(g), part.dptr_mut(g));
+            // SAFETY: x holds n·c·hw T (checked), items = n·hw/V with V | hw, part holds 3·c·splits A.
+            unsafe { g.launch(&call, g.launch_cfg(reduce_launch(c * s))) }?;
             (s, part)
         } else {
             // Not read in eval mode; a valid pointer all the same.
             (1, g.alloc(a, 1)?)
         };
 
-        let f = g.func("batch_norm", &format!("bn_fwd_finalize_{sfx}"))?;
-        let (s64, training, md) = (s as i64, self.training as i32, m as f64);
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&c64)
-            .arg(&s64)
-            .arg(&training)
-            .arg(&md)
-            .arg(&self.eps)
-            .arg(&self.momentum)
-            .arg(gamma.buf())
-            .arg(beta.buf())
-            .arg(rm.buf())
-            .arg(rv.buf())
-            .arg(part.buf())
-            .arg(save_mean.buf_mut())
-            .arg(save_invstd.buf_mut())
-            .arg(new_rm.buf_mut())
-            .arg(new_rv.buf_mut())
-            .arg(coef.buf_mut());
-        // SAFETY: matches `bn_fwd_finalize_<T>(i64, i64, int, double, double, double, const T* ×4,
-        // const A*, A* ×5)`; params hold c T (checked), part 3·c·splits A (read only in training),
-        // the outputs c A and coef 2·c A.
-        unsafe { b.launch(g.grid(c)) }.cu(OP)?;
+        let call = plan::fwd_finalize(
+            dt,
+            c,
+            s,
+            self.training,
+            m,
+            self.eps,
+            self.momentum,
+            FwdFinalizeBufs {
+                gamma: gamma.dptr(g),
+                beta: beta.dptr(g),
+                rm: rm.dptr(g),
+                rv: rv.dptr(g),
+                part: part.dptr(g),
+                save_mean: save_mean.dptr_mut(g),
+                save_invstd: save_invstd.dptr_mut(g),
+                new_rm: new_rm.dptr_mut(g),
+                new_rv: new_rv.dptr_mut(g),
+                coef: coef.dptr_mut(g),
+            },
+        );
+        // SAFETY: params hold c T (checked), part 3·c·splits A (read only in training), the
+        // outputs c A and coef 2·c A.
+        unsafe { g.launch(&call, g.grid(c)) }?;
 
         if total > 0 {
             let items = total / v;
-            let f = g.func(
-                "batch_norm",
-                &format!("bn_fwd_apply_{sfx}_{}_{vs}", suffix(y_dt)),
-            )?;
-            let (items64, relu, has_res) = (items as i64, self.relu as i32, res.is_some() as i32);
-            let r = res.unwrap_or(x);
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&items64)
-                .arg(&c64)
-                .arg(&hw64)
-                .arg(&relu)
-                .arg(&has_res)
-                .arg(x.buf())
-                .arg(r.buf())
-                .arg(coef.buf())
-                .arg(y.buf_mut());
-            // SAFETY: matches `bn_fwd_apply_<T>_<TO>_<v|s>(i64, i64, i64, int, int, const T*, const T*,
-            // const A*, TO*)`; x, residual (x itself when absent, then unread) and y hold n·c·hw
-            // elements, V | hw and all three are 16-byte aligned when V > 1.
-            unsafe { b.launch(g.grid(items)) }.cu(OP)?;
+            let call = plan::fwd_apply(
+                dt,
+                y_dt,
+                vs,
+                items,
+                c,
+                hw,
+                self.relu,
+                x.dptr(g),
+                res.map(|r| r.dptr(g)),
+                coef.dptr(g),
+                y.dptr_mut(g),
+            );
+            // SAFETY: x, residual (x itself when absent, then unread) and y hold n·c·hw elements,
+            // coef 2·c A; V | hw and all three are 16-byte aligned when V > 1.
+            unsafe { g.launch(&call, g.grid(items)) }?;
         }
         Ok(vec![y, save_mean, save_invstd, new_rm, new_rv])
     }
@@ -225,87 +213,87 @@ impl CudaKernel for BatchNormBackward {
         if c == 0 {
             return Ok(finish(dx, dgamma, dbeta, dres));
         }
-        let sfx = suffix(dt);
         let mut bufs = vec![x, y, dy, &dx];
         bufs.extend(dres.as_ref());
         let (v, vs) = pick_vec(g, hw, dt, &bufs);
         let m = n * hw;
-        let (c64, hw64, relu) = (c as i64, hw as i64, self.relu as i32);
 
         let items = n * (hw / v);
         let s = splits(g.sms(), c, items);
         let mut part = g.alloc(a, 2 * c * s)?;
-        let f = g.func("batch_norm", &format!("bn_bwd_reduce_{sfx}_{vs}"))?;
-        let (items64, s64) = (items as i64, s as i64);
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&c64)
-            .arg(&hw64)
-            .arg(&items64)
-            .arg(&s64)
-            .arg(&relu)
-            .arg(x.buf())
-            .arg(mean.buf())
-            .arg(invstd.buf())
-            .arg(y.buf())
-            .arg(dy.buf())
-            .arg(part.buf_mut());
-        // SAFETY: matches `bn_bwd_reduce_<T>_<v|s>(i64, i64, i64, i64, int, const T* ×5, A*)`; x, y,
-        // dy hold n·c·hw T, mean/invstd c T (checked), part 2·c·splits A; V | hw.
-        unsafe { b.launch(g.launch_cfg(reduce_launch(c * s))) }.cu(OP)?;
+        let call = plan::bwd_reduce(
+            dt,
+            vs,
+            c,
+            hw,
+            items,
+            s,
+            self.relu,
+            BwdReduceBufs {
+                x: x.dptr(g),
+                mean: mean.dptr(g),
+                invstd: invstd.dptr(g),
+                y: y.dptr(g),
+                dy: dy.dptr(g),
+                part: part.dptr_mut(g),
+            },
+        );
+        // SAFETY: x, y, dy hold n·c·hw T, mean/invstd c T (checked), part 2·c·splits A; V | hw.
+        unsafe { g.launch(&call, g.launch_cfg(reduce_launch(c * s))) }?;
 
         let mut coef = g.alloc(a, 5 * c)?;
-        let f = g.func("batch_norm", &format!("bn_bwd_finalize_{sfx}"))?;
-        let md = m as f64;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&c64)
-            .arg(&s64)
-            .arg(&md)
-            .arg(gamma.buf())
-            .arg(mean.buf())
-            .arg(invstd.buf())
-            .arg(part.buf())
-            .arg(dgamma.buf_mut())
-            .arg(dbeta.buf_mut())
-            .arg(coef.buf_mut());
-        // SAFETY: matches `bn_bwd_finalize_<T>(i64, i64, double, const T* ×3, const A*, A* ×3)`;
-        // gamma/mean/invstd hold c T, part 2·c·splits A, dgamma/dbeta c A, coef 5·c A.
-        unsafe { b.launch(g.grid(c)) }.cu(OP)?;
+        let call = plan::bwd_finalize(
+            dt,
+            c,
+            s,
+            m,
+            BwdFinalizeBufs {
+                gamma: gamma.dptr(g),
+                mean: mean.dptr(g),
+                invstd: invstd.dptr(g),
+                part: part.dptr(g),
+                dgamma: dgamma.dptr_mut(g),
+                dbeta: dbeta.dptr_mut(g),
+                coef: coef.dptr_mut(g),
+            },
+        );
+        // SAFETY: gamma/mean/invstd hold c T, part 2·c·splits A, dgamma/dbeta c A, coef 5·c A.
+        unsafe { g.launch(&call, g.grid(c)) }?;
 
         if total > 0 {
             let items = total / v;
-            let f = g.func(
-                "batch_norm",
-                &format!("bn_bwd_apply_{sfx}_{}_{vs}", suffix(dx_dt)),
-            )?;
-            let (items64, training, want_dres) =
-                (items as i64, self.training as i32, self.add_residual as i32);
             // Without a residual the kernel never writes `dres`; it still needs a valid pointer.
             let mut dummy = if dres.is_none() {
                 Some(g.alloc(dx_dt, 0)?)
             } else {
                 None
             };
-            let dres_buf = match (&mut dres, &mut dummy) {
-                (Some(d), _) | (None, Some(d)) => d.buf_mut(),
+            let dres_ptr = match (&mut dres, &mut dummy) {
+                (Some(d), _) | (None, Some(d)) => d.dptr_mut(g),
                 (None, None) => unreachable!("one of them is set"),
             };
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&items64)
-                .arg(&c64)
-                .arg(&hw64)
-                .arg(&training)
-                .arg(&relu)
-                .arg(&want_dres)
-                .arg(x.buf())
-                .arg(y.buf())
-                .arg(dy.buf())
-                .arg(coef.buf())
-                .arg(dx.buf_mut())
-                .arg(dres_buf);
-            // SAFETY: matches `bn_bwd_apply_<T>_<TO>_<v|s>(i64, i64, i64, int, int, int, const T* ×3,
-            // const A*, TO*, TO*)`; x, y, dy, dx (and dres when written) hold n·c·hw elements, coef
-            // 5·c A; V | hw and every big buffer is 16-byte aligned when V > 1.
-            unsafe { b.launch(g.grid(items)) }.cu(OP)?;
+            let call = plan::bwd_apply(
+                dt,
+                dx_dt,
+                vs,
+                items,
+                c,
+                hw,
+                self.training,
+                self.relu,
+                self.add_residual,
+                BwdApplyBufs {
+                    x: x.dptr(g),
+                    y: y.dptr(g),
+                    dy: dy.dptr(g),
+                    coef: coef.dptr(g),
+                    dx: dx.dptr_mut(g),
+                    dres: dres_ptr,
+                },
+            );
+            // SAFETY: x, y, dy, dx (and dres when written) hold n·c·hw elements, coef 5·c A; V | hw
+            // and every big buffer is 16-byte aligned when V > 1.
+            unsafe { g.launch(&call, g.grid(items)) }?;
         }
         Ok(finish(dx, dgamma, dbeta, dres))
     }

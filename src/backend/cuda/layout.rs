@@ -2,16 +2,17 @@
 //! `NarrowBackward` from `src/ops/layout.rs`, and `StridedCopy` from `src/ops/reduce.rs`; plus `cast`,
 //! which `run` uses to convert outputs to the dtype an op asked for.
 //!
-//! Invariants: copies move bits through the size-matched `copy2d_u*`/`strided_copy_u*` kernels; every
+//! Invariants: the calls (kernel names, argument order) come from `src/backend/kernel_abi/layout.rs`,
+//! which the emulator tests run too; copies move bits through the size-matched
+//! `copy2d_u*`/`strided_copy_u*` kernels; every
 //! launch is preceded by a bounds check of the largest source offset it reads and the largest
 //! destination offset it writes; nothing is launched for zero elements.
 
-use super::{bits_suffix, gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
-use crate::backend::kernel_abi::layout::{Copy2d, StridedCopyPlan};
+use super::{gpu, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use crate::backend::kernel_abi::layout::{self, Copy2d, StridedCopyPlan};
 use crate::ops::layout::{Cast, Concat, Narrow, NarrowBackward};
 use crate::ops::reduce::StridedCopy;
 use crate::{DType, Error, Result};
-use cudarc::driver::PushKernelArg;
 
 /// A copy of `x` converted to `dtype` (a plain device copy when the dtype already matches).
 pub(crate) fn cast(x: &CudaStorage, dtype: DType) -> Result<CudaStorage> {
@@ -22,13 +23,9 @@ pub(crate) fn cast(x: &CudaStorage, dtype: DType) -> Result<CudaStorage> {
     let n = x.len();
     let mut y = g.alloc(dtype, n)?;
     if n > 0 {
-        let name = format!("cast_{}_{}", suffix(x.dtype()), suffix(dtype));
-        let f = g.func("layout", &name)?;
-        let n64 = n as i64;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&n64).arg(x.buf()).arg(y.buf_mut());
-        // SAFETY: matches `cast_<S>_<D>(i64, const S*, D*)`; x holds n S, y holds n D.
-        unsafe { b.launch(g.grid(n)) }.cu("to_dtype")?;
+        let call = layout::cast(x.dtype(), dtype, n, x.dptr(g), y.dptr_mut(g));
+        // SAFETY: x and y hold n elements of their dtypes.
+        unsafe { g.launch(&call, g.grid(n)) }?;
     }
     Ok(y)
 }
@@ -53,19 +50,9 @@ fn copy2d(
             msg: format!("copy from {} to {}", src.dtype(), dst.dtype()),
         });
     }
-    let f = g.func("layout", &format!("copy2d_{}", bits_suffix(src.dtype())))?;
-    let v = plan.args();
-    let mut b = g.stream.launch_builder(&f);
-    b.arg(&v[0])
-        .arg(&v[1])
-        .arg(&v[2])
-        .arg(&v[3])
-        .arg(&v[4])
-        .arg(&v[5])
-        .arg(src.buf())
-        .arg(dst.buf_mut());
-    // SAFETY: matches `copy2d_u<bits>(i64 ×6, const U*, U*)` for the dtype's width; bounds checked.
-    unsafe { b.launch(g.grid(n)) }.cu(op)?;
+    let call = plan.call(src.dtype(), src.dptr(g), dst.dptr_mut(g));
+    // SAFETY: the plan's reads and writes lie within src and dst (checked above).
+    unsafe { g.launch(&call, g.grid(n)) }?;
     Ok(())
 }
 
@@ -145,16 +132,9 @@ impl CudaKernel for StridedCopy {
             g.stream.memcpy_dtod(&src, y.buf_mut()).cu("strided_copy")?;
             return Ok(vec![y]);
         }
-        let f = g.func(
-            "layout",
-            &format!("strided_copy_{}", bits_suffix(x.dtype())),
-        )?;
-        let n64 = n as i64;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&n64).arg(&plan.src).arg(x.buf()).arg(y.buf_mut());
-        // SAFETY: matches `strided_copy_u<bits>(i64, StridedArgs, const U*, U*)`; y holds n
-        // elements and every read offset is < x.len() (checked by the plan).
-        unsafe { b.launch(g.grid(n)) }.cu("strided_copy")?;
+        let call = plan.call(x.dtype(), x.dptr(g), y.dptr_mut(g));
+        // SAFETY: y holds n elements and every read offset is < x.len() (checked by the plan).
+        unsafe { g.launch(&call, g.grid(n)) }?;
         Ok(vec![y])
     }
 }

@@ -17,6 +17,9 @@
 //!   not map new device memory; dropping a `CudaStorage` enqueues its free on the stream.
 //! - `CudaStorage` is an untyped byte buffer tagged with its dtype and element count. Buffers are never
 //!   zero-sized (at least one byte is allocated) and kernels are never launched for zero elements.
+//! - Every kernel launch goes through `Gpu::launch` with a `KernelCall` built by `kernel_abi` (kernel
+//!   name and argument list written once, also run by the emulator tests); this file is the only one
+//!   that uses cudarc's launch builder.
 //! - Kernel launches are asynchronous; errors surface at the next synchronising call (`to_cpu`), which
 //!   also checks errors cudarc recorded in `Drop`s.
 //! - `run` normalises dtypes like the CPU runner: f64 may not be mixed with other dtypes; f16 inputs
@@ -58,7 +61,7 @@ pub use sgd::multi_tensor_sgd_step;
 /// Device ordinals above this are refused.
 pub const MAX_DEVICES: usize = 16;
 pub(crate) use crate::backend::kernel_abi::call::{KArg, KernelCall, MAX_POD_BYTES};
-pub(crate) use crate::backend::kernel_abi::{bits_suffix, suffix, Launch1d, StridedArgs};
+pub(crate) use crate::backend::kernel_abi::Launch1d;
 
 const LIB_ADVICE: &str =
     "CUDA needs an NVIDIA driver (libcuda.so.1) and, from PyTorch's pip wheels, \
@@ -573,10 +576,6 @@ impl PodSlot {
 // SAFETY: plain bytes; the kernel's parameter is at most MAX_POD_BYTES (`KArg::pod` asserts), so
 // the driver's copy of it stays inside the slot.
 unsafe impl DeviceRepr for PodSlot {}
-
-// SAFETY: `StridedArgs` is plain `#[repr(C)]` integers laid out exactly like the C struct (136
-// bytes, 8-aligned; the size is asserted in kernel_abi).
-unsafe impl DeviceRepr for StridedArgs {}
 
 /// True in debug builds and when `ENGINE_POISON=1`: fresh device buffers are filled with NaN.
 pub(crate) fn poison_outputs() -> bool {

@@ -1,5 +1,7 @@
 //! CUDA launchers for the pooling kernels of `src/ops/pool.rs` (`cuda/pool.cu`): `MaxPool2d`,
 //! `MaxPool2dBackward`, `AvgPool2d`, `AvgPool2dBackward`, `GlobalAvgPool`, `GlobalAvgPoolBackward`.
+//! The descriptor, the global pool's warp/block pick and the calls (kernel names and argument lists)
+//! come from `kernel_abi/pool.rs`.
 //!
 //! The backward kernels gather (one thread per input element, summing the outputs whose window holds
 //! it, in the CPU's order) instead of scattering, so they are deterministic and atomic-free. The
@@ -11,18 +13,13 @@
 //! for f64: exact indices), the others in the inputs' dtype; nothing is launched for empty outputs.
 
 use super::batch_norm::{acc_dtype, check_len, product};
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
-use crate::backend::kernel_abi::pool::{global_avg_pool_launch, PoolArgs};
+use super::{gpu, CudaKernel, CudaStorage};
+use crate::backend::kernel_abi::pool::{self, global_avg_pool_launch, PoolArgs};
 use crate::ops::pool::{
     AvgPool2d, AvgPool2dBackward, GlobalAvgPool, GlobalAvgPoolBackward, MaxPool2d,
     MaxPool2dBackward, PoolGeom,
 };
 use crate::{DType, Result};
-use cudarc::driver::{DeviceRepr, PushKernelArg};
-
-// SAFETY: `PoolArgs` is plain `#[repr(C)]` integers laid out exactly like the C struct (96 bytes,
-// 8-aligned; the size is asserted in kernel_abi).
-unsafe impl DeviceRepr for PoolArgs {}
 
 /// (input elements, output elements) of a pooling geometry.
 fn sizes(op: &'static str, g: &PoolGeom) -> Result<(usize, usize)> {
@@ -43,15 +40,11 @@ impl CudaKernel for MaxPool2d {
         let mut y = g.alloc(x.dtype(), n_out)?;
         let mut idx = g.alloc(acc_dtype(x.dtype()), n_out)?;
         if n_out > 0 {
-            let f = g.func("pool", &format!("max_pool2d_{}", suffix(x.dtype())))?;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&args)
-                .arg(x.buf())
-                .arg(y.buf_mut())
-                .arg(idx.buf_mut());
-            // SAFETY: matches `max_pool2d_<T>(PoolArgs, const T*, T*, A*)`; x holds planes·h·w T, y
-            // and idx planes·oh·ow; windows are clipped to the plane.
-            unsafe { b.launch(g.grid(n_out)) }.cu(OP)?;
+            let call =
+                pool::max_pool2d(x.dtype(), &args, x.dptr(g), y.dptr_mut(g), idx.dptr_mut(g));
+            // SAFETY: x holds planes·h·w elements (checked), y and idx planes·oh·ow; windows are
+            // clipped to the plane.
+            unsafe { g.launch(&call, g.grid(n_out)) }?;
         }
         Ok(vec![y, idx])
     }
@@ -68,12 +61,16 @@ impl CudaKernel for MaxPool2dBackward {
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), n_in)?;
         if n_in > 0 {
-            let f = g.func("pool", &format!("max_pool2d_bwd_{}", suffix(dy.dtype())))?;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&args).arg(idx.buf()).arg(dy.buf()).arg(dx.buf_mut());
-            // SAFETY: matches `max_pool2d_bwd_<T>(PoolArgs, const T*, const T*, T*)`; idx and dy hold
-            // planes·oh·ow T, dx planes·h·w; only outputs in [0, oh) × [0, ow) are read.
-            unsafe { b.launch(g.grid(n_in)) }.cu(OP)?;
+            let call = pool::max_pool2d_backward(
+                dy.dtype(),
+                &args,
+                idx.dptr(g),
+                dy.dptr(g),
+                dx.dptr_mut(g),
+            );
+            // SAFETY: idx and dy hold planes·oh·ow elements (checked), dx planes·h·w; only outputs
+            // in [0, oh) × [0, ow) are read.
+            unsafe { g.launch(&call, g.grid(n_in)) }?;
         }
         Ok(vec![dx])
     }
@@ -89,12 +86,10 @@ impl CudaKernel for AvgPool2d {
         let g = gpu(x.ordinal())?;
         let mut y = g.alloc(x.dtype(), n_out)?;
         if n_out > 0 {
-            let f = g.func("pool", &format!("avg_pool2d_{}", suffix(x.dtype())))?;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&args).arg(x.buf()).arg(y.buf_mut());
-            // SAFETY: matches `avg_pool2d_<T>(PoolArgs, const T*, T*)`; x holds planes·h·w T, y
-            // planes·oh·ow; windows are clipped to the plane.
-            unsafe { b.launch(g.grid(n_out)) }.cu(OP)?;
+            let call = pool::avg_pool2d(x.dtype(), &args, x.dptr(g), y.dptr_mut(g));
+            // SAFETY: x holds planes·h·w elements (checked), y planes·oh·ow; windows are clipped to
+            // the plane.
+            unsafe { g.launch(&call, g.grid(n_out)) }?;
         }
         Ok(vec![y])
     }
@@ -110,12 +105,10 @@ impl CudaKernel for AvgPool2dBackward {
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), n_in)?;
         if n_in > 0 {
-            let f = g.func("pool", &format!("avg_pool2d_bwd_{}", suffix(dy.dtype())))?;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&args).arg(dy.buf()).arg(dx.buf_mut());
-            // SAFETY: matches `avg_pool2d_bwd_<T>(PoolArgs, const T*, T*)`; dy holds planes·oh·ow T,
-            // dx planes·h·w; only outputs in [0, oh) × [0, ow) are read.
-            unsafe { b.launch(g.grid(n_in)) }.cu(OP)?;
+            let call = pool::avg_pool2d_backward(dy.dtype(), &args, dy.dptr(g), dx.dptr_mut(g));
+            // SAFETY: dy holds planes·oh·ow elements (checked), dx planes·h·w; only outputs in
+            // [0, oh) × [0, ow) are read.
+            unsafe { g.launch(&call, g.grid(n_in)) }?;
         }
         Ok(vec![dx])
     }
@@ -131,17 +124,11 @@ impl CudaKernel for GlobalAvgPool {
         let mut y = g.alloc(x.dtype(), planes)?;
         if planes > 0 {
             let (group, launch) = global_avg_pool_launch(planes, hw, g.sms());
-            let f = g.func(
-                "pool",
-                &format!("global_avg_pool_{}_{}", group.name(), suffix(x.dtype())),
-            )?;
-            let cfg = g.launch_cfg(launch);
-            let (planes64, hw64) = (planes as i64, hw as i64);
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&planes64).arg(&hw64).arg(x.buf()).arg(y.buf_mut());
-            // SAFETY: matches `global_avg_pool_{warp,block}_<T>(i64, i64, const T*, T*)`; x holds
-            // planes·hw T, y planes; 256 threads per block (a multiple of 32, as the groups need).
-            unsafe { b.launch(cfg) }.cu(OP)?;
+            let call =
+                pool::global_avg_pool(group, x.dtype(), planes, hw, x.dptr(g), y.dptr_mut(g));
+            // SAFETY: x holds planes·hw elements (checked), y planes; 256 threads per block (a
+            // multiple of 32, as the groups need).
+            unsafe { g.launch(&call, g.launch_cfg(launch)) }?;
         }
         Ok(vec![y])
     }
@@ -157,20 +144,11 @@ impl CudaKernel for GlobalAvgPoolBackward {
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), total)?;
         if total > 0 {
-            let f = g.func(
-                "pool",
-                &format!("global_avg_pool_bwd_{}", suffix(dy.dtype())),
-            )?;
-            let (total64, hw64, inv) = (total as i64, hw as i64, 1.0 / hw as f64);
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&total64)
-                .arg(&hw64)
-                .arg(&inv)
-                .arg(dy.buf())
-                .arg(dx.buf_mut());
-            // SAFETY: matches `global_avg_pool_bwd_<T>(i64, i64, double, const T*, T*)`; dy holds
-            // planes T, dx planes·hw (hw > 0 here since total > 0).
-            unsafe { b.launch(g.grid(total)) }.cu(OP)?;
+            let call =
+                pool::global_avg_pool_backward(dy.dtype(), total, hw, dy.dptr(g), dx.dptr_mut(g));
+            // SAFETY: dy holds planes elements (checked), dx planes·hw (hw > 0 here since
+            // total > 0).
+            unsafe { g.launch(&call, g.grid(total)) }?;
         }
         Ok(vec![dx])
     }

@@ -1,15 +1,15 @@
 //! CUDA launcher for `SumKeep` (`src/ops/reduce.rs`, kernels in `cuda/reduce.cu`).
 //!
-//! The kernel choice and grid are `SumPlan`'s (src/backend/kernel_abi/reduce.rs).
+//! The kernel choice, grid and call (kernel name, argument list) are `SumPlan`'s
+//! (src/backend/kernel_abi/reduce.rs).
 //!
 //! Invariants: the output has `out_keep.numel()` elements in row-major order of `out_keep`; an output
 //! whose reduced set is empty (a zero extent) is 0; nothing is launched for zero outputs.
 
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
+use super::{gpu, CudaKernel, CudaStorage};
 use crate::backend::kernel_abi::reduce::SumPlan;
 use crate::ops::reduce::SumKeep;
 use crate::{DType, Error, Result};
-use cudarc::driver::PushKernelArg;
 
 impl CudaKernel for SumKeep {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
@@ -34,19 +34,12 @@ impl CudaKernel for SumKeep {
             return Ok(vec![y]);
         }
         let plan = SumPlan::new(ind, outd)?;
-        let f = g.func("reduce", &plan.kernel(suffix(x.dtype())))?;
-        let (n_out64, n_red64) = (n_out as i64, plan.n_red as i64);
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(&n_out64)
-            .arg(&n_red64)
-            .arg(&plan.kept)
-            .arg(&plan.reduced)
-            .arg(x.buf())
-            .arg(y.buf_mut());
-        // SAFETY: matches `sum_{thread,block}_<T>(i64, i64, StridedArgs, StridedArgs, const T*, T*)`;
-        // kept and reduced offsets decompose the dense input shape, so every read is < x.len(), and y
-        // holds n_out elements. `sum_block` gets 256 threads (a multiple of 32, ≤ 1024).
-        unsafe { b.launch(g.launch_cfg(plan.launch(g.sms()))) }.cu("sum")?;
+        debug_assert_eq!(plan.n_out, n_out);
+        let call = plan.call(x.dtype(), x.dptr(g), y.dptr_mut(g));
+        // SAFETY: kept and reduced offsets decompose the dense input shape, so every read is
+        // < x.len(), and y holds n_out = plan.n_out elements. `sum_block` gets 256 threads (a
+        // multiple of 32, ≤ 1024).
+        unsafe { g.launch(&call, g.launch_cfg(plan.launch(g.sms()))) }?;
         Ok(vec![y])
     }
 }

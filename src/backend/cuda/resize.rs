@@ -1,19 +1,20 @@
 //! CUDA launchers for `UpsampleNearest2d`, `UpsampleNearest2dBackward`, `Pad2d` and `Pad2dBackward`
-//! (`src/ops/resize.rs`, kernels in `cuda/resize.cu`). Every kernel has one thread per output element;
-//! the backward kernels gather (each input cell sums its sources' gradients in the CPU's order), so
-//! they are deterministic and atomic-free.
+//! (`src/ops/resize.rs`, kernels in `cuda/resize.cu`, their calls — kernel names and argument lists —
+//! from `kernel_abi/resize.rs`). Every kernel has one thread per output element; the backward kernels
+//! gather (each input cell sums its sources' gradients in the CPU's order), so they are deterministic
+//! and atomic-free.
 //!
 //! Invariants: buffer lengths are checked against the geometry; reflection pads are smaller than the
 //! dim they pad (as the op requires; a larger one would read outside the plane); outputs are returned
 //! in the inputs' dtype; nothing is launched for empty outputs.
 
 use super::batch_norm::{check_len, product};
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage};
+use super::{gpu, CudaKernel, CudaStorage};
+use crate::backend::kernel_abi::resize;
 use crate::ops::resize::{
     Pad2d, Pad2dBackward, PadMode, UpsampleNearest2d, UpsampleNearest2dBackward,
 };
 use crate::{DType, Error, Result};
-use cudarc::driver::PushKernelArg;
 
 /// (input elements, output elements) of an upsampling.
 fn upsample_sizes(op: &'static str, k: &UpsampleNearest2d) -> Result<(usize, usize)> {
@@ -32,26 +33,9 @@ impl CudaKernel for UpsampleNearest2d {
         let g = gpu(x.ordinal())?;
         let mut y = g.alloc(x.dtype(), n_out)?;
         if n_out > 0 {
-            let f = g.func(
-                "resize",
-                &format!("upsample_nearest2d_{}", suffix(x.dtype())),
-            )?;
-            let (p, h, w, s) = (
-                self.planes as i64,
-                self.h as i64,
-                self.w as i64,
-                self.scale as i64,
-            );
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&p)
-                .arg(&h)
-                .arg(&w)
-                .arg(&s)
-                .arg(x.buf())
-                .arg(y.buf_mut());
-            // SAFETY: matches `upsample_nearest2d_<T>(i64 ×4, const T*, T*)`; x holds planes·h·w T, y
-            // planes·h·s·w·s.
-            unsafe { b.launch(g.grid(n_out)) }.cu(OP)?;
+            let call = resize::upsample_nearest2d(x.dtype(), self, x.dptr(g), y.dptr_mut(g));
+            // SAFETY: x holds planes·h·w elements (checked), y planes·h·s·w·s.
+            unsafe { g.launch(&call, g.grid(n_out)) }?;
         }
         Ok(vec![y])
     }
@@ -67,21 +51,11 @@ impl CudaKernel for UpsampleNearest2dBackward {
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), n_in)?;
         if n_in > 0 {
-            let f = g.func(
-                "resize",
-                &format!("upsample_nearest2d_bwd_{}", suffix(dy.dtype())),
-            )?;
-            let (p, h, w, s) = (k.planes as i64, k.h as i64, k.w as i64, k.scale as i64);
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&p)
-                .arg(&h)
-                .arg(&w)
-                .arg(&s)
-                .arg(dy.buf())
-                .arg(dx.buf_mut());
-            // SAFETY: matches `upsample_nearest2d_bwd_<T>(i64 ×4, const T*, T*)`; dy holds
-            // planes·h·s·w·s T, dx planes·h·w (all zeros when s = 0: nothing is read).
-            unsafe { b.launch(g.grid(n_in)) }.cu(OP)?;
+            let call =
+                resize::upsample_nearest2d_backward(dy.dtype(), k, dy.dptr(g), dx.dptr_mut(g));
+            // SAFETY: dy holds planes·h·s·w·s elements (checked), dx planes·h·w (all zeros when
+            // s = 0: nothing is read).
+            unsafe { g.launch(&call, g.grid(n_in)) }?;
         }
         Ok(vec![dx])
     }
@@ -111,12 +85,6 @@ fn pad_sizes(op: &'static str, k: &Pad2d) -> Result<(usize, usize)> {
     ))
 }
 
-/// The kernel's scalar arguments: planes, h, w, left, right, top, bottom.
-fn pad_args(k: &Pad2d) -> [i64; 7] {
-    let (l, r, t, b) = k.pad;
-    [k.planes, k.h, k.w, l, r, t, b].map(|v| v as i64)
-}
-
 impl CudaKernel for Pad2d {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
         const OP: &str = "pad2d";
@@ -126,17 +94,10 @@ impl CudaKernel for Pad2d {
         let g = gpu(x.ordinal())?;
         let mut y = g.alloc(x.dtype(), n_out)?;
         if n_out > 0 {
-            let f = g.func("resize", &format!("pad2d_{}", suffix(x.dtype())))?;
-            let a = pad_args(self);
-            let reflect = (self.mode == PadMode::Reflect) as i32;
-            let mut b = g.stream.launch_builder(&f);
-            for v in &a {
-                b.arg(v);
-            }
-            b.arg(&reflect).arg(x.buf()).arg(y.buf_mut());
-            // SAFETY: matches `pad2d_<T>(i64 ×7, int, const T*, T*)`; x holds planes·h·w T, y
-            // planes·(h+t+b)·(w+l+r); reflect pads are < their dim (checked), so sources are in the plane.
-            unsafe { b.launch(g.grid(n_out)) }.cu(OP)?;
+            let call = resize::pad2d(x.dtype(), self, x.dptr(g), y.dptr_mut(g));
+            // SAFETY: x holds planes·h·w elements (checked), y planes·(h+t+b)·(w+l+r); reflect pads
+            // are < their dim (checked), so sources are in the plane.
+            unsafe { g.launch(&call, g.grid(n_out)) }?;
         }
         Ok(vec![y])
     }
@@ -152,17 +113,10 @@ impl CudaKernel for Pad2dBackward {
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), n_in)?;
         if n_in > 0 {
-            let f = g.func("resize", &format!("pad2d_bwd_{}", suffix(dy.dtype())))?;
-            let a = pad_args(k);
-            let reflect = (k.mode == PadMode::Reflect) as i32;
-            let mut b = g.stream.launch_builder(&f);
-            for v in &a {
-                b.arg(v);
-            }
-            b.arg(&reflect).arg(dy.buf()).arg(dx.buf_mut());
-            // SAFETY: matches `pad2d_bwd_<T>(i64 ×7, int, const T*, T*)`; dy holds
-            // planes·(h+t+b)·(w+l+r) T, dx planes·h·w; every gathered output index is in its plane.
-            unsafe { b.launch(g.grid(n_in)) }.cu(OP)?;
+            let call = resize::pad2d_backward(dy.dtype(), k, dy.dptr(g), dx.dptr_mut(g));
+            // SAFETY: dy holds planes·(h+t+b)·(w+l+r) elements (checked), dx planes·h·w; every
+            // gathered output index is in its plane.
+            unsafe { g.launch(&call, g.grid(n_in)) }?;
         }
         Ok(vec![dx])
     }

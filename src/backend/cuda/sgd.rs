@@ -11,17 +11,20 @@
 //! it whenever every parameter lives on one CUDA device (`src/optim/sgd.rs`), so a training step
 //! makes two launches per gradient dtype and one 4-byte read-back, not two launches and a host
 //! synchronisation per parameter tensor.
+//!
+//! Every call (kernel name, argument order) comes from `kernel_abi/sgd.rs`, as do the multi-tensor
+//! records, their grouping and grids.
 
 use super::softmax::check_len;
-use super::{gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use super::{gpu, CuResultExt, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::sgd::{
-    all_finite_finish_launch, group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK,
+    self, all_finite_finish_launch, group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK,
     SGD_FIRST,
 };
 use crate::backend::Storage;
 use crate::optim::sgd::{AllFinite, MultiTensorHyper, MultiTensorSlot, SgdStep};
 use crate::{DType, Error, Result, Tensor};
-use cudarc::driver::{DevicePtr, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr};
 
 impl CudaKernel for SgdStep {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
@@ -35,25 +38,18 @@ impl CudaKernel for SgdStep {
         let mut p_out = g.alloc(dt, n)?;
         let mut b_out = g.alloc(dt, n)?;
         if n > 0 {
-            let f = g.func("sgd", &format!("sgd_step_{}", suffix(dt)))?;
-            let n64 = n as i64;
-            let (first, nesterov) = (self.first_step as i32, self.nesterov as i32);
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&n64)
-                .arg(&self.lr)
-                .arg(&self.momentum)
-                .arg(&self.weight_decay)
-                .arg(&self.inv_scale)
-                .arg(&first)
-                .arg(&nesterov)
-                .arg(p.buf())
-                .arg(gr.buf())
-                .arg(buf.buf())
-                .arg(p_out.buf_mut())
-                .arg(b_out.buf_mut());
-            // SAFETY: matches `sgd_step_<T>(i64, double, double, double, double, int, int, const T*,
-            // const T*, const T*, T*, T*)`; all five buffers hold n T (checked).
-            unsafe { b.launch(g.grid(n)) }.cu(OP)?;
+            let call = sgd::sgd_step(
+                dt,
+                n,
+                self,
+                p.dptr(g),
+                gr.dptr(g),
+                buf.dptr(g),
+                p_out.dptr_mut(g),
+                b_out.dptr_mut(g),
+            );
+            // SAFETY: all five buffers hold n T (inputs checked above, outputs allocated with n).
+            unsafe { g.launch(&call, g.grid(n)) }?;
         }
         Ok(vec![p_out, b_out])
     }
@@ -61,27 +57,21 @@ impl CudaKernel for SgdStep {
 
 impl CudaKernel for AllFinite {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
-        const OP: &str = "all_finite";
         let x = inputs[0];
         let n = x.len();
         let g = gpu(x.ordinal())?;
         // A zeroed 4-byte buffer used as the u32 flag.
         let mut flag = g.zeros(DType::F32, 1)?;
         if n > 0 {
-            let f = g.func("sgd", &format!("all_finite_{}", suffix(x.dtype())))?;
-            let n64 = n as i64;
-            let mut b = g.stream.launch_builder(&f);
-            b.arg(&n64).arg(x.buf()).arg(flag.buf_mut());
-            // SAFETY: matches `all_finite_<T>(i64, const T*, unsigned*)`; x holds n T, flag 4 bytes.
-            unsafe { b.launch(g.grid(n)) }.cu(OP)?;
+            let call = sgd::all_finite(x.dtype(), n, x.dptr(g), flag.dptr_mut(g));
+            // SAFETY: x holds n elements of its dtype, flag 4 bytes.
+            unsafe { g.launch(&call, g.grid(n)) }?;
         }
         let mut out = g.alloc(DType::F32, 1)?;
-        let f = g.func("sgd", "all_finite_finish")?;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(flag.buf()).arg(out.buf_mut());
+        let call = sgd::all_finite_finish(flag.dptr(g), out.dptr_mut(g));
         let one = g.launch_cfg(all_finite_finish_launch());
-        // SAFETY: matches `all_finite_finish(const unsigned*, float*)`; both buffers hold 4 bytes.
-        unsafe { b.launch(one) }.cu(OP)?;
+        // SAFETY: flag and out hold 4 bytes each.
+        unsafe { g.launch(&call, one) }?;
         Ok(vec![out])
     }
 }
@@ -164,48 +154,32 @@ pub fn multi_tensor_sgd_step(
             .clone_htod(bytemuck::cast_slice::<SgdTensorArgs, u8>(&grp.tensors))
             .cu(OP)?;
         let cs = g.stream.clone_htod(grp.chunk_starts.as_slice()).cu(OP)?;
-        let n_tensors = grp.tensors.len() as i32;
-        uploaded.push((grp.grad_dtype, n_tensors, ts, cs, grp.chunks()));
+        uploaded.push((grp.grad_dtype, grp.tensors.len(), ts, cs, grp.chunks()));
     }
     let launch = |chunks: i64| g.launch_cfg(multi_tensor_launch(chunks, g.sms()));
+    // Device addresses of the uploaded tables (event tracking is off, so the guards record nothing).
+    let addrs = |ts: &CudaSlice<u8>, cs: &CudaSlice<i64>| {
+        (ts.device_ptr(&g.stream).0, cs.device_ptr(&g.stream).0)
+    };
     for (dt, n_tensors, ts, cs, chunks) in &uploaded {
         if *chunks == 0 {
             continue;
         }
-        let f = g.func("sgd", &format!("multi_tensor_all_finite_{}", suffix(*dt)))?;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(ts)
-            .arg(n_tensors)
-            .arg(cs)
-            .arg(&CHUNK)
-            .arg(flag.buf_mut());
-        // SAFETY: matches `multi_tensor_all_finite_<G>(const SgdTensorArgs*, int, const i64*, i64,
-        // unsigned*)`; every pointer in `ts` was checked above to address `numel` elements of its
-        // dtype on this device, `cs` holds n_tensors + 1 prefix sums, `flag` 4 bytes.
-        unsafe { b.launch(launch(*chunks)) }.cu(OP)?;
+        let (ts, cs) = addrs(ts, cs);
+        let call = sgd::multi_tensor_all_finite(*dt, ts, *n_tensors, cs, CHUNK, flag.dptr_mut(g));
+        // SAFETY: every pointer in `ts` was checked above to address `numel` elements of its dtype
+        // on this device, `cs` holds n_tensors + 1 prefix sums, `flag` 4 bytes.
+        unsafe { g.launch(&call, launch(*chunks)) }?;
     }
-    let (lr, mu, inv) = (hp.lr as f32, hp.momentum as f32, hp.inv_scale as f32);
-    let nesterov = hp.nesterov as i32;
     for (dt, n_tensors, ts, cs, chunks) in &uploaded {
         if *chunks == 0 {
             continue;
         }
-        let f = g.func("sgd", &format!("multi_tensor_sgd_{}", suffix(*dt)))?;
-        let mut b = g.stream.launch_builder(&f);
-        b.arg(ts)
-            .arg(n_tensors)
-            .arg(cs)
-            .arg(&CHUNK)
-            .arg(&lr)
-            .arg(&mu)
-            .arg(&inv)
-            .arg(&nesterov)
-            .arg(flag.buf());
-        // SAFETY: matches `multi_tensor_sgd_<G>(const SgdTensorArgs*, int, const i64*, i64, float,
-        // float, float, int, const unsigned*)`; buffers as above. Each element is updated by one
-        // thread (chunks partition every tensor), and no two slots share storage (`Sgd` owns one
-        // slot per parameter).
-        unsafe { b.launch(launch(*chunks)) }.cu(OP)?;
+        let (ts, cs) = addrs(ts, cs);
+        let call = sgd::multi_tensor_sgd(*dt, ts, *n_tensors, cs, CHUNK, hp, flag.dptr(g));
+        // SAFETY: buffers as above. Each element is updated by one thread (chunks partition every
+        // tensor), and no two slots share storage (`Sgd` owns one slot per parameter).
+        unsafe { g.launch(&call, launch(*chunks)) }?;
     }
     let bits: Vec<u32> = flag.download()?;
     Ok(bits[0] == 0)

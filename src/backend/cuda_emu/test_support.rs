@@ -12,7 +12,7 @@
 
 use super::{launch, launch_call, Arg, Buf, KernelCall};
 use crate::backend::cpu::{self, CpuKernel, CpuStorage};
-use crate::backend::kernel_abi::sgd::all_finite_finish_launch;
+use crate::backend::kernel_abi::sgd::{self, all_finite_finish_launch};
 use crate::dtype::{DType, Element};
 use crate::{Device, Shape, Tensor};
 use half::f16;
@@ -350,30 +350,34 @@ pub fn optim_tol(dtype: DType) -> (f64, f64) {
     }
 }
 
-/// Launches `name_<T>` (the element-wise optimiser kernels `sgd_step_*` and `adam_step_*`: `n`,
-/// then `scalars`, the inputs, the outputs) on `grid` with the `inputs` and `outputs` n-element
-/// NaN outputs, as `SgdStep::launch` / `AdamStep::launch` do (nothing for n = 0); checks every
-/// buffer's guards and returns the outputs as f64. Values are converted to T (exact: they were
-/// produced in T).
+/// Runs an element-wise optimiser kernel (`sgd_step_*`, `adam_step_*`) on `grid` as
+/// `SgdStep::launch` / `AdamStep::launch` do: `call` builds its `kernel_abi` call from n and the
+/// addresses of the `inputs` and of `outputs` n-element NaN buffers (nothing is launched for
+/// n = 0; the call must be a `T` kernel); checks every buffer's guards and returns the outputs as
+/// f64. Values are converted to T (exact: they were produced in T).
 pub fn emu_optim_step<T: KernelFloat>(
-    name: &str,
     grid: [u32; 3],
-    scalars: &[Arg],
     inputs: &[&[f64]],
     outputs: usize,
+    call: impl FnOnce(usize, &[usize], &[usize]) -> KernelCall<usize>,
 ) -> Vec<Vec<f64>> {
     let n = inputs[0].len();
     let mut ins: Vec<Buf<T>> = inputs.iter().map(|v| Buf::from_f64s(v)).collect();
     let mut outs: Vec<Buf<T>> = (0..outputs).map(|_| Buf::<T>::nan(n)).collect();
+    let in_ptrs: Vec<usize> = ins.iter_mut().map(|b| b.ptr()).collect();
+    let out_ptrs: Vec<usize> = outs.iter_mut().map(|b| b.ptr()).collect();
+    let call = call(n, &in_ptrs, &out_ptrs);
+    assert!(
+        call.name.ends_with(T::SUF),
+        "{} launched on {} buffers",
+        call.name,
+        T::SUF
+    );
     if n > 0 {
-        let mut args = vec![Arg::I64(n as i64)];
-        args.extend_from_slice(scalars);
-        args.extend(ins.iter_mut().map(|b| b.arg()));
-        args.extend(outs.iter_mut().map(|b| b.arg()));
-        run_kernel(&format!("{name}_{}", T::SUF), grid, &args);
+        run_call(&call, grid);
     }
     for b in ins.iter().chain(&outs) {
-        b.check_guards(name).unwrap();
+        b.check_guards(&call.name).unwrap();
     }
     outs.iter().map(|b| to_f64s(&b.to_vec())).collect()
 }
@@ -386,17 +390,12 @@ pub fn emu_all_finite<T: KernelFloat>(x: &[T], grid: [u32; 3]) -> (f32, u32) {
     let mut xb = Buf::from_slice(x);
     let mut flag = Buf::from_slice(&[0u32]);
     if n > 0 {
-        run_kernel(
-            &format!("all_finite_{}", T::SUF),
-            grid,
-            &[Arg::I64(n as i64), xb.arg(), flag.arg()],
-        );
+        run_call(&sgd::all_finite(T::DTYPE, n, xb.ptr(), flag.ptr()), grid);
     }
     let mut out = Buf::filled(1, f32::NAN);
-    run_plan(
-        "all_finite_finish",
+    run_call_plan(
+        &sgd::all_finite_finish(flag.ptr(), out.ptr()),
         all_finite_finish_launch(),
-        &[flag.arg(), out.arg()],
     );
     xb.check_guards("x").unwrap();
     flag.check_guards("flag").unwrap();

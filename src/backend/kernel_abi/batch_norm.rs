@@ -1,11 +1,18 @@
-//! Launch plans of cuda/batch_norm.cu: how many blocks share one channel's reduction, the vector
-//! width of the `_v` kernels, the reduction grid, and the dtype the big outputs are written in.
+//! The launches of cuda/batch_norm.cu: how many blocks share one channel's reduction, the vector
+//! width of the `_v` kernels, the reduction grid, the dtype the big outputs are written in, and the
+//! calls (kernel names and argument lists) of its six kernels: `bn_stats_*`, `bn_fwd_finalize_*`,
+//! `bn_fwd_apply_*` (forward) and `bn_bwd_reduce_*`, `bn_bwd_finalize_*`, `bn_bwd_apply_*` (backward).
+//! A kernel with five or more pointers takes them as a struct with one named field per pointer
+//! (`FwdFinalizeBufs`, …), so each call site names every buffer it passes.
 //!
 //! Invariants: a channel is split over several blocks only while each block keeps at least
 //! [`MIN_ITEMS_PER_BLOCK`] items; 16-byte vector kernels (`_v`) are picked only when a plane's length
-//! is a multiple of the vector width and every big buffer is 16-byte aligned (the caller says which).
+//! is a multiple of the vector width and every big buffer is 16-byte aligned (the caller says which);
+//! every call's arguments are in the order and C types of its kernel's signature (quoted on each
+//! builder).
 
-use super::Launch1d;
+use super::call::KernelCall;
+use super::{suffix, Launch1d};
 use crate::DType;
 
 /// Threads per block of the per-channel reductions (`BN_THREADS` in cuda/batch_norm.cu).
@@ -55,4 +62,237 @@ pub fn big_out_dtype(input: DType, requested: DType) -> DType {
     } else {
         input
     }
+}
+
+/// `bn_stats_<T>_<v|s>(i64 c, i64 hw, i64 items, i64 splits, const T* x, A* part)`: block b
+/// reduces channel b / splits over its share of the channel's `items` (= N·hw/V) items and writes
+/// its (count, mean, M2) to `part[3·b..]`. `vs` is the pick of [`pick_vec`]; x holds N·c·hw T, part
+/// 3·c·splits A (A = [`super::acc_dtype`]).
+#[allow(clippy::too_many_arguments)]
+pub fn stats<P>(
+    dtype: DType,
+    vs: &str,
+    c: usize,
+    hw: usize,
+    items: usize,
+    splits: usize,
+    x: P,
+    part: P,
+) -> KernelCall<P> {
+    KernelCall::new("batch_norm", format!("bn_stats_{}_{vs}", suffix(dtype)))
+        .i64(c)
+        .i64(hw)
+        .i64(items)
+        .i64(splits)
+        .ptr(x)
+        .ptr(part)
+}
+
+/// The buffers of `bn_fwd_finalize_*`, in signature order: the parameters and running statistics
+/// (c T each), the stats partials (3·c·splits A, read only in training), the per-channel outputs
+/// (c A each) and the apply's coefficients (2·c A: scale, shift per channel).
+pub struct FwdFinalizeBufs<P> {
+    pub gamma: P,
+    pub beta: P,
+    pub rm: P,
+    pub rv: P,
+    pub part: P,
+    pub save_mean: P,
+    pub save_invstd: P,
+    pub new_rm: P,
+    pub new_rv: P,
+    pub coef: P,
+}
+
+/// `bn_fwd_finalize_<T>(i64 c, i64 splits, int training, double m, double eps, double momentum,
+/// const T* gamma, const T* beta, const T* rm, const T* rv, const A* part, A* save_mean,
+/// A* save_invstd, A* new_rm, A* new_rv, A* coef)`: one thread per channel merges its `splits`
+/// partials (training) or reads the running statistics (eval); `m` = N·hw items per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn fwd_finalize<P>(
+    dtype: DType,
+    c: usize,
+    splits: usize,
+    training: bool,
+    m: usize,
+    eps: f64,
+    momentum: f64,
+    b: FwdFinalizeBufs<P>,
+) -> KernelCall<P> {
+    KernelCall::new("batch_norm", format!("bn_fwd_finalize_{}", suffix(dtype)))
+        .i64(c)
+        .i64(splits)
+        .i32(training as i32)
+        .f64(m as f64)
+        .f64(eps)
+        .f64(momentum)
+        .ptr(b.gamma)
+        .ptr(b.beta)
+        .ptr(b.rm)
+        .ptr(b.rv)
+        .ptr(b.part)
+        .ptr(b.save_mean)
+        .ptr(b.save_invstd)
+        .ptr(b.new_rm)
+        .ptr(b.new_rv)
+        .ptr(b.coef)
+}
+
+/// `bn_fwd_apply_<T>_<TO>_<v|s>(i64 items, i64 c, i64 hw, int relu, int has_res, const T* x,
+/// const T* res, const A* coef, TO* y)`: y = act(x·scale + shift [+ res]) over `items` (= N·c·hw/V)
+/// items; TO = `out_dtype` ([`big_out_dtype`]). Without a residual (`res` None) x is passed in its
+/// place, unread (`has_res` = 0). x, res and y hold N·c·hw elements, coef 2·c A.
+#[allow(clippy::too_many_arguments)]
+pub fn fwd_apply<P: Copy>(
+    dtype: DType,
+    out_dtype: DType,
+    vs: &str,
+    items: usize,
+    c: usize,
+    hw: usize,
+    relu: bool,
+    x: P,
+    res: Option<P>,
+    coef: P,
+    y: P,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_fwd_apply_{}_{}_{vs}", suffix(dtype), suffix(out_dtype)),
+    )
+    .i64(items)
+    .i64(c)
+    .i64(hw)
+    .i32(relu as i32)
+    .i32(res.is_some() as i32)
+    .ptr(x)
+    .ptr(res.unwrap_or(x))
+    .ptr(coef)
+    .ptr(y)
+}
+
+/// The buffers of `bn_bwd_reduce_*`, in signature order: x, y, dy (N·c·hw T), the saved statistics
+/// (c T each) and the partials (2·c·splits A).
+pub struct BwdReduceBufs<P> {
+    pub x: P,
+    pub mean: P,
+    pub invstd: P,
+    pub y: P,
+    pub dy: P,
+    pub part: P,
+}
+
+/// `bn_bwd_reduce_<T>_<v|s>(i64 c, i64 hw, i64 items, i64 splits, int relu, const T* x,
+/// const T* mean, const T* invstd, const T* y, const T* dy, A* part)`: block b sums (Σg, Σg·x̂) of
+/// channel b / splits over its share of the channel's `items` (= N·hw/V) items into
+/// `part[2·b..]`; g = dy, or 0 where `relu` and y ≤ 0.
+#[allow(clippy::too_many_arguments)]
+pub fn bwd_reduce<P>(
+    dtype: DType,
+    vs: &str,
+    c: usize,
+    hw: usize,
+    items: usize,
+    splits: usize,
+    relu: bool,
+    b: BwdReduceBufs<P>,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_bwd_reduce_{}_{vs}", suffix(dtype)),
+    )
+    .i64(c)
+    .i64(hw)
+    .i64(items)
+    .i64(splits)
+    .i32(relu as i32)
+    .ptr(b.x)
+    .ptr(b.mean)
+    .ptr(b.invstd)
+    .ptr(b.y)
+    .ptr(b.dy)
+    .ptr(b.part)
+}
+
+/// The buffers of `bn_bwd_finalize_*`, in signature order: γ and the saved statistics (c T each),
+/// the partials (2·c·splits A), dγ and dβ (c A each) and the apply's coefficients (5·c A: mean,
+/// invstd, γ·invstd, Σg/M, Σg·x̂/M per channel).
+pub struct BwdFinalizeBufs<P> {
+    pub gamma: P,
+    pub mean: P,
+    pub invstd: P,
+    pub part: P,
+    pub dgamma: P,
+    pub dbeta: P,
+    pub coef: P,
+}
+
+/// `bn_bwd_finalize_<T>(i64 c, i64 splits, double m, const T* gamma, const T* mean,
+/// const T* invstd, const A* part, A* dgamma, A* dbeta, A* coef)`: one thread per channel merges
+/// its `splits` partials; `m` = N·hw items per channel.
+pub fn bwd_finalize<P>(
+    dtype: DType,
+    c: usize,
+    splits: usize,
+    m: usize,
+    b: BwdFinalizeBufs<P>,
+) -> KernelCall<P> {
+    KernelCall::new("batch_norm", format!("bn_bwd_finalize_{}", suffix(dtype)))
+        .i64(c)
+        .i64(splits)
+        .f64(m as f64)
+        .ptr(b.gamma)
+        .ptr(b.mean)
+        .ptr(b.invstd)
+        .ptr(b.part)
+        .ptr(b.dgamma)
+        .ptr(b.dbeta)
+        .ptr(b.coef)
+}
+
+/// The buffers of `bn_bwd_apply_*`, in signature order: x, y, dy (N·c·hw T), the coefficients
+/// (5·c A), dx and dres (N·c·hw TO; dres is written only when asked for, but must be a valid
+/// pointer all the same).
+pub struct BwdApplyBufs<P> {
+    pub x: P,
+    pub y: P,
+    pub dy: P,
+    pub coef: P,
+    pub dx: P,
+    pub dres: P,
+}
+
+/// `bn_bwd_apply_<T>_<TO>_<v|s>(i64 items, i64 c, i64 hw, int training, int relu, int want_dres,
+/// const T* x, const T* y, const T* dy, const A* coef, TO* dx, TO* dres)`: dx (and dres = g when
+/// `want_dres`) over `items` (= N·c·hw/V) items; TO = `out_dtype` ([`big_out_dtype`]). x is read
+/// only in training, y only with `relu`.
+#[allow(clippy::too_many_arguments)]
+pub fn bwd_apply<P>(
+    dtype: DType,
+    out_dtype: DType,
+    vs: &str,
+    items: usize,
+    c: usize,
+    hw: usize,
+    training: bool,
+    relu: bool,
+    want_dres: bool,
+    b: BwdApplyBufs<P>,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_bwd_apply_{}_{}_{vs}", suffix(dtype), suffix(out_dtype)),
+    )
+    .i64(items)
+    .i64(c)
+    .i64(hw)
+    .i32(training as i32)
+    .i32(relu as i32)
+    .i32(want_dres as i32)
+    .ptr(b.x)
+    .ptr(b.y)
+    .ptr(b.dy)
+    .ptr(b.coef)
+    .ptr(b.dx)
+    .ptr(b.dres)
 }

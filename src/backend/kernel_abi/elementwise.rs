@@ -1,13 +1,14 @@
-//! Launch plans of cuda/elementwise.cu: the op codes and scalar parameters its kernels switch on, and
-//! the contiguous-vs-strided choice of a binary op.
+//! Launch plans and calls of cuda/elementwise.cu: the op codes and scalar parameters its kernels
+//! switch on, the contiguous-vs-strided choice of a binary op, and each kernel's argument list.
 //!
 //! Invariants: `unary_code` ↔ the `switch` of `unary_*`/`unary_bwd_*`, `binary_code` ↔ that of
 //! `binary_*` (both in cuda/elementwise.cu); a [`BinaryPlan`] reads each operand only at offsets below
 //! its `*_len`.
 
-use super::{collapse, extent, StridedArgs};
+use super::call::KernelCall;
+use super::{collapse, extent, suffix, StridedArgs};
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
-use crate::Result;
+use crate::{DType, Result};
 
 /// (code, p0, p1) of the forward kernel `unary_<T>`.
 pub fn unary_code(op: UnaryOp) -> (i32, f64, f64) {
@@ -46,6 +47,43 @@ pub fn binary_code(op: BinaryOp) -> i32 {
     }
 }
 
+/// `unary_<T>(i64 n, int op, double p0, double p1, const T* x, T* y)`: `y = op(x)` over n
+/// elements.
+pub fn unary<P>(op: UnaryOp, dtype: DType, n: usize, x: P, y: P) -> KernelCall<P> {
+    let (code, p0, p1) = unary_code(op);
+    KernelCall::new("elementwise", format!("unary_{}", suffix(dtype)))
+        .i64(n)
+        .i32(code)
+        .f64(p0)
+        .f64(p1)
+        .ptr(x)
+        .ptr(y)
+}
+
+/// `unary_bwd_<T>(i64 n, int op, double p0, double p1, const T* x, const T* y, const T* dy, T* dx)`:
+/// `dx = dy · op'(x, y)` over n elements.
+#[allow(clippy::too_many_arguments)]
+pub fn unary_backward<P>(
+    op: UnaryOp,
+    dtype: DType,
+    n: usize,
+    x: P,
+    y: P,
+    dy: P,
+    dx: P,
+) -> KernelCall<P> {
+    let (code, p0, p1) = unary_backward_code(op);
+    KernelCall::new("elementwise", format!("unary_bwd_{}", suffix(dtype)))
+        .i64(n)
+        .i32(code)
+        .f64(p0)
+        .f64(p1)
+        .ptr(x)
+        .ptr(y)
+        .ptr(dy)
+        .ptr(dx)
+}
+
 /// How `a ∘ b` over a dense output of `dims` is launched, given each operand's strides (0 where it
 /// broadcasts).
 #[derive(Clone, Copy, Debug)]
@@ -81,5 +119,20 @@ impl BinaryPlan {
     pub fn kernel(&self, sfx: &str) -> String {
         let kind = if self.contiguous { "contig" } else { "strided" };
         format!("binary_{kind}_{sfx}")
+    }
+
+    /// The plan's call: `binary_contig_<T>(i64 n, int op, const T* a, const T* b, T* out)` or
+    /// `binary_strided_<T>(i64 n, int op, StridedArgs sa, StridedArgs sb, const T* a, const T* b,
+    /// T* out)`.
+    pub fn call<P>(&self, op: BinaryOp, dtype: DType, a: P, b: P, out: P) -> KernelCall<P> {
+        let call = KernelCall::new("elementwise", self.kernel(suffix(dtype)))
+            .i64(self.n)
+            .i32(binary_code(op));
+        let call = if self.contiguous {
+            call
+        } else {
+            call.pod(&self.lhs).pod(&self.rhs)
+        };
+        call.ptr(a).ptr(b).ptr(out)
     }
 }

@@ -1,14 +1,24 @@
-//! Launch plans of cuda/layout.cu's copies: the block copy `copy2d_*` behind narrow, its backward and
-//! concat, and the strided gather `strided_copy_*` behind permute, transpose, memory formats and
-//! broadcasts (or a plain memcpy when the map is dense in order).
+//! Launch plans and calls of cuda/layout.cu: the dtype casts `cast_*_*`, the block copy `copy2d_*`
+//! behind narrow, its backward and concat, and the strided gather `strided_copy_*` behind permute,
+//! transpose, memory formats and broadcasts (or a plain memcpy when the map is dense in order).
 //!
 //! Invariants: a plan is checked against the buffer lengths before anything is launched: every read
 //! offset is below the source's length, every write offset below the destination's, and block-copy
 //! rows never overlap in the destination.
 
-use super::{collapse, extent, StridedArgs};
+use super::call::KernelCall;
+use super::{bits_suffix, collapse, extent, suffix, StridedArgs};
 use crate::ops::layout::{Concat, Narrow};
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
+
+/// `cast_<S>_<D>(i64 n, const S* x, D* y)`: n elements converted from `from` to `to` (distinct
+/// dtypes; a same-dtype "cast" is a plain copy and has no kernel).
+pub fn cast<P>(from: DType, to: DType, n: usize, x: P, y: P) -> KernelCall<P> {
+    KernelCall::new("layout", format!("cast_{}_{}", suffix(from), suffix(to)))
+        .i64(n)
+        .ptr(x)
+        .ptr(y)
+}
 
 /// `dst[r·dst.0 + dst.1 + c] = src[r·src.0 + src.1 + c]` for r < rows, c < cols: `copy2d_*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,17 +96,18 @@ impl Copy2d {
         Ok(())
     }
 
-    /// The kernel's six i64 arguments: n, cols, src row stride, src offset, dst row stride, dst
-    /// offset.
-    pub fn args(&self) -> [i64; 6] {
-        [
-            self.n() as i64,
-            self.cols as i64,
-            self.src.0 as i64,
-            self.src.1 as i64,
-            self.dst.0 as i64,
-            self.dst.1 as i64,
-        ]
+    /// `copy2d_u<bits>(i64 n, i64 cols, i64 src_rs, i64 src_off, i64 dst_rs, i64 dst_off,
+    /// const U* src, U* dst)` with U of `dtype`'s width (bits are moved, not converted).
+    pub fn call<P>(&self, dtype: DType, src: P, dst: P) -> KernelCall<P> {
+        KernelCall::new("layout", format!("copy2d_{}", bits_suffix(dtype)))
+            .i64(self.n())
+            .i64(self.cols)
+            .i64(self.src.0)
+            .i64(self.src.1)
+            .i64(self.dst.0)
+            .i64(self.dst.1)
+            .ptr(src)
+            .ptr(dst)
     }
 }
 
@@ -131,5 +142,15 @@ impl StridedCopyPlan {
             dense: cd.len() <= 1 && cs[0].first().is_none_or(|&s| s == 1),
             src: StridedArgs::new(OP, &cd, &cs[0])?,
         })
+    }
+
+    /// `strided_copy_u<bits>(i64 n, StridedArgs a, const U* x, U* y)` with U of `dtype`'s width: the
+    /// gather, for a plan that is not `dense`.
+    pub fn call<P>(&self, dtype: DType, x: P, y: P) -> KernelCall<P> {
+        KernelCall::new("layout", format!("strided_copy_{}", bits_suffix(dtype)))
+            .i64(self.n)
+            .pod(&self.src)
+            .ptr(x)
+            .ptr(y)
     }
 }

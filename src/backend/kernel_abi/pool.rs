@@ -1,13 +1,15 @@
-//! Launch plans of cuda/pool.cu and of the per-channel bias gradient in cuda/conv.cu: the
-//! `PoolArgs` descriptor, the global average pool's warp/block choice and the bias gradient's grid.
+//! Launch plans and calls of cuda/pool.cu: the `PoolArgs` descriptor, the global average pool's
+//! warp/block choice, and each pooling kernel's name and argument list (see call.rs).
 //!
 //! Invariants: [`PoolArgs`] has the field order and size (96 bytes, 8-aligned) of its C twin; kernel
-//! and stride are positive (the kernels divide by the stride).
+//! and stride are positive (the kernels divide by the stride); the argmax buffer of the max pool is
+//! `Acc<T>` (f32 for f16 and f32, f64 for f64; `acc_dtype`).
 
+use super::call::KernelCall;
 use super::rows::RowGroup;
-use super::Launch1d;
+use super::{suffix, Launch1d};
 use crate::ops::pool::PoolGeom;
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
 
 /// Geometry of a pooling launch, mirrored by `PoolArgs` in cuda/pool.cu. Passed by value.
 #[repr(C)]
@@ -64,7 +66,71 @@ pub fn global_avg_pool_launch(planes: usize, hw: usize, sm_count: usize) -> (Row
     (group, group.launch(planes, sm_count))
 }
 
-/// `conv_bias_grad_*`: a block per channel, capped (the kernel grid-strides over channels).
-pub fn bias_grad_launch(channels: usize, sm_count: usize) -> Launch1d {
-    Launch1d::capped(channels, sm_count)
+/// A kernel of cuda/pool.cu taking a [`PoolArgs`] first: `<kernel>_<T>(PoolArgs a, …)`.
+fn pool_call<P>(kernel: &str, dtype: DType, a: &PoolArgs) -> KernelCall<P> {
+    KernelCall::new("pool", format!("{kernel}_{}", suffix(dtype))).pod(a)
+}
+
+/// `max_pool2d_<T>(PoolArgs a, const T* x, T* y, Acc<T>* idx)`: x holds planes·h·w elements, y and
+/// the argmax idx (in `Acc<T>`) planes·oh·ow; a thread per output element.
+pub fn max_pool2d<P>(dtype: DType, a: &PoolArgs, x: P, y: P, idx: P) -> KernelCall<P> {
+    pool_call("max_pool2d", dtype, a).ptr(x).ptr(y).ptr(idx)
+}
+
+/// `max_pool2d_bwd_<T>(PoolArgs a, const T* idx, const T* dy, T* dx)`: idx (the forward's argmax,
+/// here in T) and dy hold planes·oh·ow elements, dx planes·h·w; a thread per input element.
+pub fn max_pool2d_backward<P>(dtype: DType, a: &PoolArgs, idx: P, dy: P, dx: P) -> KernelCall<P> {
+    pool_call("max_pool2d_bwd", dtype, a)
+        .ptr(idx)
+        .ptr(dy)
+        .ptr(dx)
+}
+
+/// `avg_pool2d_<T>(PoolArgs a, const T* x, T* y)`: x holds planes·h·w elements, y planes·oh·ow; a
+/// thread per output element.
+pub fn avg_pool2d<P>(dtype: DType, a: &PoolArgs, x: P, y: P) -> KernelCall<P> {
+    pool_call("avg_pool2d", dtype, a).ptr(x).ptr(y)
+}
+
+/// `avg_pool2d_bwd_<T>(PoolArgs a, const T* dy, T* dx)`: dy holds planes·oh·ow elements, dx
+/// planes·h·w; a thread per input element.
+pub fn avg_pool2d_backward<P>(dtype: DType, a: &PoolArgs, dy: P, dx: P) -> KernelCall<P> {
+    pool_call("avg_pool2d_bwd", dtype, a).ptr(dy).ptr(dx)
+}
+
+/// `global_avg_pool_{warp,block}_<T>(i64 planes, i64 hw, const T* x, T* y)`: y[p] = mean of plane
+/// p of x (planes·hw elements); `grp` from [`global_avg_pool_launch`].
+pub fn global_avg_pool<P>(
+    grp: RowGroup,
+    dtype: DType,
+    planes: usize,
+    hw: usize,
+    x: P,
+    y: P,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "pool",
+        format!("global_avg_pool_{}_{}", grp.name(), suffix(dtype)),
+    )
+    .i64(planes)
+    .i64(hw)
+    .ptr(x)
+    .ptr(y)
+}
+
+/// `global_avg_pool_bwd_<T>(i64 total, i64 hw, double inv, const T* dy, T* dx)` with inv = 1/hw:
+/// dx[i] = dy[i / hw]·inv over `total` = planes·hw elements (dy holds planes).
+pub fn global_avg_pool_backward<P>(
+    dtype: DType,
+    total: usize,
+    hw: usize,
+    dy: P,
+    dx: P,
+) -> KernelCall<P> {
+    KernelCall::new("pool", format!("global_avg_pool_bwd_{}", suffix(dtype)))
+        .i64(total)
+        .i64(hw)
+        .f64(1.0 / hw as f64)
+        .ptr(dy)
+        .ptr(dx)
 }

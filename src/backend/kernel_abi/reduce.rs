@@ -1,4 +1,4 @@
-//! Launch plan of cuda/reduce.cu's `sum_thread_*` / `sum_block_*` (the op `SumKeep`).
+//! Launch plan and call of cuda/reduce.cu's `sum_thread_*` / `sum_block_*` (the op `SumKeep`).
 //!
 //! The input dims split into kept dims (extent equal in the output) and reduced dims; each list is
 //! collapsed separately (extent-1 dims dropped, contiguous neighbours merged). One thread per output
@@ -9,8 +9,9 @@
 //! Invariants: kept and reduced offsets decompose the dense input shape, so every read is below the
 //! input's element count; outputs are in row-major order of the output dims.
 
-use super::{collapse, Launch1d, StridedArgs};
-use crate::Result;
+use super::call::KernelCall;
+use super::{collapse, suffix, Launch1d, StridedArgs};
+use crate::{DType, Result};
 
 /// At most this many reduced elements per output are summed by one thread.
 pub const SERIAL_MAX: usize = 64;
@@ -75,5 +76,18 @@ impl SumPlan {
         } else {
             Launch1d::capped(self.n_out, sm_count)
         }
+    }
+
+    /// The plan's call: `sum_{thread,block}_<T>(i64 n_out, i64 n_red, StridedArgs kept,
+    /// StridedArgs red, const T *x, T *y)` (the kernel as [`SumPlan::kernel`] names it); x is the
+    /// dense input, y holds `n_out` elements.
+    pub fn call<P>(&self, dtype: DType, x: P, y: P) -> KernelCall<P> {
+        KernelCall::new("reduce", self.kernel(suffix(dtype)))
+            .i64(self.n_out)
+            .i64(self.n_red)
+            .pod(&self.kept)
+            .pod(&self.reduced)
+            .ptr(x)
+            .ptr(y)
     }
 }

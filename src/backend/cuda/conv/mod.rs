@@ -73,17 +73,18 @@
 //! returned in the inputs' dtype.
 //!
 //! Files: `cudnn.rs` (RAII wrappers, `CuGeom`), `plan.rs` (plan cache, per-device state, algorithm
-//! choice), `run.rs` (`convolve`), this file (statistics, helper-kernel launchers, the
-//! `CudaKernel` impls).
+//! choice), `run.rs` (`convolve`), this file (statistics, helper-kernel launchers over the calls of
+//! `kernel_abi/conv.rs`, the `CudaKernel` impls).
 
-use super::{bits_suffix, gpu, suffix, CuResultExt, CudaKernel, CudaStorage, Gpu, LIB_ADVICE};
-use crate::backend::kernel_abi::pool::bias_grad_launch;
+use super::batch_norm::check_len;
+use super::{gpu, CuResultExt, CudaKernel, CudaStorage, Gpu, LIB_ADVICE};
+use crate::backend::kernel_abi::conv::{self as conv_abi, bias_grad_launch};
 use crate::ops::conv::{
     Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBiasGrad, Conv2dForward, Conv2dGeometry,
 };
 use crate::{DType, Error, Result};
 use cudarc::cudnn::{result as cr, sys, CudnnError};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
@@ -129,7 +130,7 @@ pub fn conv_cache_stats() -> ConvCacheStats {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Helper kernels (cuda/conv.cu)
+// Helper kernels (cuda/conv.cu; their calls and the bias gradient's grid from kernel_abi/conv.rs)
 
 /// `y[i] = bias[(i / plane) % c]` over `y` (`len` a multiple of `c·plane`).
 fn fill_bias(
@@ -144,17 +145,10 @@ fn fill_bias(
     if total == 0 {
         return Ok(());
     }
-    let f = g.func("conv", &format!("conv_fill_bias_{}", suffix(y.dtype())))?;
-    let (total64, plane64, c64) = (total as i64, plane as i64, c as i64);
-    let mut lb = g.stream.launch_builder(&f);
-    lb.arg(&total64)
-        .arg(&plane64)
-        .arg(&c64)
-        .arg(bias.buf())
-        .arg(y.buf_mut());
-    // SAFETY: matches `conv_fill_bias_<T>(i64, i64, i64, const T*, T*)`; bias holds c T (checked by
-    // the launcher), y `total` T.
-    unsafe { lb.launch(g.grid(total)) }.cu(op)?;
+    check_len(op, "bias", bias, c)?;
+    let call = conv_abi::fill_bias(y.dtype(), total, plane, c, bias.dptr(g), y.dptr_mut(g));
+    // SAFETY: bias holds c elements (checked), y `total`; the kernel reads bias[(i / plane) % c].
+    unsafe { g.launch(&call, g.grid(total)) }?;
     Ok(())
 }
 
@@ -174,19 +168,16 @@ fn window(
     if total == 0 {
         return Ok(dst);
     }
-    let f = g.func("conv", &format!("conv_window_{}", bits_suffix(src.dtype())))?;
-    let v = [planes, hs, ws, hd, wd].map(|x| x as i64);
-    let mut lb = g.stream.launch_builder(&f);
-    lb.arg(&v[0])
-        .arg(&v[1])
-        .arg(&v[2])
-        .arg(&v[3])
-        .arg(&v[4])
-        .arg(src.buf())
-        .arg(dst.buf_mut());
-    // SAFETY: matches `conv_window_<bits>(i64 ×5, const U*, U*)` with U of the dtype's width; src
-    // holds planes·hs·ws elements (checked by the caller), dst planes·hd·wd.
-    unsafe { lb.launch(g.grid(total)) }.cu(op)?;
+    let call = conv_abi::window(
+        src.dtype(),
+        planes,
+        (hs, ws),
+        (hd, wd),
+        src.dptr(g),
+        dst.dptr_mut(g),
+    );
+    // SAFETY: src holds planes·hs·ws elements (checked by the caller), dst planes·hd·wd.
+    unsafe { g.launch(&call, g.grid(total)) }?;
     Ok(dst)
 }
 
@@ -355,18 +346,11 @@ impl CudaKernel for Conv2dBiasGrad {
             return Ok(vec![g.zeros(dy.dtype(), c)?]);
         }
         let mut db = g.alloc(dy.dtype(), c)?;
-        let f = g.func("conv", &format!("conv_bias_grad_{}", suffix(dy.dtype())))?;
-        let (n64, c64, plane64) = (n as i64, c as i64, plane as i64);
-        let mut lb = g.stream.launch_builder(&f);
-        lb.arg(&n64)
-            .arg(&c64)
-            .arg(&plane64)
-            .arg(dy.buf())
-            .arg(db.buf_mut());
+        let call = conv_abi::bias_grad(dy.dtype(), n, c, plane, dy.dptr(g), db.dptr_mut(g));
         let cfg = g.launch_cfg(bias_grad_launch(c, g.sms()));
-        // SAFETY: matches `conv_bias_grad_<T>(i64, i64, i64, const T*, T*)`; dy holds n·c·plane T, db
-        // c T; 256 threads (a multiple of 32, ≤ 1024) as BlockGroup requires.
-        unsafe { lb.launch(cfg) }.cu(OP)?;
+        // SAFETY: dy holds n·c·plane elements (checked), db c; 256 threads (a multiple of 32,
+        // ≤ 1024) as BlockGroup requires.
+        unsafe { g.launch(&call, cfg) }?;
         Ok(vec![db])
     }
 }
