@@ -21,7 +21,7 @@ const COVERAGE: &[(&str, &str)] = &[
     // cuda/sgd.cu, cuda/adam.cu
     ("sgd_step_", "tests/cuda_emu_optim_kernels.rs"),
     ("all_finite", "tests/cuda_emu_optim_kernels.rs"),
-    ("multi_tensor_", "tests/cuda_emu_optimizers.rs"),
+    ("multi_tensor_", "tests/cuda_emu_optimizers_fused.rs"),
     ("adam_step_", "tests/cuda_emu_optim_kernels.rs"),
     // cuda/adain.cu, cuda/reduce.cu
     ("plane_stat_", "tests/cuda_emu_adain_reduce.rs"),

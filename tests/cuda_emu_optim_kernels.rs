@@ -3,7 +3,8 @@
 //! and `all_finite_*` + `all_finite_finish`), run in the CUDA emulator (`--features cuda-emu`) on a
 //! pretend GPU of 4 SMs, each against the CPU backend running the same kernel struct (`SgdStep`,
 //! `AdamStep`, `AllFinite`) on the same rounded inputs, in f64, f32 and f16. The optimisers built on
-//! them (and the fused `multi_tensor_*` kernels) are tested in tests/cuda_emu_optimizers.rs.
+//! them are tested in tests/cuda_emu_optimizers_per_tensor.rs, the fused `multi_tensor_*` kernels in
+//! tests/cuda_emu_optimizers_fused.rs.
 //!
 //! Launches are src/backend/cuda/{sgd,adam}.rs's: the calls (kernel names and argument lists) of
 //! `engine::backend::kernel_abi::{sgd, adam}` as the launchers build them, on `g.grid(n)` and the
@@ -230,7 +231,7 @@ fn all_finite_matches_the_cpu() {
 }
 
 /// Every kernel of the `sgd_step_`, `all_finite` and `adam_step_` families is exercised above (the
-/// `multi_tensor_` family is tests/cuda_emu_optimizers.rs's).
+/// `multi_tensor_` family is tests/cuda_emu_optimizers_fused.rs's).
 #[test]
 fn every_optimiser_kernel_is_covered() {
     let covered = [

@@ -334,7 +334,7 @@ pub fn assert_sums(what: &str, got: &[f64], want: &[f64], l1: &[f64], l1_tol: f6
 // -----------------------------------------------------------------------------------------------
 // The optimiser kernels (cuda/sgd.cu, cuda/adam.cu), launched as their per-tensor launchers do:
 // the kernel-level tests (tests/cuda_emu_optim_kernels.rs) and the per-tensor optimiser path
-// (tests/cuda_emu_optimizers.rs) make the same launches.
+// (tests/cuda_emu_optimizers_per_tensor.rs) make the same launches.
 
 /// Tolerances `(atol, rtol)` of the optimiser kernels against the CPU. The emulator computes in
 /// the same precision, in the same order and without FMA contraction as the CPU backend, so
