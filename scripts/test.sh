@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): every test, on the CPU, plus the CUDA tests when this
 # machine has a GPU (they print "skipped CUDA: ..." and pass where there is none). With nvcc present
-# (scripts/setup.sh installs it) the build includes the `cuda` feature, so every kernel compiles.
+# (scripts/setup.sh installs it) the build includes the `cuda` feature, so every kernel compiles, and
+# the device-aware tests run a second time on the simulated CUDA device (`cuda-sim`).
 # Tests build with opt-level 2 (see Cargo.toml's [profile.test]) so the numerics run fast.
 # Ends with one summary line over all test binaries: "summary: N passed, M failed".
 set -euo pipefail
@@ -14,6 +15,20 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test "${FEATURES[@]}" "$@" 2>&1 | tee "$log" || status=$?
+# The device-aware tests again on the simulated CUDA device (`cuda-sim`: the real CUDA launchers with
+# their kernels in the emulator, cuDNN/cuBLAS ops on the CPU), where there is no GPU but nvcc's headers
+# are installed. ENGINE_REQUIRE_CUDA=1: a test that skips its CUDA half fails. Skipped when extra
+# cargo arguments narrow the run (then only the first command runs them) or CUDA_SIM=0.
+if [ "${#FEATURES[@]}" -gt 0 ] && [ "$#" -eq 0 ] && [ "${CUDA_SIM:-1}" != 0 ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+  SIM_TESTS=()
+  for f in tests/cuda_vs_cpu*.rs tests/fixtures_*.rs tests/models_resnet.rs tests/optim_fixtures.rs \
+           tests/pix2pix_nets.rs tests/pretrained_weights.rs tests/stylizer_net.rs; do
+    SIM_TESTS+=(--test "$(basename "$f" .rs)")
+  done
+  echo
+  echo "== the device-aware tests on the simulated CUDA device (--features cuda-sim)"
+  ENGINE_REQUIRE_CUDA=1 cargo test --features cuda-sim "${SIM_TESTS[@]}" 2>&1 | tee -a "$log" || status=$?
+fi
 passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
 echo

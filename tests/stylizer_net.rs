@@ -180,6 +180,28 @@ fn coral_matches_pytorch() {
     assert!(e.contains("channel 0 of the source image has std 0"), "{e}");
 }
 
+/// The f32 floor of the loss gradients' relative L2 tolerance. These gradients are ill-conditioned in
+/// the fixture's α = 0.8 case: given the simulated CUDA device's f32 AdaIN output, which is as close
+/// to f64 as the CPU's (1.6e-6 relative L2 both), the gradient w.r.t. that output differs from f64 by
+/// 7.2e-3 even when everything after AdaIN runs on the CPU, against 9.9e-5 from the CPU's own AdaIN
+/// output (measured in session 12). So which f32 rounding of the AdaIN target a device produces decides
+/// the error, not the kernels' accuracy; f64 (checked per element above) is where they are pinned down.
+const LOSS_GRAD_F32_RTOL: f64 = 2e-2;
+
+#[track_caller]
+fn check_loss_grad(fx: &Fixtures, name: &str, actual: &Tensor, dtype: DType) {
+    let (atol, rtol) = fx.network_tolerance("loss", dtype);
+    let rtol = if dtype == DType::F64 {
+        rtol
+    } else {
+        rtol.max(LOSS_GRAD_F32_RTOL)
+    };
+    let (shape, expected) = fx.raw(name);
+    assert_eq!(actual.dims(), &shape[..], "{name}: shape");
+    let what = format!("{name} [{dtype} on {}]", actual.device());
+    assert_close_deep(&what, actual, expected, dtype, atol, rtol);
+}
+
 #[test]
 fn losses_and_gradients_match_pytorch() {
     for_each_setting(|fx, s, dtype, device| {
@@ -195,9 +217,8 @@ fn losses_and_gradients_match_pytorch() {
             .add(&loss_s.scale(p["style_weight"].as_f64().unwrap()).unwrap())
             .unwrap();
         let grads = total.backward().unwrap();
-        check(
+        check_loss_grad(
             fx,
-            "loss",
             "loss/grad/content",
             grads.get(&content).expect("content gradient"),
             dtype,
@@ -206,7 +227,7 @@ fn losses_and_gradients_match_pytorch() {
             let g = grads
                 .get(&param.tensor)
                 .unwrap_or_else(|| panic!("no gradient for decoder {name}"));
-            check(fx, "loss", &format!("loss/grad/decoder/{name}"), g, dtype);
+            check_loss_grad(fx, &format!("loss/grad/decoder/{name}"), g, dtype);
         }
         for (name, param) in named_params(&s.encoder) {
             assert!(grads.get(&param.tensor).is_none(), "frozen {name} got one");

@@ -7,10 +7,14 @@
 
 pub mod cpu;
 pub mod cpu_profile;
-#[cfg(not(feature = "cuda"))]
+#[cfg(not(any(feature = "cuda", feature = "cuda-sim")))]
 #[path = "cuda_stub.rs"]
 pub mod cuda;
 #[cfg(feature = "cuda")]
+pub mod cuda;
+// The simulated device (tests without a GPU): the real launchers over the emulator.
+#[cfg(all(feature = "cuda-sim", not(feature = "cuda")))]
+#[path = "cuda_sim/mod.rs"]
 pub mod cuda;
 #[cfg(feature = "cuda-emu")]
 pub mod cuda_emu;

@@ -8,7 +8,7 @@
 //! launch is preceded by a bounds check of the largest source offset it reads and the largest
 //! destination offset it writes; nothing is launched for zero elements.
 
-use super::{gpu, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use super::{gpu, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::layout::{self, Copy2d, StridedCopyPlan};
 use crate::ops::layout::{Cast, Concat, Narrow, NarrowBackward};
 use crate::ops::reduce::StridedCopy;
@@ -128,8 +128,7 @@ impl CudaKernel for StridedCopy {
         let plan = StridedCopyPlan::new(dims, self.map.strides(), x.len())?;
         if plan.dense {
             // Dense in order: a plain copy (e.g. a permutation that moves only extent-1 dims).
-            let src = x.buf().slice(0..n * x.dtype().size_in_bytes());
-            g.stream.memcpy_dtod(&src, y.buf_mut()).cu("strided_copy")?;
+            g.copy_prefix(x, &mut y, n * x.dtype().size_in_bytes())?;
             return Ok(vec![y]);
         }
         let call = plan.call(x.dtype(), x.dptr(g), y.dptr_mut(g));

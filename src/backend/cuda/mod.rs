@@ -30,6 +30,7 @@ mod adain;
 mod adam;
 mod batch_norm;
 mod conv;
+mod dispatch;
 mod dropout;
 mod elementwise;
 mod layout;
@@ -55,6 +56,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 }
 pub use conv::{conv_cache_stats, ConvCacheStats};
+pub use dispatch::run;
 pub use generated::KERNELS;
 pub use sgd::multi_tensor_sgd_step;
 
@@ -176,62 +178,6 @@ pub fn reset_peak_memory(ordinal: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Runs `kernel` on CUDA inputs (see the module docs for the dtype rules).
-pub fn run<K: CudaKernel>(
-    kernel: &K,
-    inputs: &[&CudaStorage],
-    out_dtypes: &[DType],
-) -> Result<Vec<CudaStorage>> {
-    let Some(first) = inputs.first() else {
-        return Err(Error::bad(K::NAME, "kernel called with no inputs"));
-    };
-    let any_f64 = inputs.iter().any(|s| s.dtype == DType::F64);
-    let uniform = inputs.iter().all(|s| s.dtype == first.dtype);
-    let widened: Vec<CudaStorage>;
-    let inputs: Vec<&CudaStorage> = if uniform {
-        inputs.to_vec()
-    } else if any_f64 {
-        let other = inputs
-            .iter()
-            .find(|s| s.dtype != DType::F64)
-            .expect("mixed");
-        return Err(Error::DType {
-            op: K::NAME,
-            msg: format!(
-                "an f64 computation got an {} input; cast all inputs to f64",
-                other.dtype
-            ),
-        });
-    } else {
-        widened = inputs
-            .iter()
-            .map(|s| layout::cast(s, DType::F32))
-            .collect::<Result<_>>()?;
-        widened.iter().collect()
-    };
-    let outs = kernel.launch(&inputs, out_dtypes)?;
-    if outs.len() != out_dtypes.len() {
-        return Err(Error::bad(
-            K::NAME,
-            format!(
-                "CUDA kernel returned {} outputs, op expected {}",
-                outs.len(),
-                out_dtypes.len()
-            ),
-        ));
-    }
-    outs.into_iter()
-        .zip(out_dtypes)
-        .map(|(s, &dt)| {
-            if s.dtype == dt {
-                Ok(s)
-            } else {
-                layout::cast(&s, dt)
-            }
-        })
-        .collect()
 }
 
 impl CudaStorage {
@@ -463,6 +409,42 @@ impl Gpu {
             len,
             ordinal: self.ordinal,
         })
+    }
+
+    /// A copy of the first `bytes` bytes of `src` into `dst` (same device), ordered on the stream.
+    pub(crate) fn copy_prefix(
+        &self,
+        src: &CudaStorage,
+        dst: &mut CudaStorage,
+        bytes: usize,
+    ) -> Result<()> {
+        if bytes > src.num_bytes() || bytes > dst.num_bytes() {
+            return Err(Error::Msg(format!(
+                "cuda copy of {bytes} bytes between buffers of {} and {} bytes",
+                src.num_bytes(),
+                dst.num_bytes()
+            )));
+        }
+        if bytes == 0 {
+            return Ok(());
+        }
+        let from = src.buf.slice(0..bytes);
+        self.stream
+            .memcpy_dtod(&from, &mut dst.buf)
+            .cu("device copy")
+    }
+
+    /// A device table of 8-byte words (descriptor arrays, prefix sums) uploaded from the host. Its
+    /// dtype is nominally F64 (the storage's word type); kernels read it through their own pointer
+    /// type. Pageable host → device copies return once the source is staged, so `words` may go.
+    pub(crate) fn upload_words(&self, words: &[u64]) -> Result<CudaStorage> {
+        let mut s = self.alloc(DType::F64, words.len())?;
+        if !words.is_empty() {
+            self.stream
+                .memcpy_htod(bytemuck::cast_slice::<u64, u8>(words), &mut s.buf)
+                .cu("upload")?;
+        }
+        Ok(s)
     }
 
     /// Zero-filled device memory.

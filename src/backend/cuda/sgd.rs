@@ -16,7 +16,7 @@
 //! records, their grouping and grids.
 
 use super::softmax::check_len;
-use super::{gpu, CuResultExt, CudaKernel, CudaStorage, Gpu};
+use super::{gpu, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::sgd::{
     self, all_finite_finish_launch, group_by_grad_dtype, multi_tensor_launch, SgdTensorArgs, CHUNK,
     SGD_FIRST,
@@ -24,7 +24,6 @@ use crate::backend::kernel_abi::sgd::{
 use crate::backend::Storage;
 use crate::optim::sgd::{AllFinite, MultiTensorHyper, MultiTensorSlot, SgdStep};
 use crate::{DType, Error, Result, Tensor};
-use cudarc::driver::{CudaSlice, DevicePtr};
 
 impl CudaKernel for SgdStep {
     fn launch(&self, inputs: &[&CudaStorage], _out: &[DType]) -> Result<Vec<CudaStorage>> {
@@ -96,9 +95,7 @@ fn device_address(g: &Gpu, t: &Tensor, what: &str, dtype: DType, numel: usize) -
             ),
         ));
     }
-    // Event tracking is off (one stream per device), so the guard records nothing.
-    let (ptr, _guard) = c.buf().device_ptr(&g.stream);
-    Ok(ptr)
+    Ok(c.dptr(g))
 }
 
 /// One SGD step over every slot, in place, on CUDA device `ordinal`: all gradients are checked
@@ -149,18 +146,13 @@ pub fn multi_tensor_sgd_step(
     for grp in &groups {
         // Pageable host → device copies return once the source has been staged, so the host
         // vectors may go when this function returns.
-        let ts = g
-            .stream
-            .clone_htod(bytemuck::cast_slice::<SgdTensorArgs, u8>(&grp.tensors))
-            .cu(OP)?;
-        let cs = g.stream.clone_htod(grp.chunk_starts.as_slice()).cu(OP)?;
+        let ts = g.upload_words(bytemuck::cast_slice::<SgdTensorArgs, u64>(&grp.tensors))?;
+        let cs = g.upload_words(bytemuck::cast_slice::<i64, u64>(&grp.chunk_starts))?;
         uploaded.push((grp.grad_dtype, grp.tensors.len(), ts, cs, grp.chunks()));
     }
     let launch = |chunks: i64| g.launch_cfg(multi_tensor_launch(chunks, g.sms()));
-    // Device addresses of the uploaded tables (event tracking is off, so the guards record nothing).
-    let addrs = |ts: &CudaSlice<u8>, cs: &CudaSlice<i64>| {
-        (ts.device_ptr(&g.stream).0, cs.device_ptr(&g.stream).0)
-    };
+    // Device addresses of the uploaded tables.
+    let addrs = |ts: &CudaStorage, cs: &CudaStorage| (ts.dptr(g), cs.dptr(g));
     for (dt, n_tensors, ts, cs, chunks) in &uploaded {
         if *chunks == 0 {
             continue;

@@ -1,0 +1,33 @@
+//! The kernels the simulated device runs on the CPU: those whose CUDA launcher calls a vendor library
+//! (cuDNN convolutions, cuBLAS GEMMs), which has no emulated twin. Each gets the default
+//! `CudaKernel::launch`: inputs are copied to host storage, the CPU kernel runs, the outputs are copied
+//! back. Every other kernel runs its real launcher (src/backend/cuda/) in the emulator.
+//!
+//! Invariant: this list and the launcher files compiled by `cuda_sim/mod.rs` together cover every
+//! `CpuKernel` (a build with `cuda-sim` fails otherwise, as `Kernel` needs both halves).
+
+use super::{CudaKernel, CudaStorage};
+use crate::backend::cpu::{self, CpuKernel, CpuStorage};
+use crate::ops::conv::{Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBiasGrad, Conv2dForward};
+use crate::ops::matmul::Matmul;
+use crate::{DType, Result};
+
+impl CudaKernel for Conv2dForward {}
+impl CudaKernel for Conv2dBackwardInput {}
+impl CudaKernel for Conv2dBackwardWeight {}
+impl CudaKernel for Conv2dBiasGrad {}
+impl CudaKernel for Matmul {}
+
+/// `kernel` on host copies of `inputs`, its outputs copied back to the simulated device.
+pub(super) fn run_on_cpu<K: CpuKernel>(
+    kernel: &K,
+    inputs: &[&CudaStorage],
+    out_dtypes: &[DType],
+) -> Result<Vec<CudaStorage>> {
+    let host: Vec<CpuStorage> = inputs.iter().map(|s| s.to_cpu()).collect::<Result<_>>()?;
+    let refs: Vec<&CpuStorage> = host.iter().collect();
+    cpu::run(kernel, &refs, out_dtypes)?
+        .iter()
+        .map(|s| CudaStorage::from_cpu(s, 0))
+        .collect()
+}

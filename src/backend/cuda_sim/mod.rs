@@ -1,0 +1,368 @@
+//! The simulated CUDA device (feature `cuda-sim`, builds without `cuda`): `backend::cuda` for machines
+//! with no GPU, so that `Device::Cuda(0)` exists and every device-aware test (`cuda_vs_cpu*`, the
+//! PyTorch fixtures, the models, the optimisers) runs the real CUDA launchers of `src/backend/cuda/`.
+//!
+//! How: this module compiles the launcher files of `src/backend/cuda/` themselves (`#[path]` below:
+//! the same `CudaKernel` impls, buffer checks, allocations, launch plans, `kernel_abi` calls and
+//! `dispatch::run`), against a stand-in for the cudarc half of `cuda/mod.rs`: device memory is host
+//! memory, and `Gpu::launch` runs the call's kernel in the CUDA emulator (`cuda_emu`: the `.cu` files
+//! compiled for the host, one fiber per GPU thread). cuDNN convolutions and cuBLAS GEMMs have no
+//! emulated twin; their kernels (and only they: [`cpu_fallback`] lists them) run the CPU kernel on the
+//! host copy.
+//!
+//! Invariants:
+//! - One device, ordinal 0, with [`SIM_SMS`] SMs (few, so emulated grids stay small and the
+//!   launchers' grid caps are reached); other ordinals are `CudaUnavailable`.
+//! - Fresh buffers are NaN-poisoned (0xFF bytes) like `ENGINE_POISON=1` on a GPU, and every buffer
+//!   sits between guard zones; after each launch every live buffer's guards are checked, so a
+//!   launcher that allocates too little (or a kernel that writes past a buffer) is an error naming the
+//!   kernel, not silent corruption.
+//! - What it cannot show: speed, the driver/cuDNN/cuBLAS, real concurrency.
+
+#[path = "../cuda/adain.rs"]
+mod adain;
+#[path = "../cuda/adam.rs"]
+mod adam;
+#[path = "../cuda/batch_norm.rs"]
+mod batch_norm;
+mod cpu_fallback;
+#[path = "../cuda/dispatch.rs"]
+mod dispatch;
+#[path = "../cuda/dropout.rs"]
+mod dropout;
+#[path = "../cuda/elementwise.rs"]
+mod elementwise;
+#[path = "../cuda/layout.rs"]
+mod layout;
+#[path = "../cuda/loss.rs"]
+mod loss;
+#[path = "../cuda/pool.rs"]
+mod pool;
+#[path = "../cuda/reduce.rs"]
+mod reduce;
+#[path = "../cuda/resize.rs"]
+mod resize;
+#[path = "../cuda/sgd.rs"]
+mod sgd;
+#[path = "../cuda/softmax.rs"]
+mod softmax;
+
+use super::{CpuKernel, CpuStorage, Device};
+use crate::backend::cuda_emu::{self, Arg};
+use crate::backend::kernel_abi::call::{KArg, KernelCall};
+use crate::backend::kernel_abi::Launch1d;
+use crate::{DType, Error, Result};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+pub use sgd::multi_tensor_sgd_step;
+
+/// SMs of the simulated GPU.
+pub const SIM_SMS: usize = 4;
+/// 16-byte words of guard zone on each side of a buffer.
+const GUARD_WORDS: usize = 4;
+/// The guard zones' byte pattern.
+const GUARD_BYTE: u8 = 0xA5;
+
+/// Kernels with a CUDA launcher override `launch`; the default runs the CPU kernel on host copies
+/// (the simulated device's stand-in for cuDNN and cuBLAS; see `cpu_fallback.rs`).
+pub trait CudaKernel: CpuKernel + Sized {
+    fn launch(&self, inputs: &[&CudaStorage], out_dtypes: &[DType]) -> Result<Vec<CudaStorage>> {
+        cpu_fallback::run_on_cpu(self, inputs, out_dtypes)
+    }
+}
+
+/// Simulated device memory: `len` elements of `dtype` in 16-byte-aligned host memory between guard
+/// zones.
+pub struct CudaStorage {
+    words: Vec<u128>,
+    dtype: DType,
+    len: usize,
+}
+
+/// The live buffers' guard zones (address of the payload → payload bytes), checked after each
+/// launch. Entries are added at allocation and removed on drop.
+static LIVE: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeMap<usize, usize>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl CudaStorage {
+    fn new(dtype: DType, len: usize, fill: u8) -> Result<CudaStorage> {
+        let bytes = len
+            .checked_mul(dtype.size_in_bytes())
+            .ok_or_else(|| Error::Msg(format!("cuda-sim: {len} × {dtype} overflows")))?;
+        let payload_words = bytes.div_ceil(16).max(1);
+        let mut words = vec![0u128; payload_words + 2 * GUARD_WORDS];
+        let all = bytemuck::cast_slice_mut::<u128, u8>(&mut words);
+        all.fill(GUARD_BYTE);
+        all[GUARD_WORDS * 16..GUARD_WORDS * 16 + bytes].fill(fill);
+        let s = CudaStorage { words, dtype, len };
+        live().insert(s.addr(), bytes);
+        Ok(s)
+    }
+    fn addr(&self) -> usize {
+        self.words[GUARD_WORDS..].as_ptr() as usize
+    }
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)
+            [GUARD_WORDS * 16..GUARD_WORDS * 16 + self.num_bytes()]
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        let n = self.num_bytes();
+        &mut bytemuck::cast_slice_mut::<u128, u8>(&mut self.words)
+            [GUARD_WORDS * 16..GUARD_WORDS * 16 + n]
+    }
+
+    pub fn device(&self) -> Device {
+        Device::Cuda(0)
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub(crate) fn ordinal(&self) -> usize {
+        0
+    }
+    /// The buffer's "device" address, for a `kernel_abi` call that reads it.
+    pub(crate) fn dptr(&self, _g: &Gpu) -> u64 {
+        self.addr() as u64
+    }
+    /// The buffer's "device" address, for a `kernel_abi` call that writes it.
+    pub(crate) fn dptr_mut(&mut self, _g: &Gpu) -> u64 {
+        self.addr() as u64
+    }
+    pub(crate) fn num_bytes(&self) -> usize {
+        self.len * self.dtype.size_in_bytes()
+    }
+
+    /// Copies to the host.
+    pub fn to_cpu(&self) -> Result<CpuStorage> {
+        Ok(match self.dtype {
+            DType::F16 => CpuStorage::F16(self.download()?),
+            DType::F32 => CpuStorage::F32(self.download()?),
+            DType::F64 => CpuStorage::F64(self.download()?),
+        })
+    }
+
+    fn download<T: bytemuck::Pod>(&self) -> Result<Vec<T>> {
+        let mut v = vec![T::zeroed(); self.len];
+        bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(self.bytes());
+        Ok(v)
+    }
+
+    /// A "device-side" copy.
+    pub fn try_clone(&self) -> Result<CudaStorage> {
+        let mut out = CudaStorage::new(self.dtype, self.len, 0xFF)?;
+        out.bytes_mut().copy_from_slice(self.bytes());
+        Ok(out)
+    }
+
+    /// Uploads host storage to the simulated device.
+    pub fn from_cpu(s: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
+        gpu(ordinal)?;
+        let mut out = CudaStorage::new(s.dtype(), s.len(), 0xFF)?;
+        out.bytes_mut().copy_from_slice(s.as_bytes());
+        Ok(out)
+    }
+}
+
+impl Drop for CudaStorage {
+    fn drop(&mut self) {
+        live().remove(&self.addr());
+    }
+}
+
+/// Checks every live buffer's guard zones; Err names the first one written over.
+fn check_all_guards(kernel: &str) -> Result<()> {
+    for (&addr, &bytes) in live().iter() {
+        let front = GUARD_WORDS * 16;
+        let back_start = addr + bytes;
+        let back_end = addr + bytes.div_ceil(16).max(1) * 16 + GUARD_WORDS * 16;
+        // SAFETY: `addr` is the payload of a live `CudaStorage` (registered at allocation, removed
+        // on drop, under the lock held here), whose allocation spans [addr − front, back_end).
+        let (pre, post) = unsafe {
+            (
+                std::slice::from_raw_parts((addr - front) as *const u8, front),
+                std::slice::from_raw_parts(back_start as *const u8, back_end - back_start),
+            )
+        };
+        if pre.iter().any(|&b| b != GUARD_BYTE) {
+            return Err(Error::Msg(format!(
+                "cuda-sim: {kernel} wrote before the start of a {bytes}-byte buffer"
+            )));
+        }
+        if post.iter().any(|&b| b != GUARD_BYTE) {
+            return Err(Error::Msg(format!(
+                "cuda-sim: {kernel} wrote past the end of a {bytes}-byte buffer"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The launch shape of the simulated device (the fields of cudarc's `LaunchConfig` the launchers use).
+pub(crate) struct LaunchConfig {
+    pub grid_dim: (u32, u32, u32),
+    pub block_dim: (u32, u32, u32),
+    pub shared_mem_bytes: u32,
+}
+
+/// The simulated device.
+pub(crate) struct Gpu {
+    pub(crate) ordinal: usize,
+}
+
+static SIM_GPU: Gpu = Gpu { ordinal: 0 };
+
+/// The simulated device; only ordinal 0 exists.
+pub(crate) fn gpu(ordinal: usize) -> Result<&'static Gpu> {
+    if ordinal == 0 {
+        Ok(&SIM_GPU)
+    } else {
+        Err(Error::CudaUnavailable(format!(
+            "the simulated CUDA device (cuda-sim) has only ordinal 0, not {ordinal}"
+        )))
+    }
+}
+
+impl Gpu {
+    /// NaN-poisoned memory for `len` elements of `dtype`.
+    pub(crate) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaStorage> {
+        CudaStorage::new(dtype, len, 0xFF)
+    }
+    /// Zero-filled memory.
+    pub(crate) fn zeros(&self, dtype: DType, len: usize) -> Result<CudaStorage> {
+        CudaStorage::new(dtype, len, 0)
+    }
+    /// `Gpu::grid` of the CUDA backend on [`SIM_SMS`] SMs.
+    pub(crate) fn grid(&self, n: usize) -> LaunchConfig {
+        self.launch_cfg(Launch1d::per_item(n, self.sms()))
+    }
+    pub(crate) fn launch_cfg(&self, l: Launch1d) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (l.blocks, 1, 1),
+            block_dim: (l.threads, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+    pub(crate) fn sms(&self) -> usize {
+        SIM_SMS
+    }
+
+    /// Runs `call` in the emulator, then checks every live buffer's guards.
+    ///
+    /// # Safety
+    /// As `Gpu::launch` of the CUDA backend: every pointer in `call` addresses a live buffer big
+    /// enough for the kernel under `cfg` (here: a host buffer; an overrun the guards cannot see is
+    /// host memory corruption).
+    pub(crate) unsafe fn launch(&self, call: &KernelCall<u64>, cfg: LaunchConfig) -> Result<()> {
+        if cfg.shared_mem_bytes != 0 {
+            return Err(Error::Msg(format!(
+                "cuda-sim: {} asks for dynamic shared memory, which the emulator does not model",
+                call.name
+            )));
+        }
+        let args: Vec<Arg> = call
+            .args
+            .iter()
+            .map(|a| match a {
+                KArg::I32(v) => KArg::I32(*v),
+                KArg::U32(v) => KArg::U32(*v),
+                KArg::I64(v) => KArg::I64(*v),
+                KArg::U64(v) => KArg::U64(*v),
+                KArg::F32(v) => KArg::F32(*v),
+                KArg::F64(v) => KArg::F64(*v),
+                KArg::Ptr(p) => KArg::Ptr(*p as usize),
+                KArg::Pod(b) => KArg::Pod(b.clone()),
+            })
+            .collect();
+        let (g, b) = (cfg.grid_dim, cfg.block_dim);
+        cuda_emu::launch(&call.name, [g.0, g.1, g.2], [b.0, b.1, b.2], &args)
+            .map_err(|e| Error::Msg(format!("cuda-sim: {}: {e}", call.name)))?;
+        check_all_guards(&call.name)
+    }
+
+    /// A copy of the first `bytes` bytes of `src` into `dst`.
+    pub(crate) fn copy_prefix(
+        &self,
+        src: &CudaStorage,
+        dst: &mut CudaStorage,
+        bytes: usize,
+    ) -> Result<()> {
+        if bytes > src.num_bytes() || bytes > dst.num_bytes() {
+            return Err(Error::Msg(format!(
+                "cuda-sim copy of {bytes} bytes between buffers of {} and {} bytes",
+                src.num_bytes(),
+                dst.num_bytes()
+            )));
+        }
+        dst.bytes_mut()[..bytes].copy_from_slice(&src.bytes()[..bytes]);
+        Ok(())
+    }
+
+    /// A table of 8-byte words (nominally F64, as in the CUDA backend).
+    pub(crate) fn upload_words(&self, words: &[u64]) -> Result<CudaStorage> {
+        let mut s = CudaStorage::new(DType::F64, words.len(), 0xFF)?;
+        s.bytes_mut()
+            .copy_from_slice(bytemuck::cast_slice::<u64, u8>(words));
+        Ok(s)
+    }
+}
+
+/// Runs `kernel` on simulated-device inputs: `dispatch::run` of the CUDA backend (its launcher in the
+/// emulator), or the CPU kernel on host copies when `ENGINE_SIM_ON_CPU` names the kernel (a
+/// comma-separated list of `CpuKernel::NAME`s, `all` for every kernel): a way to bisect a mismatch
+/// between the simulated device and the CPU down to one launcher.
+pub fn run<K: CudaKernel>(
+    kernel: &K,
+    inputs: &[&CudaStorage],
+    out_dtypes: &[DType],
+) -> Result<Vec<CudaStorage>> {
+    if on_cpu(K::NAME) {
+        cpu_fallback::run_on_cpu(kernel, inputs, out_dtypes)
+    } else {
+        dispatch::run(kernel, inputs, out_dtypes)
+    }
+}
+
+fn on_cpu(name: &str) -> bool {
+    static LIST: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let list = LIST.get_or_init(|| {
+        std::env::var("ENGINE_SIM_ON_CPU")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default()
+    });
+    list.iter().any(|s| s == name || s == "all")
+}
+
+/// Device 0 exists; others do not.
+pub fn ensure_device(ordinal: usize) -> Result<()> {
+    gpu(ordinal).map(|_| ())
+}
+
+/// Launches run synchronously; nothing to wait for.
+pub fn synchronize(ordinal: usize) -> Result<()> {
+    ensure_device(ordinal)
+}
+
+/// A report naming the simulation (memory figures are 0: there is no pool).
+pub fn device_report(ordinal: usize) -> Result<super::CudaDeviceReport> {
+    ensure_device(ordinal)?;
+    Ok(super::CudaDeviceReport {
+        name: format!("simulated CUDA device (cuda-sim, {SIM_SMS} SMs, kernels in the emulator)"),
+        compute_capability: "emulated".to_string(),
+        ..Default::default()
+    })
+}
+
+/// No pool, nothing to reset.
+pub fn reset_peak_memory(ordinal: usize) -> Result<()> {
+    ensure_device(ordinal)
+}
