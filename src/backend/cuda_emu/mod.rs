@@ -162,11 +162,6 @@ impl<T: bytemuck::Pod> Buf<T> {
         b
     }
 
-    /// The device pointer argument.
-    pub fn arg(&mut self) -> Arg {
-        Arg::Ptr(self.ptr())
-    }
-
     /// The buffer's "device" address, for a `kernel_abi` call.
     pub fn ptr(&mut self) -> usize {
         self.data[GUARD..].as_mut_ptr() as usize

@@ -10,7 +10,7 @@
 //! backend holds; [`seeded_randn`] is the engine's `Tensor::randn`, so a seed always means the same
 //! inputs.
 
-use super::{launch, launch_call, Arg, Buf, KernelCall};
+use super::{launch_call, Buf, KernelCall};
 use crate::backend::cpu::{self, CpuKernel, CpuStorage};
 use crate::backend::kernel_abi::sgd::{self, all_finite_finish_launch};
 use crate::dtype::{DType, Element};
@@ -18,7 +18,6 @@ use crate::{Device, Shape, Tensor};
 use half::f16;
 
 pub use crate::backend::kernel_abi::rows::{RowGroup, WARP_ROW_MAX};
-use crate::backend::kernel_abi::BLOCKS_PER_SM;
 pub use crate::backend::kernel_abi::{collapse, Launch1d, StridedArgs, MAX_DIMS, THREADS};
 
 /// The block shape of the 1-d launches.
@@ -28,13 +27,6 @@ pub const ONE_BLOCK: [u32; 3] = [1, 1, 1];
 /// SMs of the pretend GPU: few, so emulated grids stay small (every block costs its threads) and
 /// the launchers' grid caps are reached, making grid-stride loops wrap.
 pub const SM_COUNT: usize = 4;
-/// The launchers' grid cap for grid-stride kernels on the pretend GPU.
-pub const MAX_BLOCKS: usize = SM_COUNT * BLOCKS_PER_SM;
-
-/// `Launch1d::capped` on the pretend GPU: `blocks` clamped to 1..=[`MAX_BLOCKS`].
-pub fn capped_grid(blocks: usize) -> [u32; 3] {
-    Launch1d::capped(blocks, SM_COUNT).grid()
-}
 
 /// `Gpu::grid(n)` (`Launch1d::per_item`) on the pretend GPU.
 pub fn grid_1d(n: usize) -> [u32; 3] {
@@ -60,13 +52,6 @@ impl Grid {
     }
 }
 
-/// Launches kernel `name` on `grid` blocks of [`BLOCK`]; panics with the kernel's name and grid
-/// when the emulator refuses the launch.
-#[track_caller]
-pub fn run_kernel(name: &str, grid: [u32; 3], args: &[Arg]) {
-    launch(name, grid, BLOCK, args).unwrap_or_else(|e| panic!("{name} grid {grid:?}: {e}"));
-}
-
 /// Launches a `kernel_abi` call on `grid` blocks of [`BLOCK`]; panics with the kernel's name and
 /// grid when the emulator refuses the launch.
 #[track_caller]
@@ -79,13 +64,6 @@ pub fn run_call(call: &KernelCall<usize>, grid: [u32; 3]) {
 pub fn run_call_plan(call: &KernelCall<usize>, plan: Launch1d) {
     launch_call(call, plan.grid(), plan.block())
         .unwrap_or_else(|e| panic!("{} plan {plan:?}: {e}", call.name));
-}
-
-/// Launches kernel `name` with a launch plan of `kernel_abi` (its grid and block shape).
-#[track_caller]
-pub fn run_plan(name: &str, plan: Launch1d, args: &[Arg]) {
-    launch(name, plan.grid(), plan.block(), args)
-        .unwrap_or_else(|e| panic!("{name} plan {plan:?}: {e}"));
 }
 
 /// The row kernels' grids on the pretend GPU.

@@ -49,7 +49,7 @@ mod softmax;
 
 use super::{CpuKernel, CpuStorage, Device};
 use crate::backend::cuda_emu::{self, Arg};
-use crate::backend::kernel_abi::call::{KArg, KernelCall};
+use crate::backend::kernel_abi::call::KernelCall;
 use crate::backend::kernel_abi::Launch1d;
 use crate::{DType, Error, Result};
 use std::collections::BTreeMap;
@@ -272,16 +272,7 @@ impl Gpu {
         let args: Vec<Arg> = call
             .args
             .iter()
-            .map(|a| match a {
-                KArg::I32(v) => KArg::I32(*v),
-                KArg::U32(v) => KArg::U32(*v),
-                KArg::I64(v) => KArg::I64(*v),
-                KArg::U64(v) => KArg::U64(*v),
-                KArg::F32(v) => KArg::F32(*v),
-                KArg::F64(v) => KArg::F64(*v),
-                KArg::Ptr(p) => KArg::Ptr(*p as usize),
-                KArg::Pod(b) => KArg::Pod(b.clone()),
-            })
+            .map(|a| a.map_ptr(|&p| p as usize))
             .collect();
         let (g, b) = (cfg.grid_dim, cfg.block_dim);
         cuda_emu::launch(&call.name, [g.0, g.1, g.2], [b.0, b.1, b.2], &args)

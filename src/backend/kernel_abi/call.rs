@@ -43,6 +43,20 @@ impl<P> KArg<P> {
         );
         KArg::Pod(bytes.to_vec())
     }
+
+    /// The same argument with its pointer (if any) converted by `f` (device address → host address).
+    pub fn map_ptr<Q>(&self, f: impl Fn(&P) -> Q) -> KArg<Q> {
+        match self {
+            KArg::I32(v) => KArg::I32(*v),
+            KArg::U32(v) => KArg::U32(*v),
+            KArg::I64(v) => KArg::I64(*v),
+            KArg::U64(v) => KArg::U64(*v),
+            KArg::F32(v) => KArg::F32(*v),
+            KArg::F64(v) => KArg::F64(*v),
+            KArg::Ptr(p) => KArg::Ptr(f(p)),
+            KArg::Pod(b) => KArg::Pod(b.clone()),
+        }
+    }
 }
 
 /// Kernel `name` of module `module` (a `cuda/<module>.cu` stem) with its arguments.
