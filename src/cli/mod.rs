@@ -113,9 +113,17 @@ pub(crate) fn device(d: DeviceArg) -> Result<Device> {
 fn run_info() -> Result<()> {
     println!("engine {}", env!("CARGO_PKG_VERSION"));
     println!("cuda feature: {}", cfg!(feature = "cuda"));
+    if cfg!(all(feature = "cuda-sim", not(feature = "cuda"))) {
+        println!(
+            "cuda-sim feature: true (cuda:0 is a simulated device: kernels run in the emulator)"
+        );
+    }
     println!("cpu threads: {}", rayon::current_num_threads());
     match Device::cuda(0) {
-        Ok(d) => println!("cuda: {d} available"),
+        Ok(d) => match crate::backend::cuda_device_report(0) {
+            Ok(r) => println!("cuda: {d} available: {} ({})", r.name, r.compute_capability),
+            Err(_) => println!("cuda: {d} available"),
+        },
         Err(e) => println!("cuda: unavailable ({e})"),
     }
     Ok(())
