@@ -1,5 +1,6 @@
-//! The kernels the simulated device runs on the CPU: those whose CUDA launcher calls a vendor library
-//! (cuDNN convolutions, cuBLAS GEMMs), which has no emulated twin. Each gets the default
+//! The kernels the simulated device runs on the CPU: those whose CUDA launcher is a vendor-library call
+//! and nothing else (the cuBLAS GEMM), which has no emulated twin. (The convolution launchers do more
+//! than call cuDNN, so they run, over a CPU stand-in for the cuDNN call: `conv.rs`.) Each gets the default
 //! `CudaKernel::launch`: inputs are copied to host storage, the CPU kernel runs, the outputs are copied
 //! back. Every other kernel runs its real launcher (src/backend/cuda/) in the emulator.
 //!
@@ -8,14 +9,9 @@
 
 use super::{CudaKernel, CudaStorage};
 use crate::backend::cpu::{self, CpuKernel, CpuStorage};
-use crate::ops::conv::{Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBiasGrad, Conv2dForward};
 use crate::ops::matmul::Matmul;
 use crate::{DType, Result};
 
-impl CudaKernel for Conv2dForward {}
-impl CudaKernel for Conv2dBackwardInput {}
-impl CudaKernel for Conv2dBackwardWeight {}
-impl CudaKernel for Conv2dBiasGrad {}
 impl CudaKernel for Matmul {}
 
 /// `kernel` on host copies of `inputs`, its outputs copied back to the simulated device.

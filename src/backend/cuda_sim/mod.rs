@@ -6,9 +6,9 @@
 //! the same `CudaKernel` impls, buffer checks, allocations, launch plans, `kernel_abi` calls and
 //! `dispatch::run`), against a stand-in for the cudarc half of `cuda/mod.rs`: device memory is host
 //! memory, and `Gpu::launch` runs the call's kernel in the CUDA emulator (`cuda_emu`: the `.cu` files
-//! compiled for the host, one fiber per GPU thread). cuDNN convolutions and cuBLAS GEMMs have no
-//! emulated twin; their kernels (and only they: [`cpu_fallback`] lists them) run the CPU kernel on the
-//! host copy.
+//! compiled for the host, one fiber per GPU thread). cuDNN and cuBLAS have no emulated twin: the
+//! convolution launchers run (`conv.rs`) over a CPU stand-in for the cuDNN call, and the GEMM (the
+//! one kernel [`cpu_fallback`] lists) runs its CPU kernel on host copies.
 //!
 //! Invariants:
 //! - One device, ordinal 0, with [`SIM_SMS`] SMs (few, so emulated grids stay small and the
@@ -25,6 +25,7 @@ mod adain;
 mod adam;
 #[path = "../cuda/batch_norm.rs"]
 mod batch_norm;
+mod conv;
 mod cpu_fallback;
 #[path = "../cuda/dispatch.rs"]
 mod dispatch;
@@ -155,6 +156,22 @@ impl CudaStorage {
         let mut v = vec![T::zeroed(); self.len];
         bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(self.bytes());
         Ok(v)
+    }
+
+    /// Replaces the contents with `s` (same dtype and length): how the CPU stand-ins for cuDNN and
+    /// cuBLAS write their results.
+    pub(crate) fn overwrite(&mut self, s: &CpuStorage) -> Result<()> {
+        if s.dtype() != self.dtype || s.len() != self.len {
+            return Err(Error::Msg(format!(
+                "cuda-sim: writing {} {} into a buffer of {} {}",
+                s.len(),
+                s.dtype(),
+                self.len,
+                self.dtype
+            )));
+        }
+        self.bytes_mut().copy_from_slice(s.as_bytes());
+        Ok(())
     }
 
     /// A "device-side" copy.

@@ -7,14 +7,6 @@ use super::*;
 // ------------------------------------------------------------------------------------------------
 // Plans and the per-device state
 
-/// Which cuDNN convolution entry point a plan is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Kind {
-    Forward,
-    BackwardData,
-    BackwardFilter,
-}
-
 /// The memory layout the descriptors describe (see "Channels-last" in the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Format {

@@ -1,0 +1,116 @@
+//! cuDNN's view of a convolution geometry (`CuGeom`: validated, with the output extent cuDNN's
+//! formula gives, every value in cuDNN's 32-bit `int`) and the three kinds of convolution call. Free
+//! of cudarc, so the simulated device (`cuda-sim`) compiles it too.
+//!
+//! Invariants: a `CuGeom` exists only for a geometry the CPU kernels accept, whose output fits inside
+//! the formula's, and whose per-image tensors fit cuDNN's int strides.
+
+use crate::ops::conv::Conv2dGeometry;
+use crate::{Error, Result};
+use std::ffi::c_int;
+
+/// Which cuDNN convolution entry point a plan is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Kind {
+    Forward,
+    BackwardData,
+    BackwardFilter,
+}
+
+/// The convolution as cuDNN sees it: every extent as `int`, `ho`/`wo` from cuDNN's formula.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CuGeom {
+    pub(super) n: c_int,
+    pub(super) cin: c_int,
+    pub(super) h: c_int,
+    pub(super) w: c_int,
+    pub(super) cout: c_int,
+    pub(super) cin_g: c_int,
+    pub(super) kh: c_int,
+    pub(super) kw: c_int,
+    pub(super) ho: c_int,
+    pub(super) wo: c_int,
+    pub(super) pad: [c_int; 2],
+    pub(super) stride: [c_int; 2],
+    pub(super) dil: [c_int; 2],
+    pub(super) groups: c_int,
+}
+
+pub(super) fn int(op: &'static str, what: &str, v: usize) -> Result<c_int> {
+    c_int::try_from(v)
+        .map_err(|_| Error::bad(op, format!("{what} = {v} exceeds cuDNN's 32-bit int")))
+}
+
+pub(super) use crate::backend::kernel_abi::product;
+
+impl CuGeom {
+    /// Validates `g` (like the CPU kernels) and derives cuDNN's view of it.
+    pub(super) fn new(op: &'static str, g: &Conv2dGeometry) -> Result<CuGeom> {
+        let extents = [g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.ho, g.wo];
+        if extents.contains(&0)
+            || g.groups == 0
+            || g.cin % g.groups != 0
+            || g.cout % g.groups != 0
+            || g.stride.0 == 0
+            || g.stride.1 == 0
+            || g.dilation.0 == 0
+            || g.dilation.1 == 0
+        {
+            return Err(Error::bad(op, format!("invalid geometry {g:?}")));
+        }
+        // cuDNN's output extent: 1 + (len + 2p − d(k − 1) − 1) / s.
+        let formula = |len: usize, k: usize, s: usize, p: usize, d: usize| {
+            let span = d * (k - 1) + 1;
+            (len + 2 * p).checked_sub(span).map(|r| r / s + 1)
+        };
+        let ho = formula(g.h, g.kh, g.stride.0, g.padding.0, g.dilation.0);
+        let wo = formula(g.w, g.kw, g.stride.1, g.padding.1, g.dilation.1);
+        let (Some(ho), Some(wo)) = (ho, wo) else {
+            return Err(Error::bad(
+                op,
+                format!("the dilated kernel does not fit the padded input in {g:?}"),
+            ));
+        };
+        if g.ho > ho || g.wo > wo {
+            return Err(Error::bad(
+                op,
+                format!(
+                    "output {}×{} exceeds the {ho}×{wo} the convolution produces in {g:?}",
+                    g.ho, g.wo
+                ),
+            ));
+        }
+        // cuDNN's legacy descriptors use int strides: one image of each tensor must fit.
+        product(op, &[g.cin, g.h, g.w])
+            .and_then(|v| int(op, "Cin·H·W", v))
+            .and(product(op, &[g.cout, ho, wo]).and_then(|v| int(op, "Cout·Ho·Wo", v)))
+            .and(product(op, &[g.cin / g.groups, g.kh, g.kw]).and_then(|v| int(op, "filter", v)))?;
+        Ok(CuGeom {
+            n: int(op, "N", g.n)?,
+            cin: int(op, "Cin", g.cin)?,
+            h: int(op, "H", g.h)?,
+            w: int(op, "W", g.w)?,
+            cout: int(op, "Cout", g.cout)?,
+            cin_g: int(op, "Cin/groups", g.cin / g.groups)?,
+            kh: int(op, "kh", g.kh)?,
+            kw: int(op, "kw", g.kw)?,
+            ho: int(op, "Ho", ho)?,
+            wo: int(op, "Wo", wo)?,
+            pad: [int(op, "pad", g.padding.0)?, int(op, "pad", g.padding.1)?],
+            stride: [
+                int(op, "stride", g.stride.0)?,
+                int(op, "stride", g.stride.1)?,
+            ],
+            dil: [
+                int(op, "dilation", g.dilation.0)?,
+                int(op, "dilation", g.dilation.1)?,
+            ],
+            groups: int(op, "groups", g.groups)?,
+        })
+    }
+
+    /// True when cuDNN's output extent differs from the geometry's (see the module docs).
+    pub(super) fn windowed(&self, g: &Conv2dGeometry) -> bool {
+        self.ho as usize != g.ho || self.wo as usize != g.wo
+    }
+}
