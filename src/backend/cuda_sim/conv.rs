@@ -80,12 +80,8 @@ fn convolve(
     let sum = match bias {
         None => result,
         Some(bias) => {
-            let (c, plane) = match kind {
-                Kind::Forward => (cg.cout as usize, cg.ho as usize * cg.wo as usize),
-                Kind::BackwardData => (cg.cin as usize, cg.h as usize * cg.w as usize),
-                Kind::BackwardFilter => {
-                    return Err(Error::bad(op, "the filter gradient takes no bias"));
-                }
+            let Some((c, plane)) = cg.bias_layout(kind) else {
+                return Err(Error::bad(op, "the filter gradient takes no bias"));
             };
             fill_bias(g, op, bias, out, c, plane)?;
             let filled = out.to_cpu()?.to_dtype(acc);

@@ -109,6 +109,17 @@ impl CuGeom {
         })
     }
 
+    /// (channels, plane size) of the output a bias is added to in a call of `kind`: the forward's y
+    /// or the data gradient's x (a transposed convolution's output); None for the filter gradient,
+    /// which takes no bias.
+    pub(super) fn bias_layout(&self, kind: Kind) -> Option<(usize, usize)> {
+        match kind {
+            Kind::Forward => Some((self.cout as usize, self.ho as usize * self.wo as usize)),
+            Kind::BackwardData => Some((self.cin as usize, self.h as usize * self.w as usize)),
+            Kind::BackwardFilter => None,
+        }
+    }
+
     /// True when cuDNN's output extent differs from the geometry's (see the module docs).
     pub(super) fn windowed(&self, g: &Conv2dGeometry) -> bool {
         self.ho as usize != g.ho || self.wo as usize != g.wo
