@@ -6,17 +6,16 @@
 //! operand's transpose flag unchanged. Leading dimensions: B is stored `[k×n]` (ld n) or, transposed,
 //! `[n×k]` (ld k); A is `[m×k]` (ld k) or `[k×m]` (ld m); C has ld n.
 //!
-//! Invariants: f16 uses `cublasGemmEx` with f32 accumulation (cudarc's `Gemm<f16>`); f32 uses plain
-//! SGEMM (cuBLAS's default math mode, no TF32), f64 DGEMM. A 2-d right-hand side shared by a
-//! non-transposed batch is folded into one GEMM with `batch·m` rows; other batches use
-//! `gemm_strided_batched` (stride 0 for a shared B). Dimensions must fit cuBLAS's `int`.
+//! Invariants: a 2-d right-hand side shared by a non-transposed batch is folded into one GEMM with
+//! `batch·m` rows; other batches are one strided-batched GEMM (stride 0 for a shared B). Dimensions
+//! must fit cuBLAS's `int`. This file holds no cuBLAS call: `blas::gemm` of the parent module runs
+//! the [`GemmGeometry`] (cuBLAS in the CUDA backend, a host reference GEMM with cuBLAS's column-major
+//! semantics on the simulated device, so the mapping above is checked there).
 
+use super::blas::gemm;
 use super::{gpu, CudaKernel, CudaStorage};
 use crate::ops::matmul::Matmul;
 use crate::{DType, Error, Result};
-use cudarc::cublas::sys::cublasOperation_t;
-use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
-use half::f16;
 
 fn int(v: usize, what: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| {
@@ -52,23 +51,15 @@ impl CudaKernel for Matmul {
         if k == 0 {
             return Ok(vec![g.zeros(a.dtype(), batch * m * n)?]);
         }
-        let blas = g.blas()?;
         // Fold a shared, non-transposed-A batch into the rows.
         let (batch, rows) = if self.b_shared && !self.trans_a {
             (1, batch * m)
         } else {
             (batch, m)
         };
-        let op = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
-        let geom = Geometry {
-            transa: op(self.trans_b),
-            transb: op(self.trans_a),
+        let geom = GemmGeometry {
+            transa: self.trans_b,
+            transb: self.trans_a,
             m: int(n, "n")?,
             n: int(rows, "rows")?,
             k: int(k, "k")?,
@@ -80,81 +71,27 @@ impl CudaKernel for Matmul {
             stride_b: (rows * k) as i64,
             stride_c: (rows * n) as i64,
         };
-        match a.dtype() {
-            DType::F16 => gemm::<f16>(blas, &geom, a, b, &mut c, f16::ONE, f16::ZERO)?,
-            DType::F32 => gemm::<f32>(blas, &geom, a, b, &mut c, 1.0, 0.0)?,
-            DType::F64 => gemm::<f64>(blas, &geom, a, b, &mut c, 1.0, 0.0)?,
-        }
+        // Column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: cuBLAS's A is our B, its B our A.
+        gemm(g, &geom, b, a, &mut c)?;
         Ok(vec![c])
     }
 }
 
-/// Column-major GEMM parameters (already swapped: cuBLAS's A is our B).
-struct Geometry {
-    transa: cublasOperation_t,
-    transb: cublasOperation_t,
-    m: i32,
-    n: i32,
-    k: i32,
-    lda: i32,
-    ldb: i32,
-    ldc: i32,
-    batch: i32,
-    stride_a: i64,
-    stride_b: i64,
-    stride_c: i64,
-}
-
-fn gemm<T>(
-    blas: &CudaBlas,
-    g: &Geometry,
-    a: &CudaStorage,
-    b: &CudaStorage,
-    c: &mut CudaStorage,
-    one: T,
-    zero: T,
-) -> Result<()>
-where
-    CudaBlas: Gemm<T>,
-{
-    let cfg = GemmConfig {
-        transa: g.transa,
-        transb: g.transb,
-        m: g.m,
-        n: g.n,
-        k: g.k,
-        alpha: one,
-        lda: g.lda,
-        ldb: g.ldb,
-        beta: zero,
-        ldc: g.ldc,
-    };
-    let (a_len, b_len, c_len) = (a.len(), b.len(), c.len());
-    // SAFETY: the buffers hold a.dtype() elements (== T, dispatched by the caller), and the views
-    // cover exactly the element counts checked in `launch`.
-    let bad = || Error::bad("matmul", "operand buffer smaller than its element count");
-    let av = unsafe { a.buf().transmute::<T>(a_len) }.ok_or_else(bad)?;
-    let bv = unsafe { b.buf().transmute::<T>(b_len) }.ok_or_else(bad)?;
-    let mut cv = unsafe { c.buf_mut().transmute_mut::<T>(c_len) }.ok_or_else(bad)?;
-    // SAFETY: shapes, leading dimensions and batch strides describe row-major operands inside these
-    // views (module docs); cuBLAS runs on the device's single stream.
-    let r = unsafe {
-        if g.batch == 1 {
-            blas.gemm(cfg, &bv, &av, &mut cv)
-        } else {
-            blas.gemm_strided_batched(
-                StridedBatchedConfig {
-                    gemm: cfg,
-                    batch_size: g.batch,
-                    stride_a: g.stride_a,
-                    stride_b: g.stride_b,
-                    stride_c: g.stride_c,
-                },
-                &bv,
-                &av,
-                &mut cv,
-            )
-        }
-    };
-    r.map_err(|e| Error::Msg(format!("cuda matmul (cuBLAS): {e:?}")))
+/// A column-major, strided-batched GEMM as cuBLAS takes it (already swapped: cuBLAS's A is our B):
+/// `C_i = op(A_i)·op(B_i)` for i < batch, `C_i` `m×n` with leading dimension `ldc`, `op(A_i)` `m×k`,
+/// `op(B_i)` `k×n`; `transa`/`transb` say whether A/B are stored transposed; operand i starts
+/// `stride_* · i` elements in.
+pub(super) struct GemmGeometry {
+    pub transa: bool,
+    pub transb: bool,
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub lda: i32,
+    pub ldb: i32,
+    pub ldc: i32,
+    pub batch: i32,
+    pub stride_a: i64,
+    pub stride_b: i64,
+    pub stride_c: i64,
 }

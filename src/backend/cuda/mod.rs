@@ -29,6 +29,7 @@
 mod adain;
 mod adam;
 mod batch_norm;
+mod blas;
 mod conv;
 mod dispatch;
 mod dropout;

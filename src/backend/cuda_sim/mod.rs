@@ -7,8 +7,8 @@
 //! `dispatch::run`), against a stand-in for the cudarc half of `cuda/mod.rs`: device memory is host
 //! memory, and `Gpu::launch` runs the call's kernel in the CUDA emulator (`cuda_emu`: the `.cu` files
 //! compiled for the host, one fiber per GPU thread). cuDNN and cuBLAS have no emulated twin: the
-//! convolution launchers run (`conv.rs`) over a CPU stand-in for the cuDNN call, and the GEMM (the
-//! one kernel [`cpu_fallback`] lists) runs its CPU kernel on host copies.
+//! convolution launchers run over a CPU stand-in for the cuDNN call (`conv.rs`), the matmul launcher
+//! over a host reference of cuBLAS's column-major GEMM (`blas.rs`).
 //!
 //! Invariants:
 //! - One device, ordinal 0, with [`SIM_SMS`] SMs (few, so emulated grids stay small and the
@@ -25,6 +25,7 @@ mod adain;
 mod adam;
 #[path = "../cuda/batch_norm.rs"]
 mod batch_norm;
+mod blas;
 mod conv;
 mod cpu_fallback;
 #[path = "../cuda/dispatch.rs"]
@@ -37,6 +38,10 @@ mod elementwise;
 mod layout;
 #[path = "../cuda/loss.rs"]
 mod loss;
+#[path = "../cuda/matmul.rs"]
+mod matmul;
+#[path = "../cuda/pending.rs"]
+mod pending;
 #[path = "../cuda/pool.rs"]
 mod pool;
 #[path = "../cuda/reduce.rs"]
@@ -65,11 +70,15 @@ const GUARD_WORDS: usize = 4;
 /// The guard zones' byte pattern.
 const GUARD_BYTE: u8 = 0xA5;
 
-/// Kernels with a CUDA launcher override `launch`; the default runs the CPU kernel on host copies
-/// (the simulated device's stand-in for cuDNN and cuBLAS; see `cpu_fallback.rs`).
+/// Kernels with a CUDA launcher override `launch`; the default says the op is not implemented on
+/// CUDA, as in the CUDA backend (kernels listed in `cuda/pending.rs`, compiled here too).
 pub trait CudaKernel: CpuKernel + Sized {
     fn launch(&self, inputs: &[&CudaStorage], out_dtypes: &[DType]) -> Result<Vec<CudaStorage>> {
-        cpu_fallback::run_on_cpu(self, inputs, out_dtypes)
+        let _ = (inputs, out_dtypes);
+        Err(Error::NotImplemented {
+            op: Self::NAME,
+            device: "cuda".to_string(),
+        })
     }
 }
 
