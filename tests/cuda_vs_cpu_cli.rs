@@ -1,0 +1,180 @@
+//! The engine commands of the one-shot GPU check (scripts/gpu_check.sh: `bench-step`, `bench-ops`,
+//! `bench-stylize`, `bench-pix2pix`, `train --fp16`) at smoke sizes on `--device cuda`, so a command
+//! that breaks on the CUDA path shows up before GPU minutes are spent on it. Runs wherever
+//! `Device::cuda(0)` exists: a GPU, or the simulated device of `--features cuda-sim`; elsewhere it
+//! prints "skipped CUDA" (and fails under `ENGINE_REQUIRE_CUDA=1`).
+//!
+//! Invariants checked: every command exits 0 and prints its JSON on the CUDA device; `bench-step`'s
+//! timed losses (f32, FP16, FP16 channels-last) are within [`LOSS_RTOL`] of the same command's on the
+//! CPU (same seeded batch and initialisation); every `bench-ops` row is "ok"; the generative
+//! benchmarks report a positive rate; `train --fp16` writes its checkpoint and metrics.
+
+use engine::testing::cuda_device;
+use serde_json::Value;
+use std::process::Command;
+
+/// Relative tolerance of a bench-step loss against the CPU's (two SGD steps: rounding only).
+const LOSS_RTOL: f64 = 0.02;
+
+/// Runs `engine args…` and parses its standard output as JSON; panics with stderr on failure.
+fn engine_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(args)
+        .output()
+        .expect("run engine");
+    assert!(
+        out.status.success(),
+        "engine {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "engine {args:?}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn losses(v: &Value) -> Vec<f64> {
+    v["losses"]
+        .as_array()
+        .expect("losses")
+        .iter()
+        .map(|l| l.as_f64().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn gpu_check_commands_run_on_cuda() {
+    if cuda_device().is_none() {
+        return;
+    }
+    let step = [
+        "bench-step",
+        "--model",
+        "resnet18",
+        "--batch",
+        "2",
+        "--image",
+        "16",
+        "--classes",
+        "10",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ];
+    for flags in [&[][..], &["--fp16"][..], &["--fp16", "--channels-last"][..]] {
+        let on = |device: &str| {
+            let mut args = step.to_vec();
+            args.extend_from_slice(flags);
+            args.extend_from_slice(&["--device", device]);
+            engine_json(&args)
+        };
+        let (cuda, cpu) = (on("cuda"), on("cpu"));
+        assert_eq!(cuda["device"], "cuda:0", "{flags:?}");
+        let (lc, lp) = (losses(&cuda), losses(&cpu));
+        assert_eq!(lc.len(), lp.len());
+        for (c, p) in lc.iter().zip(&lp) {
+            assert!(
+                c.is_finite() && (c - p).abs() <= LOSS_RTOL * p.abs(),
+                "bench-step {flags:?}: cuda losses {lc:?}, cpu {lp:?}"
+            );
+        }
+    }
+
+    let ops = engine_json(&[
+        "bench-ops",
+        "--device",
+        "cuda",
+        "--shrink",
+        "64",
+        "--repeats",
+        "1",
+        "--iters",
+        "1",
+    ]);
+    let rows = ops["ops"].as_array().expect("ops");
+    assert!(!rows.is_empty());
+    for r in rows {
+        assert_eq!(r["status"], "ok", "bench-ops row {r}");
+    }
+
+    for fp16 in [false, true] {
+        let mut args = vec![
+            "bench-stylize",
+            "--batch",
+            "2",
+            "--image",
+            "64",
+            "--width",
+            "8",
+            "--iters",
+            "1",
+            "--warmup",
+            "1",
+            "--device",
+            "cuda",
+        ];
+        if fp16 {
+            args.push("--fp16");
+        }
+        let v = engine_json(&args);
+        assert!(v["images_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    }
+    let v = engine_json(&[
+        "bench-pix2pix",
+        "--batch",
+        "1",
+        "--image",
+        "32",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--device",
+        "cuda",
+    ]);
+    assert!(v["images_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+
+    let out = std::env::temp_dir().join(format!("engine-cuda-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+    let status = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "train",
+            "--recipe",
+            "reproduction-2019",
+            "--fp16",
+            "--device",
+            "cuda",
+            "--data-format",
+            "folder",
+            "--train-dir",
+            data,
+            "--val-dir",
+            data,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--depth",
+            "18",
+            "--width",
+            "8",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("run engine train");
+    assert!(status.success(), "engine train --fp16 --device cuda failed");
+    for f in ["checkpoint.safetensors", "metrics.jsonl"] {
+        assert!(out.join(f).is_file(), "train wrote no {f}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
