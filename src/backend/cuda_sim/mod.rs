@@ -27,7 +27,6 @@ mod adam;
 mod batch_norm;
 mod blas;
 mod conv;
-mod cpu_fallback;
 #[path = "../cuda/dispatch.rs"]
 mod dispatch;
 #[path = "../cuda/dropout.rs"]
@@ -40,6 +39,7 @@ mod layout;
 mod loss;
 #[path = "../cuda/matmul.rs"]
 mod matmul;
+mod on_cpu;
 #[path = "../cuda/pending.rs"]
 mod pending;
 #[path = "../cuda/pool.rs"]
@@ -343,7 +343,7 @@ pub fn run<K: CudaKernel>(
     out_dtypes: &[DType],
 ) -> Result<Vec<CudaStorage>> {
     if on_cpu(K::NAME) {
-        cpu_fallback::run_on_cpu(kernel, inputs, out_dtypes)
+        on_cpu::run_on_cpu(kernel, inputs, out_dtypes)
     } else {
         dispatch::run(kernel, inputs, out_dtypes)
     }
