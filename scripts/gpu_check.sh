@@ -172,9 +172,11 @@ main() {
                 echo "==== $name ===="
                 if [[ "$GPU_OK" == 1 ]]; then
                     RAYON_NUM_THREADS="${GPU_CHECK_TEST_THREADS:-3}" ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1 \
-                        ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" 2>&1
+                        ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" ENGINE_BIN="$BIN/engine" \
+                        timeout -k 5 "$t" "$exe" 2>&1
                 else
-                    ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" timeout -k 5 "$t" "$exe" 2>&1
+                    ENGINE_POISON=1 ENGINE_FIXTURES_DIR="$REPO/tests/fixtures" ENGINE_BIN="$BIN/engine" \
+                        timeout -k 5 "$t" "$exe" 2>&1
                 fi
                 echo "==== $name: exit $? ===="
             ) >"$STATE/test_$name.log" &

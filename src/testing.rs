@@ -168,15 +168,19 @@ pub struct Fixtures {
 /// The fixture format version this build understands (`FIXTURE_VERSION` in tools/fixtures/common.py).
 pub const FIXTURE_VERSION: &str = "1";
 
+/// The folder of the committed fixture files: `ENGINE_FIXTURES_DIR` when set (prebuilt test binaries,
+/// e.g. the GPU bundle, find the fixtures in another checkout that way), else this source tree's
+/// `tests/fixtures`.
+pub fn fixtures_dir() -> String {
+    std::env::var("ENGINE_FIXTURES_DIR")
+        .unwrap_or_else(|_| format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR")))
+}
+
 impl Fixtures {
     /// Loads `tests/fixtures/<family>.safetensors`; panics with regeneration advice if it is missing
     /// or of another version.
     pub fn load(family: &str) -> Fixtures {
-        // ENGINE_FIXTURES_DIR lets prebuilt test binaries (the GPU bundle) find the fixtures in
-        // another checkout; by default they are read from this source tree.
-        let dir = std::env::var("ENGINE_FIXTURES_DIR")
-            .unwrap_or_else(|_| format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR")));
-        let path = format!("{dir}/{family}.safetensors");
+        let path = format!("{}/{family}.safetensors", fixtures_dir());
         let bytes = std::fs::read(&path).unwrap_or_else(|e| {
             panic!("{path}: {e}; regenerate with `python3 tools/make_fixtures.py {family}`")
         });

@@ -16,12 +16,28 @@ use std::process::Command;
 /// Relative tolerance of a bench-step loss against the CPU's (two SGD steps: rounding only).
 const LOSS_RTOL: f64 = 0.02;
 
+/// The `engine` binary: `ENGINE_BIN` when set (the GPU check runs this test from its bundle, far from
+/// the build's target folder), else the one cargo built beside this test.
+fn engine() -> Command {
+    Command::new(
+        std::env::var_os("ENGINE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_engine").into()),
+    )
+}
+
+/// `tests/data` of the repository: relative to the working directory (cargo runs tests from the
+/// package root, the GPU check from the repo root), else where the build found it.
+fn test_data() -> std::path::PathBuf {
+    let rel = std::path::PathBuf::from("tests/data");
+    if rel.is_dir() {
+        rel
+    } else {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+    }
+}
+
 /// Runs `engine args…` and parses its standard output as JSON; panics with stderr on failure.
 fn engine_json(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .expect("run engine");
+    let out = engine().args(args).output().expect("run engine");
     assert!(
         out.status.success(),
         "engine {args:?} failed: {}",
@@ -143,8 +159,9 @@ fn gpu_check_commands_run_on_cuda() {
 
     let out = std::env::temp_dir().join(format!("engine-cuda-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
-    let status = Command::new(env!("CARGO_BIN_EXE_engine"))
+    let data = test_data();
+    let data = data.to_str().expect("a UTF-8 path");
+    let status = engine()
         .args([
             "train",
             "--recipe",

@@ -33,10 +33,7 @@ fn config(
 
 #[test]
 fn parameter_names_and_shapes_match_torchvision() {
-    let path = format!(
-        "{}/tests/fixtures/torchvision_names.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/torchvision_names.json", engine::testing::fixtures_dir());
     let all: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     for (arch, depth) in [

@@ -9,14 +9,12 @@ use engine::models::{load_pretrained_resnet, ResNet, ResNetConfig, Variant};
 use engine::nn::init::Init;
 use engine::nn::state::save_module;
 use engine::nn::{Mode, Module};
-use engine::testing::{test_devices, Fixtures};
+use engine::testing::{fixtures_dir, test_devices, Fixtures};
 use engine::{DType, Device};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn fixture_dir() -> PathBuf {
-    std::env::var("ENGINE_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+    PathBuf::from(fixtures_dir())
 }
 
 #[test]
