@@ -179,7 +179,7 @@ impl Conv2dGeometry {
     }
     /// Kernels are pub: guard against geometry that would make them index out of bounds.
     /// Every extent but the batch must be >= 1 (the batch may be empty).
-    fn validate(&self, op: &'static str) -> Result<()> {
+    pub(crate) fn validate(&self, op: &'static str) -> Result<()> {
         let extents = [
             self.cin, self.h, self.w, self.cout, self.kh, self.kw, self.ho, self.wo,
         ];

@@ -46,18 +46,7 @@ pub(super) use crate::backend::kernel_abi::product;
 impl CuGeom {
     /// Validates `g` (like the CPU kernels) and derives cuDNN's view of it.
     pub(super) fn new(op: &'static str, g: &Conv2dGeometry) -> Result<CuGeom> {
-        let extents = [g.cin, g.h, g.w, g.cout, g.kh, g.kw, g.ho, g.wo];
-        if extents.contains(&0)
-            || g.groups == 0
-            || g.cin % g.groups != 0
-            || g.cout % g.groups != 0
-            || g.stride.0 == 0
-            || g.stride.1 == 0
-            || g.dilation.0 == 0
-            || g.dilation.1 == 0
-        {
-            return Err(Error::bad(op, format!("invalid geometry {g:?}")));
-        }
+        g.validate(op)?;
         // cuDNN's output extent: 1 + (len + 2p − d(k − 1) − 1) / s.
         let formula = |len: usize, k: usize, s: usize, p: usize, d: usize| {
             let span = d * (k - 1) + 1;
