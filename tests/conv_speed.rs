@@ -52,6 +52,7 @@ fn bench(name: &str, n: usize, cin: usize, cout: usize, hw: usize, k: usize, ite
             &Conv2dForward {
                 geom,
                 has_bias: false,
+                channels_last: false,
             },
             &[&xs, &ws],
             &f32s,
@@ -62,13 +63,22 @@ fn bench(name: &str, n: usize, cin: usize, cout: usize, hw: usize, k: usize, ite
             &Conv2dBackwardInput {
                 geom,
                 has_bias: false,
+                channels_last: false,
             },
             &[&dys, &ws],
             &f32s,
         )
         .unwrap();
         let t2 = t.elapsed().as_secs_f64();
-        run(&Conv2dBackwardWeight { geom }, &[&xs, &dys], &f32s).unwrap();
+        run(
+            &Conv2dBackwardWeight {
+                geom,
+                channels_last: false,
+            },
+            &[&xs, &dys],
+            &f32s,
+        )
+        .unwrap();
         let t3 = t.elapsed().as_secs_f64();
         (t1, t2 - t1, t3 - t2)
     };

@@ -115,6 +115,12 @@ fn gpu_check_commands_run_on_cuda() {
     for r in rows {
         assert_eq!(r["status"], "ok", "bench-ops row {r}");
     }
+    for op in ["conv3x3.fwd_bwd.cl", "bn_add_relu.fwd_bwd.cl"] {
+        assert!(
+            rows.iter().any(|r| r["op"] == op),
+            "bench-ops has no {op} row"
+        );
+    }
 
     for fp16 in [false, true] {
         let mut args = vec![

@@ -1,6 +1,7 @@
 //! `engine train` on the CUDA device against the same run on the CPU: the Bag of Tricks recipe with
 //! mixup, label smoothing and the cosine schedule on a small IDX dataset the test writes, in f32 and
-//! in FP16 (f16 activations and weights, f32 masters, dynamic loss scaling, the multi-tensor SGD step),
+//! in FP16 (f16 activations and weights, f32 masters, dynamic loss scaling, the multi-tensor SGD step;
+//! channels-last on CUDA),
 //! for three epochs in which the network learns (checked on the CPU run). The CUDA half runs wherever `Device::cuda(0)` exists: a GPU, or the simulated device
 //! of `--features cuda-sim` (the real launchers with their kernels in the emulator); elsewhere it
 //! prints "skipped CUDA" (and fails under `ENGINE_REQUIRE_CUDA=1`).
@@ -35,8 +36,8 @@ fn tmp(name: &str) -> PathBuf {
     p
 }
 
-fn run(data: &Path, fp16: bool, device: Device) -> TrainSummary {
-    let out = tmp(&format!("{fp16}-{device}"));
+fn run(data: &Path, fp16: bool, channels_last: bool, device: Device) -> TrainSummary {
+    let out = tmp(&format!("{fp16}-{channels_last}-{device}"));
     let mut cfg = TrainConfig::fashion_mnist(
         Recipe::Reproduction2019,
         data.to_path_buf(),
@@ -48,6 +49,7 @@ fn run(data: &Path, fp16: bool, device: Device) -> TrainSummary {
     cfg.batch_size = 32;
     cfg.lr_per_256 = 1.6; // lr 0.2 at batch 32: the network learns within the three epochs
     cfg.fp16 = fp16;
+    cfg.channels_last = channels_last;
     let opts = RunOptions {
         resume: false,
         show_progress: false,
@@ -68,7 +70,7 @@ fn training_on_cuda_follows_the_cpu() {
     let data = tmp("data");
     write_striped_idx(&data, 640, 100);
     for fp16 in [false, true] {
-        let cpu = run(&data, fp16, Device::Cpu);
+        let cpu = run(&data, fp16, false, Device::Cpu);
         // The comparison means something only if the CPU run learned.
         let last = cpu.history.last().expect("epochs");
         assert!(
@@ -77,7 +79,9 @@ fn training_on_cuda_follows_the_cpu() {
             last.top1
         );
         for device in test_devices().into_iter().filter(|d| !d.is_cpu()) {
-            let dev = run(&data, fp16, device);
+            // The FP16 run on CUDA is channels-last (`--fp16 --channels-last`, the fast configuration),
+            // against the CPU's NCHW run.
+            let dev = run(&data, fp16, fp16, device);
             assert_eq!(dev.history.len(), cpu.history.len());
             let (d_last, c_last) = (dev.history.last().expect("epochs"), last);
             assert!(

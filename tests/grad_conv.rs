@@ -291,6 +291,7 @@ fn empty_batch_and_direct_kernel_misuse() {
             &Conv2dForward {
                 geom,
                 has_bias: false,
+                channels_last: false,
             },
             &[&buf, &buf],
             &[DType::F32],

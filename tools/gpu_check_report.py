@@ -13,7 +13,7 @@ import sys
 # ResNet-50 at 224²: 4.1 GMAC forward → ≈ 24.5 GFLOP per training image (forward + backward ≈ 3×).
 RESNET50_TRAIN_FLOP_PER_IMAGE = 24.5e9
 # The ops of `engine bench-ops` (src/bench.rs), listed even when neither side produced them.
-EXPECTED_OPS = [f"{f}.{p}.{l}" for f in ("bn_relu", "bn_add_relu") for l in ("nchw", "cl") for p in ("fwd", "fwd_bwd")]
+EXPECTED_OPS = [f"{f}.{p}.{l}" for f in ("bn_relu", "bn_add_relu", "conv3x3") for l in ("nchw", "cl") for p in ("fwd", "fwd_bwd")]
 EXPECTED_OPS += ["sgd.resnet50", "cross_entropy_ls.fwd_bwd", "adain.fwd.512px", "adain.fwd.224px", "copy_d2d", "gemm_f16"]
 
 
@@ -142,7 +142,8 @@ def main():
         note = (note + "; " if note else "") + f"torch ran resnet50 {tcl.get('batch')}x3x{tcl.get('image')}²"
     rows.append([
         f"train_step.{model} (img/s)", shape,
-        f"{ours_ips:.0f} img/s" if ours_ips else (status_text(estep) or "—"),
+        f"{ours_ips:.0f} img/s ({'channels_last' if estep.get('channels_last') else 'NCHW'})" if ours_ips
+        else (status_text(estep) or "—"),
         f"{base_ips:.0f} img/s ({'AMP' if tcl.get('amp_fp16') else 'f32'}, channels_last)" if base_ips else "—",
         f"{base_ips / ours_ips:.2f}×" if (ours_ips and base_ips) else "—",
         pct(mfu(ours_ips)), pct(mfu(base_ips)), note,

@@ -7,7 +7,7 @@ Measures, on the GPU, with CUDA events (warm-up first; median over batches of it
     (fp16 autocast + GradScaler), channels_last (and NCHW) → images/s and torch.cuda.max_memory_allocated;
   - the ops our kernels replace, named as `engine bench-ops` names them (src/bench.rs), same shapes and
     the same graphs: bn_relu / bn_add_relu fwd and fwd+bwd (loss = (y·dy).sum()) in fp16, NCHW and
-    channels_last; sgd.resnet50 (foreach and fused); cross_entropy_ls.fwd_bwd; adain.fwd at 512²/224²;
+    channels_last; conv3x3 (ResNet-50 stage 1) fwd and fwd+bwd, NCHW and channels_last; sgd.resnet50 (foreach and fused); cross_entropy_ls.fwd_bwd; adain.fwd at 512²/224²;
   - the ceilings: copy_d2d (torch.empty(...).copy_, bytes read + written) and gemm_f16 (8192³).
 Writes one JSON object (stdout, or --out FILE).
 
@@ -237,6 +237,42 @@ def bn_ops(rows, dev, args, timer):
                 guarded(rows, name, f"{n}x{c}x{hw}x{hw} f16", tensors * numel * 2.0, 0.0, run)
 
 
+def conv_ops(rows, dev, args, timer):
+    """ResNet-50's stage-1 3×3 conv (64 → 64, 56², batch 256/shrink), f16, NCHW and channels_last:
+    forward, and forward + backward (data and filter gradients; loss = (y·dy).sum() as in the engine's
+    bench-ops). FLOPs 2·N·Co·H·W·Ci·9 per pass."""
+    n = max(1, 256 // args.shrink)
+    c, hw = 64, 56
+    for layout in ["nchw", "cl"]:
+        mf = torch.channels_last if layout == "cl" else torch.contiguous_format
+        for pas in ["fwd", "fwd_bwd"]:
+            name = f"conv3x3.{pas}.{layout}"
+            if args.filter and args.filter not in name:
+                continue
+            flops = 2.0 * n * c * hw * hw * c * 9 * (3 if pas == "fwd_bwd" else 1)
+            bytes_ = 2.0 * (2 * n * c * hw * hw + c * c * 9) * (3 if pas == "fwd_bwd" else 1)
+
+            def run(mf=mf, pas=pas):
+                dt = torch.float16 if dev.type == "cuda" else torch.float32
+                bwd = pas == "fwd_bwd"
+                x = torch.randn(n, c, hw, hw, device=dev, dtype=dt).to(memory_format=mf).requires_grad_(bwd)
+                w = (torch.randn(c, c, 3, 3, device=dev, dtype=dt) * 0.05).to(memory_format=mf).requires_grad_(bwd)
+                dy = torch.randn(n, c, hw, hw, device=dev, dtype=dt).to(memory_format=mf)
+
+                def f():
+                    y = F.conv2d(x, w, padding=1)
+                    if bwd:  # the engine's graph: loss = (y·dy).sum()
+                        (y * dy).sum().backward()
+                    return y
+
+                if not bwd:
+                    with torch.no_grad():
+                        return timer.time(f, args.repeats, args.iters)
+                return timer.time(f, args.repeats, args.iters)
+
+            guarded(rows, name, f"{n}x{c}x{hw}x{hw} k3 f16", bytes_, flops, run)
+
+
 def sgd_op(rows, dev, args, timer):
     if args.filter and args.filter not in "sgd.resnet50":
         return
@@ -365,6 +401,7 @@ def main():
             if cuda:
                 torch.cuda.empty_cache()
     bn_ops(out["ops"], dev, args, timer)
+    conv_ops(out["ops"], dev, args, timer)
     sgd_op(out["ops"], dev, args, timer)
     misc_ops(out["ops"], dev, args, timer)
     out["seconds"] = time.time() - t0

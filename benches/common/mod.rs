@@ -143,6 +143,7 @@ impl ConvRunner {
             &Conv2dForward {
                 geom,
                 has_bias: false,
+                channels_last: false,
             },
             &[&self.x, &self.w],
             &f32s,
@@ -151,11 +152,19 @@ impl ConvRunner {
             &Conv2dBackwardInput {
                 geom,
                 has_bias: false,
+                channels_last: false,
             },
             &[&self.dy, &self.w],
             &f32s,
         )?;
-        let dw = run(&Conv2dBackwardWeight { geom }, &[&self.x, &self.dy], &f32s)?;
+        let dw = run(
+            &Conv2dBackwardWeight {
+                geom,
+                channels_last: false,
+            },
+            &[&self.x, &self.dy],
+            &f32s,
+        )?;
         std::hint::black_box((y, dx, dw));
         Ok(())
     }

@@ -21,7 +21,9 @@ use crate::models::{ResNet, ResNetConfig};
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module, ParamKind};
 use crate::optim::{DynamicLossScaler, Sgd, SgdConfig};
-use crate::{BatchNormArgs, DType, Device, Error, GradStore, MemoryFormat, Result, Tensor};
+use crate::{
+    BatchNormArgs, Conv2dParams, DType, Device, Error, GradStore, MemoryFormat, Result, Tensor,
+};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -263,6 +265,15 @@ struct OpSpec {
 
 /// `engine bench-ops`: our kernels at ResNet-50 / AdaIN shapes, named as tools/torch_gpu_bench.py
 /// names its PyTorch baselines (the GPU check joins the two on `op`).
+/// `t` in a bench-ops layout: "cl" (channels-last) or "nchw" (as it is).
+fn in_layout(t: Tensor, layout: &str) -> Result<Tensor> {
+    if layout == "cl" {
+        t.to_format(MemoryFormat::ChannelsLast)
+    } else {
+        Ok(t)
+    }
+}
+
 pub fn bench_ops(o: &OpsOptions) -> Value {
     let dev = o.device;
     let s = o.shrink.max(1);
@@ -312,13 +323,7 @@ pub fn bench_ops(o: &OpsOptions) -> Value {
                     flops: 0.0,
                 };
                 let r = (|| -> Result<f64> {
-                    let fmt = |t: Tensor| -> Result<Tensor> {
-                        if layout == "cl" {
-                            t.to_format(MemoryFormat::ChannelsLast)
-                        } else {
-                            Ok(t)
-                        }
-                    };
+                    let fmt = |t: Tensor| in_layout(t, layout);
                     let x = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 1, DType::F16, dev)?)?;
                     let res = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 2, DType::F16, dev)?)?;
                     let dy = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 3, DType::F16, dev)?)?;
@@ -351,6 +356,42 @@ pub fn bench_ops(o: &OpsOptions) -> Value {
                 })();
                 record(spec, r);
             }
+        }
+    }
+
+    // ResNet-50's stage-1 3×3 conv (64 → 64 channels, 56², no bias), f16, NCHW and channels-last
+    // (cuDNN's NHWC path; the weight is channels-last too, as in a channels-last model): forward, and
+    // forward + backward (data and filter gradients, 3× the forward's FLOPs).
+    for layout in ["nchw", "cl"] {
+        for pass in ["fwd", "fwd_bwd"] {
+            let name = format!("conv3x3.{pass}.{layout}");
+            if !want(&name) {
+                continue;
+            }
+            let (n, c, hw) = (b(256), 64usize, 56usize);
+            let passes = if pass == "fwd" { 1.0 } else { 3.0 };
+            let spec = OpSpec {
+                name,
+                shape: format!("{n}x{c}x{hw}x{hw} k3 f16"),
+                bytes: passes * 2.0 * (2 * n * c * hw * hw + c * c * 9) as f64,
+                flops: passes * 2.0 * (n * c * hw * hw * c * 9) as f64,
+            };
+            let r = (|| -> Result<f64> {
+                let fmt = |t: Tensor| in_layout(t, layout);
+                let bwd = pass == "fwd_bwd";
+                let x = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 1, DType::F16, dev)?)?;
+                let w = fmt(Tensor::randn([c, c, 3, 3], 0.0, 0.05, 2, DType::F16, dev)?)?;
+                let dy = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 3, DType::F16, dev)?)?;
+                let (x, w) = if bwd { (x.var(), w.var()) } else { (x, w) };
+                time_op(dev, rep, it, || {
+                    let y = x.conv2d(&w, None, Conv2dParams::new(1, 1))?;
+                    if bwd {
+                        y.mul(&dy)?.sum_all()?.backward()?;
+                    }
+                    Ok(())
+                })
+            })();
+            record(spec, r);
         }
     }
 

@@ -28,6 +28,10 @@ pub struct TrainArgs {
     /// FP16 weights and activations with f32 master weights and dynamic loss scaling.
     #[arg(long)]
     fp16: bool,
+    /// Run the training step channels-last (NHWC) on CUDA: cuDNN's NHWC convolutions, which use the
+    /// tensor cores best with --fp16.
+    #[arg(long)]
+    channels_last: bool,
     /// ResNet depth: 18, 34, 50 or 101.
     #[arg(long)]
     depth: Option<usize>,
@@ -277,6 +281,7 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     c.out_dir = out_dir(a);
     c.fp16 |= a.fp16;
+    c.channels_last |= a.channels_last;
     c.model.preact |= a.preact;
     if let Some(v) = a.depth {
         c.model.depth = v;
@@ -382,7 +387,12 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
         cfg.epochs,
         cfg.batch_size,
         cfg.lr(),
-        if cfg.fp16 { ", fp16" } else { "" },
+        match (cfg.fp16, cfg.channels_last) {
+            (true, true) => ", fp16, channels-last",
+            (true, false) => ", fp16",
+            (false, true) => ", channels-last",
+            (false, false) => "",
+        },
         cfg.out_dir.display()
     );
     eprintln!("data: {}", cfg.data.describe());

@@ -3,9 +3,10 @@
 //! fused kernel `UnaryBackward` (dx = dy · f'(x, y)); binary ops reduce the broadcast gradient back to
 //! each input's shape with `sum_to`.
 
-use super::{apply1, chunk_len, same_dtype_device};
+use super::{apply1_in, chunk_len, same_dtype_device};
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
+use crate::tensor::MemoryFormat;
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -147,11 +148,20 @@ impl CpuKernel for UnaryBackward {
 
 impl Tensor {
     /// Applies a unary op, recording its backward rule.
+    /// Elementwise in storage order, so the output keeps the input's memory format.
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
-        let y = apply1(&Unary(op), &[self], self.shape().clone(), self.dtype())?;
+        let format = self.format();
+        let y = apply1_in(
+            format,
+            &Unary(op),
+            &[self],
+            self.shape().clone(),
+            self.dtype(),
+        )?;
         let (x, y_saved) = (self.detach(), y.clone());
         Ok(y.track(op.name(), &[self], move |dy| {
-            let dx = apply1(
+            let dx = apply1_in(
+                format,
                 &UnaryBackward(op),
                 &[&x, &y_saved, dy],
                 x.shape().clone(),
@@ -336,7 +346,9 @@ impl CpuKernel for Binary {
 }
 
 impl Tensor {
-    /// `self ∘ rhs` with numpy broadcasting, recording the backward rule.
+    /// `self ∘ rhs` with numpy broadcasting, recording the backward rule. Operands of one shape are
+    /// combined in storage order: the output keeps `self`'s memory format (`rhs` is converted to it
+    /// when they differ); broadcasting computes in contiguous order.
     pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
         same_dtype_device(op.name(), self, rhs)?;
         let out_shape = Shape::broadcast(op.name(), self.shape(), rhs.shape())?;
@@ -345,7 +357,12 @@ impl Tensor {
             lhs: Broadcast::new(self.shape(), &out_shape),
             rhs: Broadcast::new(rhs.shape(), &out_shape),
         };
-        let y = apply1(&kernel, &[self, rhs], out_shape, self.dtype())?;
+        let format = if self.shape() == rhs.shape() {
+            self.format()
+        } else {
+            MemoryFormat::Contiguous
+        };
+        let y = apply1_in(format, &kernel, &[self, rhs], out_shape, self.dtype())?;
         let (a, b) = (self.detach(), rhs.detach());
         let (need_a, need_b) = (self.requires_grad(), rhs.requires_grad());
         Ok(y.track(op.name(), &[self, rhs], move |dy| {

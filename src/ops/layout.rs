@@ -3,7 +3,7 @@
 
 use super::elementwise::Broadcast;
 use super::reduce::StridedCopy;
-use super::{apply1, chunk_len};
+use super::{apply1, apply1_in, chunk_len};
 use crate::backend::{run_kernel, CpuKernel};
 use crate::dtype::Float;
 use crate::tensor::MemoryFormat;
@@ -134,7 +134,8 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let y = apply1(&Cast, &[self], self.shape().clone(), dtype)?;
+        // Elementwise in storage order: the memory format is kept.
+        let y = apply1_in(self.format(), &Cast, &[self], self.shape().clone(), dtype)?;
         let src = self.dtype();
         Ok(y.track("to_dtype", &[self], move |dy| {
             Ok(vec![Some(dy.to_dtype(src)?)])
@@ -146,6 +147,7 @@ impl Tensor {
         if format == self.format() {
             return Ok(self.clone());
         }
+        FORMAT_CONVERSIONS.with(|c| c.set(c.get() + 1));
         let (n, c, h, w) = self.shape().dims4("to_format")?;
         let map = match format {
             // Dense NHWC output read from NCHW input.
@@ -314,4 +316,15 @@ impl Tensor {
             Ok(vec![Some(apply1(&k, &[dy], in_shape.clone(), dy.dtype())?)])
         }))
     }
+}
+
+thread_local! {
+    static FORMAT_CONVERSIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many memory-format conversions (`Tensor::to_format` calls that copied) this thread has made:
+/// a channels-last network should convert only at its few NCHW-only ops, which tests check with the
+/// difference of two readings. Ops run on the calling thread, so the count is exact per thread.
+pub fn format_conversions() -> u64 {
+    FORMAT_CONVERSIONS.with(|c| c.get())
 }

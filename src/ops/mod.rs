@@ -31,17 +31,30 @@ pub(crate) fn apply<K: Kernel>(
     inputs: &[&Tensor],
     outs: &[(Shape, DType)],
 ) -> Result<Vec<Tensor>> {
-    let contiguous: Vec<Tensor> = inputs
+    apply_in(MemoryFormat::Contiguous, kernel, inputs, outs)
+}
+
+/// `apply` for kernels that compute in `format`: every 4-d input is converted to it first (a no-op
+/// when it already is), and every 4-d output is tagged with it. Tensors of other ranks have one
+/// layout in both formats and pass as they are.
+pub(crate) fn apply_in<K: Kernel>(
+    format: MemoryFormat,
+    kernel: &K,
+    inputs: &[&Tensor],
+    outs: &[(Shape, DType)],
+) -> Result<Vec<Tensor>> {
+    let converted: Vec<Tensor> = inputs
         .iter()
         .map(|t| {
-            if t.format() == MemoryFormat::Contiguous {
+            // Only 4-d tensors can be channels-last (`Tensor::from_storage` checks).
+            if t.format() == format || t.rank() != 4 {
                 Ok((*t).clone())
             } else {
-                t.contiguous()
+                t.to_format(format)
             }
         })
         .collect::<Result<_>>()?;
-    let guards: Vec<_> = contiguous.iter().map(|t| t.storage()).collect();
+    let guards: Vec<_> = converted.iter().map(|t| t.storage()).collect();
     let storages: Vec<&crate::backend::Storage> = guards.iter().map(|g| &**g).collect();
     let dtypes: Vec<DType> = outs.iter().map(|(_, d)| *d).collect();
     let results = run_kernel(kernel, &storages, &dtypes)?;
@@ -49,8 +62,28 @@ pub(crate) fn apply<K: Kernel>(
     results
         .into_iter()
         .zip(outs)
-        .map(|(s, (shape, _))| Tensor::from_storage(s, shape.clone(), MemoryFormat::Contiguous))
+        .map(|(s, (shape, _))| {
+            let f = if shape.rank() == 4 {
+                format
+            } else {
+                MemoryFormat::Contiguous
+            };
+            Tensor::from_storage(s, shape.clone(), f)
+        })
         .collect()
+}
+
+/// `apply_in` for single-output kernels.
+pub(crate) fn apply1_in<K: Kernel>(
+    format: MemoryFormat,
+    kernel: &K,
+    inputs: &[&Tensor],
+    shape: Shape,
+    dtype: DType,
+) -> Result<Tensor> {
+    Ok(apply_in(format, kernel, inputs, &[(shape, dtype)])?
+        .pop()
+        .expect("one output"))
 }
 
 /// `apply` for single-output kernels.

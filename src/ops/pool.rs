@@ -17,6 +17,7 @@
 use super::{apply, apply1};
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
+use crate::tensor::MemoryFormat;
 use crate::{DType, Error, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -364,6 +365,14 @@ impl Tensor {
     /// argmax of each window, saved by the forward kernel.
     pub fn max_pool2d(&self, p: Pool2dParams) -> Result<Tensor> {
         const OP: &str = "max_pool2d";
+        if self.format() == MemoryFormat::ChannelsLast {
+            // The kernels index NCHW planes; the output keeps the input's format (PyTorch's rule),
+            // so a channels-last network stays channels-last across its pooling layers.
+            return self
+                .contiguous()?
+                .max_pool2d(p)?
+                .to_format(MemoryFormat::ChannelsLast);
+        }
         let (geom, out_shape) = PoolGeom::new(OP, self, p)?;
         let idx_dtype = if self.dtype() == DType::F64 {
             DType::F64
@@ -405,6 +414,13 @@ impl Tensor {
     /// Average pooling (PyTorch's `F.avg_pool2d`, no divisor override).
     pub fn avg_pool2d(&self, p: Pool2dParams, count_include_pad: bool) -> Result<Tensor> {
         const OP: &str = "avg_pool2d";
+        if self.format() == MemoryFormat::ChannelsLast {
+            // As in `max_pool2d`: computed in NCHW, returned in the input's format.
+            return self
+                .contiguous()?
+                .avg_pool2d(p, count_include_pad)?
+                .to_format(MemoryFormat::ChannelsLast);
+        }
         let (geom, out_shape) = PoolGeom::new(OP, self, p)?;
         let y = apply1(
             &AvgPool2d {

@@ -179,6 +179,11 @@ pub struct TrainConfig {
     pub mixup_alpha: f64,
     pub distill: Option<DistillConfig>,
     pub fp16: bool,
+    /// Feed training batches channels-last (NHWC): on CUDA every convolution, batch norm and
+    /// pooling layer of the step then runs channels-last (cuDNN's fast layout for f16 on tensor
+    /// cores); on the CPU it changes nothing but one conversion per batch.
+    #[serde(default)]
+    pub channels_last: bool,
     pub seed: u64,
     pub augment: AugmentConfig,
     /// Shorter-side resize before the center crop at evaluation.
@@ -246,6 +251,7 @@ impl TrainConfig {
             mixup_alpha: if at_least(Recipe::Mixup) { 0.2 } else { 0.0 },
             distill: None,
             fp16: false,
+            channels_last: false,
             seed: 0,
             augment: AugmentConfig {
                 size: 28,

@@ -18,6 +18,7 @@ use crate::models::ResNet;
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
 use crate::optim::{DynamicLossScaler, LrSchedule, ScheduleKind, Sgd, SgdConfig};
+use crate::tensor::MemoryFormat;
 use crate::{DType, Device, Error, Result, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -446,7 +447,10 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             } else {
                 None
             };
-            let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
+            let mut x = batch_tensor(batch.images, batch.dims, dtype, device)?;
+            if cfg.channels_last {
+                x = x.to_format(MemoryFormat::ChannelsLast)?;
+            }
             let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
             let mut loss = match targets {
                 Some(t) => logits.cross_entropy_soft(

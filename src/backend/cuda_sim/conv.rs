@@ -20,7 +20,7 @@ use crate::backend::cpu::{self, CpuStorage};
 use crate::backend::kernel_abi::acc_dtype;
 use crate::ops::conv::{Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dForward, Conv2dGeometry};
 use crate::{Error, Result};
-use geom::{CuGeom, Kind};
+use geom::{CuGeom, Format, Kind};
 use launch::fill_bias;
 
 /// One "cuDNN" convolution of `kind` at cuDNN's output size `cg` (operand roles as in `run.rs`:
@@ -31,6 +31,7 @@ fn convolve(
     g: &Gpu,
     op: &'static str,
     kind: Kind,
+    format: Format,
     geom: &Conv2dGeometry,
     cg: &CuGeom,
     a: &CudaStorage,
@@ -46,12 +47,15 @@ fn convolve(
     };
     let dtype = out.dtype();
     let acc = acc_dtype(dtype);
+    // The CPU kernels take the same layout flag (NHWC operands, KRSC filter).
+    let channels_last = format == Format::Nhwc;
     let (ha, hb) = (a.to_cpu()?, b.to_cpu()?);
     let result = match kind {
         Kind::Forward => cpu::run(
             &Conv2dForward {
                 geom: full,
                 has_bias: false,
+                channels_last,
             },
             &[&ha, &hb],
             &[acc],
@@ -60,11 +64,19 @@ fn convolve(
             &Conv2dBackwardInput {
                 geom: full,
                 has_bias: false,
+                channels_last,
             },
             &[&hb, &ha],
             &[acc],
         ),
-        Kind::BackwardFilter => cpu::run(&Conv2dBackwardWeight { geom: full }, &[&ha, &hb], &[acc]),
+        Kind::BackwardFilter => cpu::run(
+            &Conv2dBackwardWeight {
+                geom: full,
+                channels_last,
+            },
+            &[&ha, &hb],
+            &[acc],
+        ),
     }?
     .remove(0);
     if result.len() != out.len() {
@@ -80,7 +92,7 @@ fn convolve(
     let sum = match bias {
         None => result,
         Some(bias) => {
-            let Some((c, plane)) = cg.bias_layout(kind) else {
+            let Some((c, plane)) = cg.bias_layout(kind, format) else {
                 return Err(Error::bad(op, "the filter gradient takes no bias"));
             };
             fill_bias(g, op, bias, out, c, plane)?;

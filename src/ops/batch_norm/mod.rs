@@ -15,12 +15,16 @@
 //! - A missing γ/β acts as ones/zeros; missing running statistics are allowed only in training mode.
 //! - Kernels are parallel over channels for the statistics/reductions and over `(n, c)` planes for the
 //!   elementwise passes; channel `c`'s data is `N` blocks of `H·W` at offsets `(n·C + c)·H·W`.
+//! - A channels-last input is normalised in place of its storage order, as `[N·H·W, C]` (kernel
+//!   `n` = N·H·W, `hw` = 1); y, dx and the residual's gradient are then channels-last too, and a
+//!   residual or `dy` in the other format is converted first.
 //! - The kernels' inner loops live in `loops.rs` (compiled twice, baseline and AVX2); this file holds
 //!   the ops, their argument checks, the kernel structs and the backward rule.
 
-use super::apply;
+use super::apply_in;
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
+use crate::tensor::MemoryFormat;
 use crate::{DType, Error, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -248,8 +252,11 @@ impl Tensor {
         a: &BatchNormArgs,
         relu: bool,
     ) -> Result<Tensor> {
+        // Channels-last storage is N·H·W rows of C: the kernels see it as [N·H·W, C] (hw = 1).
+        let format = self.format();
         let (n, c, hw) = match *self.dims() {
             [n, c] => (n, c, 1),
+            [n, c, h, w] if format == MemoryFormat::ChannelsLast => (n * h * w, c, 1),
             [n, c, h, w] => (n, c, h * w),
             _ => {
                 return Err(Error::bad(
@@ -369,7 +376,8 @@ impl Tensor {
         if let Some(r) = residual {
             ins.push(r);
         }
-        let outs = apply(
+        let outs = apply_in(
+            format,
             &fwd,
             &ins,
             &[
@@ -423,8 +431,13 @@ impl Tensor {
             if let Some(dt) = res_dtype {
                 specs.push((x.shape().clone(), dt));
             }
-            let mut g =
-                apply(&bwd, &[&x, &gamma, &mean, &invstd, &y_saved, dy], &specs)?.into_iter();
+            let mut g = apply_in(
+                format,
+                &bwd,
+                &[&x, &gamma, &mean, &invstd, &y_saved, dy],
+                &specs,
+            )?
+            .into_iter();
             let dx = g.next();
             let dgamma = g.next();
             let dbeta = g.next();

@@ -2,6 +2,7 @@
 //! backward-input (also the transposed conv's forward), backward-weight and the bias gradient. CUDA
 //! launchers for the same structs are in src/backend/cuda/conv/.
 
+use super::channels_last as cl;
 use super::im2col::*;
 use super::{winograd, Conv2dGeometry};
 use crate::backend::CpuKernel;
@@ -14,6 +15,8 @@ use rayon::prelude::*;
 pub struct Conv2dForward {
     pub geom: Conv2dGeometry,
     pub has_bias: bool,
+    /// x, w and y are stored channels-last (`channels_last.rs` gives the layouts).
+    pub channels_last: bool,
 }
 
 impl Conv2dForward {
@@ -111,6 +114,19 @@ impl CpuKernel for Conv2dForward {
         let g = self.geom;
         g.validate(Self::NAME)?;
         check_inputs(Self::NAME, inputs.len(), 2 + self.has_bias as usize)?;
+        if self.channels_last {
+            let (op, d) = (Self::NAME, g.dims4());
+            let x = cl::to_nchw(op, "input", inputs[0], d.x)?;
+            let w = cl::to_nchw(op, "weight", inputs[1], d.w)?;
+            let mut ins: Vec<&[T]> = vec![&x, &w];
+            ins.extend(inputs.get(2).copied());
+            let nchw = Conv2dForward {
+                channels_last: false,
+                ..*self
+            };
+            let y = nchw.run(&ins)?.remove(0);
+            return Ok(vec![cl::to_nhwc(op, "output", &y, d.y)?]);
+        }
         let (x, wt) = (inputs[0], inputs[1]);
         g.check_len(Self::NAME, "input", x, g.n * g.in_image())?;
         g.check_len(Self::NAME, "weight", wt, g.weight_len())?;
@@ -142,6 +158,8 @@ impl CpuKernel for Conv2dForward {
 pub struct Conv2dBackwardInput {
     pub geom: Conv2dGeometry,
     pub has_bias: bool,
+    /// dy, w and dx are stored channels-last.
+    pub channels_last: bool,
 }
 
 impl Conv2dBackwardInput {
@@ -267,6 +285,7 @@ impl Conv2dBackwardInput {
                 groups: g.groups,
             },
             has_bias: self.has_bias,
+            channels_last: false,
         })
     }
 
@@ -314,6 +333,19 @@ impl CpuKernel for Conv2dBackwardInput {
         let g = self.geom;
         g.validate(Self::NAME)?;
         check_inputs(Self::NAME, inputs.len(), 2 + self.has_bias as usize)?;
+        if self.channels_last {
+            let (op, d) = (Self::NAME, g.dims4());
+            let dy = cl::to_nchw(op, "output gradient", inputs[0], d.y)?;
+            let w = cl::to_nchw(op, "weight", inputs[1], d.w)?;
+            let mut ins: Vec<&[T]> = vec![&dy, &w];
+            ins.extend(inputs.get(2).copied());
+            let nchw = Conv2dBackwardInput {
+                channels_last: false,
+                ..*self
+            };
+            let dx = nchw.run(&ins)?.remove(0);
+            return Ok(vec![cl::to_nhwc(op, "input gradient", &dx, d.x)?]);
+        }
         let (dy, wt) = (inputs[0], inputs[1]);
         g.check_len(Self::NAME, "output gradient", dy, g.n * g.out_image())?;
         g.check_len(Self::NAME, "weight", wt, g.weight_len())?;
@@ -336,6 +368,8 @@ impl CpuKernel for Conv2dBackwardInput {
 /// `dw = conv_backward_weight(x, dy)`; inputs `[x, dy]`, output `[cout, cin/groups, kh, kw]`.
 pub struct Conv2dBackwardWeight {
     pub geom: Conv2dGeometry,
+    /// x, dy and dw are stored channels-last.
+    pub channels_last: bool,
 }
 
 impl Conv2dBackwardWeight {
@@ -418,6 +452,17 @@ impl CpuKernel for Conv2dBackwardWeight {
         let g = self.geom;
         g.validate(Self::NAME)?;
         check_inputs(Self::NAME, inputs.len(), 2)?;
+        if self.channels_last {
+            let (op, d) = (Self::NAME, g.dims4());
+            let x = cl::to_nchw(op, "input", inputs[0], d.x)?;
+            let dy = cl::to_nchw(op, "output gradient", inputs[1], d.y)?;
+            let nchw = Conv2dBackwardWeight {
+                channels_last: false,
+                ..*self
+            };
+            let dw = nchw.run(&[&x, &dy])?.remove(0);
+            return Ok(vec![cl::to_nhwc(op, "weight gradient", &dw, d.w)?]);
+        }
         let (x, dy) = (inputs[0], inputs[1]);
         g.check_len(Self::NAME, "input", x, g.n * g.in_image())?;
         g.check_len(Self::NAME, "output gradient", dy, g.n * g.out_image())?;
@@ -573,6 +618,7 @@ mod tests {
             let kernel = Conv2dBackwardInput {
                 geom: g,
                 has_bias: false,
+                channels_last: false,
             };
             assert_eq!(kernel.as_forward().is_some(), s == 1 && d == 1, "{g:?}");
             let via_run = kernel.run::<f64>(&[&dy, &wt]).unwrap().remove(0);
@@ -588,6 +634,7 @@ mod tests {
             let with_bias = Conv2dBackwardInput {
                 geom: g,
                 has_bias: true,
+                channels_last: false,
             };
             let via_run = with_bias.run::<f64>(&[&dy, &wt, &bias]).unwrap().remove(0);
             let via_col2im = with_bias.run_col2im::<f64>(&dy, &wt, Some(&bias));

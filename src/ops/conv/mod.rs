@@ -29,6 +29,7 @@
 //! Invariant: every kernel checks its input lengths against its geometry and returns an error rather
 //! than panicking; all Tensor-level shape validation happens before a kernel is built.
 
+mod channels_last;
 mod im2col;
 mod kernels;
 mod winograd;
@@ -37,8 +38,9 @@ pub use im2col::TILE_ELEMS;
 pub use kernels::{Conv2dBackwardInput, Conv2dBackwardWeight, Conv2dBiasGrad, Conv2dForward};
 pub use winograd::WINOGRAD;
 
-use super::{apply1, same_dtype_device};
-use crate::{Error, Result, Shape, Tensor};
+use super::{apply1, apply1_in, same_dtype_device};
+use crate::tensor::MemoryFormat;
+use crate::{DType, Error, Result, Shape, Tensor};
 
 /// Parameters of `Tensor::conv2d` (PyTorch's `F.conv2d` arguments), as `(height, width)` pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -349,9 +351,35 @@ impl Tensor {
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let has_bias = bias.is_some();
-        let y = apply1(
-            &Conv2dForward { geom, has_bias },
-            &inputs,
+        let channels_last = runs_channels_last(self, weight);
+        let format = if channels_last {
+            MemoryFormat::ChannelsLast
+        } else {
+            MemoryFormat::Contiguous
+        };
+        CONV2D_CALLS.with(|c| {
+            let (nchw, nhwc) = c.get();
+            c.set(if channels_last {
+                (nchw, nhwc + 1)
+            } else {
+                (nchw + 1, nhwc)
+            })
+        });
+        // The operands in the kernel's format, converted once for the forward and the backward.
+        let (xk, wk) = (
+            self.detach().to_format(format)?,
+            weight.detach().to_format(format)?,
+        );
+        let mut kernel_inputs = vec![&xk, &wk];
+        kernel_inputs.extend(bias);
+        let y = apply1_in(
+            format,
+            &Conv2dForward {
+                geom,
+                has_bias,
+                channels_last,
+            },
+            &kernel_inputs,
             Shape::new(vec![n, cout, ho, wo]),
             self.dtype(),
         )?;
@@ -359,16 +387,18 @@ impl Tensor {
         let need_w = weight.requires_grad();
         let need_b = bias.is_some_and(|b| b.requires_grad());
         // Save only what the backward needs: x for dW, w for dX.
-        let x = need_w.then(|| self.detach());
-        let wt = need_x.then(|| weight.detach());
+        let x = need_w.then(|| xk.clone());
+        let wt = need_x.then(|| wk.clone());
         let (x_shape, w_shape, dtype) =
             (self.shape().clone(), weight.shape().clone(), self.dtype());
         Ok(y.track(OP, &inputs, move |dy| {
             let gx = match &wt {
-                Some(wt) => Some(apply1(
+                Some(wt) => Some(apply1_in(
+                    format,
                     &Conv2dBackwardInput {
                         geom,
                         has_bias: false,
+                        channels_last,
                     },
                     &[dy, wt],
                     x_shape.clone(),
@@ -377,8 +407,12 @@ impl Tensor {
                 None => None,
             };
             let gw = match &x {
-                Some(x) => Some(apply1(
-                    &Conv2dBackwardWeight { geom },
+                Some(x) => Some(apply1_in(
+                    format,
+                    &Conv2dBackwardWeight {
+                        geom,
+                        channels_last,
+                    },
                     &[x, dy],
                     w_shape.clone(),
                     dtype,
@@ -388,7 +422,7 @@ impl Tensor {
             let mut grads = vec![gx, gw];
             if has_bias {
                 grads.push(if need_b {
-                    Some(bias_grad(dy, n, cout, ho * wo)?)
+                    Some(bias_grad(dy, format, n, cout, ho * wo)?)
                 } else {
                     None
                 });
@@ -508,7 +542,11 @@ impl Tensor {
         inputs.extend(bias);
         let has_bias = bias.is_some();
         let y = apply1(
-            &Conv2dBackwardInput { geom, has_bias },
+            &Conv2dBackwardInput {
+                geom,
+                has_bias,
+                channels_last: false,
+            },
             &inputs,
             Shape::new(vec![n, cout, ho, wo]),
             self.dtype(),
@@ -527,6 +565,7 @@ impl Tensor {
                     &Conv2dForward {
                         geom,
                         has_bias: false,
+                        channels_last: false,
                     },
                     &[dy, wt],
                     x_shape.clone(),
@@ -536,7 +575,10 @@ impl Tensor {
             };
             let gw = match &x {
                 Some(x) => Some(apply1(
-                    &Conv2dBackwardWeight { geom },
+                    &Conv2dBackwardWeight {
+                        geom,
+                        channels_last: false,
+                    },
                     &[dy, x],
                     w_shape.clone(),
                     dtype,
@@ -546,7 +588,7 @@ impl Tensor {
             let mut grads = vec![gx, gw];
             if has_bias {
                 grads.push(if need_b {
-                    Some(bias_grad(dy, n, cout, ho * wo)?)
+                    Some(bias_grad(dy, MemoryFormat::Contiguous, n, cout, ho * wo)?)
                 } else {
                     None
                 });
@@ -556,11 +598,42 @@ impl Tensor {
     }
 }
 
-fn bias_grad(dy: &Tensor, n: usize, c: usize, plane: usize) -> Result<Tensor> {
-    apply1(
-        &Conv2dBiasGrad { n, c, plane },
-        &[dy],
-        Shape::new(vec![c]),
-        dy.dtype(),
-    )
+/// Per-channel sums of `dy` (`[n, c, plane]` as stored in `format`: channels-last storage is
+/// `n·plane` rows of `c`).
+fn bias_grad(
+    dy: &Tensor,
+    format: MemoryFormat,
+    n: usize,
+    c: usize,
+    plane: usize,
+) -> Result<Tensor> {
+    let k = match format {
+        MemoryFormat::Contiguous => Conv2dBiasGrad { n, c, plane },
+        MemoryFormat::ChannelsLast => Conv2dBiasGrad {
+            n: n * plane,
+            c,
+            plane: 1,
+        },
+    };
+    apply1_in(format, &k, &[dy], Shape::new(vec![c]), dy.dtype())
+}
+
+thread_local! {
+    static CONV2D_CALLS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// How many `conv2d` calls this thread has made in NCHW and in channels-last (forward calls; each
+/// one's backward runs in the same layout). Tests read differences to check that a channels-last
+/// network ran every convolution channels-last.
+pub fn conv2d_layout_counts() -> (u64, u64) {
+    CONV2D_CALLS.with(|c| c.get())
+}
+
+/// Whether `conv2d` runs channels-last: on CUDA, for f16/f32, when the input or the weight is
+/// stored channels-last (PyTorch's rule: the output follows a channels-last operand). cuDNN's NHWC
+/// kernels are its fast path for f16 on tensor cores; the CPU always computes in NCHW.
+fn runs_channels_last(x: &Tensor, w: &Tensor) -> bool {
+    !x.device().is_cpu()
+        && x.dtype() != DType::F64
+        && (x.format() == MemoryFormat::ChannelsLast || w.format() == MemoryFormat::ChannelsLast)
 }

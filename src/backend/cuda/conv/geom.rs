@@ -17,6 +17,25 @@ pub(super) enum Kind {
     BackwardFilter,
 }
 
+/// The memory layout of a call's tensors, which its descriptors describe (see "Channels-last" in
+/// `mod.rs`): NCHW, or NHWC with the filter in KRSC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Format {
+    Nchw,
+    Nhwc,
+}
+
+impl Format {
+    /// The layout of a kernel struct's operands (its `channels_last` flag).
+    pub(super) fn of(channels_last: bool) -> Format {
+        if channels_last {
+            Format::Nhwc
+        } else {
+            Format::Nchw
+        }
+    }
+}
+
 /// The convolution as cuDNN sees it: every extent as `int`, `ho`/`wo` from cuDNN's formula.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct CuGeom {
@@ -100,13 +119,17 @@ impl CuGeom {
 
     /// (channels, plane size) of the output a bias is added to in a call of `kind`: the forward's y
     /// or the data gradient's x (a transposed convolution's output); None for the filter gradient,
-    /// which takes no bias.
-    pub(super) fn bias_layout(&self, kind: Kind) -> Option<(usize, usize)> {
-        match kind {
-            Kind::Forward => Some((self.cout as usize, self.ho as usize * self.wo as usize)),
-            Kind::BackwardData => Some((self.cin as usize, self.h as usize * self.w as usize)),
-            Kind::BackwardFilter => None,
-        }
+    /// which takes no bias. Channels-last storage is rows of channels: its "plane" is 1.
+    pub(super) fn bias_layout(&self, kind: Kind, format: Format) -> Option<(usize, usize)> {
+        let (c, plane) = match kind {
+            Kind::Forward => (self.cout as usize, self.ho as usize * self.wo as usize),
+            Kind::BackwardData => (self.cin as usize, self.h as usize * self.w as usize),
+            Kind::BackwardFilter => return None,
+        };
+        Some(match format {
+            Format::Nchw => (c, plane),
+            Format::Nhwc => (c, 1),
+        })
     }
 
     /// True when cuDNN's output extent differs from the geometry's (see the module docs).

@@ -8,7 +8,7 @@
 //! cropped or zero-padded with `window` (see "Output sizes" in `mod.rs`); outputs are returned in the
 //! inputs' dtype.
 
-use super::{convolve, CuGeom, Kind};
+use super::{convolve, CuGeom, Format, Kind};
 use crate::backend::cuda::batch_norm::check_len;
 use crate::backend::cuda::{gpu, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::conv::{self as conv_abi, bias_grad_launch};
@@ -111,6 +111,28 @@ fn lens(op: &'static str, g: &Conv2dGeometry) -> Result<(usize, usize, usize)> {
     ))
 }
 
+/// The layout of a launch's operands, after checking that a channels-last call needs no window (the
+/// window kernel indexes NCHW planes; `Tensor::conv2d`, the only op that asks for channels-last,
+/// always has cuDNN's output size).
+fn format_of(
+    op: &'static str,
+    geom: &Conv2dGeometry,
+    cg: &CuGeom,
+    channels_last: bool,
+) -> Result<Format> {
+    if channels_last && cg.windowed(geom) {
+        return Err(Error::bad(
+            op,
+            format!(
+                "a channels-last convolution needs cuDNN's output size {}×{}, the geometry has {}×{}; \
+                 run it in NCHW (contiguous) instead",
+                cg.ho, cg.wo, geom.ho, geom.wo
+            ),
+        ));
+    }
+    Ok(Format::of(channels_last))
+}
+
 /// `dy` at cuDNN's output size: itself, or zero-padded when the geometry's output is smaller.
 fn dy_full<'a>(
     g: &Gpu,
@@ -146,18 +168,30 @@ impl CudaKernel for Conv2dForward {
         }
         check_inputs(OP, inputs, &want)?;
         let (x, w, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
+        let format = format_of(OP, &geom, &cg, self.channels_last)?;
         let g = gpu(x.ordinal())?;
         if geom.n == 0 {
             return Ok(vec![g.alloc(x.dtype(), yl)?]);
         }
         if !cg.windowed(&geom) {
             let mut y = g.alloc(x.dtype(), yl)?;
-            convolve(g, OP, Kind::Forward, &geom, &cg, x, w, &mut y, bias)?;
+            convolve(g, OP, Kind::Forward, format, &geom, &cg, x, w, &mut y, bias)?;
             return Ok(vec![y]);
         }
         let full_len = product(OP, &[geom.n, geom.cout, cg.ho as usize, cg.wo as usize])?;
         let mut full = g.alloc(x.dtype(), full_len)?;
-        convolve(g, OP, Kind::Forward, &geom, &cg, x, w, &mut full, bias)?;
+        convolve(
+            g,
+            OP,
+            Kind::Forward,
+            format,
+            &geom,
+            &cg,
+            x,
+            w,
+            &mut full,
+            bias,
+        )?;
         let cropped = window(
             g,
             OP,
@@ -182,6 +216,7 @@ impl CudaKernel for Conv2dBackwardInput {
         }
         check_inputs(OP, inputs, &want)?;
         let (dy, w, bias) = (inputs[0], inputs[1], inputs.get(2).copied());
+        let format = format_of(OP, &geom, &cg, self.channels_last)?;
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), xl)?;
         if geom.n == 0 {
@@ -189,7 +224,18 @@ impl CudaKernel for Conv2dBackwardInput {
         }
         let mut padded = None;
         let dy = dy_full(g, OP, &geom, &cg, dy, &mut padded)?;
-        convolve(g, OP, Kind::BackwardData, &geom, &cg, w, dy, &mut dx, bias)?;
+        convolve(
+            g,
+            OP,
+            Kind::BackwardData,
+            format,
+            &geom,
+            &cg,
+            w,
+            dy,
+            &mut dx,
+            bias,
+        )?;
         Ok(vec![dx])
     }
 }
@@ -202,6 +248,7 @@ impl CudaKernel for Conv2dBackwardWeight {
         let (xl, wl, yl) = lens(OP, &geom)?;
         check_inputs(OP, inputs, &[("input", xl), ("output gradient", yl)])?;
         let (x, dy) = (inputs[0], inputs[1]);
+        let format = format_of(OP, &geom, &cg, self.channels_last)?;
         let g = gpu(x.ordinal())?;
         if geom.n == 0 {
             return Ok(vec![g.zeros(x.dtype(), wl)?]);
@@ -213,6 +260,7 @@ impl CudaKernel for Conv2dBackwardWeight {
             g,
             OP,
             Kind::BackwardFilter,
+            format,
             &geom,
             &cg,
             x,

@@ -59,14 +59,16 @@
 //! for backward-data and backward-filter, `dy` is zero-padded to the formula size (the extra outputs
 //! are unused, so their gradient is zero). A geometry whose `ho`/`wo` exceed the formula is refused.
 //!
-//! **Channels-last.** `Format` is a field of every plan key and is turned into the descriptors'
-//! `cudnnTensorFormat_t` in one place (`build_plan`); the filter descriptor takes the same format
-//! (NHWC filters are KRSC). Kernels receive contiguous NCHW storage today, so launchers pass
-//! `Format::Nchw`. When a kernel receives channels-last storage (the tensor's `MemoryFormat`), its
-//! launcher passes `Format::Nhwc` instead: descriptors, algorithm choice and workspace follow from the
-//! key, and cuDNN then runs its NHWC tensor-core kernels without the internal transposes it needs for
-//! f16 in NCHW. The helper kernels index NCHW and would need NHWC variants (bias channel
-//! = `i % c`; bias grad strided by `c`; window over `[n, h, w, c]`).
+//! **Channels-last.** `Format` (`geom.rs`) is a field of every plan key and is turned into the
+//! descriptors' `cudnnTensorFormat_t` in one place (`build_plan`); the filter descriptor takes the same
+//! format (NHWC filters are KRSC, which is the weight tensor's own channels-last storage). A kernel
+//! struct with `channels_last` set (`Tensor::conv2d` sets it on CUDA for f16/f32 when the input or
+//! the weight is channels-last) gets NHWC operands and its launcher passes `Format::Nhwc`:
+//! descriptors, algorithm choice and workspace follow from the key, and cuDNN runs its NHWC
+//! tensor-core kernels without the internal transposes it needs for f16 in NCHW. The bias fill and
+//! bias gradient see NHWC storage as rows of channels (plane = 1); the output window indexes NCHW
+//! planes, so a channels-last call that would need one is refused (conv2d never does:
+//! its output is cuDNN's size).
 //!
 //! Invariants: input lengths are checked against the geometry before anything is launched; nothing
 //! is launched for an empty batch; every dimension handed to cuDNN fits its `int`; outputs are

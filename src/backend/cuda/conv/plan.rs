@@ -7,15 +7,6 @@ use super::*;
 // ------------------------------------------------------------------------------------------------
 // Plans and the per-device state
 
-/// The memory layout the descriptors describe (see "Channels-last" in the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Format {
-    Nchw,
-    /// Selected by launchers once kernels receive channels-last storage.
-    #[allow(dead_code)]
-    Nhwc,
-}
-
 impl Format {
     pub(super) fn cudnn(self) -> sys::cudnnTensorFormat_t {
         match self {

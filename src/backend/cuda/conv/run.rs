@@ -6,7 +6,7 @@ use super::*;
 // ------------------------------------------------------------------------------------------------
 // Running a convolution
 
-/// One cuDNN convolution of `kind` over `geom` (cuDNN's view `cg`):
+/// One cuDNN convolution of `kind` over `geom` (cuDNN's view `cg`), every operand in `format`:
 /// - Forward: `a` = x, `b` = w, `out` = y;
 /// - BackwardData: `a` = w, `b` = dy, `out` = dx;
 /// - BackwardFilter: `a` = x, `b` = dy, `out` = dw.
@@ -19,6 +19,7 @@ pub(super) fn convolve(
     g: &Gpu,
     op: &'static str,
     kind: Kind,
+    format: Format,
     geom: &Conv2dGeometry,
     cg: &CuGeom,
     a: &CudaStorage,
@@ -27,7 +28,7 @@ pub(super) fn convolve(
     bias: Option<&CudaStorage>,
 ) -> Result<()> {
     let dtype = out.dtype();
-    let key = PlanKey::new(geom, dtype, Format::Nchw, kind);
+    let key = PlanKey::new(geom, dtype, format, kind);
     let mut guard = g.cudnn()?.lock().unwrap_or_else(|p| p.into_inner());
     g.ctx.bind_to_thread().cu(op)?;
     let CudnnState {
@@ -72,7 +73,7 @@ pub(super) fn convolve(
     };
     ensure_workspace(g, workspace, plan.workspace)?;
     if let Some(bias) = bias {
-        let Some((c, plane)) = cg.bias_layout(kind) else {
+        let Some((c, plane)) = cg.bias_layout(kind, format) else {
             return Err(Error::bad(op, "the filter gradient takes no bias"));
         };
         fill_bias(g, op, bias, out, c, plane)?;

@@ -117,12 +117,20 @@ fn winograd_matches_the_definition_in_f64_and_f32() {
         let no_bias = vec![0.0; cout];
         let (y0, _, _) = definition(&g, &x, &wt, &no_bias, &dy);
         let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-        let fwd = |has_bias| Conv2dForward { geom: g, has_bias };
+        let fwd = |has_bias| Conv2dForward {
+            geom: g,
+            has_bias,
+            channels_last: false,
+        };
         let bwd_in = Conv2dBackwardInput {
             geom: g,
             has_bias: false,
+            channels_last: false,
         };
-        let bwd_w = Conv2dBackwardWeight { geom: g };
+        let bwd_w = Conv2dBackwardWeight {
+            geom: g,
+            channels_last: false,
+        };
         // f64: equal to rounding.
         let got = fwd(true).run::<f64>(&[&x, &wt, &bias]).unwrap();
         close("y f64", &got[0], &y, 1e-12);
