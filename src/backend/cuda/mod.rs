@@ -15,6 +15,8 @@
 //!   memory pool when the device supports pools (every GPU we target). We raise the pool's release
 //!   threshold to "never", so freed blocks stay in the pool and, after the first training step, steps do
 //!   not map new device memory; dropping a `CudaStorage` enqueues its free on the stream.
+//! - Uploads of 1 MiB and more go through pinned staging slots (`staging.rs`), so the host does not
+//!   wait for the queue to drain; smaller ones are plain (synchronous) copies.
 //! - `CudaStorage` is an untyped byte buffer tagged with its dtype and element count. Buffers are never
 //!   zero-sized (at least one byte is allocated) and kernels are never launched for zero elements.
 //! - Every kernel launch goes through `Gpu::launch` with a `KernelCall` built by `kernel_abi` (kernel
@@ -43,6 +45,7 @@ mod reduce;
 mod resize;
 mod sgd;
 mod softmax;
+mod staging;
 
 use super::{CpuKernel, CpuStorage, Device};
 use crate::{DType, Error, Result};
@@ -257,10 +260,14 @@ impl CudaStorage {
     pub fn from_cpu(s: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
         let g = gpu(ordinal)?;
         let mut out = g.alloc(s.dtype(), s.len())?;
-        if !s.is_empty() {
-            g.stream
-                .memcpy_htod(s.as_bytes(), &mut out.buf)
+        let bytes = s.as_bytes();
+        if bytes.len() >= staging::MIN_BYTES && staging::enabled() {
+            // Through a pinned slot: the host does not wait for the GPU (staging.rs).
+            let mut st = g.staging.lock().unwrap_or_else(|p| p.into_inner());
+            st.upload(&g.ctx, &g.stream, bytes, &mut out.buf)
                 .cu("from_cpu")?;
+        } else if !bytes.is_empty() {
+            g.stream.memcpy_htod(bytes, &mut out.buf).cu("from_cpu")?;
         }
         Ok(out)
     }
@@ -277,6 +284,8 @@ pub(crate) struct Gpu {
     blas: OnceLock<std::result::Result<cudarc::cublas::CudaBlas, String>>,
     /// cuDNN handle, plan cache and workspace (conv.rs), created on first use.
     cudnn: OnceLock<std::result::Result<Mutex<conv::CudnnState>, String>>,
+    /// Pinned slots for large host → device uploads (staging.rs).
+    staging: Mutex<staging::Staging>,
 }
 
 /// The device `ordinal`, initialised on first use.
@@ -363,6 +372,7 @@ impl Gpu {
             sm_count,
             blas: OnceLock::new(),
             cudnn: OnceLock::new(),
+            staging: Mutex::new(staging::Staging::default()),
         })
     }
 
