@@ -5,7 +5,11 @@
 //! pinned buffer, and because everything on a device runs on one stream, the host waits until the
 //! GPU has finished every kernel queued before the copy. From page-locked memory the copy is a true
 //! asynchronous DMA: the host copies the bytes into a staging slot (a `memcpy` at host speed), enqueues
-//! the transfer and goes on queueing the step's kernels while the GPU is still busy.
+//! the transfer and goes on queueing the step's kernels while the GPU is still busy. The transfer
+//! itself stays ordered on the device's one stream, after the kernels queued before it: overlapping
+//! the DMA with those kernels too would need a copy stream, and the destination is allocated
+//! stream-ordered on the compute stream, so the copy stream would first have to wait for it (about
+//! 3 % of a ResNet-50 batch-256 step is at stake: ~77 MB of f16 at PCIe rates against a ~90 ms step).
 //!
 //! Slots are kept per exact byte length (a training run uploads batches of one size, plus a smaller
 //! last batch), [`SLOTS`] per length used round-robin, at most [`MAX_BYTES`] pinned in all (beyond it
