@@ -24,7 +24,15 @@
 //   (n, k) pairs, n < N, k < hw/V, item j = n·(hw/V) + k, at element offset (n·C + c)·hw + k·V; a thread
 //   walks items j = start + tid, step 256, with a division-free cursor. V = 16 bytes / sizeof(T) when
 //   hw % V == 0 (16-byte vector loads: every plane starts 16-byte aligned), else 1. Each block writes
-//   its partial (count, mean, M2) (forward, Welford/Chan) or (Σg, Σg·x̂) (backward) to scratch.
+//   its partial (count, mean, M2) (forward, Welford/Chan) or (Σg, Σg·x̂) (backward) to scratch
+//   part[3·b..] / part[2·b..], b = c·S + s.
+// - `bn_stats_rows_*` / `bn_bwd_reduce_rows_*` (hw = 1: x is [R, C] row-major, R = N): one 256-thread
+//   block per (channel tile, split): block b handles channels [t·32, t·32 + 32) ∩ [0, C), t = b / S,
+//   rows [s·chunk, (s+1)·chunk) ∩ [0, R), s = b mod S. Thread tx = tid mod 32 owns channel t·32 + tx,
+//   thread ty = tid / 32 walks rows start + ty, step 8, so a warp (one ty) loads 32 consecutive
+//   elements of one row (coalesced). The 8 row-threads of a channel merge in shared memory in
+//   increasing ty (ty = 0 folds in 1, 2, …, 7), and ty = 0 writes the (channel, split) partial at the
+//   same place and in the same form as the kernels above (c·S + s), so the finalize kernels are shared.
 // - `bn_fwd_finalize_*` / `bn_bwd_finalize_*`: one thread per channel (grid-stride); merges the S
 //   partials of its channel in increasing s (deterministic), writes the per-channel outputs and the
 //   coefficients of the apply pass.
@@ -41,7 +49,8 @@
 //   k = γ·invstd; dx = k·((g − Σg/M) − x̂·(Σg·x̂/M)) (training) or k·g (eval); dresidual = g.
 //
 // Invariants: 64-bit indexing; inputs never alias outputs; reductions are deterministic (fixed per-
-// thread share, fixed shuffle tree, fixed serial merge of warps and of splits); no atomics.
+// thread share, fixed shuffle tree, fixed serial merge of warps, of row-threads and of splits); no
+// atomics; every (channel, split) partial is written, empty splits included (count 0 / zero sums).
 #include "rowops.cuh"
 
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
@@ -355,6 +364,82 @@ __device__ void bn_bwd_apply_impl(i64 items, i64 c, i64 hw, int training, int re
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Row-major reductions (hw = 1): x, y, dy are [rows, c], element (r, ch) at r·c + ch.
+
+#define BN_ROWS_TILE 32 // channels per block: tx = threadIdx.x mod 32
+
+// Forward statistics of channels [tile·32, tile·32 + 32) over a split of the rows; the per-row update
+// is bn_stats_impl's with V = 1 (a merge of the one-item state (1, x, 0)).
+template <typename T>
+__device__ void bn_stats_rows_impl(i64 c, i64 rows, i64 splits, const T *x, typename Acc<T>::type *part) {
+    typedef typename Acc<T>::type A;
+    __shared__ A sh[3][BN_THREADS / BN_ROWS_TILE][BN_ROWS_TILE];
+    const int tx = threadIdx.x % BN_ROWS_TILE, ty = threadIdx.x / BN_ROWS_TILE;
+    const int ny = blockDim.x / BN_ROWS_TILE;
+    const i64 tiles = (c + BN_ROWS_TILE - 1) / BN_ROWS_TILE, chunk = (rows + splits - 1) / splits;
+    for (i64 b = blockIdx.x; b < tiles * splits; b += gridDim.x) {
+        const i64 tile = b / splits, s = b - tile * splits;
+        const i64 ch = tile * BN_ROWS_TILE + tx;
+        const i64 start = s * chunk, end = min(rows, start + chunk);
+        A n = A(0), mean = A(0), m2 = A(0);
+        if (ch < c)
+            for (i64 r = start + ty; r < end; r += ny) welford_merge(n, mean, m2, A(1), (A)ld(x, r * c + ch), A(0));
+        sh[0][ty][tx] = n;
+        sh[1][ty][tx] = mean;
+        sh[2][ty][tx] = m2;
+        __syncthreads();
+        if (ty == 0 && ch < c) {
+            for (int k = 1; k < ny; ++k) welford_merge(n, mean, m2, sh[0][k][tx], sh[1][k][tx], sh[2][k][tx]);
+            A *q = part + 3 * (ch * splits + s);
+            q[0] = n;
+            q[1] = mean;
+            q[2] = m2;
+        }
+        __syncthreads(); // sh is rewritten by the next block iteration
+    }
+}
+
+// Backward (Σg, Σg·x̂) of channels [tile·32, tile·32 + 32) over a split of the rows; per row the terms
+// of bn_bwd_reduce_impl with V = 1.
+template <typename T>
+__device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, const T *x, const T *mean,
+                                        const T *invstd, const T *y, const T *dy, typename Acc<T>::type *part) {
+    typedef typename Acc<T>::type A;
+    __shared__ A sh[2][BN_THREADS / BN_ROWS_TILE][BN_ROWS_TILE];
+    const int tx = threadIdx.x % BN_ROWS_TILE, ty = threadIdx.x / BN_ROWS_TILE;
+    const int ny = blockDim.x / BN_ROWS_TILE;
+    const i64 tiles = (c + BN_ROWS_TILE - 1) / BN_ROWS_TILE, chunk = (rows + splits - 1) / splits;
+    for (i64 b = blockIdx.x; b < tiles * splits; b += gridDim.x) {
+        const i64 tile = b / splits, s = b - tile * splits;
+        const i64 ch = tile * BN_ROWS_TILE + tx;
+        const i64 start = s * chunk, end = min(rows, start + chunk);
+        A sg = A(0), sgx = A(0);
+        if (ch < c) {
+            const A mu = ld(mean, ch), is = ld(invstd, ch);
+            for (i64 r = start + ty; r < end; r += ny) {
+                const i64 off = r * c + ch;
+                A g = ld(dy, off);
+                if (relu && ld(y, off) <= A(0)) g = A(0);
+                sg += g;
+                sgx += g * ((ld(x, off) - mu) * is);
+            }
+        }
+        sh[0][ty][tx] = sg;
+        sh[1][ty][tx] = sgx;
+        __syncthreads();
+        if (ty == 0 && ch < c) {
+            for (int k = 1; k < ny; ++k) {
+                sg += sh[0][k][tx];
+                sgx += sh[1][k][tx];
+            }
+            part[2 * (ch * splits + s)] = sg;
+            part[2 * (ch * splits + s) + 1] = sgx;
+        }
+        __syncthreads(); // sh is rewritten by the next block iteration
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Entry points. SUF = input dtype, OSUF = big-output dtype, VS = `v` (vector width VW) or `s` (scalar).
 
 #define BN_REDUCE(SUF, T, VS, VW)                                                                              \
@@ -366,6 +451,18 @@ __device__ void bn_bwd_apply_impl(i64 items, i64 c, i64 hw, int training, int re
         bn_bwd_reduce_##SUF##_##VS(i64 c, i64 hw, i64 items, i64 splits, int relu, const T *x, const T *mean,  \
                                    const T *invstd, const T *y, const T *dy, Acc<T>::type *part) {             \
         bn_bwd_reduce_impl<T, VW>(c, hw, items, splits, relu, x, mean, invstd, y, dy, part);                  \
+    }
+
+// The row-major reductions (hw = 1), launched with BN_THREADS threads per block.
+#define BN_REDUCE_ROWS(SUF, T)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(BN_THREADS)                                                   \
+        bn_stats_rows_##SUF(i64 c, i64 rows, i64 splits, const T *x, Acc<T>::type *part) {                     \
+        bn_stats_rows_impl<T>(c, rows, splits, x, part);                                                       \
+    }                                                                                                          \
+    extern "C" __global__ void __launch_bounds__(BN_THREADS)                                                   \
+        bn_bwd_reduce_rows_##SUF(i64 c, i64 rows, i64 splits, int relu, const T *x, const T *mean,             \
+                                 const T *invstd, const T *y, const T *dy, Acc<T>::type *part) {               \
+        bn_bwd_reduce_rows_impl<T>(c, rows, splits, relu, x, mean, invstd, y, dy, part);                       \
     }
 
 #define BN_APPLY(SUF, T, OSUF, TO, VS, VW)                                                                     \
@@ -403,6 +500,10 @@ BN_REDUCE(f32, float, s, 1)
 BN_REDUCE(f32, float, v, 4)
 BN_REDUCE(f64, double, s, 1)
 BN_REDUCE(f64, double, v, 2)
+
+BN_REDUCE_ROWS(f16, __half)
+BN_REDUCE_ROWS(f32, float)
+BN_REDUCE_ROWS(f64, double)
 
 BN_APPLY(f16, __half, f16, __half, s, 1)
 BN_APPLY(f16, __half, f16, __half, v, 8)

@@ -7,6 +7,9 @@
 //! elementwise pass (`bn_fwd_apply_*`) with the optional residual add and ReLU; eval = finalize + apply.
 //! Backward: per-channel (Σg, Σg·x̂) partials (`bn_bwd_reduce_*`), a finalize (dγ, dβ and the
 //! coefficients), then one elementwise pass writing dx and, with a residual, dresidual.
+//! With hw = 1 ([N, C] inputs, channels-last tensors viewed as [N·H·W, C]) both reductions run the
+//! row-major kernels instead (`bn_stats_rows_*`, `bn_bwd_reduce_rows_*`: 32 channels per block,
+//! coalesced row loads), which write the same partials; `kernel_abi`'s `ReducePlan` picks.
 //!
 //! Dtypes: `cuda::run` hands the launcher inputs of one dtype T; with f16 activations and f32
 //! parameters it has widened x/residual (forward) and x/y/dy (backward) to f32. The big outputs (y, dx,
@@ -20,8 +23,8 @@
 
 use super::{gpu, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::batch_norm::{
-    self as plan, big_out_dtype, reduce_launch, splits, BwdApplyBufs, BwdFinalizeBufs,
-    BwdReduceBufs, FwdFinalizeBufs,
+    self as plan, big_out_dtype, BwdApplyBufs, BwdFinalizeBufs, BwdReduceBufs, FwdFinalizeBufs,
+    ReducePlan,
 };
 use crate::ops::batch_norm::{BatchNormBackward, BatchNormForward};
 use crate::{DType, Error, Result};
@@ -100,12 +103,13 @@ impl CudaKernel for BatchNormForward {
         let mut coef = g.alloc(a, 2 * c)?;
 
         let (s, part) = if self.training {
-            let items = n * (hw / v);
-            let s = splits(g.sms(), c, items);
+            let reduce = ReducePlan::new(g.sms(), n, c, hw, (v, vs));
+            let s = reduce.splits;
             let mut part = g.alloc(a, 3 * c * s)?;
-            let call = plan::stats(dt, vs, c, hw, items, s, x.dptr(g), part.dptr_mut(g));
-            // SAFETY: x holds n·c·hw T (checked), items = n·hw/V with V | hw, part holds 3·c·splits A.
-            unsafe { g.launch(&call, g.launch_cfg(reduce_launch(c * s))) }?;
+            let call = reduce.stats(dt, x.dptr(g), part.dptr_mut(g));
+            // SAFETY: x holds n·c·hw T (checked; rows = n when hw = 1, else items = n·hw/V with
+            // V | hw), part holds 3·c·splits A.
+            unsafe { g.launch(&call, g.launch_cfg(reduce.launch())) }?;
             (s, part)
         } else {
             // Not read in eval mode; a valid pointer all the same.
@@ -218,16 +222,11 @@ impl CudaKernel for BatchNormBackward {
         let (v, vs) = pick_vec(g, hw, dt, &bufs);
         let m = n * hw;
 
-        let items = n * (hw / v);
-        let s = splits(g.sms(), c, items);
+        let reduce = ReducePlan::new(g.sms(), n, c, hw, (v, vs));
+        let s = reduce.splits;
         let mut part = g.alloc(a, 2 * c * s)?;
-        let call = plan::bwd_reduce(
+        let call = reduce.bwd_reduce(
             dt,
-            vs,
-            c,
-            hw,
-            items,
-            s,
             self.relu,
             BwdReduceBufs {
                 x: x.dptr(g),
@@ -238,8 +237,9 @@ impl CudaKernel for BatchNormBackward {
                 part: part.dptr_mut(g),
             },
         );
-        // SAFETY: x, y, dy hold n·c·hw T, mean/invstd c T (checked), part 2·c·splits A; V | hw.
-        unsafe { g.launch(&call, g.launch_cfg(reduce_launch(c * s))) }?;
+        // SAFETY: x, y, dy hold n·c·hw T, mean/invstd c T (checked), part 2·c·splits A; V | hw
+        // (the row kernels, hw = 1, read n rows of c).
+        unsafe { g.launch(&call, g.launch_cfg(reduce.launch())) }?;
 
         let mut coef = g.alloc(a, 5 * c)?;
         let call = plan::bwd_finalize(

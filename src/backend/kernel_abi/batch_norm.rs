@@ -1,15 +1,18 @@
 //! The launches of cuda/batch_norm.cu: how many blocks share one channel's reduction, the vector
 //! width of the `_v` kernels, the reduction grid, the dtype the big outputs are written in, and the
-//! calls (kernel names and argument lists) of its six kernels: `bn_stats_*`, `bn_fwd_finalize_*`,
-//! `bn_fwd_apply_*` (forward) and `bn_bwd_reduce_*`, `bn_bwd_finalize_*`, `bn_bwd_apply_*` (backward).
-//! A kernel with five or more pointers takes them as a struct with one named field per pointer
-//! (`FwdFinalizeBufs`, …), so each call site names every buffer it passes.
+//! calls (kernel names and argument lists) of its eight kernels: `bn_stats_*`, `bn_fwd_finalize_*`,
+//! `bn_fwd_apply_*` (forward) and `bn_bwd_reduce_*`, `bn_bwd_finalize_*`, `bn_bwd_apply_*` (backward),
+//! plus the row-major reductions `bn_stats_rows_*` / `bn_bwd_reduce_rows_*` that replace the first
+//! and fourth when hw = 1 ([`ReducePlan`] picks one family; both write the partials the finalize
+//! kernels read). A kernel with five or more pointers takes them as a struct with one named field
+//! per pointer (`FwdFinalizeBufs`, …), so each call site names every buffer it passes.
 //!
 //! Invariants: a channel is split over several blocks only while each block keeps at least
-//! [`MIN_ITEMS_PER_BLOCK`] items; 16-byte vector kernels (`_v`) are picked only when a plane's length
-//! is a multiple of the vector width and every big buffer is 16-byte aligned (the caller says which);
-//! every call's arguments are in the order and C types of its kernel's signature (quoted on each
-//! builder).
+//! [`MIN_ITEMS_PER_BLOCK`] items (the row kernels: [`MIN_ROWS_PER_BLOCK`] rows, the same elements per
+//! thread); 16-byte vector kernels (`_v`) are picked only when a plane's length is a multiple of the
+//! vector width and every big buffer is 16-byte aligned (the caller says which); the row kernels are
+//! picked exactly when hw = 1; every call's arguments are in the order and C types of its kernel's
+//! signature (quoted on each builder).
 
 use super::call::KernelCall;
 use super::{suffix, Launch1d};
@@ -35,6 +38,115 @@ pub fn reduce_launch(blocks: usize) -> Launch1d {
     Launch1d {
         blocks: blocks.clamp(1, i32::MAX as usize) as u32,
         threads: BN_THREADS,
+    }
+}
+
+/// Channels per block of the row-major reductions (`BN_ROWS_TILE`): thread `tid mod 32` owns one
+/// channel, so a warp reads 32 consecutive elements of a row.
+pub const ROWS_TILE: usize = 32;
+/// Rows a block of the row-major reductions reads at once: thread `tid / 32` of its
+/// [`BN_THREADS`] walks every `ROWS_STEP`-th row of its split.
+pub const ROWS_STEP: usize = BN_THREADS as usize / ROWS_TILE;
+/// The row kernels split a channel tile's rows over several blocks only while each block keeps at
+/// least this many rows: [`MIN_ITEMS_PER_BLOCK`] / [`ROWS_TILE`], i.e. the same 16 elements per
+/// thread as the per-channel kernels.
+pub const MIN_ROWS_PER_BLOCK: usize = MIN_ITEMS_PER_BLOCK / ROWS_TILE;
+
+/// Blocks per channel tile of a row-major reduction over `rows` rows of `c` channels on a GPU of
+/// `sm_count` SMs: as [`splits`], with ceil(c / [`ROWS_TILE`]) tiles in place of channels and
+/// [`MIN_ROWS_PER_BLOCK`] rows per block.
+pub fn rows_splits(sm_count: usize, c: usize, rows: usize) -> usize {
+    let target = sm_count * REDUCE_BLOCKS_PER_SM;
+    let want = target.div_ceil(c.div_ceil(ROWS_TILE).max(1));
+    want.min(rows.div_ceil(MIN_ROWS_PER_BLOCK)).max(1)
+}
+
+/// The grid of `bn_stats_rows_*` / `bn_bwd_reduce_rows_*`: exactly ceil(c / [`ROWS_TILE`]) ×
+/// `splits` blocks of [`BN_THREADS`].
+pub fn rows_launch(c: usize, splits: usize) -> Launch1d {
+    reduce_launch(c.div_ceil(ROWS_TILE) * splits)
+}
+
+/// The per-channel reduction of a launch (the forward's statistics, the backward's (Σg, Σg·x̂)):
+/// which kernel family runs it, over how many splits, on which grid. Both families write
+/// 3·c·`splits` (forward) or 2·c·`splits` (backward) partials in the layout the finalize kernels
+/// read, so only this choice differs between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReducePlan {
+    pub c: usize,
+    pub hw: usize,
+    /// Blocks per channel (per channel tile for [`Reduce::Rows`]); the finalize's `splits`.
+    pub splits: usize,
+    pub kind: Reduce,
+}
+
+/// The kernel family of a [`ReducePlan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduce {
+    /// `bn_stats_<T>_<vs>` / `bn_bwd_reduce_<T>_<vs>`: one channel per block, `items` = N·hw/V
+    /// items per channel.
+    Planes { vs: &'static str, items: usize },
+    /// `bn_stats_rows_<T>` / `bn_bwd_reduce_rows_<T>` (hw = 1): [`ROWS_TILE`] channels per block
+    /// over `rows` = N rows.
+    Rows { rows: usize },
+}
+
+impl ReducePlan {
+    /// The reduction over `n` × `c` × `hw` elements on a GPU of `sm_count` SMs: the row kernels
+    /// when `hw` = 1 (channels are then contiguous: an [N, C] or channels-last tensor), else the
+    /// per-channel kernels with the vector pick `(v, vs)` of [`pick_vec`].
+    pub fn new(
+        sm_count: usize,
+        n: usize,
+        c: usize,
+        hw: usize,
+        (v, vs): (usize, &'static str),
+    ) -> ReducePlan {
+        if hw == 1 {
+            ReducePlan {
+                c,
+                hw,
+                splits: rows_splits(sm_count, c, n),
+                kind: Reduce::Rows { rows: n },
+            }
+        } else {
+            let items = n * (hw / v);
+            ReducePlan {
+                c,
+                hw,
+                splits: splits(sm_count, c, items),
+                kind: Reduce::Planes { vs, items },
+            }
+        }
+    }
+
+    /// The plan's grid.
+    pub fn launch(&self) -> Launch1d {
+        match self.kind {
+            Reduce::Planes { .. } => reduce_launch(self.c * self.splits),
+            Reduce::Rows { .. } => rows_launch(self.c, self.splits),
+        }
+    }
+
+    /// The forward statistics call ([`stats`] or [`stats_rows`]): x holds N·c·hw T, part 3·c·splits A.
+    pub fn stats<P>(&self, dtype: DType, x: P, part: P) -> KernelCall<P> {
+        match self.kind {
+            Reduce::Planes { vs, items } => {
+                stats(dtype, vs, self.c, self.hw, items, self.splits, x, part)
+            }
+            Reduce::Rows { rows } => stats_rows(dtype, self.c, rows, self.splits, x, part),
+        }
+    }
+
+    /// The backward reduction call ([`bwd_reduce`] or [`bwd_reduce_rows`]): part holds
+    /// 2·c·splits A.
+    pub fn bwd_reduce<P>(&self, dtype: DType, relu: bool, b: BwdReduceBufs<P>) -> KernelCall<P> {
+        match self.kind {
+            Reduce::Planes { vs, items } => {
+                bwd_reduce(dtype, vs, self.c, self.hw, items, self.splits, relu, b)
+            }
+            Reduce::Rows { rows } => bwd_reduce_rows(dtype, self.c, rows, self.splits, relu, b),
+        }
     }
 }
 
@@ -83,6 +195,26 @@ pub fn stats<P>(
         .i64(c)
         .i64(hw)
         .i64(items)
+        .i64(splits)
+        .ptr(x)
+        .ptr(part)
+}
+
+/// `bn_stats_rows_<T>(i64 c, i64 rows, i64 splits, const T* x, A* part)`: x is [rows, c]
+/// (hw = 1); block b reduces channels [t·32, t·32 + 32) ∩ [0, c), t = b / splits, over its share of
+/// the rows, s = b mod splits, and writes each channel's (count, mean, M2) to `part[3·(ch·splits +
+/// s)..]`, the layout of [`stats`]. Grid: [`rows_launch`]. x holds rows·c T, part 3·c·splits A.
+pub fn stats_rows<P>(
+    dtype: DType,
+    c: usize,
+    rows: usize,
+    splits: usize,
+    x: P,
+    part: P,
+) -> KernelCall<P> {
+    KernelCall::new("batch_norm", format!("bn_stats_rows_{}", suffix(dtype)))
+        .i64(c)
+        .i64(rows)
         .i64(splits)
         .ptr(x)
         .ptr(part)
@@ -171,8 +303,8 @@ pub fn fwd_apply<P: Copy>(
     .ptr(y)
 }
 
-/// The buffers of `bn_bwd_reduce_*`, in signature order: x, y, dy (N·c·hw T), the saved statistics
-/// (c T each) and the partials (2·c·splits A).
+/// The buffers of `bn_bwd_reduce_*` and `bn_bwd_reduce_rows_*`, in signature order: x, y, dy
+/// (N·c·hw T), the saved statistics (c T each) and the partials (2·c·splits A).
 pub struct BwdReduceBufs<P> {
     pub x: P,
     pub mean: P,
@@ -204,6 +336,35 @@ pub fn bwd_reduce<P>(
     .i64(c)
     .i64(hw)
     .i64(items)
+    .i64(splits)
+    .i32(relu as i32)
+    .ptr(b.x)
+    .ptr(b.mean)
+    .ptr(b.invstd)
+    .ptr(b.y)
+    .ptr(b.dy)
+    .ptr(b.part)
+}
+
+/// `bn_bwd_reduce_rows_<T>(i64 c, i64 rows, i64 splits, int relu, const T* x, const T* mean,
+/// const T* invstd, const T* y, const T* dy, A* part)`: x, y, dy are [rows, c] (hw = 1); block b
+/// sums (Σg, Σg·x̂) of channels [t·32, t·32 + 32) ∩ [0, c), t = b / splits, over its share of the
+/// rows, s = b mod splits, into `part[2·(ch·splits + s)..]`, the layout of [`bwd_reduce`]; g = dy,
+/// or 0 where `relu` and y ≤ 0. Grid: [`rows_launch`].
+pub fn bwd_reduce_rows<P>(
+    dtype: DType,
+    c: usize,
+    rows: usize,
+    splits: usize,
+    relu: bool,
+    b: BwdReduceBufs<P>,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_bwd_reduce_rows_{}", suffix(dtype)),
+    )
+    .i64(c)
+    .i64(rows)
     .i64(splits)
     .i32(relu as i32)
     .ptr(b.x)
