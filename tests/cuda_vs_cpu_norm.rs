@@ -3,7 +3,8 @@
 //! gradients from `.backward()` on both devices, in f16, f32 and f64 — and, for batch norm, f16
 //! activations with f32 parameters. Shapes the fixtures do not reach: channels split over several
 //! blocks, outputs above the launch grid (grid-stride loops), batch 1, odd planes (scalar loads), `[N, C]`
-//! inputs, ceil-mode and non-square pools. Runs only in `--features cuda` builds on a machine with a
+//! inputs (the row-major reductions: partial channel tiles, several splits per tile), ceil-mode and
+//! non-square pools. Runs only in `--features cuda` builds on a machine with a
 //! usable GPU; otherwise it prints why and passes, unless `ENGINE_REQUIRE_CUDA=1` turns a missing GPU
 //! into a failure.
 
@@ -150,6 +151,33 @@ fn batch_norm_every_variant() {
                         format!("{kind:?} {dims:?} x {xdt} params {pdt} training {training}");
                     both(&what, xdt, dev, |d| {
                         bn_run(d, dims, xdt, pdt, kind, training, affine, 10 + si as u64)
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_rows_inputs() {
+    let Some(dev) = cuda() else { return };
+    // `[N, C]` inputs (hw = 1: the row-major reduction kernels): a partial last 32-channel tile with
+    // many rows (several splits per tile), whole tiles, fewer rows than a split's minimum.
+    let shapes: [&[usize]; 3] = [&[2000, 37], &[260, 64], &[5, 70]];
+    let dtypes = [
+        (DType::F16, DType::F16),
+        (DType::F16, DType::F32),
+        (DType::F32, DType::F32),
+        (DType::F64, DType::F64),
+    ];
+    for (si, dims) in shapes.iter().enumerate() {
+        for (xdt, pdt) in dtypes {
+            for kind in [BnKind::Plain, BnKind::Relu, BnKind::AddRelu] {
+                for training in [true, false] {
+                    let what =
+                        format!("rows {kind:?} {dims:?} x {xdt} params {pdt} training {training}");
+                    both(&what, xdt, dev, |d| {
+                        bn_run(d, dims, xdt, pdt, kind, training, true, 50 + si as u64)
                     });
                 }
             }
