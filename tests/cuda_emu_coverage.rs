@@ -36,6 +36,8 @@ const COVERAGE: &[(&str, &str)] = &[
     ("upsample_nearest2d_", "tests/cuda_emu_pool_resize.rs"),
     ("pad2d_", "tests/cuda_emu_pool_resize.rs"),
     ("mask_scale_", "tests/cuda_emu_pool_resize.rs"),
+    // cuda/mixup.cu
+    ("mixup_", "tests/cuda_emu_mixup.rs"),
     ("conv_fill_bias_", "tests/cuda_emu_pool_resize.rs"),
     ("conv_bias_grad_", "tests/cuda_emu_pool_resize.rs"),
     ("conv_window_", "tests/cuda_emu_pool_resize.rs"),

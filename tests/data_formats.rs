@@ -65,6 +65,7 @@ fn loader(ds: Arc<dyn Dataset>, batch: usize, augment: AugmentConfig) -> Arc<Loa
                 seed: 1,
                 augment,
                 mixup_alpha: 0.0,
+                mixup_on_host: true,
                 prefetch: 2,
             },
         )

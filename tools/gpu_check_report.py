@@ -167,11 +167,18 @@ def main():
         o = next((r for r in eops_rows if r["op"] == name), None)
         b = tops.get(name)
         b_failed = next((r for r in tall if r["op"] == name), None)
+        note = ""
+        if name.endswith(".unfused") and not b:
+            # Our own unfused sequence: the baseline is our fused kernel (ratio > 1: fusing pays).
+            fused = next((r for r in eops_rows if r["op"] == name[: -len(".unfused")] and r.get("status") == "ok"), None)
+            if fused:
+                b = dict(fused, impl="ours fused")
+                note = "unfused / fused"
         ours = fmt_ms(o["ms"]) if (o and o.get("status") == "ok") else (status_text(o) if o else status_text(eops) or "—")
         base = f"{fmt_ms(b['ms'])} ({b.get('impl', 'torch')})" if b else (status_text(b_failed) if b_failed else "—")
         ratio = f"{o['ms'] / b['ms']:.2f}×" if (b and o and o.get("status") == "ok") else "—"
         shape = (o or b or {}).get("shape", "")
-        rows.append([name, shape, ours, base, ratio, pct(ceiling_frac(o)), pct(ceiling_frac(b)), ""])
+        rows.append([name, shape, ours, base, ratio, pct(ceiling_frac(o)), pct(ceiling_frac(b)), note])
 
     info = torch.get("info", {}) if isinstance(torch.get("info"), dict) else {}
     card = read(st("gpu.txt")).splitlines()[0] if read(st("gpu.txt")) else "unknown"

@@ -43,6 +43,7 @@ pub fn bench_loader(
             seed: cfg.seed,
             augment: cfg.augment.clone(),
             mixup_alpha: cfg.mixup_alpha,
+            mixup_on_host: true,
             prefetch: 1,
         },
     )?;

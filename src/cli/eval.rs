@@ -163,6 +163,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             seed: 0,
             augment: t.cfg.augment.eval(t.cfg.eval_resize),
             mixup_alpha: 0.0,
+            mixup_on_host: true,
             prefetch: 2,
         },
     )?);

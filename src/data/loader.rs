@@ -24,6 +24,10 @@ pub struct LoaderConfig {
     pub augment: AugmentConfig,
     /// Mixup's Beta(α, α) parameter; 0 turns mixup off.
     pub mixup_alpha: f64,
+    /// Blend mixup's images on the host (the loader's threads). When false the loader only draws λ
+    /// and the permutation and leaves the images as they are, for a consumer that blends them on its
+    /// device (`Tensor::mixup`, one kernel over images and targets).
+    pub mixup_on_host: bool,
     /// Batches kept ready ahead of the consumer.
     pub prefetch: usize,
 }
@@ -49,6 +53,17 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Label-smoothed one-hot targets `[N, K]`, without the mixup blend (for `Tensor::mixup`).
+    pub fn smoothed_targets(&self, classes: usize, smoothing: f64) -> Vec<f32> {
+        let off = (smoothing / classes as f64) as f32;
+        let on = (1.0 - smoothing) as f32 + off;
+        let mut t = vec![off; self.labels.len() * classes];
+        for (row, &label) in t.chunks_mut(classes).zip(&self.labels) {
+            row[label] = on;
+        }
+        t
+    }
+
     /// Soft targets `[N, K]`: label smoothing ε, then the mixup blend.
     pub fn soft_targets(&self, classes: usize, smoothing: f64) -> Vec<f32> {
         let n = self.labels.len();
@@ -174,14 +189,16 @@ impl Loader {
                 .sample(&mut rng);
             let mut perm: Vec<usize> = (0..n).collect();
             perm.shuffle(&mut rng);
-            let per = c * s * s;
-            let src = images.clone();
-            images.par_chunks_mut(per).enumerate().for_each(|(i, x)| {
-                let y = &src[perm[i] * per..(perm[i] + 1) * per];
-                for (a, b) in x.iter_mut().zip(y) {
-                    *a = lambda as f32 * *a + (1.0 - lambda as f32) * b;
-                }
-            });
+            if cfg.mixup_on_host {
+                let per = c * s * s;
+                let src = images.clone();
+                images.par_chunks_mut(per).enumerate().for_each(|(i, x)| {
+                    let y = &src[perm[i] * per..(perm[i] + 1) * per];
+                    for (a, b) in x.iter_mut().zip(y) {
+                        *a = lambda as f32 * *a + (1.0 - lambda as f32) * b;
+                    }
+                });
+            }
             Some(Mixup { lambda, perm })
         } else {
             None
@@ -249,6 +266,10 @@ mod tests {
     }
 
     fn loader(mixup: f64) -> Arc<Loader> {
+        loader_blending(mixup, true)
+    }
+
+    fn loader_blending(mixup: f64, mixup_on_host: bool) -> Arc<Loader> {
         let augment = AugmentConfig {
             size: 4,
             preprocess: Preprocess::PadCrop { pad: 1 },
@@ -272,6 +293,7 @@ mod tests {
                     seed: 5,
                     augment,
                     mixup_alpha: mixup,
+                    mixup_on_host,
                     prefetch: 2,
                 },
             )
@@ -305,6 +327,42 @@ mod tests {
                 .iter()
                 .chain(&next[1].labels)
                 .collect::<Vec<_>>()
+        );
+    }
+
+    /// With `mixup_on_host` off the loader draws the same λ and permutation but leaves the images
+    /// alone; `Tensor::mixup` of the raw images and the smoothed targets then gives the host blend:
+    /// the images bit for bit (the same f32 arithmetic), the targets to f32 rounding (the host
+    /// blends the smoothing terms in another order).
+    #[test]
+    fn device_side_mixup_reproduces_the_host_blend() {
+        use crate::{Device, Tensor};
+        let host: Vec<Batch> = loader_blending(0.4, true).epoch(0, 0).collect();
+        let raw: Vec<Batch> = loader_blending(0.4, false).epoch(0, 0).collect();
+        assert_eq!(host.len(), raw.len());
+        let mut blended = 0;
+        for (h, r) in host.iter().zip(&raw) {
+            let (hm, rm) = (h.mixup.as_ref().unwrap(), r.mixup.as_ref().unwrap());
+            assert_eq!((hm.lambda, &hm.perm), (rm.lambda, &rm.perm));
+            assert_eq!(h.labels, r.labels);
+            let n = r.labels.len();
+            let x = Tensor::from_vec(r.images.clone(), r.dims.to_vec(), Device::Cpu).unwrap();
+            let t = Tensor::from_vec(r.smoothed_targets(3, 0.1), [n, 3], Device::Cpu).unwrap();
+            let (x, t) = x.mixup(&t, rm.lambda, &rm.perm).unwrap();
+            assert_eq!(x.to_vec::<f32>().unwrap(), h.images, "images");
+            blended += (r.images != h.images) as usize;
+            for (a, b) in t
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .zip(h.soft_targets(3, 0.1))
+            {
+                assert!((a - b).abs() < 1e-6, "targets: {a} against the host's {b}");
+            }
+        }
+        assert!(
+            blended > 0,
+            "the host blend changed no batch: nothing was compared"
         );
     }
 

@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod mixup;
 pub mod pool;
 pub mod reduce;
 pub mod resize;

@@ -295,6 +295,8 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             seed: cfg.seed,
             augment: cfg.augment.clone(),
             mixup_alpha: cfg.mixup_alpha,
+            // On a GPU the blend is one kernel over the uploaded batch (`Tensor::mixup`).
+            mixup_on_host: device.is_cpu(),
             prefetch: 3,
         },
     )?);
@@ -307,6 +309,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             seed: 0,
             augment: cfg.augment.eval(cfg.eval_resize),
             mixup_alpha: 0.0,
+            mixup_on_host: true,
             prefetch: 2,
         },
     )?);
@@ -442,20 +445,45 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             }
             let lr = schedule.lr(run.step);
             let n = batch.labels.len();
-            let targets = if soft {
-                Some(batch.soft_targets(classes, cfg.label_smoothing))
-            } else {
-                None
+            let (mut x, targets) = match (&batch.mixup, device.is_cpu()) {
+                // Mixup on the device: the loader left the images unblended; one kernel blends them
+                // with their smoothed targets, in f32 like the host blend, before the cast.
+                (Some(m), false) => {
+                    let t = Tensor::from_vec(
+                        batch.smoothed_targets(classes, cfg.label_smoothing),
+                        [n, classes],
+                        Device::Cpu,
+                    )?
+                    .to_device(device)?;
+                    let x = batch_tensor(batch.images, batch.dims, DType::F32, device)?;
+                    let (x, t) = x.mixup(&t, m.lambda, &m.perm)?;
+                    (x.to_dtype(dtype)?, Some(t))
+                }
+                _ => {
+                    let targets = if soft {
+                        Some(
+                            Tensor::from_vec(
+                                batch.soft_targets(classes, cfg.label_smoothing),
+                                [n, classes],
+                                Device::Cpu,
+                            )?
+                            .to_device(device)?,
+                        )
+                    } else {
+                        None
+                    };
+                    (
+                        batch_tensor(batch.images, batch.dims, dtype, device)?,
+                        targets,
+                    )
+                }
             };
-            let mut x = batch_tensor(batch.images, batch.dims, dtype, device)?;
             if cfg.channels_last {
                 x = x.to_format(MemoryFormat::ChannelsLast)?;
             }
             let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
-            let mut loss = match targets {
-                Some(t) => logits.cross_entropy_soft(
-                    &Tensor::from_vec(t, [n, classes], Device::Cpu)?.to_device(device)?,
-                )?,
+            let mut loss = match &targets {
+                Some(t) => logits.cross_entropy_soft(t)?,
                 None => logits.cross_entropy(&batch.labels, 0.0)?,
             };
             if let Some((teacher, temperature, weight)) = &teacher {

@@ -39,6 +39,7 @@ mod elementwise;
 mod layout;
 mod loss;
 mod matmul;
+mod mixup;
 mod pending;
 mod pool;
 mod reduce;

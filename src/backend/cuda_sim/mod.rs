@@ -39,6 +39,8 @@ mod layout;
 mod loss;
 #[path = "../cuda/matmul.rs"]
 mod matmul;
+#[path = "../cuda/mixup.rs"]
+mod mixup;
 mod on_cpu;
 #[path = "../cuda/pending.rs"]
 mod pending;

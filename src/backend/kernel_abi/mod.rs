@@ -21,6 +21,7 @@ pub mod dropout;
 pub mod elementwise;
 pub mod layout;
 pub mod loss;
+pub mod mixup;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
