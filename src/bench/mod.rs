@@ -7,23 +7,23 @@
 //! Timing: warm-up iterations first (module load, pool growth, handle creation), then the device is
 //! synchronised around every timed region and host clocks are read. `bench-step` times each training
 //! step separately (one loss read per step, as the trainer does); `bench-ops` times batches of
-//! iterations and reports the median per-iteration time of the batches. The generative models
+//! iterations and reports the median per-iteration time of the batches (`ops`). The generative models
 //! (`bench-stylize`, `bench-pix2pix`) live in `generative`; the input pipeline (`bench-loader`, CPU
 //! only) in `loader`.
 
 pub mod generative;
 pub mod loader;
+pub mod ops;
 
 pub use generative::{bench_pix2pix, bench_stylize, Pix2pixBenchOptions, StylizeBenchOptions};
+pub use ops::{bench_ops, OpsOptions};
 
 use crate::backend::{cuda_device_report, cuda_reset_peak_memory, cuda_synchronize};
 use crate::models::{ResNet, ResNetConfig};
 use crate::nn::init::Init;
-use crate::nn::{named_params, Mode, Module, ParamKind};
+use crate::nn::{named_params, Mode, Module};
 use crate::optim::{DynamicLossScaler, Sgd, SgdConfig};
-use crate::{
-    BatchNormArgs, Conv2dParams, DType, Device, Error, GradStore, MemoryFormat, Result, Tensor,
-};
+use crate::{DType, Device, Error, MemoryFormat, Result, Tensor};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ fn status_of(e: &Error) -> &'static str {
 }
 
 /// Merges `status`/`error` fields for a failed benchmark into `base`.
-fn failed(mut base: Value, e: &Error) -> Value {
+pub(super) fn failed(mut base: Value, e: &Error) -> Value {
     base["status"] = json!(status_of(e));
     base["error"] = json!(e.to_string());
     base
@@ -74,7 +74,7 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn device_json(device: Device) -> Value {
+pub(super) fn device_json(device: Device) -> Value {
     match device {
         Device::Cpu => json!({"device": "cpu", "threads": rayon::current_num_threads()}),
         Device::Cuda(i) => match cuda_device_report(i) {
@@ -217,22 +217,9 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     Ok(out)
 }
 
-/// What `engine bench-ops` measures.
-#[derive(Clone, Debug)]
-pub struct OpsOptions {
-    pub device: Device,
-    /// Shrinks every shape (CPU smoke runs): batch dims ÷ `shrink`, at least 1.
-    pub shrink: usize,
-    /// Timed batches, and iterations per batch.
-    pub repeats: usize,
-    pub iters: usize,
-    /// Only ops whose name contains this.
-    pub filter: Option<String>,
-}
-
 /// Times `f` (after 2 warm-up calls) as the median over `repeats` batches of `iters` calls, in ms per
 /// call.
-fn time_op(
+pub(super) fn time_op(
     dev: Device,
     repeats: usize,
     iters: usize,
@@ -253,278 +240,4 @@ fn time_op(
     }
     per.sort_by(|a, b| a.total_cmp(b));
     Ok(per[per.len() / 2])
-}
-
-/// One row of `bench-ops`: name, shape, minimal bytes moved and FLOPs per call.
-struct OpSpec {
-    name: String,
-    shape: String,
-    bytes: f64,
-    flops: f64,
-}
-
-/// `engine bench-ops`: our kernels at ResNet-50 / AdaIN shapes, named as tools/torch_gpu_bench.py
-/// names its PyTorch baselines (the GPU check joins the two on `op`).
-/// `t` in a bench-ops layout: "cl" (channels-last) or "nchw" (as it is).
-fn in_layout(t: Tensor, layout: &str) -> Result<Tensor> {
-    if layout == "cl" {
-        t.to_format(MemoryFormat::ChannelsLast)
-    } else {
-        Ok(t)
-    }
-}
-
-pub fn bench_ops(o: &OpsOptions) -> Value {
-    let dev = o.device;
-    let s = o.shrink.max(1);
-    let b = |n: usize| (n / s).max(1);
-    let mut rows: Vec<Value> = Vec::new();
-    let want = |name: &str| o.filter.as_deref().is_none_or(|f| name.contains(f));
-    let mut record = |spec: OpSpec, r: Result<f64>| {
-        let mut v =
-            json!({"op": spec.name, "shape": spec.shape, "bytes": spec.bytes, "flops": spec.flops});
-        match r {
-            Ok(ms) => {
-                v["status"] = json!("ok");
-                v["ms"] = json!(ms);
-            }
-            Err(e) => v = failed(v, &e),
-        }
-        eprintln!(
-            "bench-ops: {} {} → {}",
-            v["op"],
-            v["shape"],
-            v.get("ms").or(v.get("error")).unwrap_or(&Value::Null)
-        );
-        rows.push(v);
-    };
-    let (rep, it) = (o.repeats, o.iters);
-
-    // BN + ReLU and BN + add + ReLU (training mode), f16, at ResNet-50 batch-256 shapes.
-    for (fused, c, hw) in [("bn_relu", 64usize, 56usize), ("bn_add_relu", 256, 56)] {
-        for layout in ["nchw", "cl"] {
-            for pass in ["fwd", "fwd_bwd"] {
-                let name = format!("{fused}.{pass}.{layout}");
-                if !want(&name) {
-                    continue;
-                }
-                let n = b(256);
-                let numel = (n * c * hw * hw) as f64;
-                let tensors = match (fused, pass) {
-                    ("bn_relu", "fwd") => 2.0,
-                    ("bn_relu", _) => 2.0 + 4.0,
-                    (_, "fwd") => 3.0,
-                    _ => 3.0 + 5.0,
-                };
-                let spec = OpSpec {
-                    name,
-                    shape: format!("{n}x{c}x{hw}x{hw} f16"),
-                    bytes: tensors * numel * 2.0,
-                    flops: 0.0,
-                };
-                let r = (|| -> Result<f64> {
-                    let fmt = |t: Tensor| in_layout(t, layout);
-                    let x = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 1, DType::F16, dev)?)?;
-                    let res = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 2, DType::F16, dev)?)?;
-                    let dy = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 3, DType::F16, dev)?)?;
-                    let gamma = Tensor::ones([c], DType::F32, dev)?.var();
-                    let beta = Tensor::zeros([c], DType::F32, dev)?.var();
-                    let rm = Tensor::zeros([c], DType::F32, dev)?;
-                    let rv = Tensor::ones([c], DType::F32, dev)?;
-                    let bwd = pass == "fwd_bwd";
-                    let x = if bwd { x.var() } else { x };
-                    let args = BatchNormArgs {
-                        weight: Some(&gamma),
-                        bias: Some(&beta),
-                        running_mean: Some(&rm),
-                        running_var: Some(&rv),
-                        training: true,
-                        momentum: 0.1,
-                        eps: 1e-5,
-                    };
-                    time_op(dev, rep, it, || {
-                        let y = if fused == "bn_relu" {
-                            x.batch_norm_relu(&args)?
-                        } else {
-                            x.batch_norm_add_relu(&res, &args)?
-                        };
-                        if bwd {
-                            y.mul(&dy)?.sum_all()?.backward()?;
-                        }
-                        Ok(())
-                    })
-                })();
-                record(spec, r);
-            }
-        }
-    }
-
-    // ResNet-50's stage-1 3×3 conv (64 → 64 channels, 56², no bias), f16, NCHW and channels-last
-    // (cuDNN's NHWC path; the weight is channels-last too, as in a channels-last model): forward, and
-    // forward + backward (data and filter gradients, 3× the forward's FLOPs).
-    for layout in ["nchw", "cl"] {
-        for pass in ["fwd", "fwd_bwd"] {
-            let name = format!("conv3x3.{pass}.{layout}");
-            if !want(&name) {
-                continue;
-            }
-            let (n, c, hw) = (b(256), 64usize, 56usize);
-            let passes = if pass == "fwd" { 1.0 } else { 3.0 };
-            let spec = OpSpec {
-                name,
-                shape: format!("{n}x{c}x{hw}x{hw} k3 f16"),
-                bytes: passes * 2.0 * (2 * n * c * hw * hw + c * c * 9) as f64,
-                flops: passes * 2.0 * (n * c * hw * hw * c * 9) as f64,
-            };
-            let r = (|| -> Result<f64> {
-                let fmt = |t: Tensor| in_layout(t, layout);
-                let bwd = pass == "fwd_bwd";
-                let x = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 1, DType::F16, dev)?)?;
-                let w = fmt(Tensor::randn([c, c, 3, 3], 0.0, 0.05, 2, DType::F16, dev)?)?;
-                let dy = fmt(Tensor::randn([n, c, hw, hw], 0.0, 1.0, 3, DType::F16, dev)?)?;
-                let (x, w) = if bwd { (x.var(), w.var()) } else { (x, w) };
-                time_op(dev, rep, it, || {
-                    let y = x.conv2d(&w, None, Conv2dParams::new(1, 1))?;
-                    if bwd {
-                        y.mul(&dy)?.sum_all()?.backward()?;
-                    }
-                    Ok(())
-                })
-            })();
-            record(spec, r);
-        }
-    }
-
-    // SGD (Nesterov momentum, weight decay) over ResNet-50's parameters, f32.
-    if want("sgd.resnet50") {
-        let mut spec = OpSpec {
-            name: "sgd.resnet50".into(),
-            shape: "25.6M params f32".into(),
-            bytes: 0.0,
-            flops: 0.0,
-        };
-        let r = (|| -> Result<f64> {
-            let model = ResNet::new(
-                ResNetConfig::resnet50(1000),
-                &mut Init::new(0, DType::F32, dev),
-            )?;
-            let params = named_params(&model);
-            let mut grads = GradStore::default();
-            let mut numel = 0usize;
-            for (i, (_, p)) in params.iter().enumerate() {
-                if p.kind != ParamKind::Buffer {
-                    numel += p.tensor.numel();
-                    grads.insert(
-                        &p.tensor,
-                        Tensor::randn(
-                            p.tensor.shape().clone(),
-                            0.0,
-                            1e-3,
-                            i as u64,
-                            DType::F32,
-                            dev,
-                        )?,
-                    );
-                }
-            }
-            // read p, g, m; write p, m.
-            spec.bytes = 5.0 * 4.0 * numel as f64;
-            spec.shape = format!("{:.1}M params f32", numel as f64 / 1e6);
-            let mut opt = Sgd::new(
-                params,
-                SgdConfig {
-                    momentum: 0.9,
-                    nesterov: true,
-                    weight_decay: 5e-5,
-                    no_bias_decay: true,
-                },
-            )?;
-            time_op(dev, rep, it, || opt.step(&grads, 0.01, 1.0).map(|_| ()))
-        })();
-        record(spec, r);
-    }
-
-    // Cross-entropy with label smoothing 0.1, forward + backward, f32 logits [256, 1000].
-    if want("cross_entropy_ls") {
-        let n = b(256);
-        let spec = OpSpec {
-            name: "cross_entropy_ls.fwd_bwd".into(),
-            shape: format!("{n}x1000 f32"),
-            bytes: 2.0 * 4.0 * (n * 1000) as f64,
-            flops: 0.0,
-        };
-        let r = (|| -> Result<f64> {
-            let logits = Tensor::randn([n, 1000], 0.0, 1.0, 5, DType::F32, dev)?.var();
-            let labels: Vec<usize> = (0..n).map(|i| (i * 7919) % 1000).collect();
-            time_op(dev, rep, it, || {
-                logits.cross_entropy(&labels, 0.1)?.backward()?;
-                Ok(())
-            })
-        })();
-        record(spec, r);
-    }
-
-    // AdaIN forward on VGG relu4_1 features (512 channels) of 512² and 224² images, f32.
-    for (px, n, hw) in [(512usize, 8usize, 64usize), (224, 32, 28)] {
-        let name = format!("adain.fwd.{px}px");
-        if !want(&name) {
-            continue;
-        }
-        let n = b(n);
-        let numel = (n * 512 * hw * hw) as f64;
-        let spec = OpSpec {
-            name,
-            shape: format!("{n}x512x{hw}x{hw} f32"),
-            bytes: 3.0 * 4.0 * numel,
-            flops: 0.0,
-        };
-        let r = (|| -> Result<f64> {
-            let c = Tensor::randn([n, 512, hw, hw], 0.0, 1.0, 6, DType::F32, dev)?;
-            let st = Tensor::randn([n, 512, hw, hw], 0.5, 2.0, 7, DType::F32, dev)?;
-            time_op(dev, rep, it, || c.adain(&st, 1e-5).map(|_| ()))
-        })();
-        record(spec, r);
-    }
-
-    // Device-to-device copy (the bandwidth ceiling) and a large f16 GEMM (the arithmetic ceiling).
-    if want("copy_d2d") {
-        let bytes = (1usize << 30) / s;
-        let spec = OpSpec {
-            name: "copy_d2d".into(),
-            shape: format!("{} MiB", bytes >> 20),
-            bytes: 2.0 * bytes as f64,
-            flops: 0.0,
-        };
-        let r = (|| -> Result<f64> {
-            let t = Tensor::zeros([bytes / 4], DType::F32, dev)?;
-            // `Tensor::to_device` to the same device is a no-op; the storage copy is a real one.
-            time_op(dev, rep, it, || t.storage().to_device(dev).map(|_| ()))
-        })();
-        record(spec, r);
-    }
-    if want("gemm_f16") {
-        let m = (8192 / s).max(64);
-        let spec = OpSpec {
-            name: "gemm_f16".into(),
-            shape: format!("{m}x{m}x{m} f16"),
-            bytes: 3.0 * 2.0 * (m * m) as f64,
-            flops: 2.0 * (m as f64).powi(3),
-        };
-        let r = (|| -> Result<f64> {
-            let a = Tensor::randn([m, m], 0.0, 1.0, 8, DType::F16, dev)?;
-            let bm = Tensor::randn([m, m], 0.0, 1.0, 9, DType::F16, dev)?;
-            time_op(dev, rep, it, || a.matmul(&bm).map(|_| ()))
-        })();
-        record(spec, r);
-    }
-
-    json!({
-        "kind": "bench-ops",
-        "device": dev.to_string(),
-        "device_report": device_json(dev),
-        "shrink": s,
-        "repeats": rep,
-        "iters": it,
-        "ops": rows,
-    })
 }
