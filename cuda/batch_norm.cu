@@ -36,8 +36,15 @@
 // - `bn_fwd_finalize_*` / `bn_bwd_finalize_*`: one thread per channel (grid-stride); merges the S
 //   partials of its channel in increasing s (deterministic), writes the per-channel outputs and the
 //   coefficients of the apply pass.
-// - `bn_fwd_apply_*` / `bn_bwd_apply_*`: 1-d grid-stride over all N·C·hw/V items; the cursor tracks
-//   the plane p = n·C + c and its channel c without divisions.
+// - `bn_fwd_apply_<T>_<TO>_<v|s>` / `bn_bwd_apply_<T>_<TO>_<v|s>`: 1-d grid-stride over all N·C·hw/V
+//   items; the cursor tracks the plane p = n·C + c and its channel c without divisions. V as for the
+//   reductions (16 bytes / sizeof(T) when hw % V == 0 and every big buffer is 16-byte aligned, else 1).
+// - `bn_fwd_apply_rows_*` / `bn_bwd_apply_rows_*` (hw = 1: x is [R, C] row-major, R = N): 1-d
+//   grid-stride over the R·C/V items, V = 16 bytes / sizeof(T), launched only when C % V == 0 and every
+//   big buffer is 16-byte aligned. Item j is elements [j·V, j·V + V): channels ch0 … ch0 + V − 1 of one
+//   row (ch0 = (j·V) mod C; V | C, so an item never straddles rows), each element with its own
+//   channel's coefficients. ch0 is tracked without divisions (`RowCursor`). Per element the math of
+//   the kernels above, so the results are bit-identical to the `_s` kernels'.
 //
 // Math (term by term as the CPU, with explicitly rounded multiplies/adds so no FMA contraction changes
 // a result the CPU rounds twice):
@@ -103,6 +110,20 @@ struct Cursor {
             ++ch;
         }
         if (ch >= c) ch -= c; // ch ≤ 2c − 1 here
+    }
+};
+
+// Division-free walk of ch0 = (j·V) mod c over the items j = j0, j0 + step, … of a row-major [rows, c]
+// matrix in packs of V (V | c): ch0 advances by (step·V) mod c and wraps at most once per step.
+struct RowCursor {
+    i64 ch0, dch;
+    __device__ __forceinline__ void init(i64 j, i64 step, i64 c, int v) {
+        ch0 = (j * v) % c;
+        dch = (step * v) % c;
+    }
+    __device__ __forceinline__ void next(i64 c) {
+        ch0 += dch;
+        if (ch0 >= c) ch0 -= c; // ch0 ≤ 2c − 2 here
     }
 };
 
@@ -440,6 +461,83 @@ __device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, c
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Row-major elementwise passes (hw = 1, V | c, 16-byte aligned buffers): item j is elements
+// [j·V, j·V + V) of the [rows, c] matrix, channels ch0 + i (i < V) of one row, coefficients per lane.
+
+// bn_fwd_apply_impl's per-element math with each lane's own (scale, shift) = coef[2·ch], coef[2·ch + 1].
+// `res` is read only when `has_res` (the launcher passes x otherwise).
+template <typename T, typename TO, int V>
+__device__ void bn_fwd_apply_rows_impl(i64 items, i64 c, int relu, int has_res, const T *x, const T *res,
+                                       const typename Acc<T>::type *coef, TO *y) {
+    typedef typename Acc<T>::type A;
+    i64 j = gs_start();
+    if (j >= items) return;
+    RowCursor cur;
+    cur.init(j, gs_step(), c, V);
+    for (; j < items; j += gs_step(), cur.next(c)) {
+        const i64 off = j * V;
+        const A *q = coef + 2 * cur.ch0;
+        A v[V];
+        load_pack<V>(x, off, v);
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[i] = add_rn(mul_rn(v[i], q[2 * i]), q[2 * i + 1]);
+        if (has_res) {
+            A r[V];
+            load_pack<V>(res, off, r);
+#pragma unroll
+            for (int i = 0; i < V; ++i) v[i] = add_rn(v[i], r[i]);
+        }
+        if (relu) {
+#pragma unroll
+            for (int i = 0; i < V; ++i) v[i] = r_max(v[i], A(0));
+        }
+        store_pack<V>(y, off, v);
+    }
+}
+
+// bn_bwd_apply_impl's per-element math with each lane's own coefficients coef[5·ch .. 5·ch + 5).
+// `dres` is written only when `want_dres`; `x` is read only when `training`, `y` only when `relu`.
+template <typename T, typename TO, int V>
+__device__ void bn_bwd_apply_rows_impl(i64 items, i64 c, int training, int relu, int want_dres, const T *x,
+                                       const T *y, const T *dy, const typename Acc<T>::type *coef, TO *dx,
+                                       TO *dres) {
+    typedef typename Acc<T>::type A;
+    i64 j = gs_start();
+    if (j >= items) return;
+    RowCursor cur;
+    cur.init(j, gs_step(), c, V);
+    for (; j < items; j += gs_step(), cur.next(c)) {
+        const i64 off = j * V;
+        const A *q = coef + 5 * cur.ch0; // lane i's coefficients: q + 5·i
+        A g[V];
+        load_pack<V>(dy, off, g);
+        if (relu) {
+            A yv[V];
+            load_pack<V>(y, off, yv);
+#pragma unroll
+            for (int i = 0; i < V; ++i)
+                if (yv[i] <= A(0)) g[i] = A(0);
+        }
+        if (want_dres) store_pack<V>(dres, off, g);
+        A d[V];
+        if (training) {
+            A xv[V];
+            load_pack<V>(x, off, xv);
+#pragma unroll
+            for (int i = 0; i < V; ++i) {
+                const A *qi = q + 5 * i;
+                const A xh = mul_rn(sub_rn(xv[i], qi[0]), qi[1]);
+                d[i] = mul_rn(qi[2], sub_rn(sub_rn(g[i], qi[3]), mul_rn(xh, qi[4])));
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < V; ++i) d[i] = mul_rn(q[5 * i + 2], g[i]);
+        }
+        store_pack<V>(dx, off, d);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Entry points. SUF = input dtype, OSUF = big-output dtype, VS = `v` (vector width VW) or `s` (scalar).
 
 #define BN_REDUCE(SUF, T, VS, VW)                                                                              \
@@ -475,6 +573,20 @@ __device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, c
         i64 items, i64 c, i64 hw, int training, int relu, int want_dres, const T *x, const T *y, const T *dy,  \
         const Acc<T>::type *coef, TO *dx, TO *dres) {                                                          \
         bn_bwd_apply_impl<T, TO, VW>(items, c, hw, training, relu, want_dres, x, y, dy, coef, dx, dres);      \
+    }
+
+// The row-major apply passes (hw = 1), V = VW = 16 bytes / sizeof(T), launched only when VW | c.
+#define BN_APPLY_ROWS(SUF, T, OSUF, TO, VW)                                                                    \
+    extern "C" __global__ void bn_fwd_apply_rows_##SUF##_##OSUF(i64 items, i64 c, int relu, int has_res,       \
+                                                                const T *x, const T *res,                      \
+                                                                const Acc<T>::type *coef, TO *y) {             \
+        bn_fwd_apply_rows_impl<T, TO, VW>(items, c, relu, has_res, x, res, coef, y);                           \
+    }                                                                                                          \
+    extern "C" __global__ void bn_bwd_apply_rows_##SUF##_##OSUF(i64 items, i64 c, int training, int relu,      \
+                                                                int want_dres, const T *x, const T *y,         \
+                                                                const T *dy, const Acc<T>::type *coef,         \
+                                                                TO *dx, TO *dres) {                            \
+        bn_bwd_apply_rows_impl<T, TO, VW>(items, c, training, relu, want_dres, x, y, dy, coef, dx, dres);      \
     }
 
 #define BN_FINALIZE(SUF, T)                                                                                    \
@@ -513,6 +625,11 @@ BN_APPLY(f32, float, f16, __half, s, 1)
 BN_APPLY(f32, float, f16, __half, v, 4)
 BN_APPLY(f64, double, f64, double, s, 1)
 BN_APPLY(f64, double, f64, double, v, 2)
+
+BN_APPLY_ROWS(f16, __half, f16, __half, 8)
+BN_APPLY_ROWS(f32, float, f32, float, 4)
+BN_APPLY_ROWS(f32, float, f16, __half, 4)
+BN_APPLY_ROWS(f64, double, f64, double, 2)
 
 BN_FINALIZE(f16, __half)
 BN_FINALIZE(f32, float)

@@ -9,7 +9,10 @@
 //! coefficients), then one elementwise pass writing dx and, with a residual, dresidual.
 //! With hw = 1 ([N, C] inputs, channels-last tensors viewed as [N·H·W, C]) both reductions run the
 //! row-major kernels instead (`bn_stats_rows_*`, `bn_bwd_reduce_rows_*`: 32 channels per block,
-//! coalesced row loads), which write the same partials; `kernel_abi`'s `ReducePlan` picks.
+//! coalesced row loads), which write the same partials; `kernel_abi`'s `ReducePlan` picks. The
+//! elementwise passes then run the row-major apply kernels (`bn_fwd_apply_rows_*`,
+//! `bn_bwd_apply_rows_*`: 16 bytes of consecutive channels per access) when the vector width
+//! divides C and every big buffer is 16-byte aligned, else the scalar ones; `ApplyPlan` picks.
 //!
 //! Dtypes: `cuda::run` hands the launcher inputs of one dtype T; with f16 activations and f32
 //! parameters it has widened x/residual (forward) and x/y/dy (backward) to f32. The big outputs (y, dx,
@@ -18,13 +21,14 @@
 //! type (f32, or f64 for f64) and `run` casts them when the op asked for another dtype.
 //!
 //! Invariants: every buffer length is checked against `(n, c, hw)` before a launch; 16-byte vector
-//! accesses are used only when `hw` is a multiple of the vector width and every big buffer is 16-byte
-//! aligned (checked); nothing is launched for empty outputs; all scratch is written before it is read.
+//! accesses are used only when every big buffer is 16-byte aligned (checked) and either `hw` is a
+//! multiple of the vector width or `hw` = 1 and `c` is (the row apply kernels); nothing is launched
+//! for empty outputs; all scratch is written before it is read.
 
 use super::{gpu, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::batch_norm::{
-    self as plan, big_out_dtype, BwdApplyBufs, BwdFinalizeBufs, BwdReduceBufs, FwdFinalizeBufs,
-    ReducePlan,
+    self as plan, big_out_dtype, ApplyPlan, BwdApplyBufs, BwdFinalizeBufs, BwdReduceBufs,
+    FwdFinalizeBufs, ReducePlan,
 };
 use crate::ops::batch_norm::{BatchNormBackward, BatchNormForward};
 use crate::{DType, Error, Result};
@@ -47,9 +51,9 @@ fn aligned16(g: &Gpu, s: &CudaStorage) -> bool {
     s.dptr(g) % 16 == 0
 }
 
-/// `(V, "v" | "s")`: the vector width the kernels use for planes of `hw` elements.
-fn pick_vec(g: &Gpu, hw: usize, dtype: DType, bufs: &[&CudaStorage]) -> (usize, &'static str) {
-    plan::pick_vec(hw, dtype, bufs.iter().all(|s| aligned16(g, s)))
+/// Whether every buffer of `bufs` is 16-byte aligned (the condition of every 16-byte access).
+fn all_aligned16(g: &Gpu, bufs: &[&CudaStorage]) -> bool {
+    bufs.iter().all(|s| aligned16(g, s))
 }
 
 impl CudaKernel for BatchNormForward {
@@ -98,7 +102,9 @@ impl CudaKernel for BatchNormForward {
         }
         let mut bufs = vec![x, &y];
         bufs.extend(res);
-        let (v, vs) = pick_vec(g, hw, dt, &bufs);
+        let aligned = all_aligned16(g, &bufs);
+        let (v, vs) = plan::pick_vec(hw, dt, aligned);
+        let apply = ApplyPlan::new(n, c, hw, dt, aligned);
         let m = n * hw;
         let mut coef = g.alloc(a, 2 * c)?;
 
@@ -142,14 +148,9 @@ impl CudaKernel for BatchNormForward {
         unsafe { g.launch(&call, g.grid(c)) }?;
 
         if total > 0 {
-            let items = total / v;
-            let call = plan::fwd_apply(
+            let call = apply.fwd_apply(
                 dt,
                 y_dt,
-                vs,
-                items,
-                c,
-                hw,
                 self.relu,
                 x.dptr(g),
                 res.map(|r| r.dptr(g)),
@@ -157,8 +158,9 @@ impl CudaKernel for BatchNormForward {
                 y.dptr_mut(g),
             );
             // SAFETY: x, residual (x itself when absent, then unread) and y hold n·c·hw elements,
-            // coef 2·c A; V | hw and all three are 16-byte aligned when V > 1.
-            unsafe { g.launch(&call, g.grid(items)) }?;
+            // coef 2·c A; when V > 1 all three are 16-byte aligned and V | hw, or hw = 1 and V | c
+            // (the row kernels).
+            unsafe { g.launch(&call, g.grid(apply.items)) }?;
         }
         Ok(vec![y, save_mean, save_invstd, new_rm, new_rv])
     }
@@ -219,7 +221,9 @@ impl CudaKernel for BatchNormBackward {
         }
         let mut bufs = vec![x, y, dy, &dx];
         bufs.extend(dres.as_ref());
-        let (v, vs) = pick_vec(g, hw, dt, &bufs);
+        let aligned = all_aligned16(g, &bufs);
+        let (v, vs) = plan::pick_vec(hw, dt, aligned);
+        let apply = ApplyPlan::new(n, c, hw, dt, aligned);
         let m = n * hw;
 
         let reduce = ReducePlan::new(g.sms(), n, c, hw, (v, vs));
@@ -261,7 +265,6 @@ impl CudaKernel for BatchNormBackward {
         unsafe { g.launch(&call, g.grid(c)) }?;
 
         if total > 0 {
-            let items = total / v;
             // Without a residual the kernel never writes `dres`; it still needs a valid pointer.
             let mut dummy = if dres.is_none() {
                 Some(g.alloc(dx_dt, 0)?)
@@ -272,13 +275,9 @@ impl CudaKernel for BatchNormBackward {
                 (Some(d), _) | (None, Some(d)) => d.dptr_mut(g),
                 (None, None) => unreachable!("one of them is set"),
             };
-            let call = plan::bwd_apply(
+            let call = apply.bwd_apply(
                 dt,
                 dx_dt,
-                vs,
-                items,
-                c,
-                hw,
                 self.training,
                 self.relu,
                 self.add_residual,
@@ -291,9 +290,10 @@ impl CudaKernel for BatchNormBackward {
                     dres: dres_ptr,
                 },
             );
-            // SAFETY: x, y, dy, dx (and dres when written) hold n·c·hw elements, coef 5·c A; V | hw
-            // and every big buffer is 16-byte aligned when V > 1.
-            unsafe { g.launch(&call, g.grid(items)) }?;
+            // SAFETY: x, y, dy, dx (and dres when written) hold n·c·hw elements, coef 5·c A; when
+            // V > 1 every big buffer is 16-byte aligned and V | hw, or hw = 1 and V | c (the row
+            // kernels).
+            unsafe { g.launch(&call, g.grid(apply.items)) }?;
         }
         Ok(finish(dx, dgamma, dbeta, dres))
     }

@@ -4,15 +4,18 @@
 //! `bn_fwd_apply_*` (forward) and `bn_bwd_reduce_*`, `bn_bwd_finalize_*`, `bn_bwd_apply_*` (backward),
 //! plus the row-major reductions `bn_stats_rows_*` / `bn_bwd_reduce_rows_*` that replace the first
 //! and fourth when hw = 1 ([`ReducePlan`] picks one family; both write the partials the finalize
-//! kernels read). A kernel with five or more pointers takes them as a struct with one named field
-//! per pointer (`FwdFinalizeBufs`, …), so each call site names every buffer it passes.
+//! kernels read) and the row-major apply passes `bn_fwd_apply_rows_*` / `bn_bwd_apply_rows_*` that
+//! replace the third and sixth when hw = 1 and the vector width divides c ([`ApplyPlan`] picks).
+//! A kernel with five or more pointers takes them as a struct with one named field per pointer
+//! (`FwdFinalizeBufs`, …), so each call site names every buffer it passes.
 //!
 //! Invariants: a channel is split over several blocks only while each block keeps at least
 //! [`MIN_ITEMS_PER_BLOCK`] items (the row kernels: [`MIN_ROWS_PER_BLOCK`] rows, the same elements per
 //! thread); 16-byte vector kernels (`_v`) are picked only when a plane's length is a multiple of the
-//! vector width and every big buffer is 16-byte aligned (the caller says which); the row kernels are
-//! picked exactly when hw = 1; every call's arguments are in the order and C types of its kernel's
-//! signature (quoted on each builder).
+//! vector width and every big buffer is 16-byte aligned (the caller says which); the row reductions
+//! are picked exactly when hw = 1; the row apply kernels (16-byte accesses too) exactly when hw = 1,
+//! the vector width divides c and every big buffer is 16-byte aligned; every call's arguments are in
+//! the order and C types of its kernel's signature (quoted on each builder).
 
 use super::call::KernelCall;
 use super::{suffix, Launch1d};
@@ -146,6 +149,99 @@ impl ReducePlan {
                 bwd_reduce(dtype, vs, self.c, self.hw, items, self.splits, relu, b)
             }
             Reduce::Rows { rows } => bwd_reduce_rows(dtype, self.c, rows, self.splits, relu, b),
+        }
+    }
+}
+
+/// The elementwise pass of a launch (the forward's y, the backward's dx and dresidual): which
+/// kernel family runs it and over how many items. Its grid is the 1-d grid-stride launch of
+/// `items` (the launchers' `g.grid(items)`, [`super::Launch1d::per_item`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApplyPlan {
+    pub c: usize,
+    pub hw: usize,
+    /// Items of the grid-stride loop: N·c·hw / V.
+    pub items: usize,
+    pub kind: Apply,
+}
+
+/// The kernel family of an [`ApplyPlan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apply {
+    /// `bn_fwd_apply_<T>_<TO>_<vs>` / `bn_bwd_apply_<T>_<TO>_<vs>`: V elements of one (n, c) plane
+    /// per item, `(v, vs)` the pick of [`pick_vec`].
+    Planes { v: usize, vs: &'static str },
+    /// `bn_fwd_apply_rows_<T>_<TO>` / `bn_bwd_apply_rows_<T>_<TO>` (hw = 1, `v` | c): `v` =
+    /// [`vec_width`] consecutive channels of one row per item, one 16-byte access per buffer.
+    Rows { v: usize },
+}
+
+impl ApplyPlan {
+    /// The elementwise pass over `n` × `c` × `hw` elements of `dtype` (the input dtype T; n·c·hw
+    /// must fit, as the launchers check), when `all_aligned` says every big buffer starts on a
+    /// 16-byte boundary: the row kernels when `hw` = 1, [`vec_width`] divides `c` and `all_aligned`
+    /// (an item is then V consecutive channels of one row), else the per-plane kernels with the
+    /// pick of [`pick_vec`] (scalar for hw = 1).
+    pub fn new(n: usize, c: usize, hw: usize, dtype: DType, all_aligned: bool) -> ApplyPlan {
+        let total = n * c * hw;
+        let vw = vec_width(dtype);
+        let kind = if hw == 1 && c % vw == 0 && all_aligned {
+            Apply::Rows { v: vw }
+        } else {
+            let (v, vs) = pick_vec(hw, dtype, all_aligned);
+            Apply::Planes { v, vs }
+        };
+        let v = match kind {
+            Apply::Planes { v, .. } | Apply::Rows { v } => v,
+        };
+        ApplyPlan {
+            c,
+            hw,
+            items: total / v,
+            kind,
+        }
+    }
+
+    /// The forward apply call ([`fwd_apply`] or [`fwd_apply_rows`]); TO = `out_dtype`
+    /// ([`big_out_dtype`]), `res` None without a residual.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fwd_apply<P: Copy>(
+        &self,
+        dtype: DType,
+        out_dtype: DType,
+        relu: bool,
+        x: P,
+        res: Option<P>,
+        coef: P,
+        y: P,
+    ) -> KernelCall<P> {
+        match self.kind {
+            Apply::Planes { vs, .. } => fwd_apply(
+                dtype, out_dtype, vs, self.items, self.c, self.hw, relu, x, res, coef, y,
+            ),
+            Apply::Rows { .. } => {
+                fwd_apply_rows(dtype, out_dtype, self.items, self.c, relu, x, res, coef, y)
+            }
+        }
+    }
+
+    /// The backward apply call ([`bwd_apply`] or [`bwd_apply_rows`]); TO = `out_dtype`.
+    pub fn bwd_apply<P>(
+        &self,
+        dtype: DType,
+        out_dtype: DType,
+        training: bool,
+        relu: bool,
+        want_dres: bool,
+        b: BwdApplyBufs<P>,
+    ) -> KernelCall<P> {
+        match self.kind {
+            Apply::Planes { vs, .. } => bwd_apply(
+                dtype, out_dtype, vs, self.items, self.c, self.hw, training, relu, want_dres, b,
+            ),
+            Apply::Rows { .. } => bwd_apply_rows(
+                dtype, out_dtype, self.items, self.c, training, relu, want_dres, b,
+            ),
         }
     }
 }
@@ -303,6 +399,38 @@ pub fn fwd_apply<P: Copy>(
     .ptr(y)
 }
 
+/// `bn_fwd_apply_rows_<T>_<TO>(i64 items, i64 c, int relu, int has_res, const T* x, const T* res,
+/// const A* coef, TO* y)`: x, res and y are [rows, c] (hw = 1); item j < `items` (= rows·c/V,
+/// V = [`vec_width`] of `dtype`, which must divide c) is elements [j·V, j·V + V), channels
+/// (j·V) mod c + i (i < V) of one row, y = act(x·scale + shift [+ res]) with each channel's own
+/// coefficients; every big buffer must be 16-byte aligned (the pick of [`ApplyPlan`]). Without a
+/// residual x is passed in its place, unread. x, res and y hold rows·c elements, coef 2·c A.
+#[allow(clippy::too_many_arguments)]
+pub fn fwd_apply_rows<P: Copy>(
+    dtype: DType,
+    out_dtype: DType,
+    items: usize,
+    c: usize,
+    relu: bool,
+    x: P,
+    res: Option<P>,
+    coef: P,
+    y: P,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_fwd_apply_rows_{}_{}", suffix(dtype), suffix(out_dtype)),
+    )
+    .i64(items)
+    .i64(c)
+    .i32(relu as i32)
+    .i32(res.is_some() as i32)
+    .ptr(x)
+    .ptr(res.unwrap_or(x))
+    .ptr(coef)
+    .ptr(y)
+}
+
 /// The buffers of `bn_bwd_reduce_*` and `bn_bwd_reduce_rows_*`, in signature order: x, y, dy
 /// (N·c·hw T), the saved statistics (c T each) and the partials (2·c·splits A).
 pub struct BwdReduceBufs<P> {
@@ -411,7 +539,7 @@ pub fn bwd_finalize<P>(
         .ptr(b.coef)
 }
 
-/// The buffers of `bn_bwd_apply_*`, in signature order: x, y, dy (N·c·hw T), the coefficients
+/// The buffers of `bn_bwd_apply_*` and `bn_bwd_apply_rows_*`, in signature order: x, y, dy (N·c·hw T), the coefficients
 /// (5·c A), dx and dres (N·c·hw TO; dres is written only when asked for, but must be a valid
 /// pointer all the same).
 pub struct BwdApplyBufs<P> {
@@ -447,6 +575,41 @@ pub fn bwd_apply<P>(
     .i64(items)
     .i64(c)
     .i64(hw)
+    .i32(training as i32)
+    .i32(relu as i32)
+    .i32(want_dres as i32)
+    .ptr(b.x)
+    .ptr(b.y)
+    .ptr(b.dy)
+    .ptr(b.coef)
+    .ptr(b.dx)
+    .ptr(b.dres)
+}
+
+/// `bn_bwd_apply_rows_<T>_<TO>(i64 items, i64 c, int training, int relu, int want_dres,
+/// const T* x, const T* y, const T* dy, const A* coef, TO* dx, TO* dres)`: x, y, dy, dx and dres
+/// are [rows, c] (hw = 1); item j < `items` (= rows·c/V, V = [`vec_width`] of `dtype`, which must
+/// divide c) is elements [j·V, j·V + V), channels (j·V) mod c + i (i < V) of one row, each with its
+/// own channel's 5 coefficients; dx (and dres = g when `want_dres`) as [`bwd_apply`]. Every big
+/// buffer must be 16-byte aligned (the pick of [`ApplyPlan`]). x is read only in training, y only
+/// with `relu`.
+#[allow(clippy::too_many_arguments)]
+pub fn bwd_apply_rows<P>(
+    dtype: DType,
+    out_dtype: DType,
+    items: usize,
+    c: usize,
+    training: bool,
+    relu: bool,
+    want_dres: bool,
+    b: BwdApplyBufs<P>,
+) -> KernelCall<P> {
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_bwd_apply_rows_{}_{}", suffix(dtype), suffix(out_dtype)),
+    )
+    .i64(items)
+    .i64(c)
     .i32(training as i32)
     .i32(relu as i32)
     .i32(want_dres as i32)
