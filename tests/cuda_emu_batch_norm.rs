@@ -1,10 +1,13 @@
 #![cfg(feature = "cuda-emu")]
 //! The batch-norm kernels of cuda/batch_norm.cu, run in the CUDA emulator (`--features cuda-emu`), against
 //! the CPU backend: the launch sequence of src/backend/cuda/batch_norm.rs (stats → finalize → apply;
-//! reduce → finalize → apply) with, from `engine::backend::kernel_abi::batch_norm` (the functions the
-//! launcher calls), its calls (kernel names and argument lists), grid shapes, vector-width pick,
-//! reduction family (`ReducePlan`: the row-major `bn_stats_rows_*` / `bn_bwd_reduce_rows_*` when
-//! hw = 1) and channel splits, on a pretend GPU of 4 SMs.
+//! reduce → finalize → apply; shared with tests/cuda_emu_batch_norm_apply.rs in
+//! tests/cuda_emu_batch_norm_common/) with, from `engine::backend::kernel_abi::batch_norm` (the
+//! functions the launcher calls), its calls (kernel names and argument lists), grid shapes,
+//! vector-width pick, reduction family (`ReducePlan`: the row-major `bn_stats_rows_*` /
+//! `bn_bwd_reduce_rows_*` when hw = 1), apply family (`ApplyPlan`: the row-major
+//! `bn_fwd_apply_rows_*` / `bn_bwd_apply_rows_*` when hw = 1 and the vector width divides C; their
+//! own cases are in tests/cuda_emu_batch_norm_apply.rs) and channel splits, on a pretend GPU of 4 SMs.
 //!
 //! Compared: y, the running statistics, dx, dγ, dβ and dresidual with the CPU's batch norm (values and
 //! autograd gradients of Σ y·w); the saved mean and 1/std with an f64 computation from the same
@@ -15,80 +18,20 @@
 //! partials start as NaN (every partial must be written) and every buffer's guard zones are checked
 //! after each launch.
 
+mod cuda_emu_batch_norm_common;
+
+use cuda_emu_batch_norm_common::{emu, inputs, Inputs, Kind, Precision, F16, F32, F64};
 use engine::backend::cuda_emu::test_support::{
-    assert_close, grid_1d, run_call, run_call_plan, same_bits, seeded_randn, KernelFloat, BLOCK,
-    SM_COUNT,
+    assert_close, run_call_plan, same_bits, seeded_randn, KernelFloat, BLOCK, SM_COUNT,
 };
 use engine::backend::cuda_emu::{launch, launch_call, Buf, KArg};
 use engine::backend::kernel_abi::batch_norm::{
-    self as bn, pick_vec, rows_launch, rows_splits, BwdApplyBufs, BwdFinalizeBufs, BwdReduceBufs,
-    FwdFinalizeBufs, Reduce, ReducePlan, MIN_ROWS_PER_BLOCK, ROWS_STEP,
+    self as bn, rows_launch, rows_splits, BwdReduceBufs, Reduce, ReducePlan, MIN_ROWS_PER_BLOCK,
+    ROWS_STEP,
 };
 use engine::{BatchNormArgs, DType, Device, Result, Tensor};
 use half::f16;
 use num_traits::Float;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    Plain,
-    Relu,
-    AddRelu,
-}
-
-/// One case's inputs, f64 values already rounded to the storage type(s) they are used in.
-struct Inputs {
-    n: usize,
-    c: usize,
-    hw: usize,
-    x: Vec<f64>,
-    res: Vec<f64>,
-    gamma: Vec<f64>,
-    beta: Vec<f64>,
-    rm: Vec<f64>,
-    rv: Vec<f64>,
-    /// The upstream gradient dy (= w of Σ y·w).
-    w: Vec<f64>,
-}
-
-fn inputs(dims: (usize, usize, usize), x_dt: DType, p_dt: DType, seed: u64) -> Inputs {
-    let (n, c, hw) = dims;
-    let total = n * c * hw;
-    let round = |v: Vec<f64>, dt: DType| -> Vec<f64> {
-        Tensor::from_f64s(&v, vec![v.len()], dt, Device::Cpu)
-            .unwrap()
-            .to_vec_f64()
-            .unwrap()
-    };
-    // An offset mean and a non-unit spread, so the statistics matter.
-    let x = seeded_randn(total, seed)
-        .iter()
-        .map(|v| 2.5 * v + 1.5)
-        .collect();
-    Inputs {
-        n,
-        c,
-        hw,
-        x: round(x, x_dt),
-        res: round(seeded_randn(total, seed + 1), x_dt),
-        gamma: round(
-            seeded_randn(c, seed + 2).iter().map(|v| v + 1.0).collect(),
-            p_dt,
-        ),
-        beta: round(seeded_randn(c, seed + 3), p_dt),
-        rm: round(
-            seeded_randn(c, seed + 4).iter().map(|v| 0.3 * v).collect(),
-            p_dt,
-        ),
-        rv: round(
-            seeded_randn(c, seed + 5)
-                .iter()
-                .map(|v| v.abs() + 0.5)
-                .collect(),
-            p_dt,
-        ),
-        w: round(seeded_randn(total, seed + 6), x_dt),
-    }
-}
 
 /// The CPU backend's outputs: [y, rm', rv', dx, dγ, dβ, dres].
 struct CpuOut {
@@ -138,204 +81,6 @@ fn cpu(inp: &Inputs, x_dt: DType, p_dt: DType, kind: Kind, training: bool) -> Re
     })
 }
 
-/// The emulated kernels' outputs.
-struct EmuOut {
-    y: Vec<f64>,
-    save_mean: Vec<f64>,
-    save_invstd: Vec<f64>,
-    rm: Vec<f64>,
-    rv: Vec<f64>,
-    dx: Vec<f64>,
-    dgamma: Vec<f64>,
-    dbeta: Vec<f64>,
-    dres: Vec<f64>,
-}
-
-/// The launch sequence of `BatchNormForward` then `BatchNormBackward` with input storage T,
-/// accumulator A, big outputs TO, per-channel statistics handed to the backward as T (what
-/// `cuda::run` does: the forward writes them in A and casts them to the op's dtype). `split` forces
-/// the reductions' split count (the launcher's is `ReducePlan::new`'s).
-fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
-    inp: &Inputs,
-    kind: Kind,
-    training: bool,
-    vector: bool,
-    split: Option<usize>,
-) -> EmuOut {
-    let (n, c, hw) = (inp.n, inp.c, inp.hw);
-    let total = n * c * hw;
-    // `vector` stands for "every buffer is 16-byte aligned" (Bufs always are): false forces the
-    // scalar kernels.
-    let (v, vs) = pick_vec(hw, T::DTYPE, vector);
-    let (relu, add) = (kind != Kind::Plain, kind == Kind::AddRelu);
-    let (dt, odt, m) = (T::DTYPE, TO::DTYPE, n * hw);
-    let mut x = Buf::<T>::from_f64s(&inp.x);
-    let mut res = Buf::<T>::from_f64s(&inp.res);
-    let mut gamma = Buf::<T>::from_f64s(&inp.gamma);
-    let mut beta = Buf::<T>::from_f64s(&inp.beta);
-    let mut rm = Buf::<T>::from_f64s(&inp.rm);
-    let mut rv = Buf::<T>::from_f64s(&inp.rv);
-    let mut y = Buf::<TO>::nan(total);
-    let mut save_mean = Buf::<A>::nan(c);
-    let mut save_invstd = Buf::<A>::nan(c);
-    let mut new_rm = Buf::<A>::nan(c);
-    let mut new_rv = Buf::<A>::nan(c);
-    let mut coef = Buf::<A>::nan(2 * c);
-
-    // Forward.
-    let mut reduce = ReducePlan::new(SM_COUNT, n, c, hw, (v, vs));
-    if let Some(k) = split {
-        reduce.splits = k;
-    }
-    assert_eq!(
-        matches!(reduce.kind, Reduce::Rows { .. }),
-        hw == 1,
-        "the row kernels run exactly when hw = 1"
-    );
-    let s = if training { reduce.splits } else { 1 };
-    let mut part = Buf::<A>::nan(3 * c * s);
-    if training {
-        let call = reduce.stats(dt, x.ptr(), part.ptr());
-        run_call_plan(&call, reduce.launch());
-        let p = part.checked_f64s("part");
-        assert!(p.iter().all(|v| v.is_finite()), "a stats partial unwritten");
-    }
-    let call = bn::fwd_finalize(
-        dt,
-        c,
-        s,
-        training,
-        m,
-        1e-5,
-        0.1,
-        FwdFinalizeBufs {
-            gamma: gamma.ptr(),
-            beta: beta.ptr(),
-            rm: rm.ptr(),
-            rv: rv.ptr(),
-            part: part.ptr(),
-            save_mean: save_mean.ptr(),
-            save_invstd: save_invstd.ptr(),
-            new_rm: new_rm.ptr(),
-            new_rv: new_rv.ptr(),
-            coef: coef.ptr(),
-        },
-    );
-    run_call(&call, grid_1d(c));
-    let items = total / v;
-    let call = bn::fwd_apply(
-        dt,
-        odt,
-        vs,
-        items,
-        c,
-        hw,
-        relu,
-        x.ptr(),
-        add.then(|| res.ptr()),
-        coef.ptr(),
-        y.ptr(),
-    );
-    run_call(&call, grid_1d(items));
-    let y_out = y.checked_f64s("y");
-    let (save_mean_v, save_invstd_v) = (
-        save_mean.checked_f64s("save_mean"),
-        save_invstd.checked_f64s("save_invstd"),
-    );
-    let (rm_v, rv_v) = (new_rm.checked_f64s("new_rm"), new_rv.checked_f64s("new_rv"));
-    coef.check_guards("coef").unwrap();
-
-    // Backward: the forward's saved statistics (batch statistics in training, running ones in
-    // eval), handed over in T as `cuda::run` casts them to the op's dtype.
-    let (mean_t, invstd_t) = (save_mean_v.clone(), save_invstd_v.clone());
-    let mut mean = Buf::<T>::from_f64s(&mean_t);
-    let mut invstd = Buf::<T>::from_f64s(&invstd_t);
-    // The backward reads y in T (the launcher's inputs share one dtype).
-    let mut y_in = Buf::<T>::from_f64s(&y_out);
-    let mut dy = Buf::<T>::from_f64s(&inp.w);
-    let s = reduce.splits;
-    let mut part = Buf::<A>::nan(2 * c * s);
-    let call = reduce.bwd_reduce(
-        dt,
-        relu,
-        BwdReduceBufs {
-            x: x.ptr(),
-            mean: mean.ptr(),
-            invstd: invstd.ptr(),
-            y: y_in.ptr(),
-            dy: dy.ptr(),
-            part: part.ptr(),
-        },
-    );
-    run_call_plan(&call, reduce.launch());
-    let p = part.checked_f64s("bwd part");
-    assert!(
-        p.iter().all(|v| v.is_finite()),
-        "a backward partial unwritten"
-    );
-    let mut dgamma = Buf::<A>::nan(c);
-    let mut dbeta = Buf::<A>::nan(c);
-    let mut coef = Buf::<A>::nan(5 * c);
-    let call = bn::bwd_finalize(
-        dt,
-        c,
-        s,
-        m,
-        BwdFinalizeBufs {
-            gamma: gamma.ptr(),
-            mean: mean.ptr(),
-            invstd: invstd.ptr(),
-            part: part.ptr(),
-            dgamma: dgamma.ptr(),
-            dbeta: dbeta.ptr(),
-            coef: coef.ptr(),
-        },
-    );
-    run_call(&call, grid_1d(c));
-    coef.check_guards("bwd coef").unwrap();
-    let items = total / v;
-    let mut dx = Buf::<TO>::nan(total);
-    // Without a residual the kernel must not write dres: a zero-length buffer's guards catch it.
-    let mut dres = Buf::<TO>::nan(if add { total } else { 0 });
-    let call = bn::bwd_apply(
-        dt,
-        odt,
-        vs,
-        items,
-        c,
-        hw,
-        training,
-        relu,
-        add,
-        BwdApplyBufs {
-            x: x.ptr(),
-            y: y_in.ptr(),
-            dy: dy.ptr(),
-            coef: coef.ptr(),
-            dx: dx.ptr(),
-            dres: dres.ptr(),
-        },
-    );
-    run_call(&call, grid_1d(items));
-    for (b, what) in [(&x, "x"), (&res, "res"), (&y_in, "y"), (&dy, "dy")] {
-        b.check_guards(what).unwrap();
-    }
-    for (b, what) in [(&gamma, "gamma"), (&beta, "beta"), (&rm, "rm"), (&rv, "rv")] {
-        b.check_guards(what).unwrap();
-    }
-    EmuOut {
-        y: y_out,
-        save_mean: save_mean_v,
-        save_invstd: save_invstd_v,
-        rm: rm_v,
-        rv: rv_v,
-        dx: dx.checked_f64s("dx"),
-        dgamma: dgamma.checked_f64s("dgamma"),
-        dbeta: dbeta.checked_f64s("dbeta"),
-        dres: dres.checked_f64s("dres"),
-    }
-}
-
 /// Per-channel mean and 1/sqrt(biased var + eps) of `x`, in f64.
 fn stats_f64(inp: &Inputs) -> (Vec<f64>, Vec<f64>) {
     let (n, c, hw) = (inp.n, inp.c, inp.hw);
@@ -353,16 +98,6 @@ fn stats_f64(inp: &Inputs) -> (Vec<f64>, Vec<f64>) {
         invstd[ch] = 1.0 / (var + 1e-5).sqrt();
     }
     (mean, invstd)
-}
-
-/// A test's storage types on the CPU (x, params) and its tolerances (atol, rtol): for the big tensors
-/// and for the per-channel sums (dγ, dβ sum M terms, so their error grows with M).
-#[derive(Clone, Copy)]
-struct Precision {
-    x_dt: DType,
-    p_dt: DType,
-    tol: (f64, f64),
-    sum_tol: (f64, f64),
 }
 
 /// [`case`] on the first `shapes` of [`SHAPES`], each with every vector pick in `vectors`; shape i
@@ -514,25 +249,6 @@ const ROW_SHAPES: [(usize, usize, usize); 6] = [
     (260, 256, 1),
     (5, 37, 1),
 ];
-
-const F64: Precision = Precision {
-    x_dt: DType::F64,
-    p_dt: DType::F64,
-    tol: (1e-11, 1e-10),
-    sum_tol: (1e-9, 1e-10),
-};
-const F32: Precision = Precision {
-    x_dt: DType::F32,
-    p_dt: DType::F32,
-    tol: (2e-5, 2e-5),
-    sum_tol: (2e-3, 1e-4),
-};
-const F16: Precision = Precision {
-    x_dt: DType::F16,
-    p_dt: DType::F16,
-    tol: (1e-2, 1e-2),
-    sum_tol: (0.5, 2e-2),
-};
 
 #[test]
 fn batch_norm_rows_f64_matches_cpu() {
