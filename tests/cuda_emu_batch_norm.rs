@@ -14,7 +14,8 @@
 //! (rounded) input. Every case runs plain, fused ReLU and fused residual + ReLU; training and eval; f64,
 //! f32, f16 and f16-out-of-f32 (the mixed-precision apply). `[N, C]` shapes (hw = 1) cover the row
 //! kernels: partial channel tiles, whole tiles, several splits per tile, and forced split counts
-//! (more splits than rows, splits that are not a multiple of the row step, one split). Outputs and
+//! (more splits than rows, splits that are not a multiple of the row step, one split); those whose C
+//! is a multiple of the vector width also run the row apply kernels, every (T, TO) pair. Outputs and
 //! partials start as NaN (every partial must be written) and every buffer's guard zones are checked
 //! after each launch.
 
@@ -269,12 +270,14 @@ fn batch_norm_rows_f16_matches_cpu() {
     for (i, &dims) in ROW_SHAPES.iter().enumerate() {
         case::<f16, f32, f16>(dims, &F16, true, None, 130 + i as u64);
     }
-    // f16 activations, f32 parameters (the mixed-precision apply after the f32 row kernels).
+    // f16 activations, f32 parameters (the mixed-precision apply after the f32 row kernels): the
+    // scalar apply kernels (C = 37) and the row apply kernels (C = 64, a multiple of V = 4).
     let mixed = Precision {
         p_dt: DType::F32,
         ..F16
     };
     case::<f32, f32, f16>(ROW_SHAPES[1], &mixed, true, None, 139);
+    case::<f32, f32, f16>(ROW_SHAPES[3], &mixed, true, None, 138);
 }
 
 /// Split counts the launcher would not pick: more splits than rows (the empty splits must still
