@@ -655,8 +655,15 @@ fn cli_formats_and_grayscale_predict() {
         out.to_str().unwrap(),
     ];
     args.extend(common);
+    // Channels-last batches (on the CPU one conversion per batch; the flag lands in config.json).
+    args.push("--channels-last");
     let (ok, stdout, stderr) = engine(&args);
     assert!(ok, "{stdout}{stderr}");
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(
+        config.contains("\"channels_last\": true"),
+        "config.json: {config}"
+    );
     let ckpt = out.join("checkpoint.safetensors");
     let color = base.join("shoe.png");
     save(&rgb(60, 40, 3), &color);

@@ -445,37 +445,24 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             }
             let lr = schedule.lr(run.step);
             let n = batch.labels.len();
+            let upload =
+                |t: Vec<f32>| Tensor::from_vec(t, [n, classes], Device::Cpu)?.to_device(device);
             let (mut x, targets) = match (&batch.mixup, device.is_cpu()) {
                 // Mixup on the device: the loader left the images unblended; one kernel blends them
                 // with their smoothed targets, in f32 like the host blend, before the cast.
                 (Some(m), false) => {
-                    let t = Tensor::from_vec(
-                        batch.smoothed_targets(classes, cfg.label_smoothing),
-                        [n, classes],
-                        Device::Cpu,
-                    )?
-                    .to_device(device)?;
+                    let t = upload(batch.smoothed_targets(classes, cfg.label_smoothing))?;
                     let x = batch_tensor(batch.images, batch.dims, DType::F32, device)?;
                     let (x, t) = x.mixup(&t, m.lambda, &m.perm)?;
                     (x.to_dtype(dtype)?, Some(t))
                 }
                 _ => {
-                    let targets = if soft {
-                        Some(
-                            Tensor::from_vec(
-                                batch.soft_targets(classes, cfg.label_smoothing),
-                                [n, classes],
-                                Device::Cpu,
-                            )?
-                            .to_device(device)?,
-                        )
-                    } else {
-                        None
+                    let targets = match soft {
+                        true => Some(upload(batch.soft_targets(classes, cfg.label_smoothing))?),
+                        false => None,
                     };
-                    (
-                        batch_tensor(batch.images, batch.dims, dtype, device)?,
-                        targets,
-                    )
+                    let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
+                    (x, targets)
                 }
             };
             if cfg.channels_last {
