@@ -98,6 +98,30 @@ fn tiny_resnet18_matches_pytorch_in_training_mode() {
     }
 }
 
+/// The same ResNet-50 case with channels-last weights (`ResNet::to_channels_last`) and input: on
+/// CUDA every conv, batch norm and pool then runs on NHWC storage (f32; f64 convolutions stay NCHW),
+/// and the logits and every gradient still match PyTorch's; the weights stay channels-last after the
+/// fixture's values are assigned into them.
+#[test]
+fn tiny_resnet50_channels_last_matches_pytorch() {
+    use engine::MemoryFormat::ChannelsLast;
+    for device in test_devices() {
+        for dtype in [DType::F64, DType::F32] {
+            let mut model =
+                ResNet::new(config(50, 4, 3, 5, false), &mut Init::new(0, dtype, device)).unwrap();
+            model.to_channels_last().unwrap();
+            Fixtures::load("models").check_network("resnet50_w4", &model, dtype, device, |x| {
+                model.forward(&x.to_format(ChannelsLast)?, Mode::TRAIN)
+            });
+            for (name, p) in named_params(&model) {
+                if p.tensor.rank() == 4 {
+                    assert_eq!(p.tensor.format(), ChannelsLast, "{name} on {device}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn tiny_resnet50_matches_pytorch_in_training_mode() {
     for device in test_devices() {

@@ -132,7 +132,12 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     let mut cfg = ResNetConfig::resnet50(o.classes);
     cfg.depth = o.depth;
     cfg.small_input = o.image < 64;
-    let model = ResNet::new(cfg, &mut Init::new(0, dtype, dev))?;
+    let mut model = ResNet::new(cfg, &mut Init::new(0, dtype, dev))?;
+    if o.channels_last && !dev.is_cpu() {
+        // As the PyTorch baseline: channels-last weights and input (on the CPU conv2d computes NCHW,
+        // so weights stay contiguous there, as in `engine train`).
+        model.to_channels_last()?;
+    }
     let params = named_params(&model);
     out["parameters"] = json!(params
         .iter()

@@ -347,6 +347,23 @@ impl ResNet {
     /// extractor (gradients still flow to its input) but backward computes no gradient for its
     /// weights and optimizers built from `named_params` find nothing to train.
     pub fn freeze(&mut self) {
+        for p in self.params_mut() {
+            p.freeze();
+        }
+    }
+
+    /// Stores every conv weight channels-last (PyTorch's `model.to(memory_format=channels_last)`),
+    /// so a channels-last forward on CUDA converts no weight per step and the optimizer sees weight
+    /// gradients in their parameters' format. Call it before building the optimizer.
+    pub fn to_channels_last(&mut self) -> Result<()> {
+        for p in self.params_mut() {
+            p.to_format(crate::MemoryFormat::ChannelsLast)?;
+        }
+        Ok(())
+    }
+
+    /// Every parameter and buffer, to change in place.
+    fn params_mut(&mut self) -> Vec<&mut Param> {
         let mut ps: Vec<&mut Param> = match &mut self.stem {
             Stem::Single(c) => c.params_mut(),
             Stem::Deep(c0, b1, c3, b4, c6) => {
@@ -361,9 +378,7 @@ impl ResNet {
         ps.extend(self.bn1.params_mut());
         ps.extend(self.stages.iter_mut().flatten().flat_map(Block::params_mut));
         ps.extend(self.fc.params_mut());
-        for p in ps {
-            p.freeze();
-        }
+        ps
     }
 
     /// Features after the stem and after each stage (the taps a perceptual loss uses), and the logits.

@@ -58,6 +58,16 @@ impl Param {
         self.tensor = self.tensor.detach();
         self.kind = ParamKind::Buffer;
     }
+
+    /// Stores a 4-d parameter in `format` (a new tensor with the same values, still trainable);
+    /// other ranks have one layout and stay as they are. Do it before an optimizer is built from
+    /// the module: optimizers hold the parameter tensors themselves.
+    pub fn to_format(&mut self, format: crate::MemoryFormat) -> crate::Result<()> {
+        if self.tensor.rank() == 4 && self.tensor.format() != format {
+            *self = Param::new(self.tensor.detach().to_format(format)?, self.kind);
+        }
+        Ok(())
+    }
 }
 
 /// Whether a forward pass trains (batch statistics, dropout on) or evaluates.

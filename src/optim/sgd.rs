@@ -308,13 +308,13 @@ impl Sgd {
     ) -> Result<()> {
         for s in &mut self.slots {
             if let Some(b) = tensors.get(&format!("{}.momentum_buffer", s.name)) {
+                // In the master's dtype and memory format (the multi-tensor kernel pairs elements
+                // by storage order; files hold contiguous tensors).
+                let master = s.master.as_ref().unwrap_or(&s.param.tensor);
                 s.momentum = Some(
-                    b.to_dtype(
-                        s.master
-                            .as_ref()
-                            .map_or(s.param.tensor.dtype(), |m| m.dtype()),
-                    )?
-                    .to_device(s.param.tensor.device())?,
+                    b.to_dtype(master.dtype())?
+                        .to_device(master.device())?
+                        .to_format(master.format())?,
                 );
             }
             if let (Some(m), Some(saved)) = (&s.master, tensors.get(&format!("{}.master", s.name)))

@@ -315,7 +315,13 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
     )?);
 
     let dtype = if cfg.fp16 { DType::F16 } else { DType::F32 };
-    let model = ResNet::new(cfg.model.clone(), &mut Init::new(cfg.seed, dtype, device))?;
+    let mut model = ResNet::new(cfg.model.clone(), &mut Init::new(cfg.seed, dtype, device))?;
+    // Channels-last weights on CUDA, so the channels-last step converts none (on the CPU conv2d
+    // computes NCHW, and the weights stay contiguous). Before the optimizer takes the parameters.
+    let weights_channels_last = cfg.channels_last && !device.is_cpu();
+    if weights_channels_last {
+        model.to_channels_last()?;
+    }
     if let (Some(src), false) = (&cfg.init_from, resume) {
         let fresh = checkpoint::init_from(src, &model)?;
         if show_progress {
@@ -341,7 +347,10 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
     )?;
     let teacher = match &cfg.distill {
         Some(d) => {
-            let t = ResNet::new(d.teacher_model.clone(), &mut Init::new(0, dtype, device))?;
+            let mut t = ResNet::new(d.teacher_model.clone(), &mut Init::new(0, dtype, device))?;
+            if weights_channels_last {
+                t.to_channels_last()?;
+            }
             let state = checkpoint::read_run_state(&d.teacher).ok();
             match state {
                 Some(_) => {
