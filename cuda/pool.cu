@@ -1,6 +1,14 @@
 // 2-d pooling (src/ops/pool.rs): `MaxPool2d`, `MaxPool2dBackward`, `AvgPool2d`, `AvgPool2dBackward`,
 // `GlobalAvgPool`, `GlobalAvgPoolBackward`, for f16 (computed in f32), f32 and f64; A = Acc<T>.
 //
+// Layouts: `a.channels_last` says how x, y, dy, dx and the argmax are ALL stored. NCHW (0): element
+// (n, c, y, x) of a tensor with H × W planes at ((n·C + c)·H + y)·W + x; NHWC (1): at
+// ((n·H + y)·W + x)·C + c. `Plane` gives one (n, c) plane's base and row/column strides in either, and
+// each thread decodes its flat index in storage order (NHWC: i → (n, y, x, c), so consecutive threads
+// touch consecutive channels: coalesced). Everything else — windows, argmax = y·W + x inside the
+// plane, scan and gather order — is layout-independent, so an NHWC launch is bit-identical to the NCHW
+// launch on transposed data.
+//
 // Grid mappings (launchers in src/backend/cuda/pool.rs):
 // - `max_pool2d_*`, `avg_pool2d_*`: 1-d grid-stride, one thread per output element (plane, oy, ox).
 // - `max_pool2d_bwd_*`, `avg_pool2d_bwd_*`: 1-d grid-stride, one thread per INPUT element: a gather over
@@ -22,15 +30,31 @@
 //   i whose argmax == i. Avg backward: dx[i] = Σ dy[o]/div[o] over the windows containing i.
 // - Global: y = (A)((Σ x in f64) / hw); backward dx = dy[p] · (A)(1/hw).
 //
-// Invariants: 64-bit indexing; inputs never alias outputs; deterministic (no atomics).
+// Invariants: 64-bit indexing; inputs never alias outputs; deterministic (no atomics); a channels-last
+// launch has channels > 0 dividing planes (PoolArgs::new checks).
 #include "rowops.cuh"
 
 struct PoolArgs {
-    i64 planes, h, w, oh, ow;
+    i64 planes, channels, h, w, oh, ow;
     i64 kh, kw, sh, sw, ph, pw;
     int count_include_pad;
-    int pad_;
+    int channels_last;
 };
+
+// One (n, c) plane of a tensor with rows × cols planes: element (r, col) at base + r·row + col·col_step.
+struct Plane {
+    i64 base, row, col_step;
+    __device__ __forceinline__ i64 at(i64 r, i64 col) const { return base + r * row + col * col_step; }
+};
+
+// Plane `pl` (= n·C + c) of a tensor with rows × cols planes, in the layout of `a`.
+__device__ __forceinline__ Plane plane_of(const PoolArgs &a, i64 pl, i64 rows, i64 cols) {
+    if (a.channels_last) {
+        const i64 n = pl / a.channels;
+        return Plane{n * rows * cols * a.channels + (pl - n * a.channels), cols * a.channels, a.channels};
+    }
+    return Plane{pl * rows * cols, cols, 1};
+}
 
 // Clipped window [lo, hi) of output o, and the pad-clipped size.
 __device__ __forceinline__ void window(i64 o, i64 k, i64 s, i64 p, i64 n, i64 &lo, i64 &hi, i64 &size_pad) {
@@ -49,12 +73,25 @@ __device__ __forceinline__ void covering(i64 i, i64 k, i64 s, i64 p, i64 on, i64
     last = min((i + p) / s, on - 1);
 }
 
-// Splits a flat output index into (plane, row, col).
+// Splits a flat index over [outer, rows, cols] into (outer, row, col).
 __device__ __forceinline__ void split3(i64 i, i64 rows, i64 cols, i64 &pl, i64 &r, i64 &cl) {
     const i64 q = i / cols;
     cl = i - q * cols;
     pl = q / rows;
     r = q - pl * rows;
+}
+
+// Decodes flat storage index i of a tensor with rows × cols planes into (plane, row, col): NCHW
+// storage is [planes, rows, cols]; NHWC storage is [N, rows, cols, C] with plane = n·C + c.
+__device__ __forceinline__ void decode(const PoolArgs &a, i64 i, i64 rows, i64 cols, i64 &pl, i64 &r, i64 &cl) {
+    if (a.channels_last) {
+        const i64 q = i / a.channels;
+        i64 n;
+        split3(q, rows, cols, n, r, cl);
+        pl = n * a.channels + (i - q * a.channels);
+    } else {
+        split3(i, rows, cols, pl, r, cl);
+    }
 }
 
 template <typename T>
@@ -63,16 +100,16 @@ __device__ void max_pool_impl(const PoolArgs a, const T *x, T *y, typename Acc<T
     const i64 total = a.planes * a.oh * a.ow;
     for (i64 i = gs_start(); i < total; i += gs_step()) {
         i64 pl, oy, ox, hs, he, ws, we, unused;
-        split3(i, a.oh, a.ow, pl, oy, ox);
+        decode(a, i, a.oh, a.ow, pl, oy, ox);
         window(oy, a.kh, a.sh, a.ph, a.h, hs, he, unused);
         window(ox, a.kw, a.sw, a.pw, a.w, ws, we, unused);
-        const T *xp = x + pl * a.h * a.w;
+        const Plane xp = plane_of(a, pl, a.h, a.w);
         A best = r_neg_inf(A(0));
         i64 at = hs * a.w + ws;
         bool nan = false;
         for (i64 yy = hs; yy < he && !nan; ++yy) {
             for (i64 xx = ws; xx < we; ++xx) {
-                const A v = ld(xp, yy * a.w + xx);
+                const A v = ld(x, xp.at(yy, xx));
                 if (v > best || v != v) {
                     best = v;
                     at = yy * a.w + xx;
@@ -95,16 +132,16 @@ __device__ void max_pool_bwd_impl(const PoolArgs a, const T *idx, const T *dy, T
     const i64 total = a.planes * a.h * a.w;
     for (i64 i = gs_start(); i < total; i += gs_step()) {
         i64 pl, iy, ix;
-        split3(i, a.h, a.w, pl, iy, ix);
+        decode(a, i, a.h, a.w, pl, iy, ix);
         i64 y0, y1, x0, x1;
         covering(iy, a.kh, a.sh, a.ph, a.oh, y0, y1);
         covering(ix, a.kw, a.sw, a.pw, a.ow, x0, x1);
         const A me = (A)(iy * a.w + ix);
-        const i64 base = pl * a.oh * a.ow;
+        const Plane out = plane_of(a, pl, a.oh, a.ow);
         A s = A(0);
         for (i64 oy = y0; oy <= y1; ++oy)
             for (i64 ox = x0; ox <= x1; ++ox) {
-                const i64 o = base + oy * a.ow + ox;
+                const i64 o = out.at(oy, ox);
                 if (ld(idx, o) == me) s += ld(dy, o);
             }
         st(dx, i, s);
@@ -121,13 +158,13 @@ __device__ void avg_pool_impl(const PoolArgs a, const T *x, T *y) {
     const i64 total = a.planes * a.oh * a.ow;
     for (i64 i = gs_start(); i < total; i += gs_step()) {
         i64 pl, oy, ox, hs, he, hp, ws, we, wp;
-        split3(i, a.oh, a.ow, pl, oy, ox);
+        decode(a, i, a.oh, a.ow, pl, oy, ox);
         window(oy, a.kh, a.sh, a.ph, a.h, hs, he, hp);
         window(ox, a.kw, a.sw, a.pw, a.w, ws, we, wp);
-        const T *xp = x + pl * a.h * a.w;
+        const Plane xp = plane_of(a, pl, a.h, a.w);
         A s = A(0);
         for (i64 yy = hs; yy < he; ++yy)
-            for (i64 xx = ws; xx < we; ++xx) s += ld(xp, yy * a.w + xx);
+            for (i64 xx = ws; xx < we; ++xx) s += ld(x, xp.at(yy, xx));
         st(y, i, s / (A)avg_div(a, hs, he, hp, ws, we, wp));
     }
 }
@@ -138,11 +175,11 @@ __device__ void avg_pool_bwd_impl(const PoolArgs a, const T *dy, T *dx) {
     const i64 total = a.planes * a.h * a.w;
     for (i64 i = gs_start(); i < total; i += gs_step()) {
         i64 pl, iy, ix;
-        split3(i, a.h, a.w, pl, iy, ix);
+        decode(a, i, a.h, a.w, pl, iy, ix);
         i64 y0, y1, x0, x1;
         covering(iy, a.kh, a.sh, a.ph, a.oh, y0, y1);
         covering(ix, a.kw, a.sw, a.pw, a.ow, x0, x1);
-        const i64 base = pl * a.oh * a.ow;
+        const Plane out = plane_of(a, pl, a.oh, a.ow);
         A s = A(0);
         for (i64 oy = y0; oy <= y1; ++oy) {
             i64 hs, he, hp;
@@ -150,7 +187,7 @@ __device__ void avg_pool_bwd_impl(const PoolArgs a, const T *dy, T *dx) {
             for (i64 ox = x0; ox <= x1; ++ox) {
                 i64 ws, we, wp;
                 window(ox, a.kw, a.sw, a.pw, a.w, ws, we, wp);
-                s += ld(dy, base + oy * a.ow + ox) / (A)avg_div(a, hs, he, hp, ws, we, wp);
+                s += ld(dy, out.at(oy, ox)) / (A)avg_div(a, hs, he, hp, ws, we, wp);
             }
         }
         st(dx, i, s);

@@ -13,6 +13,11 @@
 //! grid of ONE block so the grid-stride loops must cover everything on their own, and the variant the
 //! launcher does not pick (the global average pool's other group) is run too.
 //!
+//! Pooling runs in both layouts of `PoolArgs::channels_last`: a channels-last launch gets the NCHW
+//! case's inputs and CPU references transposed to N-H-W-C storage and must match them bit for bit
+//! (the argmax values unchanged: in-plane indices), and the CPU's own channels-last `MaxPool2d` must
+//! give the same transposed argmax.
+//!
 //! References: the CPU ops through the public API (max/avg pool with ceil mode and
 //! count_include_pad, global average pool, nearest upsampling, reflection/zero padding, dropout, conv2d
 //! with bias, narrow + zero pad) and their autograd gradients of Σ y·dy; the argmax, which the API
@@ -140,6 +145,48 @@ fn params(
     }
 }
 
+/// The storage order of the pooling tensors of a launch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layout {
+    Nchw,
+    ChannelsLast,
+}
+
+/// `v`, NCHW values of logical dims `[n, c, h, w]`, in `layout`'s storage order.
+fn stored(v: &[f64], [n, c, h, w]: [usize; 4], layout: Layout) -> Vec<f64> {
+    if layout == Layout::Nchw {
+        return v.to_vec();
+    }
+    let mut out = vec![f64::NAN; v.len()];
+    for img in 0..n {
+        for ch in 0..c {
+            for p in 0..h * w {
+                out[(img * h * w + p) * c + ch] = v[(img * c + ch) * h * w + p];
+            }
+        }
+    }
+    out
+}
+
+/// The geometry of pooling `[n, c, h, w]` to `oh × ow` planes with `p`, stored per `layout`.
+fn pool_geom(
+    [n, c, h, w]: [usize; 4],
+    (oh, ow): (usize, usize),
+    p: Pool2dParams,
+    layout: Layout,
+) -> PoolGeom {
+    PoolGeom {
+        planes: n * c,
+        channels: c,
+        channels_last: layout == Layout::ChannelsLast,
+        h,
+        w,
+        oh,
+        ow,
+        p,
+    }
+}
+
 /// The CPU backend's argmax (the saved index the op hands to its backward): its `MaxPool2d` kernel
 /// in the compute type the CPU runner uses (f64 for f64, else f32 from the rounded input).
 fn cpu_argmax(geom: PoolGeom, x: &[f64], dt: DType) -> Vec<f64> {
@@ -180,27 +227,38 @@ fn pool_input<T: KernelFloat>(numel: usize, seed: u64, fill: Fill) -> Vec<f64> {
     x
 }
 
-/// Max pooling forward and backward of one geometry, for storage type T.
-fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, fill: Fill) {
-    let what = format!("max_pool2d_{} {dims:?} {p:?}", T::SUF);
+/// Max pooling forward and backward of one geometry, for storage type T, with the kernels' tensors
+/// stored per `layout` (references: the NCHW CPU op's, transposed).
+fn max_pool_case<T: KernelFloat>(
+    dims: [usize; 4],
+    p: Pool2dParams,
+    seed: u64,
+    fill: Fill,
+    layout: Layout,
+) {
+    let what = format!("max_pool2d_{} {dims:?} {p:?} {layout:?}", T::SUF);
     let dt = T::DTYPE;
     let [n, c, h, w] = dims;
-    let xv = pool_input::<T>(n * c * h * w, seed, fill);
-    let x = cpu_tensor::<T>(&xv, &dims).var();
+    let x_nchw = pool_input::<T>(n * c * h * w, seed, fill);
+    let x = cpu_tensor::<T>(&x_nchw, &dims).var();
     let y = x.max_pool2d(p).unwrap();
     let (oh, ow) = (y.dims()[2], y.dims()[3]);
-    let geom = PoolGeom {
-        planes: n * c,
-        h,
-        w,
-        oh,
-        ow,
-        p,
-    };
+    let out_dims = [n, c, oh, ow];
     let (n_in, n_out) = (n * c * h * w, n * c * oh * ow);
-    let dyv = randn::<T>(n_out, seed + 1);
-    let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
-    let idx_cpu = cpu_argmax(geom, &xv, dt);
+    let dy_nchw = randn::<T>(n_out, seed + 1);
+    let dx_nchw = grad(&y, &x, &dy_nchw);
+    let idx_nchw = cpu_argmax(pool_geom(dims, (oh, ow), p, Layout::Nchw), &x_nchw, dt);
+    let [xv, dyv, dx_cpu] = [(&x_nchw, dims), (&dy_nchw, out_dims), (&dx_nchw, dims)]
+        .map(|(v, d)| stored(v, d, layout));
+    let y_cpu = stored(&y.to_vec_f64().unwrap(), out_dims, layout);
+    let idx_cpu = stored(&idx_nchw, out_dims, layout);
+    let geom = pool_geom(dims, (oh, ow), p, layout);
+    // The CPU kernel honours the layout too (its NCHW code between transposes).
+    assert_exact(
+        &format!("{what} CPU kernel argmax"),
+        &cpu_argmax(geom, &xv, dt),
+        &idx_cpu,
+    );
     let args = pool_args(&geom, false);
 
     for (gr, gname) in grids(grid_1d(n_out)) {
@@ -266,30 +324,30 @@ fn max_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, f
     }
 }
 
-/// Average pooling forward and backward of one geometry, both divisor modes, for storage type T.
-fn avg_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64) {
+/// Average pooling forward and backward of one geometry, both divisor modes, for storage type T,
+/// with the kernels' tensors stored per `layout` (references: the NCHW CPU op's, transposed).
+fn avg_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, layout: Layout) {
     let [n, c, h, w] = dims;
-    let xv = randn::<T>(n * c * h * w, seed);
+    let x_nchw = randn::<T>(n * c * h * w, seed);
     for cip in [false, true] {
         let what = format!(
-            "avg_pool2d_{} {dims:?} {p:?} count_include_pad {cip}",
+            "avg_pool2d_{} {dims:?} {p:?} count_include_pad {cip} {layout:?}",
             T::SUF
         );
-        let x = cpu_tensor::<T>(&xv, &dims).var();
+        let x = cpu_tensor::<T>(&x_nchw, &dims).var();
         let y = x.avg_pool2d(p, cip).unwrap();
         let (oh, ow) = (y.dims()[2], y.dims()[3]);
-        let geom = PoolGeom {
-            planes: n * c,
-            h,
-            w,
-            oh,
-            ow,
-            p,
-        };
-        let n_out = n * c * oh * ow;
-        let dyv = randn::<T>(n_out, seed + 7);
-        let (y_cpu, dx_cpu) = (y.to_vec_f64().unwrap(), grad(&y, &x, &dyv));
-        let args = pool_args(&geom, cip);
+        let out_dims = [n, c, oh, ow];
+        let dy_nchw = randn::<T>(n * c * oh * ow, seed + 7);
+        let dx_nchw = grad(&y, &x, &dy_nchw);
+        let [xv, y_cpu, dyv, dx_cpu] = [
+            (&x_nchw, dims),
+            (&y.to_vec_f64().unwrap(), out_dims),
+            (&dy_nchw, out_dims),
+            (&dx_nchw, dims),
+        ]
+        .map(|(v, d)| stored(v, d, layout));
+        let args = pool_args(&pool_geom(dims, (oh, ow), p, layout), cip);
         // Same summation order and divisor as the CPU (f16 computed in f32 like the CPU runner), one
         // rounding at the end: bit-identical.
         fwd_bwd_exact::<T>(
@@ -332,8 +390,10 @@ fn pool_cases<T: KernelFloat>() {
     for (i, &(dims, k, s, p, ceil, fill)) in POOL_CASES.iter().enumerate() {
         let prm = params(k, s, p, ceil);
         let seed = 100 + 10 * i as u64;
-        max_pool_case::<T>(dims, prm, seed, fill);
-        avg_pool_case::<T>(dims, prm, seed + 3);
+        for layout in [Layout::Nchw, Layout::ChannelsLast] {
+            max_pool_case::<T>(dims, prm, seed, fill, layout);
+            avg_pool_case::<T>(dims, prm, seed + 3, layout);
+        }
     }
 }
 

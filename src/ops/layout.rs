@@ -1,5 +1,7 @@
 //! Ops that move or reinterpret data without arithmetic: `reshape`/`flatten` (views), `to_dtype`,
-//! memory-format changes (`to_format`, `contiguous`), `permute`/`transpose`, `concat` and `narrow`.
+//! memory-format changes (`to_format`, `contiguous`), `permute`/`transpose`, `concat` and `narrow`;
+//! and [`to_nchw`]/[`to_nhwc`], the host-slice transposes with which CPU kernels that take a
+//! `channels_last` flag (conv, pooling) run their NCHW code on channels-last storage.
 
 use super::elementwise::Broadcast;
 use super::reduce::StridedCopy;
@@ -327,4 +329,62 @@ thread_local! {
 /// difference of two readings. Ops run on the calling thread, so the count is exact per thread.
 pub fn format_conversions() -> u64 {
     FORMAT_CONVERSIONS.with(|c| c.get())
+}
+
+fn check_numel(op: &'static str, what: &str, v_len: usize, [n, c, h, w]: [usize; 4]) -> Result<()> {
+    if v_len != n * c * h * w {
+        return Err(Error::bad(
+            op,
+            format!("{what} has {v_len} elements, the geometry needs {n}·{c}·{h}·{w}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `[n, h, w, c]` storage → `[n, c, h, w]` storage.
+pub(crate) fn to_nchw<T: Copy>(
+    op: &'static str,
+    what: &str,
+    v: &[T],
+    d: [usize; 4],
+) -> Result<Vec<T>> {
+    relayout(op, what, v, d, false)
+}
+
+/// `[n, c, h, w]` storage → `[n, h, w, c]` storage.
+pub(crate) fn to_nhwc<T: Copy>(
+    op: &'static str,
+    what: &str,
+    v: &[T],
+    d: [usize; 4],
+) -> Result<Vec<T>> {
+    relayout(op, what, v, d, true)
+}
+
+/// Copies `v` (logical dims `d`) between the two layouts: NCHW → NHWC when `to_nhwc`, else back.
+fn relayout<T: Copy>(
+    op: &'static str,
+    what: &str,
+    v: &[T],
+    d: [usize; 4],
+    to_nhwc: bool,
+) -> Result<Vec<T>> {
+    check_numel(op, what, v.len(), d)?;
+    let [n, c, h, w] = d;
+    let plane = h * w;
+    let mut out = v.to_vec();
+    for img in 0..n {
+        for ch in 0..c {
+            for p in 0..plane {
+                let nchw = (img * c + ch) * plane + p;
+                let nhwc = (img * plane + p) * c + ch;
+                if to_nhwc {
+                    out[nhwc] = v[nchw];
+                } else {
+                    out[nchw] = v[nhwc];
+                }
+            }
+        }
+    }
+    Ok(out)
 }

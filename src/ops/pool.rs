@@ -13,8 +13,17 @@
 //!   padded input (`count_include_pad`) or to the input (not counting padding), exactly like PyTorch
 //!   (including ceil-mode windows that run past the padding).
 //! - Kernels are parallel over `(n, c)` planes.
+//! - Layout: the max/avg kernels and their backwards compute on NCHW storage, or on channels-last
+//!   (N-H-W-C) storage when their [`PoolGeom`] says `channels_last` — then every tensor of the kernel
+//!   (x, y, dy, dx, argmax) is stored so, and only where elements live changes: the argmax is still
+//!   `h·W + w` inside the `(n, c)` plane and results are bit-identical to the NCHW kernel on
+//!   transposed data. CUDA indexes NHWC directly (cuda/pool.cu); the CPU runs its NCHW code between
+//!   transposes (`ops::layout::{to_nchw, to_nhwc}`), so `max_pool2d`/`avg_pool2d` ask for
+//!   channels-last kernels off the CPU only and, on the CPU, convert once around NCHW kernels.
+//!   Outputs keep the input's format either way.
 
-use super::{apply, apply1};
+use super::layout::{to_nchw, to_nhwc};
+use super::{apply1, apply1_in, apply_in};
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
 use crate::tensor::MemoryFormat;
@@ -85,10 +94,19 @@ fn out_size(
     Ok(o)
 }
 
-/// The geometry shared by the pooling kernels: `planes` planes of `h × w` pooled to `oh × ow`.
+/// The geometry shared by the pooling kernels: `planes` planes of `h × w` pooled to `oh × ow`, and
+/// the layout of all of the kernel's tensors: `(n, c)` planes one after another (NCHW), or, with
+/// `channels_last`, N-H-W-C storage of `planes / channels` images of `channels` channels. The layout
+/// lives here, beside the extents it qualifies, so each kernel struct carries it without a field of
+/// its own and a launcher reads the whole descriptor from one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolGeom {
     pub planes: usize,
+    /// C: the dim before the spatial ones (`[N, C, H, W]` or `[C, H, W]`); read only when
+    /// `channels_last`.
+    pub channels: usize,
+    /// Tensors stored N-H-W-C (`MemoryFormat::ChannelsLast`) instead of N-C-H-W.
+    pub channels_last: bool,
     pub h: usize,
     pub w: usize,
     pub oh: usize,
@@ -97,6 +115,7 @@ pub struct PoolGeom {
 }
 
 impl PoolGeom {
+    /// The geometry of pooling `x` with `p`, in `x`'s own memory format, and the output shape.
     fn new(op: &'static str, x: &Tensor, p: Pool2dParams) -> Result<(PoolGeom, Shape)> {
         let d = x.dims();
         if d.len() != 4 && d.len() != 3 {
@@ -141,6 +160,8 @@ impl PoolGeom {
         Ok((
             PoolGeom {
                 planes,
+                channels: d[r - 3],
+                channels_last: x.format() == MemoryFormat::ChannelsLast,
                 h,
                 w,
                 oh,
@@ -149,6 +170,64 @@ impl PoolGeom {
             },
             Shape::new(out),
         ))
+    }
+
+    /// The memory format of the kernel's tensors.
+    pub fn format(&self) -> MemoryFormat {
+        if self.channels_last {
+            MemoryFormat::ChannelsLast
+        } else {
+            MemoryFormat::Contiguous
+        }
+    }
+
+    /// The same geometry over NCHW storage.
+    fn nchw(&self) -> PoolGeom {
+        PoolGeom {
+            channels_last: false,
+            ..*self
+        }
+    }
+
+    /// The logical `[n, c, rows, cols]` extents of a tensor of this geometry with `rows × cols` planes.
+    fn dims(&self, op: &'static str, rows: usize, cols: usize) -> Result<[usize; 4]> {
+        if self.channels == 0 || self.planes % self.channels != 0 {
+            return Err(Error::bad(
+                op,
+                format!(
+                    "channels-last pooling needs planes = N·C, got {} planes of {} channels",
+                    self.planes, self.channels
+                ),
+            ));
+        }
+        Ok([self.planes / self.channels, self.channels, rows, cols])
+    }
+
+    /// Runs `nchw_kernel` (the kernel on [`PoolGeom::nchw`]) for a channels-last geometry: its
+    /// inputs, of `rows × cols` planes (`Side::Input`: h × w; `Side::Output`: oh × ow), transposed to
+    /// NCHW, and its outputs, of the other side's planes, transposed back to N-H-W-C.
+    fn via_nchw<T: Float>(
+        &self,
+        op: &'static str,
+        inputs: &[&[T]],
+        inputs_side: Side,
+        nchw_kernel: impl FnOnce(&[&[T]]) -> Result<Vec<Vec<T>>>,
+    ) -> Result<Vec<Vec<T>>> {
+        let input_dims = self.dims(op, self.h, self.w)?;
+        let output_dims = self.dims(op, self.oh, self.ow)?;
+        let (from, to) = match inputs_side {
+            Side::Input => (input_dims, output_dims),
+            Side::Output => (output_dims, input_dims),
+        };
+        let nchw_inputs: Vec<Vec<T>> = inputs
+            .iter()
+            .map(|v| to_nchw(op, "input", v, from))
+            .collect::<Result<_>>()?;
+        let refs: Vec<&[T]> = nchw_inputs.iter().map(|v| &v[..]).collect();
+        nchw_kernel(&refs)?
+            .iter()
+            .map(|v| to_nhwc(op, "output", v, to))
+            .collect()
     }
 
     /// Window rows `[hs, he)` clipped to the input, and the unclipped-to-input end (clipped to the
@@ -164,6 +243,14 @@ impl PoolGeom {
     }
 }
 
+/// Which side of a pooling geometry a kernel's inputs are on: the forward reads the input side
+/// (`h × w` planes), the backward the output side (`oh × ow`).
+#[derive(Clone, Copy)]
+enum Side {
+    Input,
+    Output,
+}
+
 /// Max pooling. Inputs `[x]`; outputs `[y, argmax]` with `argmax` the flat in-plane index of each
 /// output's maximum (as a float).
 pub struct MaxPool2d(pub PoolGeom);
@@ -172,6 +259,11 @@ impl CpuKernel for MaxPool2d {
     const NAME: &'static str = "max_pool2d";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let g = self.0;
+        if g.channels_last {
+            return g.via_nchw(Self::NAME, inputs, Side::Input, |x| {
+                MaxPool2d(g.nchw()).run(x)
+            });
+        }
         let x = inputs[0];
         let (ip, op) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![T::zero(); g.planes * op];
@@ -220,6 +312,11 @@ impl CpuKernel for MaxPool2dBackward {
     const NAME: &'static str = "max_pool2d_backward";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let g = self.0;
+        if g.channels_last {
+            return g.via_nchw(Self::NAME, inputs, Side::Output, |idx_dy| {
+                MaxPool2dBackward(g.nchw()).run(idx_dy)
+            });
+        }
         let (idx, dy) = (inputs[0], inputs[1]);
         let (ip, op) = (g.h * g.w, g.oh * g.ow);
         let mut dx = vec![T::zero(); g.planes * ip];
@@ -242,6 +339,14 @@ pub struct AvgPool2d {
 }
 
 impl AvgPool2d {
+    /// The same kernel over NCHW storage.
+    fn nchw(&self) -> AvgPool2d {
+        AvgPool2d {
+            geom: self.geom.nchw(),
+            count_include_pad: self.count_include_pad,
+        }
+    }
+
     /// Window bounds and divisor of output `(oy, ox)`.
     #[inline(always)]
     fn cell(&self, oy: usize, ox: usize) -> (usize, usize, usize, usize, f64) {
@@ -261,6 +366,9 @@ impl CpuKernel for AvgPool2d {
     const NAME: &'static str = "avg_pool2d";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let g = self.geom;
+        if g.channels_last {
+            return g.via_nchw(Self::NAME, inputs, Side::Input, |x| self.nchw().run(x));
+        }
         let x = inputs[0];
         let (ip, op) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![T::zero(); g.planes * op];
@@ -293,6 +401,11 @@ impl CpuKernel for AvgPool2dBackward {
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let a = &self.0;
         let g = a.geom;
+        if g.channels_last {
+            return g.via_nchw(Self::NAME, inputs, Side::Output, |dy| {
+                AvgPool2dBackward(a.nchw()).run(dy)
+            });
+        }
         let dy = inputs[0];
         let (ip, op) = (g.h * g.w, g.oh * g.ow);
         let mut dx = vec![T::zero(); g.planes * ip];
@@ -365,9 +478,11 @@ impl Tensor {
     /// argmax of each window, saved by the forward kernel.
     pub fn max_pool2d(&self, p: Pool2dParams) -> Result<Tensor> {
         const OP: &str = "max_pool2d";
-        if self.format() == MemoryFormat::ChannelsLast {
-            // The kernels index NCHW planes; the output keeps the input's format (PyTorch's rule),
-            // so a channels-last network stays channels-last across its pooling layers.
+        if self.format() == MemoryFormat::ChannelsLast && self.device().is_cpu() {
+            // The CPU's channels-last kernels are its NCHW ones between transposes: converting once
+            // here costs the same. The output keeps the input's format (PyTorch's rule), so a
+            // channels-last network stays channels-last across its pooling layers. Elsewhere the
+            // kernels index channels-last storage themselves (`PoolGeom::new` takes the format).
             return self
                 .contiguous()?
                 .max_pool2d(p)?
@@ -388,7 +503,8 @@ impl Tensor {
                 ),
             ));
         }
-        let outs = apply(
+        let outs = apply_in(
+            geom.format(),
             &MaxPool2d(geom),
             &[self],
             &[
@@ -401,7 +517,9 @@ impl Tensor {
             .map_err(|_| Error::bad(OP, "kernel returned the wrong number of outputs"))?;
         let (in_shape, dtype) = (self.shape().clone(), self.dtype());
         Ok(y.track(OP, &[self], move |dy| {
-            let dx = apply1(
+            // dy is converted to the kernels' format when it arrives in another.
+            let dx = apply1_in(
+                geom.format(),
                 &MaxPool2dBackward(geom),
                 &[&idx, dy],
                 in_shape.clone(),
@@ -414,15 +532,16 @@ impl Tensor {
     /// Average pooling (PyTorch's `F.avg_pool2d`, no divisor override).
     pub fn avg_pool2d(&self, p: Pool2dParams, count_include_pad: bool) -> Result<Tensor> {
         const OP: &str = "avg_pool2d";
-        if self.format() == MemoryFormat::ChannelsLast {
-            // As in `max_pool2d`: computed in NCHW, returned in the input's format.
+        if self.format() == MemoryFormat::ChannelsLast && self.device().is_cpu() {
+            // As in `max_pool2d`: on the CPU, computed in NCHW and returned in the input's format.
             return self
                 .contiguous()?
                 .avg_pool2d(p, count_include_pad)?
                 .to_format(MemoryFormat::ChannelsLast);
         }
         let (geom, out_shape) = PoolGeom::new(OP, self, p)?;
-        let y = apply1(
+        let y = apply1_in(
+            geom.format(),
             &AvgPool2d {
                 geom,
                 count_include_pad,
@@ -437,7 +556,13 @@ impl Tensor {
                 geom,
                 count_include_pad,
             });
-            Ok(vec![Some(apply1(&k, &[dy], in_shape.clone(), dtype)?)])
+            Ok(vec![Some(apply1_in(
+                geom.format(),
+                &k,
+                &[dy],
+                in_shape.clone(),
+                dtype,
+            )?)])
         }))
     }
 

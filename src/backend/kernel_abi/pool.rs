@@ -1,9 +1,10 @@
 //! Launch plans and calls of cuda/pool.cu: the `PoolArgs` descriptor, the global average pool's
 //! warp/block choice, and each pooling kernel's name and argument list (see call.rs).
 //!
-//! Invariants: [`PoolArgs`] has the field order and size (96 bytes, 8-aligned) of its C twin; kernel
-//! and stride are positive (the kernels divide by the stride); the argmax buffer of the max pool is
-//! `Acc<T>` (f32 for f16 and f32, f64 for f64; `acc_dtype`).
+//! Invariants: [`PoolArgs`] has the field order and size (104 bytes: twelve i64 then two i32, 8-aligned,
+//! no padding) of its C twin; kernel and stride are positive (the kernels divide by the stride), and so
+//! is the channel count of a channels-last launch (its kernels divide by it); the argmax buffer of the
+//! max pool is `Acc<T>` (f32 for f16 and f32, f64 for f64; `acc_dtype`).
 
 use super::call::KernelCall;
 use super::rows::RowGroup;
@@ -12,10 +13,13 @@ use crate::ops::pool::PoolGeom;
 use crate::{DType, Error, Result};
 
 /// Geometry of a pooling launch, mirrored by `PoolArgs` in cuda/pool.cu. Passed by value.
+/// `channels_last` (0/1) says every tensor of the launch is stored N-H-W-C (`planes` = N·`channels`);
+/// 0 is N-C-H-W, where `channels` is not read.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct PoolArgs {
     pub planes: i64,
+    pub channels: i64,
     pub h: i64,
     pub w: i64,
     pub oh: i64,
@@ -27,12 +31,14 @@ pub struct PoolArgs {
     pub ph: i64,
     pub pw: i64,
     pub count_include_pad: i32,
-    pub pad: i32,
+    pub channels_last: i32,
 }
-const _: () = assert!(std::mem::size_of::<PoolArgs>() == 96);
+const _: () = assert!(std::mem::size_of::<PoolArgs>() == 104);
+const _: () = assert!(std::mem::align_of::<PoolArgs>() == 8);
 
 impl PoolArgs {
-    /// The descriptor of `g`; fails (naming `op`) when the kernel or the stride has a zero extent.
+    /// The descriptor of `g` (its layout included); fails (naming `op`) when the kernel or the stride
+    /// has a zero extent, or a channels-last geometry's planes are not whole images of `channels`.
     pub fn new(op: &'static str, g: &PoolGeom, count_include_pad: bool) -> Result<PoolArgs> {
         let p = g.p;
         if p.kernel.0 == 0 || p.kernel.1 == 0 || p.stride.0 == 0 || p.stride.1 == 0 {
@@ -41,8 +47,18 @@ impl PoolArgs {
                 format!("kernel and stride must be positive, got {p:?}"),
             ));
         }
+        if g.channels_last && (g.channels == 0 || g.planes % g.channels != 0) {
+            return Err(Error::bad(
+                op,
+                format!(
+                    "channels-last pooling needs planes = N·C, got {} planes of {} channels",
+                    g.planes, g.channels
+                ),
+            ));
+        }
         Ok(PoolArgs {
             planes: g.planes as i64,
+            channels: g.channels as i64,
             h: g.h as i64,
             w: g.w as i64,
             oh: g.oh as i64,
@@ -54,7 +70,7 @@ impl PoolArgs {
             ph: p.padding.0 as i64,
             pw: p.padding.1 as i64,
             count_include_pad: count_include_pad as i32,
-            pad: 0,
+            channels_last: g.channels_last as i32,
         })
     }
 }
@@ -72,13 +88,14 @@ fn pool_call<P>(kernel: &str, dtype: DType, a: &PoolArgs) -> KernelCall<P> {
 }
 
 /// `max_pool2d_<T>(PoolArgs a, const T* x, T* y, Acc<T>* idx)`: x holds planes·h·w elements, y and
-/// the argmax idx (in `Acc<T>`) planes·oh·ow; a thread per output element.
+/// the argmax idx (in `Acc<T>`) planes·oh·ow, all in `a`'s layout; a thread per output element.
 pub fn max_pool2d<P>(dtype: DType, a: &PoolArgs, x: P, y: P, idx: P) -> KernelCall<P> {
     pool_call("max_pool2d", dtype, a).ptr(x).ptr(y).ptr(idx)
 }
 
 /// `max_pool2d_bwd_<T>(PoolArgs a, const T* idx, const T* dy, T* dx)`: idx (the forward's argmax,
-/// here in T) and dy hold planes·oh·ow elements, dx planes·h·w; a thread per input element.
+/// here in T) and dy hold planes·oh·ow elements, dx planes·h·w, all in `a`'s layout; a thread per
+/// input element.
 pub fn max_pool2d_backward<P>(dtype: DType, a: &PoolArgs, idx: P, dy: P, dx: P) -> KernelCall<P> {
     pool_call("max_pool2d_bwd", dtype, a)
         .ptr(idx)
@@ -86,14 +103,14 @@ pub fn max_pool2d_backward<P>(dtype: DType, a: &PoolArgs, idx: P, dy: P, dx: P) 
         .ptr(dx)
 }
 
-/// `avg_pool2d_<T>(PoolArgs a, const T* x, T* y)`: x holds planes·h·w elements, y planes·oh·ow; a
-/// thread per output element.
+/// `avg_pool2d_<T>(PoolArgs a, const T* x, T* y)`: x holds planes·h·w elements, y planes·oh·ow, both
+/// in `a`'s layout; a thread per output element.
 pub fn avg_pool2d<P>(dtype: DType, a: &PoolArgs, x: P, y: P) -> KernelCall<P> {
     pool_call("avg_pool2d", dtype, a).ptr(x).ptr(y)
 }
 
 /// `avg_pool2d_bwd_<T>(PoolArgs a, const T* dy, T* dx)`: dy holds planes·oh·ow elements, dx
-/// planes·h·w; a thread per input element.
+/// planes·h·w, both in `a`'s layout; a thread per input element.
 pub fn avg_pool2d_backward<P>(dtype: DType, a: &PoolArgs, dy: P, dx: P) -> KernelCall<P> {
     pool_call("avg_pool2d_bwd", dtype, a).ptr(dy).ptr(dx)
 }

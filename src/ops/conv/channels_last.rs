@@ -8,10 +8,10 @@
 //! weight `[cout, kh, kw, cin/groups]` (cuDNN's KRSC, i.e. the weight tensor's own channels-last
 //! storage); the bias stays `[c]`.
 //!
-//! Invariant: lengths are checked before any index is formed, so a bad input is an error, not a panic.
+//! Invariant: lengths are checked before any index is formed (`ops::layout::{to_nchw, to_nhwc}`), so a
+//! bad input is an error, not a panic.
 
 use super::Conv2dGeometry;
-use crate::{Error, Result};
 
 /// The four extents of each operand, in logical (NCHW-style) order.
 pub(super) struct Dims4 {
@@ -30,60 +30,5 @@ impl Conv2dGeometry {
     }
 }
 
-fn check(op: &'static str, what: &str, v_len: usize, [n, c, h, w]: [usize; 4]) -> Result<()> {
-    if v_len != n * c * h * w {
-        return Err(Error::bad(
-            op,
-            format!("{what} has {v_len} elements, the geometry needs {n}·{c}·{h}·{w}"),
-        ));
-    }
-    Ok(())
-}
-
-/// `[n, h, w, c]` storage → `[n, c, h, w]` storage.
-pub(super) fn to_nchw<T: Copy>(
-    op: &'static str,
-    what: &str,
-    v: &[T],
-    d: [usize; 4],
-) -> Result<Vec<T>> {
-    relayout(op, what, v, d, false)
-}
-
-/// `[n, c, h, w]` storage → `[n, h, w, c]` storage.
-pub(super) fn to_nhwc<T: Copy>(
-    op: &'static str,
-    what: &str,
-    v: &[T],
-    d: [usize; 4],
-) -> Result<Vec<T>> {
-    relayout(op, what, v, d, true)
-}
-
-/// Copies `v` (logical dims `d`) between the two layouts: NCHW → NHWC when `to_nhwc`, else back.
-fn relayout<T: Copy>(
-    op: &'static str,
-    what: &str,
-    v: &[T],
-    d: [usize; 4],
-    to_nhwc: bool,
-) -> Result<Vec<T>> {
-    check(op, what, v.len(), d)?;
-    let [n, c, h, w] = d;
-    let plane = h * w;
-    let mut out = v.to_vec();
-    for img in 0..n {
-        for ch in 0..c {
-            for p in 0..plane {
-                let nchw = (img * c + ch) * plane + p;
-                let nhwc = (img * plane + p) * c + ch;
-                if to_nhwc {
-                    out[nhwc] = v[nchw];
-                } else {
-                    out[nchw] = v[nhwc];
-                }
-            }
-        }
-    }
-    Ok(out)
-}
+// The storage transposes are shared with pooling's channels-last CPU kernels.
+pub(super) use crate::ops::layout::{to_nchw, to_nhwc};
