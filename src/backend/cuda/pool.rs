@@ -3,6 +3,10 @@
 //! The descriptor, the global pool's warp/block pick and the calls (kernel names and argument lists)
 //! come from `kernel_abi/pool.rs`.
 //!
+//! The max/avg kernels and their backwards take every tensor in the layout of their `PoolGeom`
+//! (NCHW, or channels-last when `channels_last`), handed to the kernels in `PoolArgs`; buffer lengths
+//! are the same in both.
+//!
 //! The backward kernels gather (one thread per input element, summing the outputs whose window holds
 //! it, in the CPU's order) instead of scattering, so they are deterministic and atomic-free. The
 //! max-pool backward relies on each argmax lying inside its own window, which holds for the argmax the
