@@ -15,8 +15,9 @@
 //!
 //! Pooling runs in both layouts of `PoolArgs::channels_last`: a channels-last launch gets the NCHW
 //! case's inputs and CPU references transposed to N-H-W-C storage and must match them bit for bit
-//! (the argmax values unchanged: in-plane indices), and the CPU's own channels-last `MaxPool2d` must
-//! give the same transposed argmax.
+//! (the argmax values unchanged: in-plane indices); the CPU backend's kernel structs with the same
+//! channels-last geometry (their NCHW code between transposes) must give the same transposed
+//! results, forward and backward.
 //!
 //! References: the CPU ops through the public API (max/avg pool with ceil mode and
 //! count_include_pad, global average pool, nearest upsampling, reflection/zero padding, dropout, conv2d
@@ -29,9 +30,10 @@
 //! matching NaN); reductions in another order (global average pool, bias gradient) within a
 //! tolerance justified at each use. Inputs are seeded random values; f16, f32 and f64 throughout.
 
+use engine::backend::cpu::CpuStorage;
 use engine::backend::cuda_emu::test_support::{
-    assert_close, cpu_tensor, grid_1d, rounded, run_call, seeded_randn, KernelFloat, RowGroup,
-    ONE_BLOCK, SM_COUNT,
+    assert_close, cpu_run, cpu_tensor, grid_1d, rounded, run_call, seeded_randn, to_elems,
+    KernelFloat, RowGroup, ONE_BLOCK, SM_COUNT,
 };
 use engine::backend::cuda_emu::Buf;
 use engine::backend::kernel_abi::call::KernelCall;
@@ -40,9 +42,9 @@ use engine::backend::kernel_abi::pool::{self, global_avg_pool_launch, PoolArgs};
 use engine::backend::kernel_abi::{dropout, resize};
 use engine::backend::CpuKernel;
 use engine::ops::dropout::dropout_mask;
-use engine::ops::pool::{MaxPool2d, PoolGeom};
+use engine::ops::pool::{AvgPool2d, AvgPool2dBackward, MaxPool2d, MaxPool2dBackward, PoolGeom};
 use engine::ops::resize::{Pad2d, PadMode, UpsampleNearest2d};
-use engine::{Conv2dParams, DType, Device, Pool2dParams, Tensor};
+use engine::{Conv2dParams, DType, Device, Element, Pool2dParams, Tensor};
 use half::f16;
 
 /// Seeded standard-normal values rounded to T (what `Tensor::randn` in T holds).
@@ -187,6 +189,27 @@ fn pool_geom(
     }
 }
 
+/// `values` as a CPU-backend buffer of T.
+fn storage<T: KernelFloat>(values: &[f64]) -> CpuStorage {
+    CpuStorage::from_vec(to_elems::<T>(values))
+}
+
+/// Checks the CPU backend's kernel structs against the references, each output bit for bit: the
+/// kernel `k` on `inputs` (buffers of their dtypes) must give `want` (in `dtypes`).
+#[track_caller]
+fn cpu_kernel_exact<K: CpuKernel>(
+    what: &str,
+    k: &K,
+    inputs: Vec<CpuStorage>,
+    want: &[(&[f64], DType)],
+) {
+    let dtypes: Vec<DType> = want.iter().map(|&(_, d)| d).collect();
+    let got = cpu_run(k, inputs, &dtypes);
+    for (i, (g, &(w, _))) in got.iter().zip(want).enumerate() {
+        assert_exact(&format!("{what} CPU kernel output {i}"), g, w);
+    }
+}
+
 /// The CPU backend's argmax (the saved index the op hands to its backward): its `MaxPool2d` kernel
 /// in the compute type the CPU runner uses (f64 for f64, else f32 from the rounded input).
 fn cpu_argmax(geom: PoolGeom, x: &[f64], dt: DType) -> Vec<f64> {
@@ -253,11 +276,18 @@ fn max_pool_case<T: KernelFloat>(
     let y_cpu = stored(&y.to_vec_f64().unwrap(), out_dims, layout);
     let idx_cpu = stored(&idx_nchw, out_dims, layout);
     let geom = pool_geom(dims, (oh, ow), p, layout);
-    // The CPU kernel honours the layout too (its NCHW code between transposes).
-    assert_exact(
-        &format!("{what} CPU kernel argmax"),
-        &cpu_argmax(geom, &xv, dt),
-        &idx_cpu,
+    let acc = T::Acc::DTYPE;
+    cpu_kernel_exact(
+        &format!("{what} forward"),
+        &MaxPool2d(geom),
+        vec![storage::<T>(&xv)],
+        &[(&y_cpu, dt), (&idx_cpu, acc)],
+    );
+    cpu_kernel_exact(
+        &format!("{what} backward"),
+        &MaxPool2dBackward(geom),
+        vec![storage::<T::Acc>(&idx_cpu), storage::<T>(&dyv)],
+        &[(&dx_cpu, dt)],
     );
     let args = pool_args(&geom, false);
 
@@ -347,7 +377,24 @@ fn avg_pool_case<T: KernelFloat>(dims: [usize; 4], p: Pool2dParams, seed: u64, l
             (&dx_nchw, dims),
         ]
         .map(|(v, d)| stored(v, d, layout));
-        let args = pool_args(&pool_geom(dims, (oh, ow), p, layout), cip);
+        let avg = AvgPool2d {
+            geom: pool_geom(dims, (oh, ow), p, layout),
+            count_include_pad: cip,
+        };
+        let args = pool_args(&avg.geom, cip);
+        cpu_kernel_exact(
+            &format!("{what} forward"),
+            &avg,
+            vec![storage::<T>(&xv)],
+            &[(&y_cpu, T::DTYPE)],
+        );
+        let bwd = AvgPool2dBackward(avg);
+        cpu_kernel_exact(
+            &format!("{what} backward"),
+            &bwd,
+            vec![storage::<T>(&dyv)],
+            &[(&dx_cpu, T::DTYPE)],
+        );
         // Same summation order and divisor as the CPU (f16 computed in f32 like the CPU runner), one
         // rounding at the end: bit-identical.
         fwd_bwd_exact::<T>(
