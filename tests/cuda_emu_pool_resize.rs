@@ -459,6 +459,29 @@ fn max_avg_pool_f16() {
     pool_cases::<f16>();
 }
 
+/// A channels-last descriptor needs whole images: `planes` a multiple of a positive `channels`
+/// (the kernels divide by it).
+#[test]
+fn channels_last_pool_args_need_whole_images() {
+    let p = params((2, 2), (2, 2), (0, 0), false);
+    let geom = pool_geom([2, 3, 4, 4], (2, 2), p, Layout::ChannelsLast);
+    assert_eq!(pool_args(&geom, false).channels, 3);
+    assert_eq!(pool_args(&geom, false).channels_last, 1);
+    for channels in [0, 4] {
+        let bad = PoolGeom { channels, ..geom };
+        assert!(
+            PoolArgs::new("pool", &bad, false).is_err(),
+            "{channels} channels"
+        );
+        // NCHW launches never read `channels`.
+        let nchw = PoolGeom {
+            channels_last: false,
+            ..bad
+        };
+        assert_eq!(pool_args(&nchw, false).channels_last, 0);
+    }
+}
+
 /// Global average pool forward (both group variants) and backward for storage type T.
 fn global_avg_pool_cases<T: KernelFloat>() {
     let dt = T::DTYPE;

@@ -189,8 +189,9 @@ impl PoolGeom {
         }
     }
 
-    /// The logical `[n, c, rows, cols]` extents of a tensor of this geometry with `rows × cols` planes.
-    fn dims(&self, op: &'static str, rows: usize, cols: usize) -> Result<[usize; 4]> {
+    /// N = `planes / channels`, or an error (naming `op`) when the planes are not whole images of
+    /// `channels` channels, which channels-last storage needs.
+    pub fn images(&self, op: &'static str) -> Result<usize> {
         if self.channels == 0 || self.planes % self.channels != 0 {
             return Err(Error::bad(
                 op,
@@ -200,7 +201,12 @@ impl PoolGeom {
                 ),
             ));
         }
-        Ok([self.planes / self.channels, self.channels, rows, cols])
+        Ok(self.planes / self.channels)
+    }
+
+    /// The logical `[n, c, rows, cols]` extents of a tensor of this geometry with `rows × cols` planes.
+    fn dims(&self, op: &'static str, rows: usize, cols: usize) -> Result<[usize; 4]> {
+        Ok([self.images(op)?, self.channels, rows, cols])
     }
 
     /// Runs `nchw_kernel` (the kernel on [`PoolGeom::nchw`]) for a channels-last geometry: its

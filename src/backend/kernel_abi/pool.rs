@@ -47,14 +47,8 @@ impl PoolArgs {
                 format!("kernel and stride must be positive, got {p:?}"),
             ));
         }
-        if g.channels_last && (g.channels == 0 || g.planes % g.channels != 0) {
-            return Err(Error::bad(
-                op,
-                format!(
-                    "channels-last pooling needs planes = N·C, got {} planes of {} channels",
-                    g.planes, g.channels
-                ),
-            ));
+        if g.channels_last {
+            g.images(op)?;
         }
         Ok(PoolArgs {
             planes: g.planes as i64,
