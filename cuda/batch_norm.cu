@@ -43,8 +43,9 @@
 //   grid-stride over the R·C/V items, V = 16 bytes / sizeof(T), launched only when C % V == 0 and every
 //   big buffer is 16-byte aligned. Item j is elements [j·V, j·V + V): channels ch0 … ch0 + V − 1 of one
 //   row (ch0 = (j·V) mod C; V | C, so an item never straddles rows), each element with its own
-//   channel's coefficients. ch0 is tracked without divisions (`RowCursor`). Per element the math of
-//   the kernels above, so the results are bit-identical to the `_s` kernels'.
+//   channel's coefficients. ch0 is tracked without divisions (`RowCursor`). The per-item math is shared
+//   with the kernels above (`bn_fwd_apply_item` / `bn_bwd_apply_item`, parametrised by the lane stride
+//   of the coefficients), so the results are bit-identical to the `_s` kernels'.
 //
 // Math (term by term as the CPU, with explicitly rounded multiplies/adds so no FMA contraction changes
 // a result the CPU rounds twice):
@@ -242,35 +243,41 @@ __device__ void bn_fwd_finalize_impl(i64 c, i64 splits, int training, double m, 
     }
 }
 
+// The forward per-item math, shared by the planes and the rows apply passes: elements [off, off + V)
+// of x (and res) → y, lane i with (scale, shift) = q[QS·i], q[QS·i + 1]. QS = 0: every lane uses the
+// one channel's coefficients at q (planes); QS = 2: lane i is channel ch0 + i (rows, q = coef + 2·ch0).
+// `res` is read only when `has_res`.
+template <int V, int QS, typename T, typename TO, typename A>
+__device__ __forceinline__ void bn_fwd_apply_item(i64 off, int relu, int has_res, const T *x, const T *res,
+                                                  const A *q, TO *y) {
+    A v[V];
+    load_pack<V>(x, off, v);
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = add_rn(mul_rn(v[i], q[QS * i]), q[QS * i + 1]);
+    if (has_res) {
+        A r[V];
+        load_pack<V>(res, off, r);
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[i] = add_rn(v[i], r[i]);
+    }
+    if (relu) {
+#pragma unroll
+        for (int i = 0; i < V; ++i) v[i] = r_max(v[i], A(0));
+    }
+    store_pack<V>(y, off, v);
+}
+
 // `res` is read only when `has_res` (the launcher passes x otherwise).
 template <typename T, typename TO, int V>
 __device__ void bn_fwd_apply_impl(i64 items, i64 c, i64 hw, int relu, int has_res, const T *x, const T *res,
                                   const typename Acc<T>::type *coef, TO *y) {
-    typedef typename Acc<T>::type A;
     const i64 len = hw / V;
     i64 j = gs_start();
     if (j >= items) return;
     Cursor cur;
     cur.init(j, len, gs_step(), c);
-    for (; j < items; j += gs_step(), cur.next(len, c)) {
-        const i64 off = cur.row * hw + cur.k * V;
-        const A scale = coef[2 * cur.ch], shift = coef[2 * cur.ch + 1];
-        A v[V];
-        load_pack<V>(x, off, v);
-#pragma unroll
-        for (int i = 0; i < V; ++i) v[i] = add_rn(mul_rn(v[i], scale), shift);
-        if (has_res) {
-            A r[V];
-            load_pack<V>(res, off, r);
-#pragma unroll
-            for (int i = 0; i < V; ++i) v[i] = add_rn(v[i], r[i]);
-        }
-        if (relu) {
-#pragma unroll
-            for (int i = 0; i < V; ++i) v[i] = r_max(v[i], A(0));
-        }
-        store_pack<V>(y, off, v);
-    }
+    for (; j < items; j += gs_step(), cur.next(len, c))
+        bn_fwd_apply_item<V, 0>(cur.row * hw + cur.k * V, relu, has_res, x, res, coef + 2 * cur.ch, y);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -342,46 +349,53 @@ __device__ void bn_bwd_finalize_impl(i64 c, i64 splits, double m, const T *gamma
     }
 }
 
+// The backward per-item math, shared by the planes and the rows apply passes: elements [off, off + V)
+// of dy (and y, x) → dx (and dres), lane i with coefficients (mean, invstd, k, Σg/M, Σg·x̂/M) =
+// q[QS·i .. QS·i + 5). QS = 0: every lane uses the one channel's coefficients at q (planes); QS = 5:
+// lane i is channel ch0 + i (rows, q = coef + 5·ch0).
+// `dres` is written only when `want_dres`; `x` is read only when `training`, `y` only when `relu`.
+template <int V, int QS, typename T, typename TO, typename A>
+__device__ __forceinline__ void bn_bwd_apply_item(i64 off, int training, int relu, int want_dres, const T *x,
+                                                  const T *y, const T *dy, const A *q, TO *dx, TO *dres) {
+    A g[V];
+    load_pack<V>(dy, off, g);
+    if (relu) {
+        A yv[V];
+        load_pack<V>(y, off, yv);
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+            if (yv[i] <= A(0)) g[i] = A(0);
+    }
+    if (want_dres) store_pack<V>(dres, off, g);
+    A d[V];
+    if (training) {
+        A xv[V];
+        load_pack<V>(x, off, xv);
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+            const A *qi = q + QS * i;
+            const A xh = mul_rn(sub_rn(xv[i], qi[0]), qi[1]);
+            d[i] = mul_rn(qi[2], sub_rn(sub_rn(g[i], qi[3]), mul_rn(xh, qi[4])));
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; ++i) d[i] = mul_rn(q[QS * i + 2], g[i]);
+    }
+    store_pack<V>(dx, off, d);
+}
+
 // `dres` is written only when `want_dres`; `x` is read only when `training`, `y` only when `relu`.
 template <typename T, typename TO, int V>
 __device__ void bn_bwd_apply_impl(i64 items, i64 c, i64 hw, int training, int relu, int want_dres, const T *x,
                                   const T *y, const T *dy, const typename Acc<T>::type *coef, TO *dx, TO *dres) {
-    typedef typename Acc<T>::type A;
     const i64 len = hw / V;
     i64 j = gs_start();
     if (j >= items) return;
     Cursor cur;
     cur.init(j, len, gs_step(), c);
-    for (; j < items; j += gs_step(), cur.next(len, c)) {
-        const i64 off = cur.row * hw + cur.k * V;
-        const A *q = coef + 5 * cur.ch;
-        A g[V];
-        load_pack<V>(dy, off, g);
-        if (relu) {
-            A yv[V];
-            load_pack<V>(y, off, yv);
-#pragma unroll
-            for (int i = 0; i < V; ++i)
-                if (yv[i] <= A(0)) g[i] = A(0);
-        }
-        if (want_dres) store_pack<V>(dres, off, g);
-        A d[V];
-        if (training) {
-            const A mu = q[0], is = q[1], k = q[2], mg = q[3], mgx = q[4];
-            A xv[V];
-            load_pack<V>(x, off, xv);
-#pragma unroll
-            for (int i = 0; i < V; ++i) {
-                const A xh = mul_rn(sub_rn(xv[i], mu), is);
-                d[i] = mul_rn(k, sub_rn(sub_rn(g[i], mg), mul_rn(xh, mgx)));
-            }
-        } else {
-            const A k = q[2];
-#pragma unroll
-            for (int i = 0; i < V; ++i) d[i] = mul_rn(k, g[i]);
-        }
-        store_pack<V>(dx, off, d);
-    }
+    for (; j < items; j += gs_step(), cur.next(len, c))
+        bn_bwd_apply_item<V, 0>(cur.row * hw + cur.k * V, training, relu, want_dres, x, y, dy, coef + 5 * cur.ch,
+                                dx, dres);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -464,77 +478,33 @@ __device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, c
 // Row-major elementwise passes (hw = 1, V | c, 16-byte aligned buffers): item j is elements
 // [j·V, j·V + V) of the [rows, c] matrix, channels ch0 + i (i < V) of one row, coefficients per lane.
 
-// bn_fwd_apply_impl's per-element math with each lane's own (scale, shift) = coef[2·ch], coef[2·ch + 1].
+// bn_fwd_apply_impl's loop over items, sharing its per-item math (bn_fwd_apply_item) with each lane's
+// own (scale, shift) = coef[2·ch], coef[2·ch + 1] (QS = 2).
 // `res` is read only when `has_res` (the launcher passes x otherwise).
 template <typename T, typename TO, int V>
 __device__ void bn_fwd_apply_rows_impl(i64 items, i64 c, int relu, int has_res, const T *x, const T *res,
                                        const typename Acc<T>::type *coef, TO *y) {
-    typedef typename Acc<T>::type A;
     i64 j = gs_start();
     if (j >= items) return;
     RowCursor cur;
     cur.init(j, gs_step(), c, V);
-    for (; j < items; j += gs_step(), cur.next(c)) {
-        const i64 off = j * V;
-        const A *q = coef + 2 * cur.ch0;
-        A v[V];
-        load_pack<V>(x, off, v);
-#pragma unroll
-        for (int i = 0; i < V; ++i) v[i] = add_rn(mul_rn(v[i], q[2 * i]), q[2 * i + 1]);
-        if (has_res) {
-            A r[V];
-            load_pack<V>(res, off, r);
-#pragma unroll
-            for (int i = 0; i < V; ++i) v[i] = add_rn(v[i], r[i]);
-        }
-        if (relu) {
-#pragma unroll
-            for (int i = 0; i < V; ++i) v[i] = r_max(v[i], A(0));
-        }
-        store_pack<V>(y, off, v);
-    }
+    for (; j < items; j += gs_step(), cur.next(c))
+        bn_fwd_apply_item<V, 2>(j * V, relu, has_res, x, res, coef + 2 * cur.ch0, y);
 }
 
-// bn_bwd_apply_impl's per-element math with each lane's own coefficients coef[5·ch .. 5·ch + 5).
+// bn_bwd_apply_impl's loop over items, sharing its per-item math (bn_bwd_apply_item) with each lane's
+// own coefficients coef[5·ch .. 5·ch + 5) (QS = 5).
 // `dres` is written only when `want_dres`; `x` is read only when `training`, `y` only when `relu`.
 template <typename T, typename TO, int V>
 __device__ void bn_bwd_apply_rows_impl(i64 items, i64 c, int training, int relu, int want_dres, const T *x,
                                        const T *y, const T *dy, const typename Acc<T>::type *coef, TO *dx,
                                        TO *dres) {
-    typedef typename Acc<T>::type A;
     i64 j = gs_start();
     if (j >= items) return;
     RowCursor cur;
     cur.init(j, gs_step(), c, V);
-    for (; j < items; j += gs_step(), cur.next(c)) {
-        const i64 off = j * V;
-        const A *q = coef + 5 * cur.ch0; // lane i's coefficients: q + 5·i
-        A g[V];
-        load_pack<V>(dy, off, g);
-        if (relu) {
-            A yv[V];
-            load_pack<V>(y, off, yv);
-#pragma unroll
-            for (int i = 0; i < V; ++i)
-                if (yv[i] <= A(0)) g[i] = A(0);
-        }
-        if (want_dres) store_pack<V>(dres, off, g);
-        A d[V];
-        if (training) {
-            A xv[V];
-            load_pack<V>(x, off, xv);
-#pragma unroll
-            for (int i = 0; i < V; ++i) {
-                const A *qi = q + 5 * i;
-                const A xh = mul_rn(sub_rn(xv[i], qi[0]), qi[1]);
-                d[i] = mul_rn(qi[2], sub_rn(sub_rn(g[i], qi[3]), mul_rn(xh, qi[4])));
-            }
-        } else {
-#pragma unroll
-            for (int i = 0; i < V; ++i) d[i] = mul_rn(q[5 * i + 2], g[i]);
-        }
-        store_pack<V>(dx, off, d);
-    }
+    for (; j < items; j += gs_step(), cur.next(c))
+        bn_bwd_apply_item<V, 5>(j * V, training, relu, want_dres, x, y, dy, coef + 5 * cur.ch0, dx, dres);
 }
 
 // ---------------------------------------------------------------------------------------------------
