@@ -29,18 +29,22 @@ const COVERAGE: &[(&str, &str)] = &[
     ("adain_", "tests/cuda_emu_adain_reduce.rs"),
     ("sum_thread_", "tests/cuda_emu_adain_reduce.rs"),
     ("sum_block_", "tests/cuda_emu_adain_reduce.rs"),
-    // cuda/pool.cu, cuda/resize.cu, cuda/dropout.cu, cuda/conv.cu
-    ("max_pool2d_", "tests/cuda_emu_pool_resize.rs"),
-    ("avg_pool2d_", "tests/cuda_emu_pool_resize.rs"),
-    ("global_avg_pool_", "tests/cuda_emu_pool_resize.rs"),
-    ("upsample_nearest2d_", "tests/cuda_emu_pool_resize.rs"),
-    ("pad2d_", "tests/cuda_emu_pool_resize.rs"),
-    ("mask_scale_", "tests/cuda_emu_pool_resize.rs"),
+    // cuda/pool.cu
+    ("max_pool2d_", "tests/cuda_emu_pool.rs"),
+    ("avg_pool2d_", "tests/cuda_emu_pool.rs"),
+    ("global_avg_pool_", "tests/cuda_emu_pool.rs"),
+    // cuda/resize.cu, cuda/dropout.cu, cuda/conv.cu
+    (
+        "upsample_nearest2d_",
+        "tests/cuda_emu_resize_dropout_conv.rs",
+    ),
+    ("pad2d_", "tests/cuda_emu_resize_dropout_conv.rs"),
+    ("mask_scale_", "tests/cuda_emu_resize_dropout_conv.rs"),
     // cuda/mixup.cu
     ("mixup_", "tests/cuda_emu_mixup.rs"),
-    ("conv_fill_bias_", "tests/cuda_emu_pool_resize.rs"),
-    ("conv_bias_grad_", "tests/cuda_emu_pool_resize.rs"),
-    ("conv_window_", "tests/cuda_emu_pool_resize.rs"),
+    ("conv_fill_bias_", "tests/cuda_emu_resize_dropout_conv.rs"),
+    ("conv_bias_grad_", "tests/cuda_emu_resize_dropout_conv.rs"),
+    ("conv_window_", "tests/cuda_emu_resize_dropout_conv.rs"),
     // cuda/softmax.cu, cuda/loss.cu
     ("softmax_", "tests/cuda_emu_softmax_loss.rs"),
     ("ce_soft_", "tests/cuda_emu_softmax_loss.rs"),
