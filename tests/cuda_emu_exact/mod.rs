@@ -1,7 +1,7 @@
 //! What the bit-exact emulator tests of the pooling, resizing, dropout and convolution-helper kernels
 //! share (tests/cuda_emu_pool.rs, tests/cuda_emu_resize_dropout_conv.rs): seeded inputs in a kernel's
 //! storage type, autograd references, the bit-for-bit assert, and launches on the launcher's grid and
-//! on one block over NaN-poisoned outputs with guard checks.
+//! on one block over NaN-poisoned outputs with guard checks; the family check that every kernel exists.
 
 use engine::backend::cuda_emu::test_support::{
     grid_1d, rounded, run_call, seeded_randn, KernelFloat, ONE_BLOCK,
@@ -85,5 +85,17 @@ pub fn fwd_bwd_exact<T: KernelFloat>(
             want,
             &|ins, out| call(ins[0], out),
         );
+    }
+}
+
+/// Asserts that the emulator library has the kernel `<stem>_<suffix>` for every stem and suffix (a
+/// renamed kernel then fails the family's test rather than silently dropping out of its cases).
+pub fn assert_kernels_present(stems: &[&str], suffixes: &[&str]) {
+    let names = engine::backend::cuda_emu::kernel_names();
+    for stem in stems {
+        for s in suffixes {
+            let k = format!("{stem}_{s}");
+            assert!(names.contains(&k), "kernel {k} missing from the emulator");
+        }
     }
 }
