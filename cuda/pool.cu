@@ -18,6 +18,9 @@
 // - `global_avg_pool_{warp,block}_*`: one warp (planes ≤ 1024 elements) or one 256-thread block per
 //   plane, grid-stride over planes; f64 accumulation like the CPU.
 // - `global_avg_pool_bwd_*`: 1-d grid-stride over all input elements.
+// - `global_avg_pool_cl_*` / `global_avg_pool_bwd_cl_*`: the same on channels-last `[N, H·W, C]`
+//   storage; the forward runs a thread per (n, c) output summing its H·W column in order (a warp reads
+//   32 neighbouring channels of one pixel), so it equals the CPU bit for bit.
 //
 // Semantics (as the CPU kernels):
 // - Window of output o along a dim of n inputs: start = o·s − p, [max(start, 0), min(start + k, n)) in
@@ -211,6 +214,24 @@ __device__ void global_avg_pool_bwd_impl(i64 total, i64 hw, double inv, const T 
     for (i64 i = gs_start(); i < total; i += gs_step()) st(dx, i, ld(dy, i / hw) * k);
 }
 
+template <typename T>
+__device__ void global_avg_pool_cl_impl(i64 planes, i64 hw, i64 c, const T *x, T *y) {
+    for (i64 p = gs_start(); p < planes; p += gs_step()) {
+        const i64 first = (p / c) * c * hw + p % c;
+        double s = 0.0;
+        for (i64 j = 0; j < hw; ++j) s += (double)ld(x, first + j * c);
+        st(y, p, (typename Acc<T>::type)(s / (double)hw));
+    }
+}
+
+template <typename T>
+__device__ void global_avg_pool_bwd_cl_impl(i64 total, i64 hw, i64 c, double inv, const T *dy, T *dx) {
+    typedef typename Acc<T>::type A;
+    const A k = (A)inv;
+    const i64 block = hw * c;
+    for (i64 i = gs_start(); i < total; i += gs_step()) st(dx, i, ld(dy, (i / block) * c + i % c) * k);
+}
+
 #define POOL(SUF, T)                                                                                          \
     extern "C" __global__ void max_pool2d_##SUF(PoolArgs a, const T *x, T *y, Acc<T>::type *idx) {            \
         max_pool_impl<T>(a, x, y, idx);                                                                       \
@@ -230,6 +251,13 @@ __device__ void global_avg_pool_bwd_impl(i64 total, i64 hw, double inv, const T 
     }                                                                                                         \
     extern "C" __global__ void global_avg_pool_bwd_##SUF(i64 total, i64 hw, double inv, const T *dy, T *dx) { \
         global_avg_pool_bwd_impl<T>(total, hw, inv, dy, dx);                                                  \
+    }                                                                                                         \
+    extern "C" __global__ void global_avg_pool_cl_##SUF(i64 planes, i64 hw, i64 c, const T *x, T *y) {        \
+        global_avg_pool_cl_impl<T>(planes, hw, c, x, y);                                                      \
+    }                                                                                                         \
+    extern "C" __global__ void global_avg_pool_bwd_cl_##SUF(i64 total, i64 hw, i64 c, double inv, const T *dy, \
+                                                           T *dx) {                                           \
+        global_avg_pool_bwd_cl_impl<T>(total, hw, c, inv, dy, dx);                                            \
     }
 
 POOL(f16, __half)

@@ -15,7 +15,8 @@
 //! case's inputs and CPU references transposed to N-H-W-C storage and must match them bit for bit
 //! (the argmax values unchanged: in-plane indices); the CPU backend's kernel structs with the same
 //! channels-last geometry (their NCHW code between transposes) must give the same transposed
-//! results, forward and backward.
+//! results, forward and backward. The global average pool's channels-last kernels (a thread per
+//! column, in the NCHW CPU op's summation order) must match that op bit for bit as well.
 //!
 //! References: the CPU ops through the public API (max/avg pool with ceil mode and
 //! count_include_pad, global average pool) and their autograd gradients of Σ y·dy; the argmax, which
@@ -34,7 +35,10 @@ use engine::backend::cuda_emu::test_support::{
 use engine::backend::cuda_emu::Buf;
 use engine::backend::kernel_abi::pool::{self, global_avg_pool_launch, PoolArgs};
 use engine::backend::CpuKernel;
-use engine::ops::pool::{AvgPool2d, AvgPool2dBackward, MaxPool2d, MaxPool2dBackward, PoolGeom};
+use engine::ops::pool::{
+    AvgPool2d, AvgPool2dBackward, GlobalAvgPool, GlobalAvgPoolBackward, MaxPool2d,
+    MaxPool2dBackward, PoolGeom,
+};
 use engine::{DType, Element, Pool2dParams};
 use half::f16;
 
@@ -456,6 +460,48 @@ fn global_avg_pool_cases<T: KernelFloat>() {
             &dx_cpu,
             &|ins, dx| pool::global_avg_pool_backward(dt, total, hw, ins[0], dx),
         );
+        // Channels-last: the kernels take N-H-W-C storage; the forward sums each column in the
+        // spatial order of the NCHW CPU op, so y equals it bit for bit; dx is its transposed gradient.
+        let (xs, dxs) = (
+            stored(&xv, dims, Layout::ChannelsLast),
+            stored(&dx_cpu, dims, Layout::ChannelsLast),
+        );
+        exact_on_both_grids::<T>(
+            &format!("{what} channels-last y"),
+            grid_1d(planes),
+            &[&xs],
+            &y_cpu,
+            &|ins, y| pool::global_avg_pool_cl(dt, planes, hw, c, ins[0], y),
+        );
+        exact_on_both_grids::<T>(
+            &format!("{what} channels-last dx"),
+            grid_1d(total),
+            &[&dyv],
+            &dxs,
+            &|ins, dx| pool::global_avg_pool_backward_cl(dt, total, hw, c, ins[0], dx),
+        );
+        // The CPU backend's kernel structs on channels-last storage give the same.
+        let cl = Some(c);
+        cpu_kernel_exact(
+            &format!("{what} channels-last y"),
+            &GlobalAvgPool {
+                planes,
+                hw,
+                channels_last: cl,
+            },
+            vec![storage::<T>(&xs)],
+            &[(&y_cpu, dt)],
+        );
+        cpu_kernel_exact(
+            &format!("{what} channels-last dx"),
+            &GlobalAvgPoolBackward {
+                planes,
+                hw,
+                channels_last: cl,
+            },
+            vec![storage::<T>(&dyv)],
+            &[(&dxs, dt)],
+        );
     }
 }
 
@@ -478,6 +524,8 @@ fn family_kernels_present() {
             "global_avg_pool_warp",
             "global_avg_pool_block",
             "global_avg_pool_bwd",
+            "global_avg_pool_cl",
+            "global_avg_pool_bwd_cl",
         ],
         &["f16", "f32", "f64"],
     );

@@ -287,6 +287,14 @@ fn pooling_and_elementwise_keep_channels_last() {
                 x.avg_pool2d(p, false).unwrap(),
                 ChannelsLast,
             ),
+            // [N, C, 1, 1]: one layout in both formats, returned contiguous. The channels-last
+            // kernel sums in the CPU's order (the NCHW CUDA kernel does not), so: the CPU's result.
+            (
+                "global_avg_pool2d",
+                xc.global_avg_pool2d().unwrap(),
+                x0.global_avg_pool2d().unwrap(),
+                Contiguous,
+            ),
             ("relu", xc.relu().unwrap(), x.relu().unwrap(), ChannelsLast),
             (
                 "to_dtype",
@@ -321,11 +329,13 @@ fn pooling_and_elementwise_keep_channels_last() {
                 "{what} on {dev}: values"
             );
         }
-        // The pools' backward kernels run channels-last too (on CUDA; the CPU converts): the same
-        // gather in the same order as on NCHW storage, so input gradients are identical as well.
+        // The pools' backward kernels run channels-last too (on CUDA; the CPU converts, except for
+        // the global pool): the same gather in the same order as on NCHW storage, so input
+        // gradients are identical as well.
         type Pool<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
-        let pools: [(&str, Pool); 3] = [
+        let pools: [(&str, Pool); 4] = [
             ("max_pool2d", &|t| t.max_pool2d(p)),
+            ("global_avg_pool2d", &|t| t.global_avg_pool2d()),
             ("avg_pool2d", &|t| t.avg_pool2d(p, false)),
             ("avg_pool2d count_include_pad ceil", &|t| {
                 t.avg_pool2d(p.ceil(), true)
@@ -410,14 +420,14 @@ fn resnet_step_channels_last_matches_cpu() {
             "{dev}: (NCHW, channels-last) conv2d calls in the channels-last step"
         );
         assert_eq!(grads.len(), want_grads.len(), "{dev}: gradient count");
-        // Per step on CUDA, 24 = 22 + 2: each conv's weight once (the parameters are contiguous;
-        // 22 convs) and the global pool's input and its gradient (2). The max pool and the three
-        // variant-D average pools run channels-last kernels and convert nothing. On the CPU, 1: the
+        // Per step on CUDA, 22: each conv's weight once (the parameters are contiguous; 22 convs).
+        // The max pool, the three variant-D average pools and the global pool run channels-last
+        // kernels and convert nothing. On the CPU, 1: the
         // stem conv converts its channels-last input and computes in NCHW, so everything after it is
         // contiguous. A format dropped anywhere else converts the following convs' inputs and
         // gradients.
         println!("channels-last ResNet-18-D step on {dev}: {conversions} format conversions");
-        let want_conversions = if dev.is_cpu() { 1 } else { convs as u64 + 2 };
+        let want_conversions = if dev.is_cpu() { 1 } else { convs as u64 };
         assert_eq!(
             conversions, want_conversions,
             "{dev}: format conversions in one channels-last step"

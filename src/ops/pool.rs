@@ -20,7 +20,9 @@
 //!   transposed data. CUDA indexes NHWC directly (cuda/pool.cu); the CPU runs its NCHW code between
 //!   transposes (`ops::layout::{to_nchw, to_nhwc}`), so `max_pool2d`/`avg_pool2d` ask for
 //!   channels-last kernels off the CPU only and, on the CPU, convert once around NCHW kernels.
-//!   Outputs keep the input's format either way.
+//!   Outputs keep the input's format either way. `global_avg_pool2d` reduces channels-last storage
+//!   directly on every device (`GlobalAvgPool::channels_last`); its `[N, C, 1, 1]` output is the
+//!   same bytes in both formats and is returned contiguous, its input gradient channels-last.
 
 use super::layout::{to_nchw, to_nhwc};
 use super::{apply1, apply1_in, apply_in};
@@ -434,23 +436,32 @@ impl CpuKernel for AvgPool2dBackward {
     }
 }
 
-/// Mean of each plane. Inputs `[x]` (`planes × hw`); output `[y]` (`planes`).
+/// Mean of each `(n, c)` plane. Inputs `[x]` (`planes × hw`); output `[y]` (`planes`, in `n·C + c`
+/// order either way). `channels_last: Some(C)`: x is channels-last storage `[N, H·W, C]` with
+/// `planes = N·C`, so plane `n·C + c` is the column `c` of image `n`'s `[H·W, C]` block. Both layouts
+/// sum a plane's elements in f64 in the same (spatial) order, so their results are bit-identical.
 pub struct GlobalAvgPool {
     pub planes: usize,
     pub hw: usize,
+    pub channels_last: Option<usize>,
 }
 
 impl CpuKernel for GlobalAvgPool {
     const NAME: &'static str = "global_avg_pool2d";
     fn run<T: Float>(&self, inputs: &[&[T]]) -> Result<Vec<Vec<T>>> {
         let (x, hw) = (inputs[0], self.hw);
+        // Plane p's elements: (first index, step between spatial positions).
+        let (c, step) = match self.channels_last {
+            Some(c) => (c.max(1), c),
+            None => (1, 1),
+        };
         let y: Vec<T> = (0..self.planes)
             .into_par_iter()
             .with_min_len((4096 / hw.max(1)).max(1))
             .map(|p| {
-                let s: f64 = x[p * hw..(p + 1) * hw]
-                    .iter()
-                    .map(|&v| crate::Element::to_f64(v))
+                let first = (p / c) * c * hw + p % c;
+                let s: f64 = (0..hw)
+                    .map(|j| crate::Element::to_f64(x[first + j * step]))
                     .sum();
                 T::c(s / hw as f64)
             })
@@ -459,10 +470,12 @@ impl CpuKernel for GlobalAvgPool {
     }
 }
 
-/// Global-average-pool backward. Inputs `[dy]` (`planes`); output `[dx]`: `dy / hw` over each plane.
+/// Global-average-pool backward. Inputs `[dy]` (`planes`); output `[dx]`: `dy / hw` over each plane,
+/// in the layout `channels_last` names (as in [`GlobalAvgPool`]).
 pub struct GlobalAvgPoolBackward {
     pub planes: usize,
     pub hw: usize,
+    pub channels_last: Option<usize>,
 }
 
 impl CpuKernel for GlobalAvgPoolBackward {
@@ -471,10 +484,25 @@ impl CpuKernel for GlobalAvgPoolBackward {
         let (dy, hw) = (inputs[0], self.hw);
         let mut dx = vec![T::zero(); self.planes * hw];
         let inv = T::c(1.0 / hw as f64);
-        dx.par_chunks_mut(hw.max(1))
-            .enumerate()
-            .with_min_len((4096 / hw.max(1)).max(1))
-            .for_each(|(p, d)| d.fill(dy[p] * inv));
+        match self.channels_last {
+            None => dx
+                .par_chunks_mut(hw.max(1))
+                .enumerate()
+                .with_min_len((4096 / hw.max(1)).max(1))
+                .for_each(|(p, d)| d.fill(dy[p] * inv)),
+            // Image n's block is [H·W, C]: every row of it is dy's row n, scaled.
+            Some(c) => dx
+                .par_chunks_mut((hw * c).max(1))
+                .enumerate()
+                .for_each(|(n, block)| {
+                    let row = &dy[n * c..(n + 1) * c];
+                    for pixel in block.chunks_mut(c.max(1)) {
+                        for (d, &g) in pixel.iter_mut().zip(row) {
+                            *d = g * inv;
+                        }
+                    }
+                }),
+        }
         Ok(vec![dx])
     }
 }
@@ -597,15 +625,48 @@ impl Tensor {
         let mut out = d.to_vec();
         out[r - 2] = 1;
         out[r - 1] = 1;
-        let y = apply1(
-            &GlobalAvgPool { planes, hw },
-            &[self],
-            Shape::new(out),
-            self.dtype(),
-        )?;
         let (in_shape, dtype) = (self.shape().clone(), self.dtype());
+        if self.format() == MemoryFormat::ChannelsLast {
+            // Reduced in place on the channels-last storage (no transpose), on every device. The
+            // kernel's `planes` results are [N, C] in both formats, so y is returned contiguous.
+            let c = Some(d[1]);
+            let k = GlobalAvgPool {
+                planes,
+                hw,
+                channels_last: c,
+            };
+            let rows = Shape::new(vec![d[0], d[1]]);
+            let y = apply1_in(MemoryFormat::ChannelsLast, &k, &[self], rows, dtype)?
+                .view_as(Shape::new(out));
+            return Ok(y.track(OP, &[self], move |dy| {
+                let k = GlobalAvgPoolBackward {
+                    planes,
+                    hw,
+                    channels_last: c,
+                };
+                let dy = dy.reshape(vec![planes])?;
+                let dx = apply1_in(
+                    MemoryFormat::ChannelsLast,
+                    &k,
+                    &[&dy],
+                    in_shape.clone(),
+                    dtype,
+                )?;
+                Ok(vec![Some(dx)])
+            }));
+        }
+        let k = GlobalAvgPool {
+            planes,
+            hw,
+            channels_last: None,
+        };
+        let y = apply1(&k, &[self], Shape::new(out), dtype)?;
         Ok(y.track(OP, &[self], move |dy| {
-            let k = GlobalAvgPoolBackward { planes, hw };
+            let k = GlobalAvgPoolBackward {
+                planes,
+                hw,
+                channels_last: None,
+            };
             Ok(vec![Some(apply1(&k, &[dy], in_shape.clone(), dtype)?)])
         }))
     }

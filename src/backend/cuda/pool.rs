@@ -12,6 +12,9 @@
 //! max-pool backward relies on each argmax lying inside its own window, which holds for the argmax the
 //! forward kernel saves (the only one the op ever passes).
 //!
+//! The global average pool and its backward take `[N, H·W, C]` storage when `channels_last` names C
+//! (a thread per output summing its column; dx written channels-last).
+//!
 //! Invariants: buffer lengths are checked against the geometry; kernel and stride are positive
 //! (the kernels divide by the stride); the argmax output is written in the compute type (f32, or f64
 //! for f64: exact indices), the others in the inputs' dtype; nothing is launched for empty outputs.
@@ -126,13 +129,26 @@ impl CudaKernel for GlobalAvgPool {
         check_len(OP, "x", x, product(OP, &[planes, hw])?)?;
         let g = gpu(x.ordinal())?;
         let mut y = g.alloc(x.dtype(), planes)?;
-        if planes > 0 {
-            let (group, launch) = global_avg_pool_launch(planes, hw, g.sms());
-            let call =
-                pool::global_avg_pool(group, x.dtype(), planes, hw, x.dptr(g), y.dptr_mut(g));
-            // SAFETY: x holds planes·hw elements (checked), y planes; 256 threads per block (a
-            // multiple of 32, as the groups need).
-            unsafe { g.launch(&call, g.launch_cfg(launch)) }?;
+        if planes == 0 {
+            return Ok(vec![y]);
+        }
+        match self.channels_last {
+            Some(c) => {
+                check_channels(OP, planes, c)?;
+                let call =
+                    pool::global_avg_pool_cl(x.dtype(), planes, hw, c, x.dptr(g), y.dptr_mut(g));
+                // SAFETY: x holds planes·hw elements (checked), y planes; c > 0 divides planes, so
+                // every read (n·c·hw + j·c + ch, ch < c, j < hw) lies inside x.
+                unsafe { g.launch(&call, g.grid(planes)) }?;
+            }
+            None => {
+                let (group, launch) = global_avg_pool_launch(planes, hw, g.sms());
+                let call =
+                    pool::global_avg_pool(group, x.dtype(), planes, hw, x.dptr(g), y.dptr_mut(g));
+                // SAFETY: x holds planes·hw elements (checked), y planes; 256 threads per block (a
+                // multiple of 32, as the groups need).
+                unsafe { g.launch(&call, g.launch_cfg(launch)) }?;
+            }
         }
         Ok(vec![y])
     }
@@ -147,13 +163,31 @@ impl CudaKernel for GlobalAvgPoolBackward {
         let total = product(OP, &[planes, hw])?;
         let g = gpu(dy.ordinal())?;
         let mut dx = g.alloc(dy.dtype(), total)?;
-        if total > 0 {
-            let call =
-                pool::global_avg_pool_backward(dy.dtype(), total, hw, dy.dptr(g), dx.dptr_mut(g));
-            // SAFETY: dy holds planes elements (checked), dx planes·hw (hw > 0 here since
-            // total > 0).
-            unsafe { g.launch(&call, g.grid(total)) }?;
+        if total == 0 {
+            return Ok(vec![dx]);
         }
+        let (dt, dyp, dxp) = (dy.dtype(), dy.dptr(g), dx.dptr_mut(g));
+        let call = match self.channels_last {
+            Some(c) => {
+                check_channels(OP, planes, c)?;
+                pool::global_avg_pool_backward_cl(dt, total, hw, c, dyp, dxp)
+            }
+            None => pool::global_avg_pool_backward(dt, total, hw, dyp, dxp),
+        };
+        // SAFETY: dy holds planes elements (checked), dx planes·hw (hw > 0 here since total > 0);
+        // channels-last: c > 0 divides planes, so dy's index (i / (hw·c))·c + i % c < planes.
+        unsafe { g.launch(&call, g.grid(total)) }?;
         Ok(vec![dx])
     }
+}
+
+/// A channels-last global pool's channel count must be positive and divide `planes` (= N·C).
+fn check_channels(op: &'static str, planes: usize, c: usize) -> Result<()> {
+    if c == 0 || planes % c != 0 {
+        return Err(crate::Error::bad(
+            op,
+            format!("channels-last with {c} channels cannot split {planes} planes"),
+        ));
+    }
+    Ok(())
 }

@@ -129,6 +129,46 @@ pub fn global_avg_pool<P>(
     .ptr(y)
 }
 
+/// `global_avg_pool_cl_<T>(i64 planes, i64 hw, i64 c, const T* x, T* y)`: the channels-last global
+/// pool, x in `[N, H·W, C]` storage (planes = N·C): y[n·C + ch] = mean over j of x[(n·hw + j)·C + ch],
+/// summed in f64 in j order (the CPU's order: bit-identical results); a thread per output, so a
+/// warp reads 32 neighbouring channels of one pixel. 1-d grid over `planes`.
+pub fn global_avg_pool_cl<P>(
+    dtype: DType,
+    planes: usize,
+    hw: usize,
+    channels: usize,
+    x: P,
+    y: P,
+) -> KernelCall<P> {
+    KernelCall::new("pool", format!("global_avg_pool_cl_{}", suffix(dtype)))
+        .i64(planes)
+        .i64(hw)
+        .i64(channels)
+        .ptr(x)
+        .ptr(y)
+}
+
+/// `global_avg_pool_bwd_cl_<T>(i64 total, i64 hw, i64 c, double inv, const T* dy, T* dx)` with
+/// inv = 1/hw: dx (channels-last `[N, H·W, C]`, `total` elements) = dy[n·C + ch]·inv; 1-d grid over
+/// `total`.
+pub fn global_avg_pool_backward_cl<P>(
+    dtype: DType,
+    total: usize,
+    hw: usize,
+    channels: usize,
+    dy: P,
+    dx: P,
+) -> KernelCall<P> {
+    KernelCall::new("pool", format!("global_avg_pool_bwd_cl_{}", suffix(dtype)))
+        .i64(total)
+        .i64(hw)
+        .i64(channels)
+        .f64(1.0 / hw as f64)
+        .ptr(dy)
+        .ptr(dx)
+}
+
 /// `global_avg_pool_bwd_<T>(i64 total, i64 hw, double inv, const T* dy, T* dx)` with inv = 1/hw:
 /// dx[i] = dy[i / hw]·inv over `total` = planes·hw elements (dy holds planes).
 pub fn global_avg_pool_backward<P>(
