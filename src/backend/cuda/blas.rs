@@ -6,7 +6,7 @@
 //! `gemm_strided_batched`; everything runs on the device's single stream.
 
 use super::matmul::GemmGeometry;
-use super::{CudaStorage, Gpu};
+use super::{CuResultExt, CudaStorage, Gpu};
 use crate::{DType, Error, Result};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
@@ -21,6 +21,8 @@ pub(super) fn gemm(
     c: &mut CudaStorage,
 ) -> Result<()> {
     let blas = g.blas()?;
+    // cudarc's cuBLAS calls do not make the context current themselves (its driver calls do).
+    g.ctx.bind_to_thread().cu("matmul")?;
     match c.dtype() {
         DType::F16 => typed::<f16>(blas, geom, a, b, c, f16::ONE, f16::ZERO),
         DType::F32 => typed::<f32>(blas, geom, a, b, c, 1.0, 0.0),

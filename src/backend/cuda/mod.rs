@@ -262,7 +262,7 @@ impl CudaStorage {
         let g = gpu(ordinal)?;
         let mut out = g.alloc(s.dtype(), s.len())?;
         let bytes = s.as_bytes();
-        if bytes.len() >= staging::MIN_BYTES && staging::enabled() {
+        if staging::stages(bytes.len()) {
             // Through a pinned slot: the host does not wait for the GPU (staging.rs).
             let mut st = g.staging.lock().unwrap_or_else(|p| p.into_inner());
             st.upload(&g.ctx, &g.stream, bytes, &mut out.buf)

@@ -13,8 +13,9 @@
 //!
 //! Slots are kept per exact byte length (a training run uploads batches of one size, plus a smaller
 //! last batch), [`SLOTS`] per length used round-robin, at most [`MAX_BYTES`] pinned in all (beyond it
-//! the cache is emptied and refilled). Uploads below [`MIN_BYTES`] (parameters at start-up, scalars)
-//! stay on the plain path, as do all uploads with `ENGINE_PINNED_UPLOADS=0` (for A/B runs).
+//! the cache is emptied and refilled). Uploads below [`MIN_BYTES`] (most parameters at start-up,
+//! scalars) stay on the plain path, as do uploads whose slots alone would exceed [`MAX_BYTES`] and all
+//! uploads with `ENGINE_PINNED_UPLOADS=0` (for A/B runs).
 //!
 //! Invariant: a slot is written by the host only after the event recorded behind its previous
 //! transfer has completed. (The context runs without cudarc's event tracking, see `mod.rs`, so
@@ -25,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 /// Smallest upload that is staged (smaller ones gain nothing from a DMA of their own).
-pub(super) const MIN_BYTES: usize = 1 << 20;
+const MIN_BYTES: usize = 1 << 20;
 /// Slots per byte length: the batch being copied and the next one being filled.
 const SLOTS: usize = 2;
 /// Pinned memory this cache may hold, all lengths together.
@@ -43,10 +44,12 @@ pub(super) struct Staging {
     bytes: usize,
 }
 
-/// Whether uploads are staged (`ENGINE_PINNED_UPLOADS`, on unless set to `0`).
-pub(super) fn enabled() -> bool {
+/// Whether an upload of `len` bytes goes through a slot: at least [`MIN_BYTES`], small enough that
+/// its slots fit in [`MAX_BYTES`], and staging on (`ENGINE_PINNED_UPLOADS`, on unless set to `0`).
+pub(super) fn stages(len: usize) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("ENGINE_PINNED_UPLOADS").map_or(true, |v| v != "0"))
+    let on = *ON.get_or_init(|| std::env::var("ENGINE_PINNED_UPLOADS").map_or(true, |v| v != "0"));
+    on && len >= MIN_BYTES && SLOTS * len <= MAX_BYTES
 }
 
 impl Staging {
