@@ -22,8 +22,10 @@
 //! - Every kernel launch goes through `Gpu::launch` with a `KernelCall` built by `kernel_abi` (kernel
 //!   name and argument list written once, also run by the emulator tests); this file is the only one
 //!   that uses cudarc's launch builder.
-//! - Kernel launches are asynchronous; errors surface at the next synchronising call (`to_cpu`), which
-//!   also checks errors cudarc recorded in `Drop`s.
+//! - Kernel launches are asynchronous; their errors surface at the next synchronising call
+//!   (`to_cpu`). Errors cudarc records in `Drop`s (a failed asynchronous free) surface at its next
+//!   call that binds the context (any allocation, copy or launch), so such an error may carry the name
+//!   of an unrelated op.
 //! - `run` normalises dtypes like the CPU runner: f64 may not be mixed with other dtypes; f16 inputs
 //!   mixed with f32 are widened to f32 first. A launcher receives inputs of one dtype and may return
 //!   outputs in it; `run` then casts each output to the dtype the op asked for.
