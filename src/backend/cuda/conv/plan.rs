@@ -287,6 +287,31 @@ pub(super) fn choose(
     })
 }
 
+/// Room for every result `kind`'s heuristic or search can return. cuDNN lists an algorithm once per
+/// math type it considered (the descriptor's and `CUDNN_DEFAULT_MATH` where tensor cores may be
+/// used, i.e. for f16), so there can be more results than algorithms; `cudnnGet*AlgorithmMaxCount`
+/// gives the number. A shorter array would cut the list before `choose` filters it by workspace
+/// limit and math type, and could drop the only usable entry.
+///
+/// # Safety
+/// `h` is a live handle.
+unsafe fn result_capacity(h: sys::cudnnHandle_t, kind: Kind) -> usize {
+    let mut n: c_int = 0;
+    let status = match kind {
+        Kind::Forward => sys::cudnnGetConvolutionForwardAlgorithmMaxCount(h, &mut n),
+        Kind::BackwardData => sys::cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &mut n),
+        Kind::BackwardFilter => sys::cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &mut n),
+    };
+    let queried = match status {
+        sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS => usize::try_from(n).unwrap_or(0),
+        _ => 0,
+    };
+    // At least two entries per algorithm (both math types) whatever the query says; bounded so a
+    // nonsense count cannot size a huge array.
+    let algos = kind.algos().len();
+    queried.clamp(2 * algos, 64 * algos)
+}
+
 /// Device pointers of one call in cuDNN's roles.
 #[derive(Clone, Copy)]
 pub(super) struct Ptrs {
@@ -371,7 +396,7 @@ impl Descs {
         h: sys::cudnnHandle_t,
         kind: Kind,
     ) -> std::result::Result<Vec<RawPerf>, CudnnError> {
-        let mut perfs = vec![NO_PERF; kind.algos().len()];
+        let mut perfs = vec![NO_PERF; result_capacity(h, kind)];
         let cap = perfs.len() as c_int;
         let mut got: c_int = 0;
         let p = perfs.as_mut_ptr();
@@ -424,7 +449,7 @@ impl Descs {
         ws: *mut c_void,
         ws_len: usize,
     ) -> std::result::Result<Vec<RawPerf>, CudnnError> {
-        let mut perfs = vec![NO_PERF; kind.algos().len()];
+        let mut perfs = vec![NO_PERF; result_capacity(h, kind)];
         let cap = perfs.len() as c_int;
         let mut got: c_int = 0;
         let out = perfs.as_mut_ptr();
