@@ -3,7 +3,8 @@
 //! of cudarc, so the simulated device (`cuda-sim`) compiles it too.
 //!
 //! Invariants: a `CuGeom` exists only for a geometry the CPU kernels accept, whose output fits inside
-//! the formula's, and whose per-image tensors fit cuDNN's int strides.
+//! the formula's, whose per-image tensors fit cuDNN's int strides, and whose input and output
+//! have fewer than 2³¹ elements each (cuDNN refuses larger tensors).
 
 use crate::ops::conv::Conv2dGeometry;
 use crate::{Error, Result};
@@ -93,6 +94,23 @@ impl CuGeom {
             .and_then(|v| int(op, "Cin·H·W", v))
             .and(product(op, &[g.cout, ho, wo]).and_then(|v| int(op, "Cout·Ho·Wo", v)))
             .and(product(op, &[g.cin / g.groups, g.kh, g.kw]).and_then(|v| int(op, "filter", v)))?;
+        // cuDNN also refuses any tensor of 2³¹ elements or more (CUDNN_STATUS_NOT_SUPPORTED from the
+        // descriptor): say so, with the way out, before a descriptor is made.
+        for (what, dims) in [
+            ("input", [g.n, g.cin, g.h, g.w]),
+            ("output", [g.n, g.cout, ho, wo]),
+        ] {
+            let numel = product(op, &dims)?;
+            if numel > c_int::MAX as usize {
+                return Err(Error::bad(
+                    op,
+                    format!(
+                        "the {what} {dims:?} has {numel} elements; cuDNN takes at most 2^31 - 1 \
+                         per tensor: use a smaller batch (e.g. accumulate gradients over several)"
+                    ),
+                ));
+            }
+        }
         Ok(CuGeom {
             n: int(op, "N", g.n)?,
             cin: int(op, "Cin", g.cin)?,
@@ -135,5 +153,37 @@ impl CuGeom {
     /// True when cuDNN's output extent differs from the geometry's (see the module docs).
     pub(super) fn windowed(&self, g: &Conv2dGeometry) -> bool {
         self.ho as usize != g.ho || self.wo as usize != g.wo
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(n: usize, c: usize, hw: usize) -> Conv2dGeometry {
+        Conv2dGeometry {
+            n,
+            cin: c,
+            h: hw,
+            w: hw,
+            cout: c,
+            kh: 3,
+            kw: 3,
+            ho: hw,
+            wo: hw,
+            stride: (1, 1),
+            padding: (1, 1),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+
+    #[test]
+    fn tensors_of_2_pow_31_elements_are_refused_with_advice() {
+        // 512·64·256² = 2³¹ elements: one over cuDNN's limit; one image fits an int.
+        let err = CuGeom::new("conv2d", &geometry(512, 64, 256)).unwrap_err();
+        assert!(err.to_string().contains("smaller batch"), "{err}");
+        let ok = CuGeom::new("conv2d", &geometry(511, 64, 256)).unwrap();
+        assert_eq!((ok.n, ok.ho, ok.wo), (511, 256, 256));
     }
 }
