@@ -1,9 +1,12 @@
 // Batch normalisation (src/ops/batch_norm.rs): `BatchNormForward` and `BatchNormBackward` over NCHW
 // ([N, C] inputs are hw = 1), with the fused ReLU and residual-add + ReLU variants, for f16 (computed
-// in f32), f32 and f64. A = Acc<T>; `TO` is the storage type of the big outputs (y, dx, dresidual):
-// T itself, or f16 for f32 inputs (the mixed-precision case: `cuda::run` widens f16 x/residual/y/dy to
-// f32 when γ/β/statistics are f32, and the kernel rounds the result straight to f16, exactly once, like
-// the CPU runner's final narrowing).
+// in f32), f32 and f64. T is the storage type of the big tensors (x, residual, y, dy); A = Acc<T> is
+// the type of everything per channel: γ, β, the running and saved statistics, the partials and the
+// coefficients. So f16 activations with f32 parameters (mixed-precision training) run the f16 kernels
+// directly, with the f32 finalize kernels (there are no f16 ones: the launcher casts f16 parameters to
+// f32 first). `TO` is the storage type of the big outputs (y, dx, dresidual): T itself, or f16 for f32
+// inputs (when the launcher had to widen big tensors of mixed dtypes to f32, the kernel rounds the
+// result straight to f16, exactly once, like the CPU runner's final narrowing).
 //
 // Bytes moved per element of x (sx = sizeof(input T), so = sizeof(TO)); the GB/s ceiling of a launch
 // is (bytes/element × N·C·H·W) / time. Per-channel scratch (≤ 5·C values) is negligible.
@@ -16,7 +19,7 @@
 //                         plain 20 B; f16 relu 14 B (16); f64 relu 56 B (64)
 //   backward, eval:     reduce pass as above (for dγ); apply pass reads dy [+ y], writes dx [+ dres]
 //                       → f32 relu 24 B (28), plain 16 B
-// (In the mixed case `cuda::run` first widens each f16 input to f32: +6 B per widened tensor element.)
+// (f16 activations with f32 parameters move the f16 figures: nothing is widened.)
 //
 // Grid mappings (launchers in src/backend/cuda/batch_norm.rs):
 // - `bn_stats_*` / `bn_bwd_reduce_*`: one 256-thread block per (channel, split): block b handles channel
@@ -284,8 +287,9 @@ __device__ void bn_fwd_apply_impl(i64 items, i64 c, i64 hw, int relu, int has_re
 // Backward
 
 template <typename T, int V>
-__device__ void bn_bwd_reduce_impl(i64 c, i64 hw, i64 items, i64 splits, int relu, const T *x, const T *mean,
-                                   const T *invstd, const T *y, const T *dy, typename Acc<T>::type *part) {
+__device__ void bn_bwd_reduce_impl(i64 c, i64 hw, i64 items, i64 splits, int relu, const T *x,
+                                   const typename Acc<T>::type *mean, const typename Acc<T>::type *invstd,
+                                   const T *y, const T *dy, typename Acc<T>::type *part) {
     typedef typename Acc<T>::type A;
     const i64 len = hw / V, chunk = (items + splits - 1) / splits;
     for (i64 b = blockIdx.x; b < c * splits; b += gridDim.x) {
@@ -437,8 +441,9 @@ __device__ void bn_stats_rows_impl(i64 c, i64 rows, i64 splits, const T *x, type
 // Backward (Σg, Σg·x̂) of channels [tile·32, tile·32 + 32) over a split of the rows; per row the terms
 // of bn_bwd_reduce_impl with V = 1.
 template <typename T>
-__device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, const T *x, const T *mean,
-                                        const T *invstd, const T *y, const T *dy, typename Acc<T>::type *part) {
+__device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, const T *x,
+                                        const typename Acc<T>::type *mean, const typename Acc<T>::type *invstd,
+                                        const T *y, const T *dy, typename Acc<T>::type *part) {
     typedef typename Acc<T>::type A;
     __shared__ A sh[2][BN_THREADS / BN_ROWS_TILE][BN_ROWS_TILE];
     const int tx = threadIdx.x % BN_ROWS_TILE, ty = threadIdx.x / BN_ROWS_TILE;
@@ -516,8 +521,9 @@ __device__ void bn_bwd_apply_rows_impl(i64 items, i64 c, int training, int relu,
         bn_stats_impl<T, VW>(c, hw, items, splits, x, part);                                                   \
     }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(BN_THREADS)                                                  \
-        bn_bwd_reduce_##SUF##_##VS(i64 c, i64 hw, i64 items, i64 splits, int relu, const T *x, const T *mean,  \
-                                   const T *invstd, const T *y, const T *dy, Acc<T>::type *part) {             \
+        bn_bwd_reduce_##SUF##_##VS(i64 c, i64 hw, i64 items, i64 splits, int relu, const T *x,                \
+                                   const Acc<T>::type *mean, const Acc<T>::type *invstd, const T *y,           \
+                                   const T *dy, Acc<T>::type *part) {                                          \
         bn_bwd_reduce_impl<T, VW>(c, hw, items, splits, relu, x, mean, invstd, y, dy, part);                  \
     }
 
@@ -528,8 +534,8 @@ __device__ void bn_bwd_apply_rows_impl(i64 items, i64 c, int training, int relu,
         bn_stats_rows_impl<T>(c, rows, splits, x, part);                                                       \
     }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(BN_THREADS)                                                   \
-        bn_bwd_reduce_rows_##SUF(i64 c, i64 rows, i64 splits, int relu, const T *x, const T *mean,             \
-                                 const T *invstd, const T *y, const T *dy, Acc<T>::type *part) {               \
+        bn_bwd_reduce_rows_##SUF(i64 c, i64 rows, i64 splits, int relu, const T *x, const Acc<T>::type *mean,  \
+                                 const Acc<T>::type *invstd, const T *y, const T *dy, Acc<T>::type *part) {    \
         bn_bwd_reduce_rows_impl<T>(c, rows, splits, relu, x, mean, invstd, y, dy, part);                       \
     }
 
@@ -601,6 +607,5 @@ BN_APPLY_ROWS(f32, float, f32, float, 4)
 BN_APPLY_ROWS(f32, float, f16, __half, 4)
 BN_APPLY_ROWS(f64, double, f64, double, 2)
 
-BN_FINALIZE(f16, __half)
 BN_FINALIZE(f32, float)
 BN_FINALIZE(f64, double)

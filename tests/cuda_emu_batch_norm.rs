@@ -226,9 +226,22 @@ fn batch_norm_f16_matches_cpu() {
 }
 
 #[test]
+fn batch_norm_f16_with_f32_params_matches_cpu_mixed_precision() {
+    // f16 activations with f32 parameters (mixed-precision training): the f16 kernels read them as
+    // they are, every per-channel value in f32.
+    let prec = Precision {
+        x_dt: DType::F16,
+        p_dt: DType::F32,
+        tol: (1e-2, 1e-2),
+        sum_tol: (0.5, 2e-2),
+    };
+    cases::<f16, f32, f16>(&prec, SHAPES.len(), &[true, false], 50);
+}
+
+#[test]
 fn batch_norm_f32_in_f16_out_matches_cpu_mixed_precision() {
-    // f16 activations with f32 parameters: `cuda::run` widens x, residual, y, dy to f32 and the apply
-    // kernels round y, dx, dres once to f16, as the CPU's final narrowing does.
+    // Big tensors of mixed dtypes (an f16 x with an f32 residual): the launcher widens the f16 ones
+    // to f32 and the apply kernels round y, dx, dres once to f16, as the CPU's final narrowing does.
     let prec = Precision {
         x_dt: DType::F16,
         p_dt: DType::F32,
@@ -270,14 +283,17 @@ fn batch_norm_rows_f16_matches_cpu() {
     for (i, &dims) in ROW_SHAPES.iter().enumerate() {
         case::<f16, f32, f16>(dims, &F16, true, None, 130 + i as u64);
     }
-    // f16 activations, f32 parameters (the mixed-precision apply after the f32 row kernels): the
-    // scalar apply kernels (C = 37) and the row apply kernels (C = 64, a multiple of V = 4).
+    // f16 activations, f32 parameters, widened to f32 (the f16-out apply after the f32 row kernels):
+    // the scalar apply kernels (C = 37) and the row apply kernels (C = 64, a multiple of V = 4).
     let mixed = Precision {
         p_dt: DType::F32,
         ..F16
     };
     case::<f32, f32, f16>(ROW_SHAPES[1], &mixed, true, None, 139);
     case::<f32, f32, f16>(ROW_SHAPES[3], &mixed, true, None, 138);
+    // The same with the f16 kernels reading the f16 activations as they are.
+    case::<f16, f32, f16>(ROW_SHAPES[1], &mixed, true, None, 137);
+    case::<f16, f32, f16>(ROW_SHAPES[3], &mixed, true, None, 136);
 }
 
 /// Split counts the launcher would not pick: more splits than rows (the empty splits must still
@@ -313,8 +329,9 @@ fn partials_match<T: KernelFloat>(dims: (usize, usize), split: usize, relu: bool
     );
     let mut y = Buf::<T>::from_f64s(&seeded_randn(rows * c, 8));
     let mut dy = Buf::<T>::from_f64s(&seeded_randn(rows * c, 9));
-    let mut mean = Buf::<T>::from_f64s(&seeded_randn(c, 10));
-    let mut invstd = Buf::<T>::from_f64s(&vec![0.75; c]);
+    // The saved statistics are in the compute type, like every per-channel buffer.
+    let mut mean = Buf::<T::Acc>::from_f64s(&seeded_randn(c, 10));
+    let mut invstd = Buf::<T::Acc>::from_f64s(&vec![0.75; c]);
     let what = format!("{} {dims:?} splits={split} relu={relu}", T::SUF);
 
     let mut rows_part = Buf::<T::Acc>::nan(3 * c * split);
@@ -418,15 +435,17 @@ fn exact_order<T: KernelFloat<Acc = A>, A: KernelFloat + Float>(
         Buf::<T>::from_f64s(&yv),
         Buf::<T>::from_f64s(&dyv),
     );
-    let (mut mean, mut invstd) = (Buf::<T>::from_f64s(&meanv), Buf::<T>::from_f64s(&invstdv));
-    // The values the kernels read: T widened to A (exact).
+    // The saved statistics are in A, like every per-channel buffer.
+    let (mut mean, mut invstd) = (Buf::<A>::from_f64s(&meanv), Buf::<A>::from_f64s(&invstdv));
+    // The values the kernels read: T widened to A (exact), and the statistics as stored.
     let acc = |b: &Buf<T>| -> Vec<A> {
         b.to_vec()
             .iter()
             .map(|v| A::from(v.to_f64()).unwrap())
             .collect()
     };
-    let (xa, ya, dya, ma, ia) = (acc(&x), acc(&y), acc(&dy), acc(&mean), acc(&invstd));
+    let (xa, ya, dya) = (acc(&x), acc(&y), acc(&dy));
+    let (ma, ia) = (mean.to_vec(), invstd.to_vec());
     let what = format!("{} {rows}×{c} splits={split} relu={relu}", T::SUF);
 
     let mut want = vec![A::zero(); 3 * c * split];

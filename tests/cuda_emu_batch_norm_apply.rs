@@ -138,8 +138,8 @@ fn twin_case<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
             assert_close(&format!("{what}: running mean"), &got.rm, &want_f[3], tol);
             assert_close(&format!("{what}: running var"), &got.rv, &want_f[4], tol);
 
-            // The backward's inputs as the emulated backward read them: the forward's y and saved
-            // statistics in T.
+            // The backward's inputs as the emulated backward read them: the forward's y in T, its
+            // saved statistics in A (as the op keeps them).
             let bwd = BatchNormBackward {
                 n: rows,
                 c,
@@ -151,8 +151,8 @@ fn twin_case<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
             let ins = vec![
                 storage::<T>(&inp.x),
                 storage::<T>(&inp.gamma),
-                storage::<T>(&got.save_mean),
-                storage::<T>(&got.save_invstd),
+                storage::<A>(&got.save_mean),
+                storage::<A>(&got.save_invstd),
                 storage::<T>(&got.y),
                 storage::<T>(&inp.w),
             ];

@@ -11,8 +11,10 @@
 //! stream, initialisation and augmentation are seeded identically, so only rounding differs: a GPU's
 //! cuDNN algorithms and FMA contraction, nothing on the simulated device); the FP16 run skips at most
 //! one step more than the CPU's (loss-scale overflows sit at the same steps unless rounding tips one);
-//! both runs write a checkpoint.
+//! no kernel of the CUDA run widens an f16 input to f32 (`take_widened_elements`: mixed-precision
+//! kernels take f16 activations with f32 parameters as they are); both runs write a checkpoint.
 
+use engine::backend::cuda::take_widened_elements;
 use engine::testing::{test_devices, write_striped_idx};
 use engine::train::{train, Recipe, RunOptions, TrainConfig, TrainSummary};
 use engine::Device;
@@ -81,7 +83,15 @@ fn training_on_cuda_follows_the_cpu() {
         for device in test_devices().into_iter().filter(|d| !d.is_cpu()) {
             // The FP16 run on CUDA is channels-last (`--fp16 --channels-last`, the fast configuration),
             // against the CPU's NCHW run.
+            let _ = take_widened_elements();
             let dev = run(&data, fp16, fp16, device);
+            // Mixed f16/f32 inputs (f16 activations, f32 batch-norm parameters and statistics) are
+            // taken as they are: no kernel of the step needed an f32 copy of an f16 tensor.
+            let widened = take_widened_elements();
+            assert!(
+                widened.is_empty(),
+                "{device} fp16 {fp16}: f16 elements widened to f32, per kernel: {widened:?}"
+            );
             assert_eq!(dev.history.len(), cpu.history.len());
             let (d_last, c_last) = (dev.history.last().expect("epochs"), last);
             assert!(

@@ -15,6 +15,11 @@ impl<T: ?Sized> CudaKernel for T {}
 const HOW: &str = "this binary was built without the `cuda` feature; rebuild with `cargo build --release --features cuda` \
                    (needs nvcc: run scripts/setup.sh)";
 
+/// Elements widened f16 → f32 by CUDA kernel calls on this thread, per kernel (none without CUDA).
+pub fn take_widened_elements() -> std::collections::BTreeMap<&'static str, u64> {
+    std::collections::BTreeMap::new()
+}
+
 pub fn ensure_device(_ordinal: usize) -> Result<()> {
     Err(Error::CudaUnavailable(HOW.to_string()))
 }

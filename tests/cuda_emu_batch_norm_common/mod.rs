@@ -100,9 +100,9 @@ pub struct EmuOut {
     pub apply: ApplyPlan,
 }
 
-/// The launch sequence of `BatchNormForward` then `BatchNormBackward` with input storage T,
-/// accumulator A, big outputs TO, per-channel statistics handed to the backward as T (what
-/// `cuda::run` does: the forward writes them in A and casts them to the op's dtype). `split` forces
+/// The launch sequence of `BatchNormForward` then `BatchNormBackward` with big-tensor storage T,
+/// accumulator A (every per-channel buffer: parameters, running and saved statistics), big outputs
+/// TO. `split` forces
 /// the reductions' split count (the launcher's is `ReducePlan::new`'s). `vector` stands for "every
 /// buffer is 16-byte aligned" (Bufs always are): false forces the scalar apply kernels.
 pub fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
@@ -120,10 +120,12 @@ pub fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     let (dt, odt, m) = (T::DTYPE, TO::DTYPE, n * hw);
     let mut x = Buf::<T>::from_f64s(&inp.x);
     let mut res = Buf::<T>::from_f64s(&inp.res);
-    let mut gamma = Buf::<T>::from_f64s(&inp.gamma);
-    let mut beta = Buf::<T>::from_f64s(&inp.beta);
-    let mut rm = Buf::<T>::from_f64s(&inp.rm);
-    let mut rv = Buf::<T>::from_f64s(&inp.rv);
+    // Per-channel inputs in A, as the launcher hands them over (cast from their dtype: exact, since
+    // A is at least as wide as any parameter dtype a case uses with T).
+    let mut gamma = Buf::<A>::from_f64s(&inp.gamma);
+    let mut beta = Buf::<A>::from_f64s(&inp.beta);
+    let mut rm = Buf::<A>::from_f64s(&inp.rm);
+    let mut rv = Buf::<A>::from_f64s(&inp.rv);
     let mut y = Buf::<TO>::nan(total);
     let mut save_mean = Buf::<A>::nan(c);
     let mut save_invstd = Buf::<A>::nan(c);
@@ -190,10 +192,9 @@ pub fn emu<T: KernelFloat, A: KernelFloat, TO: KernelFloat>(
     coef.check_guards("coef").unwrap();
 
     // Backward: the forward's saved statistics (batch statistics in training, running ones in
-    // eval), handed over in T as `cuda::run` casts them to the op's dtype.
-    let (mean_t, invstd_t) = (save_mean_v.clone(), save_invstd_v.clone());
-    let mut mean = Buf::<T>::from_f64s(&mean_t);
-    let mut invstd = Buf::<T>::from_f64s(&invstd_t);
+    // eval), in A as the forward wrote them (the op keeps them so).
+    let mut mean = Buf::<A>::from_f64s(&save_mean_v);
+    let mut invstd = Buf::<A>::from_f64s(&save_invstd_v);
     // The backward reads y in T (the launcher's inputs share one dtype).
     let mut y_in = Buf::<T>::from_f64s(&y_out);
     let mut dy = Buf::<T>::from_f64s(&inp.w);
@@ -301,8 +302,8 @@ pub const F32: Precision = Precision {
     tol: (2e-5, 2e-5),
     sum_tol: (2e-3, 1e-4),
 };
-/// f16 storage, f32 compute: one f16 rounding of each output plus the f16 saved statistics the
-/// backward reads; a few f16 ulps.
+/// f16 storage, f32 compute (f32 per-channel values): one f16 rounding of each output; a few f16
+/// ulps.
 pub const F16: Precision = Precision {
     x_dt: DType::F16,
     p_dt: DType::F16,

@@ -14,18 +14,23 @@
 //! `bn_bwd_apply_rows_*`: 16 bytes of consecutive channels per access) when the vector width
 //! divides C and every big buffer is 16-byte aligned, else the scalar ones; `ApplyPlan` picks.
 //!
-//! Dtypes: `cuda::run` hands the launcher inputs of one dtype T; with f16 activations and f32
-//! parameters it has widened x/residual (forward) and x/y/dy (backward) to f32. The big outputs (y, dx,
-//! dresidual) are then written straight in the requested f16 (one rounding, like the CPU runner's
-//! narrowing) instead of being cast afterwards; the per-channel outputs are written in the compute
-//! type (f32, or f64 for f64) and `run` casts them when the op asked for another dtype.
+//! Dtypes: both kernels say `TAKES_MIXED_F16`, so `cuda::run` hands over f16 activations with f32
+//! parameters and saved statistics (mixed-precision training) as they are. The big tensors (x,
+//! residual; x, y, dy) are read in their storage type T, with no f32 copy; every per-channel input
+//! is read in the compute type A = f32 (f64 for f64), cast first when it is not (c values). Only big
+//! tensors of different dtypes (an f16 x with an f32 residual, say) are widened to f32 here (counted
+//! by `take_widened_elements`); their big outputs (y, dx, dresidual) are then written straight in the
+//! requested f16 (one rounding, like the CPU runner's narrowing) instead of being cast afterwards.
+//! The per-channel outputs are written in A and `run` casts them when the op asked for another
+//! dtype.
 //!
 //! Invariants: every buffer length is checked against `(n, c, hw)` before a launch; 16-byte vector
 //! accesses are used only when every big buffer is 16-byte aligned (checked) and either `hw` is a
 //! multiple of the vector width or `hw` = 1 and `c` is (the row apply kernels); nothing is launched
 //! for empty outputs; all scratch is written before it is read.
 
-use super::{gpu, CudaKernel, CudaStorage, Gpu};
+use super::dispatch::widen;
+use super::{gpu, layout, CudaKernel, CudaStorage, Gpu};
 use crate::backend::kernel_abi::batch_norm::{
     self as plan, big_out_dtype, ApplyPlan, BwdApplyBufs, BwdFinalizeBufs, BwdReduceBufs,
     FwdFinalizeBufs, ReducePlan,
@@ -56,7 +61,39 @@ fn all_aligned16(g: &Gpu, bufs: &[&CudaStorage]) -> bool {
     bufs.iter().all(|s| aligned16(g, s))
 }
 
+/// The big tensors `big` in one storage dtype: as they are when they share one, else each f16 one
+/// widened to f32 (a counted copy). `None` entries are the ones kept as they are.
+fn one_big_dtype(op: &'static str, big: &[&CudaStorage]) -> Result<Vec<Option<CudaStorage>>> {
+    let mixed = big.iter().any(|s| s.dtype() != big[0].dtype());
+    big.iter()
+        .map(|s| {
+            (mixed && s.dtype() == DType::F16)
+                .then(|| widen(op, s))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The per-channel inputs `small` in the compute type `a`: `None` where one already is, else a cast
+/// copy (c values).
+fn in_acc(small: &[&CudaStorage], a: DType) -> Result<Vec<Option<CudaStorage>>> {
+    small
+        .iter()
+        .map(|s| (s.dtype() != a).then(|| layout::cast(s, a)).transpose())
+        .collect()
+}
+
+/// `ss` with each replaced by its copy in `copies` where there is one.
+fn chosen<'a>(ss: &[&'a CudaStorage], copies: &'a [Option<CudaStorage>]) -> Vec<&'a CudaStorage> {
+    ss.iter()
+        .zip(copies)
+        .map(|(s, c)| c.as_ref().unwrap_or(s))
+        .collect()
+}
+
 impl CudaKernel for BatchNormForward {
+    const TAKES_MIXED_F16: bool = true;
+
     fn launch(&self, inputs: &[&CudaStorage], out: &[DType]) -> Result<Vec<CudaStorage>> {
         const OP: &str = "batch_norm";
         let want = 5 + self.add_residual as usize;
@@ -88,8 +125,18 @@ impl CudaKernel for BatchNormForward {
         } else {
             None
         };
+        let mut big = vec![x];
+        big.extend(res);
+        let big_copies = one_big_dtype(OP, &big)?;
+        let big = chosen(&big, &big_copies);
+        let (x, res) = (big[0], big.get(1).copied());
         let dt = x.dtype();
         let a = acc_dtype(dt);
+        let params = [gamma, beta, rm, rv];
+        let param_copies = in_acc(&params, a)?;
+        let [gamma, beta, rm, rv] = chosen(&params, &param_copies)[..] else {
+            unreachable!("four parameters")
+        };
         let y_dt = big_out_dtype(dt, out[0]);
         let g = gpu(x.ordinal())?;
         let mut y = g.alloc(y_dt, total)?;
@@ -143,8 +190,8 @@ impl CudaKernel for BatchNormForward {
                 coef: coef.dptr_mut(g),
             },
         );
-        // SAFETY: params hold c T (checked), part 3·c·splits A (read only in training), the
-        // outputs c A and coef 2·c A.
+        // SAFETY: params hold c A (checked, then in A), part 3·c·splits A (read only in
+        // training), the outputs c A and coef 2·c A.
         unsafe { g.launch(&call, g.grid(c)) }?;
 
         if total > 0 {
@@ -167,6 +214,8 @@ impl CudaKernel for BatchNormForward {
 }
 
 impl CudaKernel for BatchNormBackward {
+    const TAKES_MIXED_F16: bool = true;
+
     fn launch(&self, inputs: &[&CudaStorage], out: &[DType]) -> Result<Vec<CudaStorage>> {
         const OP: &str = "batch_norm_backward";
         let n_out = 3 + self.add_residual as usize;
@@ -195,8 +244,18 @@ impl CudaKernel for BatchNormBackward {
         ] {
             check_len(OP, what, s, len)?;
         }
+        let big = [x, y, dy];
+        let big_copies = one_big_dtype(OP, &big)?;
+        let [x, y, dy] = chosen(&big, &big_copies)[..] else {
+            unreachable!("three big tensors")
+        };
         let dt = x.dtype();
         let a = acc_dtype(dt);
+        let small = [gamma, mean, invstd];
+        let small_copies = in_acc(&small, a)?;
+        let [gamma, mean, invstd] = chosen(&small, &small_copies)[..] else {
+            unreachable!("three per-channel inputs")
+        };
         // dx and dresidual share one kernel output type.
         let mut dx_dt = big_out_dtype(dt, out[0]);
         if self.add_residual && big_out_dtype(dt, out[3]) != dx_dt {
@@ -241,7 +300,7 @@ impl CudaKernel for BatchNormBackward {
                 part: part.dptr_mut(g),
             },
         );
-        // SAFETY: x, y, dy hold n·c·hw T, mean/invstd c T (checked), part 2·c·splits A; V | hw
+        // SAFETY: x, y, dy hold n·c·hw T, mean/invstd c A (checked), part 2·c·splits A; V | hw
         // (the row kernels, hw = 1, read n rows of c).
         unsafe { g.launch(&call, g.launch_cfg(reduce.launch())) }?;
 
@@ -261,7 +320,7 @@ impl CudaKernel for BatchNormBackward {
                 coef: coef.dptr_mut(g),
             },
         );
-        // SAFETY: gamma/mean/invstd hold c T, part 2·c·splits A, dgamma/dbeta c A, coef 5·c A.
+        // SAFETY: gamma/mean/invstd hold c A, part 2·c·splits A, dgamma/dbeta c A, coef 5·c A.
         unsafe { g.launch(&call, g.grid(c)) }?;
 
         if total > 0 {

@@ -63,7 +63,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 }
 pub use conv::{conv_cache_stats, ConvCacheStats};
-pub use dispatch::run;
+pub use dispatch::{run, take_widened_elements};
 pub use generated::KERNELS;
 pub use sgd::multi_tensor_sgd_step;
 
@@ -82,10 +82,14 @@ const LIB_ADVICE: &str =
 /// Kernels with a CUDA implementation override `launch`; the default says the op is not implemented
 /// on CUDA (such kernels are listed in `pending.rs`).
 ///
-/// Contract: `inputs` all have one dtype and live on one device (`run` ensures it); `out_dtypes` are
+/// Contract: `inputs` live on one device and all have one dtype (`run` ensures it), except for
+/// kernels with `TAKES_MIXED_F16`, which may get f16 and f32 inputs together; `out_dtypes` are
 /// the dtypes the op asked for. The launcher returns one storage per output, either in the requested
 /// dtype or in the inputs' dtype (then `run` casts it).
 pub trait CudaKernel: CpuKernel {
+    /// True when the launcher takes f16 and f32 inputs together itself (batch norm: f16 activations
+    /// with f32 parameters), so `run` hands them over without widening the f16 ones.
+    const TAKES_MIXED_F16: bool = false;
     fn launch(&self, inputs: &[&CudaStorage], out_dtypes: &[DType]) -> Result<Vec<CudaStorage>> {
         let _ = (inputs, out_dtypes);
         Err(Error::NotImplemented {

@@ -63,6 +63,7 @@ use crate::{DType, Error, Result};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+pub use dispatch::take_widened_elements;
 pub use sgd::multi_tensor_sgd_step;
 
 /// SMs of the simulated GPU.
@@ -75,6 +76,9 @@ const GUARD_BYTE: u8 = 0xA5;
 /// Kernels with a CUDA launcher override `launch`; the default says the op is not implemented on
 /// CUDA, as in the CUDA backend (kernels listed in `cuda/pending.rs`, compiled here too).
 pub trait CudaKernel: CpuKernel + Sized {
+    /// True when the launcher takes f16 and f32 inputs together itself (batch norm: f16 activations
+    /// with f32 parameters), so `run` hands them over without widening the f16 ones.
+    const TAKES_MIXED_F16: bool = false;
     fn launch(&self, inputs: &[&CudaStorage], out_dtypes: &[DType]) -> Result<Vec<CudaStorage>> {
         let _ = (inputs, out_dtypes);
         Err(Error::NotImplemented {

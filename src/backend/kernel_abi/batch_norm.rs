@@ -7,7 +7,9 @@
 //! kernels read) and the row-major apply passes `bn_fwd_apply_rows_*` / `bn_bwd_apply_rows_*` that
 //! replace the third and sixth when hw = 1 and the vector width divides c ([`ApplyPlan`] picks).
 //! A kernel with five or more pointers takes them as a struct with one named field per pointer
-//! (`FwdFinalizeBufs`, …), so each call site names every buffer it passes.
+//! (`FwdFinalizeBufs`, …), so each call site names every buffer it passes. Every per-channel buffer
+//! (γ, β, running and saved statistics, partials, coefficients) is in A = [`acc_dtype`] of the big
+//! tensors' T: f16 activations with f32 parameters run the f16 kernels as they are.
 //!
 //! Invariants: a channel is split over several blocks only while each block keeps at least
 //! [`MIN_ITEMS_PER_BLOCK`] items (the row kernels: [`MIN_ROWS_PER_BLOCK`] rows, the same elements per
@@ -18,7 +20,7 @@
 //! the order and C types of its kernel's signature (quoted on each builder).
 
 use super::call::KernelCall;
-use super::{suffix, Launch1d};
+use super::{acc_dtype, suffix, Launch1d};
 use crate::DType;
 
 /// Threads per block of the per-channel reductions (`BN_THREADS` in cuda/batch_norm.cu).
@@ -317,7 +319,7 @@ pub fn stats_rows<P>(
 }
 
 /// The buffers of `bn_fwd_finalize_*`, in signature order: the parameters and running statistics
-/// (c T each), the stats partials (3·c·splits A, read only in training), the per-channel outputs
+/// (c A each), the stats partials (3·c·splits A, read only in training), the per-channel outputs
 /// (c A each) and the apply's coefficients (2·c A: scale, shift per channel).
 pub struct FwdFinalizeBufs<P> {
     pub gamma: P,
@@ -332,10 +334,12 @@ pub struct FwdFinalizeBufs<P> {
     pub coef: P,
 }
 
-/// `bn_fwd_finalize_<T>(i64 c, i64 splits, int training, double m, double eps, double momentum,
-/// const T* gamma, const T* beta, const T* rm, const T* rv, const A* part, A* save_mean,
+/// `bn_fwd_finalize_<A>(i64 c, i64 splits, int training, double m, double eps, double momentum,
+/// const A* gamma, const A* beta, const A* rm, const A* rv, const A* part, A* save_mean,
 /// A* save_invstd, A* new_rm, A* new_rv, A* coef)`: one thread per channel merges its `splits`
 /// partials (training) or reads the running statistics (eval); `m` = N·hw items per channel.
+/// `dtype` is the big tensors' T; the kernel is A's = [`acc_dtype`]`(T)` (f32 for f16 and f32: every
+/// per-channel buffer is in A, whatever the activations' storage type).
 #[allow(clippy::too_many_arguments)]
 pub fn fwd_finalize<P>(
     dtype: DType,
@@ -347,23 +351,26 @@ pub fn fwd_finalize<P>(
     momentum: f64,
     b: FwdFinalizeBufs<P>,
 ) -> KernelCall<P> {
-    KernelCall::new("batch_norm", format!("bn_fwd_finalize_{}", suffix(dtype)))
-        .i64(c)
-        .i64(splits)
-        .i32(training as i32)
-        .f64(m as f64)
-        .f64(eps)
-        .f64(momentum)
-        .ptr(b.gamma)
-        .ptr(b.beta)
-        .ptr(b.rm)
-        .ptr(b.rv)
-        .ptr(b.part)
-        .ptr(b.save_mean)
-        .ptr(b.save_invstd)
-        .ptr(b.new_rm)
-        .ptr(b.new_rv)
-        .ptr(b.coef)
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_fwd_finalize_{}", suffix(acc_dtype(dtype))),
+    )
+    .i64(c)
+    .i64(splits)
+    .i32(training as i32)
+    .f64(m as f64)
+    .f64(eps)
+    .f64(momentum)
+    .ptr(b.gamma)
+    .ptr(b.beta)
+    .ptr(b.rm)
+    .ptr(b.rv)
+    .ptr(b.part)
+    .ptr(b.save_mean)
+    .ptr(b.save_invstd)
+    .ptr(b.new_rm)
+    .ptr(b.new_rv)
+    .ptr(b.coef)
 }
 
 /// `bn_fwd_apply_<T>_<TO>_<v|s>(i64 items, i64 c, i64 hw, int relu, int has_res, const T* x,
@@ -432,7 +439,7 @@ pub fn fwd_apply_rows<P: Copy>(
 }
 
 /// The buffers of `bn_bwd_reduce_*` and `bn_bwd_reduce_rows_*`, in signature order: x, y, dy
-/// (N·c·hw T), the saved statistics (c T each) and the partials (2·c·splits A).
+/// (N·c·hw T), the saved statistics (c A each) and the partials (2·c·splits A).
 pub struct BwdReduceBufs<P> {
     pub x: P,
     pub mean: P,
@@ -443,7 +450,7 @@ pub struct BwdReduceBufs<P> {
 }
 
 /// `bn_bwd_reduce_<T>_<v|s>(i64 c, i64 hw, i64 items, i64 splits, int relu, const T* x,
-/// const T* mean, const T* invstd, const T* y, const T* dy, A* part)`: block b sums (Σg, Σg·x̂) of
+/// const A* mean, const A* invstd, const T* y, const T* dy, A* part)`: block b sums (Σg, Σg·x̂) of
 /// channel b / splits over its share of the channel's `items` (= N·hw/V) items into
 /// `part[2·b..]`; g = dy, or 0 where `relu` and y ≤ 0.
 #[allow(clippy::too_many_arguments)]
@@ -474,8 +481,8 @@ pub fn bwd_reduce<P>(
     .ptr(b.part)
 }
 
-/// `bn_bwd_reduce_rows_<T>(i64 c, i64 rows, i64 splits, int relu, const T* x, const T* mean,
-/// const T* invstd, const T* y, const T* dy, A* part)`: x, y, dy are [rows, c] (hw = 1); block b
+/// `bn_bwd_reduce_rows_<T>(i64 c, i64 rows, i64 splits, int relu, const T* x, const A* mean,
+/// const A* invstd, const T* y, const T* dy, A* part)`: x, y, dy are [rows, c] (hw = 1); block b
 /// sums (Σg, Σg·x̂) of channels [t·32, t·32 + 32) ∩ [0, c), t = b / splits, over its share of the
 /// rows, s = b mod splits, into `part[2·(ch·splits + s)..]`, the layout of [`bwd_reduce`]; g = dy,
 /// or 0 where `relu` and y ≤ 0. Grid: [`rows_launch`].
@@ -503,7 +510,7 @@ pub fn bwd_reduce_rows<P>(
     .ptr(b.part)
 }
 
-/// The buffers of `bn_bwd_finalize_*`, in signature order: γ and the saved statistics (c T each),
+/// The buffers of `bn_bwd_finalize_*`, in signature order: γ and the saved statistics (c A each),
 /// the partials (2·c·splits A), dγ and dβ (c A each) and the apply's coefficients (5·c A: mean,
 /// invstd, γ·invstd, Σg/M, Σg·x̂/M per channel).
 pub struct BwdFinalizeBufs<P> {
@@ -516,9 +523,10 @@ pub struct BwdFinalizeBufs<P> {
     pub coef: P,
 }
 
-/// `bn_bwd_finalize_<T>(i64 c, i64 splits, double m, const T* gamma, const T* mean,
-/// const T* invstd, const A* part, A* dgamma, A* dbeta, A* coef)`: one thread per channel merges
-/// its `splits` partials; `m` = N·hw items per channel.
+/// `bn_bwd_finalize_<A>(i64 c, i64 splits, double m, const A* gamma, const A* mean,
+/// const A* invstd, const A* part, A* dgamma, A* dbeta, A* coef)`: one thread per channel merges
+/// its `splits` partials; `m` = N·hw items per channel. `dtype` is the big tensors' T; the kernel is
+/// A's, as for [`fwd_finalize`].
 pub fn bwd_finalize<P>(
     dtype: DType,
     c: usize,
@@ -526,17 +534,20 @@ pub fn bwd_finalize<P>(
     m: usize,
     b: BwdFinalizeBufs<P>,
 ) -> KernelCall<P> {
-    KernelCall::new("batch_norm", format!("bn_bwd_finalize_{}", suffix(dtype)))
-        .i64(c)
-        .i64(splits)
-        .f64(m as f64)
-        .ptr(b.gamma)
-        .ptr(b.mean)
-        .ptr(b.invstd)
-        .ptr(b.part)
-        .ptr(b.dgamma)
-        .ptr(b.dbeta)
-        .ptr(b.coef)
+    KernelCall::new(
+        "batch_norm",
+        format!("bn_bwd_finalize_{}", suffix(acc_dtype(dtype))),
+    )
+    .i64(c)
+    .i64(splits)
+    .f64(m as f64)
+    .ptr(b.gamma)
+    .ptr(b.mean)
+    .ptr(b.invstd)
+    .ptr(b.part)
+    .ptr(b.dgamma)
+    .ptr(b.dbeta)
+    .ptr(b.coef)
 }
 
 /// The buffers of `bn_bwd_apply_*` and `bn_bwd_apply_rows_*`, in signature order: x, y, dy (N·c·hw T), the coefficients
