@@ -60,6 +60,15 @@ fn losses(v: &Value) -> Vec<f64> {
         .collect()
 }
 
+/// A bench's timed calls made no f32 copy of an f16 tensor (`widened_f16_elements` is `{}`).
+fn no_widening(what: &str, v: &Value) {
+    let w = &v["widened_f16_elements"];
+    assert!(
+        w.as_object().is_some_and(|m| m.is_empty()),
+        "{what}: f16 elements widened to f32 per kernel: {w}"
+    );
+}
+
 #[test]
 fn gpu_check_commands_run_on_cuda() {
     if cuda_device().is_none() {
@@ -89,6 +98,7 @@ fn gpu_check_commands_run_on_cuda() {
         };
         let (cuda, cpu) = (on("cuda"), on("cpu"));
         assert_eq!(cuda["device"], "cuda:0", "{flags:?}");
+        no_widening(&format!("bench-step {flags:?}"), &cuda);
         let (lc, lp) = (losses(&cuda), losses(&cpu));
         assert_eq!(lc.len(), lp.len());
         for (c, p) in lc.iter().zip(&lp) {
@@ -143,6 +153,7 @@ fn gpu_check_commands_run_on_cuda() {
         }
         let v = engine_json(&args);
         assert!(v["images_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+        no_widening(&format!("bench-stylize fp16 {fp16}"), &v);
     }
     let v = engine_json(&[
         "bench-pix2pix",
@@ -162,6 +173,7 @@ fn gpu_check_commands_run_on_cuda() {
         "cuda",
     ]);
     assert!(v["images_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{v}");
+    no_widening("bench-pix2pix", &v);
 
     let out = std::env::temp_dir().join(format!("engine-cuda-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);

@@ -135,6 +135,10 @@ def main():
     is_r50_224 = model == "resnet50" and estep.get("image", 224) == 224
     mfu = lambda ips: ips * RESNET50_TRAIN_FLOP_PER_IMAGE / flops if (ips and flops and is_r50_224) else None  # noqa: E731
     note = status_text(estep) or ""
+    if estep.get("widened_f16_elements"):
+        # Kernels that had to copy f16 inputs to f32 (mixed dtypes): each is a missed native path.
+        note = (note + "; " if note else "") + "widened f16→f32: " + ", ".join(
+            f"{k} {v:,}" for k, v in estep["widened_f16_elements"].items())
     if torch.get("status") not in ("ok", "partial"):
         note = (note + "; " if note else "") + "torch: " + (status_text(torch) or "")
     shape = f"{estep.get('batch', 256)}x3x{estep.get('image', 224)}² {'fp16' if estep.get('fp16', True) else 'f32'}"

@@ -9,6 +9,7 @@
 //!   f32 (as pix2pix trains).
 
 use super::{device_json, failed, stats_ms, sync};
+use crate::backend::cuda::take_widened_elements;
 use crate::models::{PatchGan, PatchGanConfig, Stylizer, UnetConfig, UnetGenerator};
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
@@ -52,6 +53,7 @@ fn timed(
     mut f: impl FnMut() -> Result<()>,
 ) -> Result<Vec<f64>> {
     let mut times = Vec::with_capacity(iters);
+    let _ = take_widened_elements();
     for i in 0..warmup + iters {
         sync(device)?;
         let t = Instant::now();
@@ -77,6 +79,8 @@ fn finish(mut out: Value, times: &[f64], batch: usize, device: Device) -> Value 
     out["iter_ms"] = stats_ms(times);
     out["images_per_s"] = json!((batch * times.len()) as f64 / total_s.max(1e-12));
     out["device_report"] = device_json(device);
+    // f16 elements CUDA kernels had to widen to f32 copies during the timed calls (none expected).
+    out["widened_f16_elements"] = json!(take_widened_elements());
     out
 }
 

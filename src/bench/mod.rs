@@ -18,6 +18,7 @@ pub mod ops;
 pub use generative::{bench_pix2pix, bench_stylize, Pix2pixBenchOptions, StylizeBenchOptions};
 pub use ops::{bench_ops, OpsOptions};
 
+use crate::backend::cuda::take_widened_elements;
 use crate::backend::{cuda_device_report, cuda_reset_peak_memory, cuda_synchronize};
 use crate::models::{ResNet, ResNetConfig};
 use crate::nn::init::Init;
@@ -169,6 +170,7 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     let mut times = Vec::with_capacity(o.steps);
     let mut losses = Vec::with_capacity(o.steps);
     let mut skipped = 0usize;
+    let _ = take_widened_elements();
     for step in 0..o.warmup + o.steps {
         sync(dev)?;
         let t = Instant::now();
@@ -204,6 +206,7 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     out["images_per_s"] = json!((o.batch * o.steps) as f64 / total_s.max(1e-12));
     out["losses"] = json!(losses);
     out["skipped_steps"] = json!(skipped);
+    out["widened_f16_elements"] = json!(take_widened_elements());
     match dev {
         Device::Cuda(i) => {
             let r = cuda_device_report(i)?;
