@@ -37,9 +37,8 @@ pub fn run<K: CudaKernel>(
     let any_f64 = inputs.iter().any(|s| s.dtype() == DType::F64);
     let uniform = inputs.iter().all(|s| s.dtype() == first.dtype());
     let widened: Vec<CudaStorage>;
-    let inputs: Vec<&CudaStorage> = if uniform {
-        inputs.to_vec()
-    } else if K::TAKES_MIXED_F16 && !any_f64 {
+    // Handed over as they are: one dtype, or f16 with f32 to a kernel that takes both.
+    let inputs: Vec<&CudaStorage> = if uniform || (K::TAKES_MIXED_F16 && !any_f64) {
         inputs.to_vec()
     } else if any_f64 {
         let other = inputs

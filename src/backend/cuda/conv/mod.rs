@@ -27,7 +27,13 @@
 //! - `exhaustive`: `cudnnFind*AlgorithmEx` on the call's real buffers (inputs are only read; the output
 //!   is about to be overwritten anyway) with a temporary scratch workspace as large as the largest
 //!   per-algorithm requirement, capped by the limit; the fastest allowed result wins. If the scratch
-//!   cannot be allocated the heuristic is used instead.
+//!   cannot be allocated, or the search fails (a warning says so), the heuristic is used instead.
+//!
+//! Either way the plan keeps every other usable result, best first (the search's, then the
+//! heuristic's), as fallbacks: if cuDNN refuses a call with the chosen algorithm, or reports no
+//! workspace size for it, the plan moves for good to the next one, with a warning, as PyTorch's
+//! `try_all` does (`algorithm_fallbacks` in `conv_cache_stats()` counts them). The result arrays are
+//! sized by `cudnnGet*AlgorithmMaxCount` (an algorithm is listed once per math type tried).
 //!
 //! The workspace limit is `ENGINE_CUDNN_WORKSPACE_MB` (default 1024 MiB).
 //!
@@ -108,6 +114,7 @@ static HITS: AtomicU64 = AtomicU64::new(0);
 static MISSES: AtomicU64 = AtomicU64::new(0);
 static SEARCHES: AtomicU64 = AtomicU64::new(0);
 static WORKSPACE_GROWS: AtomicU64 = AtomicU64::new(0);
+static FALLBACKS: AtomicU64 = AtomicU64::new(0);
 
 /// Process-wide counters of the cuDNN plan cache (all devices together).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +127,8 @@ pub struct ConvCacheStats {
     pub exhaustive_searches: u64,
     /// Times a device's shared workspace buffer was (re)allocated to a larger size.
     pub workspace_grows: u64,
+    /// Calls cuDNN refused with a plan's algorithm, which then moved to its next candidate.
+    pub algorithm_fallbacks: u64,
 }
 
 /// The current plan-cache counters.
@@ -129,6 +138,7 @@ pub fn conv_cache_stats() -> ConvCacheStats {
         misses: MISSES.load(Ordering::Relaxed),
         exhaustive_searches: SEARCHES.load(Ordering::Relaxed),
         workspace_grows: WORKSPACE_GROWS.load(Ordering::Relaxed),
+        algorithm_fallbacks: FALLBACKS.load(Ordering::Relaxed),
     }
 }
 
@@ -176,6 +186,58 @@ mod tests {
         assert!(CuGeom::new("t", &geom(11, 3, 1, 0, 2, 8)).is_err());
         assert!(CuGeom::new("t", &geom(3, 3, 1, 0, 2, 1)).is_err());
         assert!(CuGeom::new("t", &Conv2dGeometry { groups: 4, ..g }).is_err());
+    }
+
+    #[test]
+    fn usable_results_keep_cudnn_order_once_each_within_limits() {
+        use super::plan::{usable, Algo, RawPerf};
+        use cudarc::cudnn::sys::cudnnConvolutionFwdAlgo_t::*;
+        use cudarc::cudnn::sys::cudnnMathType_t::*;
+        use cudarc::cudnn::sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS;
+        let perf = |algo: u32, status: u32, memory: usize, math: u32| RawPerf {
+            algo,
+            status,
+            time: 0.0,
+            memory,
+            determinism: 0,
+            math_type: math,
+            reserved: [0; 3],
+        };
+        let ok = CUDNN_STATUS_SUCCESS as u32;
+        let (tc, dflt) = (CUDNN_TENSOR_OP_MATH as u32, CUDNN_DEFAULT_MATH as u32);
+        let perfs = [
+            perf(1, ok, 10, tc),
+            perf(7, ok, 500, tc),  // over the limit
+            perf(6, 9, 0, tc),     // failed
+            perf(99, ok, 0, dflt), // no such algorithm
+            perf(0, ok, 0, 42),    // no such math type
+            perf(1, ok, 10, tc),   // repeated
+            perf(1, ok, 10, dflt), // the same algorithm with the other math type
+            perf(0, ok, 0, dflt),
+        ];
+        let f16 = usable(Kind::Forward, DType::F16, &perfs, 100);
+        let fwd = |a| Algo::Fwd(a);
+        assert_eq!(
+            f16,
+            vec![
+                (
+                    fwd(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM),
+                    CUDNN_TENSOR_OP_MATH
+                ),
+                (
+                    fwd(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM),
+                    CUDNN_DEFAULT_MATH
+                ),
+                (
+                    fwd(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM),
+                    CUDNN_DEFAULT_MATH
+                ),
+            ]
+        );
+        // f32 never takes tensor-op math (TF32).
+        let f32 = usable(Kind::Forward, DType::F32, &perfs, 100);
+        assert_eq!(f32, f16[1..].to_vec());
+        assert!(usable(Kind::Forward, DType::F16, &perfs, 5).len() == 1);
     }
 
     #[test]

@@ -53,7 +53,7 @@ impl PlanKey {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum Algo {
     Fwd(sys::cudnnConvolutionFwdAlgo_t),
     Data(sys::cudnnConvolutionBwdDataAlgo_t),
@@ -62,15 +62,37 @@ pub(super) enum Algo {
 
 /// Cached descriptors and algorithm of one (geometry, dtype, format, kind).
 pub(super) struct Plan {
-    /// The convolution's input (x; dx for backward-data).
-    pub(super) x: TensorDesc,
-    /// The filter (w; dw for backward-filter).
-    pub(super) w: FilterDesc,
-    /// The convolution's output at cuDNN's formula size (y; dy for the backward kinds).
-    pub(super) y: TensorDesc,
-    pub(super) conv: ConvDesc,
+    pub(super) descs: Descs,
     pub(super) algo: Algo,
     pub(super) workspace: usize,
+    /// The other usable results of the search or heuristic, best first: tried in turn when a call
+    /// with `algo` is refused (`Plan::fall_back`), as PyTorch's `try_all` does.
+    pub(super) fallbacks: Vec<(Algo, sys::cudnnMathType_t)>,
+}
+
+impl Plan {
+    /// Switches to the next fallback whose math type can be set and whose workspace cuDNN reports;
+    /// false when none is left (the plan keeps its last algorithm).
+    ///
+    /// # Safety
+    /// `h` is a live handle; `dtype` is the plan's.
+    pub(super) unsafe fn fall_back(&mut self, h: sys::cudnnHandle_t, dtype: DType) -> bool {
+        while !self.fallbacks.is_empty() {
+            let (algo, math) = self.fallbacks.remove(0);
+            // Only f16 plans change the math type per algorithm (see `build_plan`).
+            if dtype == DType::F16
+                && cr::set_convolution_math_type(self.descs.conv.0, math).is_err()
+            {
+                continue;
+            }
+            if let Ok(ws) = self.descs.workspace(h, algo) {
+                self.algo = algo;
+                self.workspace = ws;
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// cuDNN state of one device (see the module docs); lives in `Gpu` behind a `Mutex`.
@@ -263,19 +285,22 @@ pub(super) fn math_type(v: u32) -> Option<sys::cudnnMathType_t> {
     .find(|&m| m as u32 == v)
 }
 
-/// The first usable result (results come best first): succeeded, a known algorithm and math type,
-/// a workspace within `limit`, and for f32 no tensor-op math (that would be TF32).
-pub(super) fn choose(
+/// The usable results, best first (cuDNN lists them so), each (algorithm, math type) once: the
+/// result succeeded, names a known algorithm and math type, needs a workspace within `limit`, and
+/// for f32 uses no tensor-op math (that would be TF32).
+pub(super) fn usable(
     kind: Kind,
     dtype: DType,
     perfs: &[RawPerf],
     limit: usize,
-) -> Option<(Algo, sys::cudnnMathType_t)> {
+) -> Vec<(Algo, sys::cudnnMathType_t)> {
     use sys::cudnnMathType_t::*;
     let algos = kind.algos();
-    perfs.iter().find_map(|p| {
-        let math = math_type(p.math_type)?;
-        let algo = *algos.get(p.algo as usize)?;
+    let mut out: Vec<(Algo, sys::cudnnMathType_t)> = Vec::new();
+    for p in perfs {
+        let (Some(math), Some(&algo)) = (math_type(p.math_type), algos.get(p.algo as usize)) else {
+            continue;
+        };
         let tensor_op = matches!(
             math,
             CUDNN_TENSOR_OP_MATH | CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
@@ -283,8 +308,11 @@ pub(super) fn choose(
         let ok = p.status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS as u32
             && p.memory <= limit
             && !(dtype == DType::F32 && tensor_op);
-        ok.then_some((algo, math))
-    })
+        if ok && !out.iter().any(|&(a, m)| a == algo && m == math) {
+            out.push((algo, math));
+        }
+    }
+    out
 }
 
 /// Room for every result `kind`'s heuristic or search can return. cuDNN lists an algorithm once per
@@ -343,8 +371,11 @@ impl Ptrs {
 
 /// Descriptors of a plan under construction.
 pub(super) struct Descs {
+    /// The convolution's input (x; dx for backward-data).
     pub(super) x: TensorDesc,
+    /// The filter (w; dw for backward-filter).
     pub(super) w: FilterDesc,
+    /// The convolution's output at cuDNN's formula size (y; dy for the backward kinds).
     pub(super) y: TensorDesc,
     pub(super) conv: ConvDesc,
 }
@@ -553,7 +584,9 @@ pub(super) fn build_plan(
         ));
     }
     let limit = workspace_limit(op)?;
-    let mut chosen = None;
+    // Candidates best first: the exhaustive search's (timed on this call's buffers), then the
+    // heuristic's, so a refused algorithm falls back to the next (`Plan::fall_back`).
+    let mut candidates = Vec::new();
     if search_mode(op)? == Search::Exhaustive {
         // Scratch as large as the hungriest algorithm (within the limit), freed after the search.
         // SAFETY: live handle and descriptors.
@@ -563,39 +596,48 @@ pub(super) fn build_plan(
             let (sp, _guard) = scratch.device_ptr_mut(&g.stream);
             // SAFETY: `ptrs` are the call's buffers matching the descriptors (launch_plan's caller);
             // the scratch holds `need` bytes.
-            let perfs = unsafe { descs.find(h, key.kind, ptrs, sp as usize as *mut c_void, need) }
-                .map_err(e("exhaustive algorithm search"))?;
-            SEARCHES.fetch_add(1, Ordering::Relaxed);
-            chosen = choose(key.kind, key.dtype, &perfs, need);
+            match unsafe { descs.find(h, key.kind, ptrs, sp as usize as *mut c_void, need) } {
+                Ok(perfs) => {
+                    SEARCHES.fetch_add(1, Ordering::Relaxed);
+                    candidates = usable(key.kind, key.dtype, &perfs, need);
+                }
+                // The heuristic below still gives a plan.
+                Err(err) => eprintln!(
+                    "warning: {}; using cuDNN's heuristic for this shape",
+                    cudnn_err(op, "exhaustive algorithm search", err)
+                ),
+            }
         }
     }
-    if chosen.is_none() {
-        // SAFETY: live handle and descriptors.
-        let perfs = unsafe { descs.heuristic(h, key.kind) }.map_err(e("algorithm heuristic"))?;
-        chosen = choose(key.kind, key.dtype, &perfs, limit);
+    // SAFETY: live handle and descriptors.
+    let perfs = unsafe { descs.heuristic(h, key.kind) }.map_err(e("algorithm heuristic"))?;
+    for c in usable(key.kind, key.dtype, &perfs, limit) {
+        if !candidates.contains(&c) {
+            candidates.push(c);
+        }
     }
-    let Some((algo, found_math)) = chosen else {
+    if candidates.is_empty() {
         return Err(Error::Msg(format!(
             "cuda {op}: cuDNN offers no usable {:?} algorithm for {} {cg:?} within the workspace \
              limit of {limit} bytes (ENGINE_CUDNN_WORKSPACE_MB)",
             key.kind, key.dtype
         )));
-    };
-    if key.dtype == DType::F16 && found_math != math {
-        // SAFETY: live descriptor owned by `descs`.
-        unsafe { cr::set_convolution_math_type(descs.conv.0, found_math) }
-            .map_err(e("math type"))?;
     }
-    // SAFETY: live handle and descriptors.
-    let workspace = unsafe { descs.workspace(h, algo) }.map_err(e("workspace size"))?;
-    Ok(Plan {
-        x: descs.x,
-        w: descs.w,
-        y: descs.y,
-        conv: descs.conv,
-        algo,
-        workspace,
-    })
+    // The first candidate whose math type and workspace size cuDNN accepts.
+    let mut plan = Plan {
+        descs,
+        algo: candidates[0].0,
+        workspace: 0,
+        fallbacks: candidates,
+    };
+    // SAFETY: live handle; the plan's descriptors.
+    if !unsafe { plan.fall_back(h, key.dtype) } {
+        return Err(Error::Msg(format!(
+            "cuda {op}: cuDNN reports no workspace size for any usable {:?} algorithm of {} {cg:?}",
+            key.kind, key.dtype
+        )));
+    }
+    Ok(plan)
 }
 
 /// The largest workspace any algorithm of `kind` reports (at most `limit`; failures ignored).
