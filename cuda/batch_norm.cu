@@ -407,28 +407,49 @@ __device__ void bn_bwd_apply_impl(i64 items, i64 c, i64 hw, int training, int re
 
 #define BN_ROWS_TILE 32 // channels per block: tx = threadIdx.x mod 32
 
+// Block iteration b's share of a row reduction: split s of the rows, [start, end), of channel tile
+// b / splits; ch is this thread's channel (tile·32 + tx, possibly ≥ c in the last tile).
+struct RowsSpan {
+    i64 s, ch, start, end;
+};
+
+// The grid of the row reductions: one block iteration per (channel tile, split), 32 channel lanes
+// (tx) by ny = blockDim.x / 32 row-threads (ty) per block; row-thread ty walks rows start + ty, step ny.
+struct RowsGrid {
+    int tx, ty, ny;
+    i64 splits, tiles, chunk, rows;
+    __device__ RowsGrid(i64 c, i64 rows_, i64 splits_)
+        : tx(threadIdx.x % BN_ROWS_TILE), ty(threadIdx.x / BN_ROWS_TILE), ny(blockDim.x / BN_ROWS_TILE),
+          splits(splits_), tiles((c + BN_ROWS_TILE - 1) / BN_ROWS_TILE), chunk((rows_ + splits_ - 1) / splits_),
+          rows(rows_) {}
+    __device__ i64 blocks() const { return tiles * splits; }
+    __device__ RowsSpan span(i64 b) const {
+        const i64 tile = b / splits, s = b - tile * splits, start = s * chunk;
+        return RowsSpan{s, tile * BN_ROWS_TILE + tx, start, min(rows, start + chunk)};
+    }
+};
+
 // Forward statistics of channels [tile·32, tile·32 + 32) over a split of the rows; the per-row update
 // is bn_stats_impl's with V = 1 (a merge of the one-item state (1, x, 0)).
 template <typename T>
 __device__ void bn_stats_rows_impl(i64 c, i64 rows, i64 splits, const T *x, typename Acc<T>::type *part) {
     typedef typename Acc<T>::type A;
     __shared__ A sh[3][BN_THREADS / BN_ROWS_TILE][BN_ROWS_TILE];
-    const int tx = threadIdx.x % BN_ROWS_TILE, ty = threadIdx.x / BN_ROWS_TILE;
-    const int ny = blockDim.x / BN_ROWS_TILE;
-    const i64 tiles = (c + BN_ROWS_TILE - 1) / BN_ROWS_TILE, chunk = (rows + splits - 1) / splits;
-    for (i64 b = blockIdx.x; b < tiles * splits; b += gridDim.x) {
-        const i64 tile = b / splits, s = b - tile * splits;
-        const i64 ch = tile * BN_ROWS_TILE + tx;
-        const i64 start = s * chunk, end = min(rows, start + chunk);
+    const RowsGrid grid(c, rows, splits);
+    const int tx = grid.tx, ty = grid.ty;
+    for (i64 b = blockIdx.x; b < grid.blocks(); b += gridDim.x) {
+        const RowsSpan sp = grid.span(b);
+        const i64 ch = sp.ch, s = sp.s;
         A n = A(0), mean = A(0), m2 = A(0);
         if (ch < c)
-            for (i64 r = start + ty; r < end; r += ny) welford_merge(n, mean, m2, A(1), (A)ld(x, r * c + ch), A(0));
+            for (i64 r = sp.start + ty; r < sp.end; r += grid.ny)
+                welford_merge(n, mean, m2, A(1), (A)ld(x, r * c + ch), A(0));
         sh[0][ty][tx] = n;
         sh[1][ty][tx] = mean;
         sh[2][ty][tx] = m2;
         __syncthreads();
         if (ty == 0 && ch < c) {
-            for (int k = 1; k < ny; ++k) welford_merge(n, mean, m2, sh[0][k][tx], sh[1][k][tx], sh[2][k][tx]);
+            for (int k = 1; k < grid.ny; ++k) welford_merge(n, mean, m2, sh[0][k][tx], sh[1][k][tx], sh[2][k][tx]);
             A *q = part + 3 * (ch * splits + s);
             q[0] = n;
             q[1] = mean;
@@ -446,17 +467,15 @@ __device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, c
                                         const T *y, const T *dy, typename Acc<T>::type *part) {
     typedef typename Acc<T>::type A;
     __shared__ A sh[2][BN_THREADS / BN_ROWS_TILE][BN_ROWS_TILE];
-    const int tx = threadIdx.x % BN_ROWS_TILE, ty = threadIdx.x / BN_ROWS_TILE;
-    const int ny = blockDim.x / BN_ROWS_TILE;
-    const i64 tiles = (c + BN_ROWS_TILE - 1) / BN_ROWS_TILE, chunk = (rows + splits - 1) / splits;
-    for (i64 b = blockIdx.x; b < tiles * splits; b += gridDim.x) {
-        const i64 tile = b / splits, s = b - tile * splits;
-        const i64 ch = tile * BN_ROWS_TILE + tx;
-        const i64 start = s * chunk, end = min(rows, start + chunk);
+    const RowsGrid grid(c, rows, splits);
+    const int tx = grid.tx, ty = grid.ty;
+    for (i64 b = blockIdx.x; b < grid.blocks(); b += gridDim.x) {
+        const RowsSpan sp = grid.span(b);
+        const i64 ch = sp.ch, s = sp.s;
         A sg = A(0), sgx = A(0);
         if (ch < c) {
             const A mu = ld(mean, ch), is = ld(invstd, ch);
-            for (i64 r = start + ty; r < end; r += ny) {
+            for (i64 r = sp.start + ty; r < sp.end; r += grid.ny) {
                 const i64 off = r * c + ch;
                 A g = ld(dy, off);
                 if (relu && ld(y, off) <= A(0)) g = A(0);
@@ -468,7 +487,7 @@ __device__ void bn_bwd_reduce_rows_impl(i64 c, i64 rows, i64 splits, int relu, c
         sh[1][ty][tx] = sgx;
         __syncthreads();
         if (ty == 0 && ch < c) {
-            for (int k = 1; k < ny; ++k) {
+            for (int k = 1; k < grid.ny; ++k) {
                 sg += sh[0][k][tx];
                 sgx += sh[1][k][tx];
             }
