@@ -14,7 +14,7 @@ import sys
 RESNET50_TRAIN_FLOP_PER_IMAGE = 24.5e9
 # The ops of `engine bench-ops` (src/bench.rs), listed even when neither side produced them.
 EXPECTED_OPS = [f"{f}.{p}.{l}" for f in ("bn_relu", "bn_add_relu", "conv3x3") for l in ("nchw", "cl") for p in ("fwd", "fwd_bwd")]
-EXPECTED_OPS += ["sgd.resnet50", "cross_entropy_ls.fwd_bwd", "adain.fwd.512px", "adain.fwd.224px", "copy_d2d", "gemm_f16"]
+EXPECTED_OPS += ["sgd.resnet50", "cross_entropy_ls.fwd_bwd", "mixup.fwd", "adain.fwd.512px", "adain.fwd.224px", "copy_d2d", "gemm_f16"]
 
 
 def load_json(path):

@@ -5,9 +5,10 @@ Measures, on the GPU, with CUDA events (warm-up first; median over batches of it
   - train_step.resnet50: torchvision's ResNet-50 (plain-torch copy if torchvision is missing) training
     step on one synthetic batch (256×3×224×224), SGD Nesterov momentum, label smoothing 0.1, eager AMP
     (fp16 autocast + GradScaler), channels_last (and NCHW) → images/s and torch.cuda.max_memory_allocated;
-  - the ops our kernels replace, named as `engine bench-ops` names them (src/bench.rs), same shapes and
+  - the ops our kernels replace, named as `engine bench-ops` names them (src/bench/ops.rs), same shapes and
     the same graphs: bn_relu / bn_add_relu fwd and fwd+bwd (loss = (y·dy).sum()) in fp16, NCHW and
-    channels_last; conv3x3 (ResNet-50 stage 1) fwd and fwd+bwd, NCHW and channels_last; sgd.resnet50 (foreach and fused); cross_entropy_ls.fwd_bwd; adain.fwd at 512²/224²;
+    channels_last; conv3x3 (ResNet-50 stage 1) fwd and fwd+bwd, NCHW and channels_last; sgd.resnet50 (foreach and fused); cross_entropy_ls.fwd_bwd;
+    mixup.fwd (lam·x + (1 − lam)·x[perm], images and soft targets); adain.fwd at 512²/224²;
   - the ceilings: copy_d2d (torch.empty(...).copy_, bytes read + written) and gemm_f16 (8192³).
 Writes one JSON object (stdout, or --out FILE).
 
@@ -308,6 +309,25 @@ def misc_ops(rows, dev, args, timer):
                               args.repeats, args.iters)
 
         guarded(rows, "cross_entropy_ls.fwd_bwd", f"{n}x1000 f32", 2.0 * 4 * n * 1000, 0.0, ce)
+    if want("mixup"):
+        n = max(1, 256 // s)
+        per, k = 3 * 224 * 224, 1000
+
+        def mixup():
+            # The usual PyTorch recipe (GluonCV/timm style): lam·x + (1 − lam)·x[perm], same for the
+            # soft targets; the indexing materialises x[perm] first.
+            x = torch.randn(n, 3, 224, 224, device=dev)
+            t = torch.randn(n, k, device=dev)
+            perm = torch.arange(n - 1, -1, -1, device=dev)
+            lam = 0.3
+
+            def f():
+                return x.mul(lam).add_(x[perm], alpha=1 - lam), t.mul(lam).add_(t[perm], alpha=1 - lam)
+
+            with torch.no_grad():
+                return timer.time(f, args.repeats, args.iters)
+
+        guarded(rows, "mixup.fwd", f"{n}x3x224² + {n}x{k} f32", 3.0 * 4 * n * (per + k), 0.0, mixup)
     for px, n, hw in [(512, 8, 64), (224, 32, 28)]:
         name = f"adain.fwd.{px}px"
         if not want(name):
