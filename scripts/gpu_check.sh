@@ -11,7 +11,8 @@
 #   3. the device-aware test executables (GPU_CHECK_TESTS_RE), all at once, with ENGINE_REQUIRE_CUDA=1 ENGINE_POISON=1
 #      ENGINE_FIXTURES_DIR=tests/fixtures: pass/fail per binary and the failing test names
 #   4. bundled bench executables with short measurement times (CPU benches: only with GPU_CHECK_BENCHES=1)
-#   5. `engine bench-step` (ResNet-50, batch 256, 224², fp16) and `engine bench-ops`
+#   5. `engine bench-step` (ResNet-50, batch 256, 224², fp16) and `engine bench-ops`, from here on with
+#      ENGINE_CUDNN_SEARCH=exhaustive unless set (PyTorch's side runs with cudnn.benchmark on)
 #   6. tools/torch_gpu_bench.py: PyTorch AMP channels_last ResNet-50 step, the same ops, ceilings
 #   6b. generative models: `engine bench-stylize` (512² b8, 224² b32; f32, f16) and `engine
 #      bench-pix2pix` (256², b1 and b8) beside tools/torch_gpu_bench_generative.py
@@ -248,6 +249,11 @@ main() {
     ((any_bench)) || { say "no bench executables in the bundle"; echo "no bench executables in the bundle" >>"$OUT/benches.log"; }
 
     # ---- 5. engine benchmarks (each prints JSON; a missing GPU is reported in it, quickly)
+    # cuDNN algorithms for every timed engine command from here on: exhaustive search, as the PyTorch
+    # baselines run with torch.backends.cudnn.benchmark = True (the tests above keep the default
+    # heuristic). Set ENGINE_CUDNN_SEARCH=heuristic to time the default instead.
+    export ENGINE_CUDNN_SEARCH="${ENGINE_CUDNN_SEARCH:-exhaustive}"
+    say "cuDNN algorithm choice for the engine benchmarks: $ENGINE_CUDNN_SEARCH"
     t="$(left "${GPU_CHECK_STEP_S:-150}")"
     if want step && ((t >= 5)); then
         say "engine bench-step ${STEP_ARGS[*]} (timeout ${t}s)"

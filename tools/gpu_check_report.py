@@ -192,6 +192,8 @@ def main():
         f"- card: {card}",
         f"- engine: {'CUDA usable' if gpu_ok else no_gpu or 'no CUDA driver'}",
         f"- torch: {info.get('torch', '—')}, cuDNN {info.get('cudnn', '—')}",
+        f"- cuDNN algorithm choice: engine ENGINE_CUDNN_SEARCH={os.environ.get('ENGINE_CUDNN_SEARCH', 'heuristic')}, "
+        "torch cudnn.benchmark = True",
         f"- ceilings (PyTorch): copy {bw / 1e12:.2f} TB/s (read + write), fp16 GEMM {flops / 1e12:.0f} TFLOP/s"
         if (bw and flops) else "- ceilings: not measured (no GPU or the torch step failed)",
         "- ratio = ours time / baseline time (> 1: we are slower); for img/s rows baseline img/s / ours; "
