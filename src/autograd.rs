@@ -5,22 +5,59 @@
 //! receives both contributions. It returns the gradients of the leaves made with `Tensor::var()`.
 //!
 //! Backward closures run with recording switched off: gradients are plain tensors.
+//!
+//! Memory: a node holds its inputs and its backward closure (which holds the tensors the rule needs),
+//! so everything a loss was computed from stays alive while the loss does. `backward` keeps the graph
+//! (it can be walked again); `backward_releasing` frees each node's inputs and closure as soon as its
+//! gradient has been passed on, as PyTorch does without `retain_graph`, so a training step's
+//! activations are freed during the backward pass instead of after it. Walking a released node again
+//! is `Error::GraphReleased`.
 
 use crate::tensor::{Tensor, TensorId};
 use crate::{Error, Result};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Given the gradient of the op's output, returns one optional gradient per input, in input order.
 pub type BackwardFn = dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync;
 
-#[derive(Clone)]
 pub struct Node {
     pub(crate) name: &'static str,
-    pub(crate) inputs: Vec<Tensor>,
+    /// The inputs and the rule; `None` once a releasing backward has passed this node.
+    edges: Mutex<Option<Edges>>,
+}
+
+#[derive(Clone)]
+struct Edges {
+    inputs: Vec<Tensor>,
     /// `None` for ops without a backward rule: reaching one during backward is an error naming it.
-    pub(crate) backward: Option<Arc<BackwardFn>>,
+    backward: Option<Arc<BackwardFn>>,
+}
+
+impl Node {
+    fn new(name: &'static str, inputs: &[&Tensor], backward: Option<Arc<BackwardFn>>) -> Node {
+        Node {
+            name,
+            edges: Mutex::new(Some(Edges {
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                backward,
+            })),
+        }
+    }
+
+    /// The inputs (empty once released).
+    fn inputs(&self) -> Vec<Tensor> {
+        let edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        edges.as_ref().map(|e| e.inputs.clone()).unwrap_or_default()
+    }
+
+    /// The inputs and the rule: taken out of the node when `release`, else copied (Arc clones).
+    fn edges(&self, release: bool) -> Result<Edges> {
+        let mut edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
+        let e = if release { edges.take() } else { edges.clone() };
+        e.ok_or(Error::GraphReleased(self.name))
+    }
 }
 
 thread_local! {
@@ -68,11 +105,7 @@ impl Tensor {
         if !is_recording() || !inputs.iter().any(|t| t.requires_grad()) {
             return self;
         }
-        self.with_node(Node {
-            name,
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            backward: Some(Arc::new(backward)),
-        })
+        self.with_node(Node::new(name, inputs, Some(Arc::new(backward))))
     }
 
     /// Records an op that has no backward rule: gradients reaching it fail with its name.
@@ -80,24 +113,33 @@ impl Tensor {
         if !is_recording() || !inputs.iter().any(|t| t.requires_grad()) {
             return self;
         }
-        self.with_node(Node {
-            name,
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            backward: None,
-        })
+        self.with_node(Node::new(name, inputs, None))
     }
 
-    /// Gradients of this scalar with respect to every `var()` leaf it depends on.
+    /// Gradients of this scalar with respect to every `var()` leaf it depends on. The graph is kept
+    /// (it can be walked again).
     pub fn backward(&self) -> Result<GradStore> {
+        self.backward_impl(false)
+    }
+
+    /// `backward` that frees the graph as it goes: each node's inputs and saved tensors are dropped
+    /// once its gradient has been passed on (PyTorch's default), so a step's activations are released
+    /// during the backward pass. The graph cannot be walked again (`Error::GraphReleased`).
+    pub fn backward_releasing(&self) -> Result<GradStore> {
+        self.backward_impl(true)
+    }
+
+    fn backward_impl(&self, release: bool) -> Result<GradStore> {
         if self.numel() != 1 {
             return Err(Error::BackwardNotScalar(self.shape().clone()));
         }
-        let order = topological_order(self);
+        let mut order = topological_order(self);
         let _guard = NoGradGuard::new();
         let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
         pending.insert(self.id(), self.ones_like()?);
         let mut store = GradStore::default();
-        for t in order.iter().rev() {
+        // Consumed from the output back, so a releasing pass holds no tensor it has finished with.
+        while let Some(t) = order.pop() {
             let Some(grad) = pending.remove(&t.id()) else {
                 continue;
             };
@@ -106,19 +148,20 @@ impl Tensor {
                 continue;
             }
             let Some(node) = t.node() else { continue };
-            let rule = node.backward.as_ref().ok_or(Error::NoBackward(node.name))?;
+            let Edges { inputs, backward } = node.edges(release)?;
+            let rule = backward.as_ref().ok_or(Error::NoBackward(node.name))?;
             let grads = rule(&grad)?;
-            if grads.len() != node.inputs.len() {
+            if grads.len() != inputs.len() {
                 return Err(Error::bad(
                     node.name,
                     format!(
                         "backward returned {} gradients for {} inputs",
                         grads.len(),
-                        node.inputs.len()
+                        inputs.len()
                     ),
                 ));
             }
-            for (input, g) in node.inputs.iter().zip(grads) {
+            for (input, g) in inputs.iter().zip(grads) {
                 let Some(g) = g else { continue };
                 if !input.requires_grad() {
                     continue;
@@ -157,7 +200,7 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         }
         stack.push((t.clone(), true));
         if let Some(node) = t.node() {
-            for input in node.inputs.iter().rev() {
+            for input in node.inputs().iter().rev() {
                 if input.requires_grad() && !seen.contains(&input.id()) {
                     stack.push((input.clone(), false));
                 }
@@ -203,5 +246,64 @@ impl GradStore {
         };
         self.grads.insert(id, new);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Device, Error, Tensor};
+    use std::sync::{Arc, Weak};
+
+    /// x (a leaf), a chain of `layers` tanh's that each save their output, a diamond at the end
+    /// (h·h + exp(h)), the scalar sum; returns (loss, weak handles to every intermediate's storage).
+    fn graph(x: &Tensor, layers: usize) -> (Tensor, Vec<Weak<impl Sized>>) {
+        let mut h = x.clone();
+        let mut weak = Vec::new();
+        for _ in 0..layers {
+            h = h.tanh().unwrap();
+            weak.push(Arc::downgrade(&h.0.storage));
+        }
+        let d = h.mul(&h).unwrap().add(&h.exp().unwrap()).unwrap();
+        weak.push(Arc::downgrade(&d.0.storage));
+        (d.sum_all().unwrap(), weak)
+    }
+
+    fn leaf() -> Tensor {
+        Tensor::randn([3, 5], 0.0, 1.0, 7, DType::F64, Device::Cpu)
+            .unwrap()
+            .var()
+    }
+
+    #[test]
+    fn releasing_backward_gives_the_same_gradients_and_frees_the_graph() {
+        let x = leaf();
+        let (loss, weak) = graph(&x, 4);
+        let kept = loss.backward().unwrap();
+        // The graph is kept: every intermediate is alive while the loss is, and can be walked again.
+        assert!(weak.iter().all(|w| w.strong_count() > 0));
+        let again = loss.backward().unwrap();
+        let want = kept.get(&x).unwrap().to_vec_f64().unwrap();
+        assert_eq!(again.get(&x).unwrap().to_vec_f64().unwrap(), want);
+
+        let (loss, weak) = graph(&x, 4);
+        let released = loss.backward_releasing().unwrap();
+        assert_eq!(released.get(&x).unwrap().to_vec_f64().unwrap(), want);
+        // Every intermediate's storage is gone though the loss is still held.
+        assert!(
+            weak.iter().all(|w| w.strong_count() == 0),
+            "live intermediates after a releasing backward: {:?}",
+            weak.iter().map(|w| w.strong_count()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            loss.to_vec_f64().unwrap().len(),
+            1,
+            "the loss keeps its value"
+        );
+        match loss.backward_releasing() {
+            Err(e @ Error::GraphReleased(_)) => {
+                assert!(e.to_string().contains("recompute the forward"), "{e}")
+            }
+            other => panic!("a second walk of a released graph: {other:?}"),
+        }
     }
 }

@@ -34,6 +34,12 @@ pub enum Error {
     #[error("backward() needs a scalar (one-element) tensor, got shape {0:?}")]
     BackwardNotScalar(Shape),
 
+    #[error(
+        "backward reached op `{0}` whose graph a releasing backward (`backward_releasing`) already \
+         freed; recompute the forward, or use `backward`, which keeps the graph, to walk it twice"
+    )]
+    GraphReleased(&'static str),
+
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),
 

@@ -150,9 +150,9 @@ pub fn bench_pix2pix(o: &Pix2pixBenchOptions) -> Value {
         let times = timed(dev, o.warmup, o.steps, "bench-pix2pix", || {
             let fake = g.forward(&a, Mode::TRAIN)?;
             let loss_d = discriminator_loss(&d, &a, &b, &fake)?;
-            opt_d.step(&loss_d.loss.backward()?, 2e-4, 1.0)?;
+            opt_d.step(&loss_d.loss.backward_releasing()?, 2e-4, 1.0)?;
             let loss_g = generator_loss(&d, &a, &b, &fake, 100.0, None)?;
-            opt_g.step(&loss_g.loss.backward()?, 2e-4, 1.0)?;
+            opt_g.step(&loss_g.loss.backward_releasing()?, 2e-4, 1.0)?;
             Ok(())
         })?;
         let mut out = finish(base.clone(), &times, o.batch, dev);

@@ -177,9 +177,9 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
         let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
         let loss = logits.cross_entropy(&labels, o.label_smoothing)?;
         let grads = if o.fp16 {
-            loss.scale(scaler.scale)?.backward()?
+            loss.scale(scaler.scale)?.backward_releasing()?
         } else {
-            loss.backward()?
+            loss.backward_releasing()?
         };
         let applied = opt.step(&grads, 0.01, scaler.scale)?;
         if o.fp16 {

@@ -134,7 +134,7 @@ pub fn bench_ops(o: &OpsOptions) -> Value {
                             (false, true) => x.batch_norm(&args)?.add(&res)?.relu()?,
                         };
                         if bwd {
-                            y.mul(&dy)?.sum_all()?.backward()?;
+                            y.mul(&dy)?.sum_all()?.backward_releasing()?;
                         }
                         Ok(())
                     })
@@ -171,7 +171,7 @@ pub fn bench_ops(o: &OpsOptions) -> Value {
                 time_op(dev, rep, it, || {
                     let y = x.conv2d(&w, None, Conv2dParams::new(1, 1))?;
                     if bwd {
-                        y.mul(&dy)?.sum_all()?.backward()?;
+                        y.mul(&dy)?.sum_all()?.backward_releasing()?;
                     }
                     Ok(())
                 })
@@ -275,7 +275,7 @@ pub fn bench_ops(o: &OpsOptions) -> Value {
                 } else {
                     logits.cross_entropy(&labels, 0.1)?
                 };
-                loss.backward()?;
+                loss.backward_releasing()?;
                 Ok(())
             })
         })();

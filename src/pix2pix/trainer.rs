@@ -236,7 +236,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
                 );
                 return Err(save_stop(&nets, &run, what));
             }
-            let grads = d_loss.loss.backward()?;
+            let grads = d_loss.loss.backward_releasing()?;
             skipped_steps += usize::from(!nets.opt_d.step(&grads, lr, 1.0)?);
             let g_loss = generator_loss(
                 &nets.d,
@@ -259,7 +259,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
                 );
                 return Err(save_stop(&nets, &run, what));
             }
-            let grads = g_loss.loss.backward()?;
+            let grads = g_loss.loss.backward_releasing()?;
             skipped_steps += usize::from(!nets.opt_g.step(&grads, lr, 1.0)?);
             run.iteration += 1;
             run.batch = b + 1;

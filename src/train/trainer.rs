@@ -510,9 +510,9 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
                 )));
             }
             let grads = if cfg.fp16 {
-                loss.scale(run.scaler.scale)?.backward()?
+                loss.scale(run.scaler.scale)?.backward_releasing()?
             } else {
-                loss.backward()?
+                loss.backward_releasing()?
             };
             let applied = opt.step(&grads, lr, run.scaler.scale)?;
             if cfg.fp16 && !run.scaler.update(applied) {

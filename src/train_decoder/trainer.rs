@@ -413,9 +413,9 @@ pub fn train_decoder(
                 )));
             }
             let grads = if cfg.fp16 {
-                total.scale(run.scaler.scale)?.backward()?
+                total.scale(run.scaler.scale)?.backward_releasing()?
             } else {
-                total.backward()?
+                total.backward_releasing()?
             };
             let applied = opt.step(&grads, lr, run.scaler.scale)?;
             if cfg.fp16 && !run.scaler.update(applied) {
