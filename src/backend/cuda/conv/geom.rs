@@ -155,35 +155,3 @@ impl CuGeom {
         self.ho as usize != g.ho || self.wo as usize != g.wo
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn geometry(n: usize, c: usize, hw: usize) -> Conv2dGeometry {
-        Conv2dGeometry {
-            n,
-            cin: c,
-            h: hw,
-            w: hw,
-            cout: c,
-            kh: 3,
-            kw: 3,
-            ho: hw,
-            wo: hw,
-            stride: (1, 1),
-            padding: (1, 1),
-            dilation: (1, 1),
-            groups: 1,
-        }
-    }
-
-    #[test]
-    fn tensors_of_2_pow_31_elements_are_refused_with_advice() {
-        // 512·64·256² = 2³¹ elements: one over cuDNN's limit; one image fits an int.
-        let err = CuGeom::new("conv2d", &geometry(512, 64, 256)).unwrap_err();
-        assert!(err.to_string().contains("smaller batch"), "{err}");
-        let ok = CuGeom::new("conv2d", &geometry(511, 64, 256)).unwrap();
-        assert_eq!((ok.n, ok.ho, ok.wo), (511, 256, 256));
-    }
-}

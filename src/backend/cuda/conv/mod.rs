@@ -241,6 +241,21 @@ mod tests {
     }
 
     #[test]
+    fn tensors_of_2_pow_31_elements_are_refused_with_advice() {
+        // 512·64·256² = 2³¹ elements: one over cuDNN's limit; one image fits an int.
+        let big = |n| Conv2dGeometry {
+            n,
+            cin: 64,
+            cout: 64,
+            ..geom(256, 3, 1, 1, 1, 256)
+        };
+        let err = CuGeom::new("conv2d", &big(512)).unwrap_err();
+        assert!(err.to_string().contains("smaller batch"), "{err}");
+        let ok = CuGeom::new("conv2d", &big(511)).unwrap();
+        assert_eq!((ok.n, ok.ho, ok.wo), (511, 256, 256));
+    }
+
+    #[test]
     fn plan_keys_separate_kind_dtype_format() {
         let g = geom(15, 3, 2, 1, 1, 8);
         let k = PlanKey::new(&g, DType::F32, Format::Nchw, Kind::Forward);
