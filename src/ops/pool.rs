@@ -25,7 +25,7 @@
 //!   same bytes in both formats and is returned contiguous, its input gradient channels-last.
 
 use super::layout::{to_nchw, to_nhwc};
-use super::{apply1, apply1_in, apply_in};
+use super::{apply1_in, apply_in};
 use crate::backend::CpuKernel;
 use crate::dtype::Float;
 use crate::tensor::MemoryFormat;
@@ -626,48 +626,26 @@ impl Tensor {
         out[r - 2] = 1;
         out[r - 1] = 1;
         let (in_shape, dtype) = (self.shape().clone(), self.dtype());
-        if self.format() == MemoryFormat::ChannelsLast {
-            // Reduced in place on the channels-last storage (no transpose), on every device. The
-            // kernel's `planes` results are [N, C] in both formats, so y is returned contiguous.
-            let c = Some(d[1]);
-            let k = GlobalAvgPool {
-                planes,
-                hw,
-                channels_last: c,
-            };
-            let rows = Shape::new(vec![d[0], d[1]]);
-            let y = apply1_in(MemoryFormat::ChannelsLast, &k, &[self], rows, dtype)?
-                .view_as(Shape::new(out));
-            return Ok(y.track(OP, &[self], move |dy| {
-                let k = GlobalAvgPoolBackward {
-                    planes,
-                    hw,
-                    channels_last: c,
-                };
-                let dy = dy.reshape(vec![planes])?;
-                let dx = apply1_in(
-                    MemoryFormat::ChannelsLast,
-                    &k,
-                    &[&dy],
-                    in_shape.clone(),
-                    dtype,
-                )?;
-                Ok(vec![Some(dx)])
-            }));
-        }
+        // A channels-last input is reduced in place of its storage (no transpose), on every device.
+        // The kernel's `planes` results are [N, C] in both formats, so y is returned contiguous.
+        let format = self.format();
+        let channels_last = (format == MemoryFormat::ChannelsLast).then(|| d[1]);
         let k = GlobalAvgPool {
             planes,
             hw,
-            channels_last: None,
+            channels_last,
         };
-        let y = apply1(&k, &[self], Shape::new(out), dtype)?;
+        let y = apply1_in(format, &k, &[self], Shape::new(vec![planes]), dtype)?
+            .view_as(Shape::new(out));
         Ok(y.track(OP, &[self], move |dy| {
             let k = GlobalAvgPoolBackward {
                 planes,
                 hw,
-                channels_last: None,
+                channels_last,
             };
-            Ok(vec![Some(apply1(&k, &[dy], in_shape.clone(), dtype)?)])
+            let dy = dy.reshape(vec![planes])?;
+            let dx = apply1_in(format, &k, &[&dy], in_shape.clone(), dtype)?;
+            Ok(vec![Some(dx)])
         }))
     }
 }
