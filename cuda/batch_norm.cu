@@ -91,6 +91,21 @@ __device__ __forceinline__ void store_pack(TO *p, i64 off, const A (&in)[V]) {
     *reinterpret_cast<Pack<TO, V> *>(p + off) = pk;
 }
 
+// The gradient reaching batch norm's output at elements [off, off + V): dy, or 0 where the fused ReLU
+// clipped (`relu` and y ≤ 0). y is read only when `relu`.
+template <int V, typename T>
+__device__ __forceinline__ void load_bn_grad(const T *dy, const T *y, i64 off, int relu,
+                                             typename Acc<T>::type (&g)[V]) {
+    load_pack<V>(dy, off, g);
+    if (relu) {
+        typename Acc<T>::type yv[V];
+        load_pack<V>(y, off, yv);
+#pragma unroll
+        for (int i = 0; i < V; ++i)
+            if (yv[i] <= 0) g[i] = 0;
+    }
+}
+
 // Division-free walk over items j = row·len + k advancing by a constant `step`: (row, k) and, when
 // rows are planes n·C + c, the channel c = row mod C.
 struct Cursor {
@@ -305,14 +320,7 @@ __device__ void bn_bwd_reduce_impl(i64 c, i64 hw, i64 items, i64 splits, int rel
                 const i64 off = (cur.row * c + ch) * hw + cur.k * V;
                 A xv[V], g[V];
                 load_pack<V>(x, off, xv);
-                load_pack<V>(dy, off, g);
-                if (relu) {
-                    A yv[V];
-                    load_pack<V>(y, off, yv);
-#pragma unroll
-                    for (int i = 0; i < V; ++i)
-                        if (yv[i] <= A(0)) g[i] = A(0);
-                }
+                load_bn_grad<V>(dy, y, off, relu, g);
 #pragma unroll
                 for (int i = 0; i < V; ++i) {
                     sg += g[i];
@@ -362,14 +370,7 @@ template <int V, int QS, typename T, typename TO, typename A>
 __device__ __forceinline__ void bn_bwd_apply_item(i64 off, int training, int relu, int want_dres, const T *x,
                                                   const T *y, const T *dy, const A *q, TO *dx, TO *dres) {
     A g[V];
-    load_pack<V>(dy, off, g);
-    if (relu) {
-        A yv[V];
-        load_pack<V>(y, off, yv);
-#pragma unroll
-        for (int i = 0; i < V; ++i)
-            if (yv[i] <= A(0)) g[i] = A(0);
-    }
+    load_bn_grad<V>(dy, y, off, relu, g);
     if (want_dres) store_pack<V>(dres, off, g);
     A d[V];
     if (training) {
