@@ -145,15 +145,7 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
         .filter(|(_, p)| p.kind.trainable())
         .map(|(_, p)| p.tensor.numel())
         .sum::<usize>());
-    let mut opt = Sgd::new(
-        params,
-        SgdConfig {
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 5e-5,
-            no_bias_decay: true,
-        },
-    )?;
+    let mut opt = bench_sgd(params)?;
     let mut scaler = if o.fp16 {
         DynamicLossScaler::default()
     } else {
@@ -223,6 +215,20 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// The SGD every bench steps with: the recipe's Nesterov momentum 0.9, weight decay 5e-5 without
+/// decay on biases and BN parameters.
+pub(super) fn bench_sgd(params: Vec<(String, crate::nn::Param)>) -> Result<Sgd> {
+    Sgd::new(
+        params,
+        SgdConfig {
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-5,
+            no_bias_decay: true,
+        },
+    )
 }
 
 /// Times `f` (after 2 warm-up calls) as the median over `repeats` batches of `iters` calls, in ms per

@@ -8,11 +8,10 @@
 //! Invariants: every row has a `status` (`ok` or why not) and never aborts the others; a row's
 //! `bytes` is the minimum its op must read and write (each input once, each output once).
 
-use super::{device_json, failed, time_op};
+use super::{bench_sgd, device_json, failed, time_op};
 use crate::models::{ResNet, ResNetConfig};
 use crate::nn::init::Init;
 use crate::nn::{named_params, ParamKind};
-use crate::optim::{Sgd, SgdConfig};
 use crate::{BatchNormArgs, Conv2dParams, DType, Device, GradStore, MemoryFormat, Result, Tensor};
 use serde_json::{json, Value};
 
@@ -225,15 +224,7 @@ pub fn bench_ops(o: &OpsOptions) -> Value {
             // read p, g, m; write p, m.
             spec.bytes = 5.0 * 4.0 * numel as f64;
             spec.shape = format!("{:.1}M params f32", numel as f64 / 1e6);
-            let mut opt = Sgd::new(
-                params,
-                SgdConfig {
-                    momentum: 0.9,
-                    nesterov: true,
-                    weight_decay: 5e-5,
-                    no_bias_decay: true,
-                },
-            )?;
+            let mut opt = bench_sgd(params)?;
             opt.set_multi_tensor(multi);
             time_op(dev, rep, it, || opt.step(&grads, 0.01, 1.0).map(|_| ()))
         })();
