@@ -148,7 +148,7 @@ main() {
     # CPU-only binaries are CI's and are skipped here unless GPU_CHECK_ALL_TESTS=1.
     local RUN_TESTS=$GPU_OK
     [[ "${GPU_CHECK_CPU_TESTS:-0}" == 1 ]] && RUN_TESTS=1
-    local GPU_TESTS_RE="${GPU_CHECK_TESTS_RE:-^(cuda_vs_cpu.*|fixtures_.*|models_resnet|optim_fixtures|pix2pix_nets|pretrained_weights|stylizer_net)$}"
+    local GPU_TESTS_RE="${GPU_CHECK_TESTS_RE:-^(cuda_vs_cpu.*|cuda_memory|fixtures_.*|models_resnet|optim_fixtures|pix2pix_nets|pretrained_weights|stylizer_net)$}"
     local exe name t rc
     : >"$STATE/tests.tsv"
     local selected=()

@@ -21,7 +21,7 @@ cargo test "${FEATURES[@]}" "$@" 2>&1 | tee "$log" || status=$?
 # cargo arguments narrow the run (then only the first command runs them) or CUDA_SIM=0.
 if [ "${#FEATURES[@]}" -gt 0 ] && [ "$#" -eq 0 ] && [ "${CUDA_SIM:-1}" != 0 ] && ! command -v nvidia-smi >/dev/null 2>&1; then
   SIM_TESTS=()
-  for f in tests/cuda_vs_cpu*.rs tests/fixtures_*.rs tests/models_resnet.rs tests/optim_fixtures.rs \
+  for f in tests/cuda_vs_cpu*.rs tests/cuda_memory.rs tests/fixtures_*.rs tests/models_resnet.rs tests/optim_fixtures.rs \
            tests/pix2pix_nets.rs tests/pretrained_weights.rs tests/stylizer_net.rs; do
     SIM_TESTS+=(--test "$(basename "$f" .rs)")
   done

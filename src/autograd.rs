@@ -6,13 +6,16 @@
 //!
 //! Backward closures run with recording switched off: gradients are plain tensors.
 //!
-//! Memory: a node holds its inputs and its backward closure (which holds the tensors the rule needs),
-//! so everything a loss was computed from stays alive while the loss does. `backward` keeps the graph
-//! (it can be walked again); `backward_releasing` frees each node's inputs and closure as soon as its
-//! gradient has been passed on, as PyTorch does without `retain_graph`, so a training step's
-//! activations are freed during the backward pass instead of after it. Walking a released node again
-//! is `Error::GraphReleased`.
+//! Memory: a node holds handles to its inputs (their ids, shapes and nodes: enough to walk the graph,
+//! none of their storage) and its backward closure, which holds the tensors the rule needs. So, as in
+//! PyTorch, an intermediate that no rule saves (a residual branch's sum, the input of an op whose rule
+//! needs only its output) is freed as soon as the forward pass is done with it. `backward` keeps the
+//! graph (it can be walked again); `backward_releasing` frees each node's closure, and with it the
+//! saved tensors, as soon as its gradient has been passed on, as PyTorch does without
+//! `retain_graph`, so a training step's activations are freed during the backward pass instead of
+//! after it. Walking a released node again is `Error::GraphReleased`.
 
+use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorId};
 use crate::{Error, Result};
 use std::cell::Cell;
@@ -28,9 +31,32 @@ pub struct Node {
     edges: Mutex<Option<Edges>>,
 }
 
+/// What the graph keeps of an op's input: enough to route its gradient and walk on, not its data.
+#[derive(Clone)]
+struct Input {
+    id: TensorId,
+    shape: Shape,
+    is_variable: bool,
+    node: Option<Arc<Node>>,
+}
+
+impl Input {
+    fn of(t: &Tensor) -> Input {
+        Input {
+            id: t.id(),
+            shape: t.shape().clone(),
+            is_variable: t.is_variable(),
+            node: t.0.node.clone(),
+        }
+    }
+    fn requires_grad(&self) -> bool {
+        self.is_variable || self.node.is_some()
+    }
+}
+
 #[derive(Clone)]
 struct Edges {
-    inputs: Vec<Tensor>,
+    inputs: Vec<Input>,
     /// `None` for ops without a backward rule: reaching one during backward is an error naming it.
     backward: Option<Arc<BackwardFn>>,
 }
@@ -40,14 +66,14 @@ impl Node {
         Node {
             name,
             edges: Mutex::new(Some(Edges {
-                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                inputs: inputs.iter().map(|t| Input::of(t)).collect(),
                 backward,
             })),
         }
     }
 
     /// The inputs (empty once released).
-    fn inputs(&self) -> Vec<Tensor> {
+    fn inputs(&self) -> Vec<Input> {
         let edges = self.edges.lock().unwrap_or_else(|p| p.into_inner());
         edges.as_ref().map(|e| e.inputs.clone()).unwrap_or_default()
     }
@@ -133,21 +159,21 @@ impl Tensor {
         if self.numel() != 1 {
             return Err(Error::BackwardNotScalar(self.shape().clone()));
         }
-        let mut order = topological_order(self);
+        let mut order = topological_order(Input::of(self));
         let _guard = NoGradGuard::new();
         let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
         pending.insert(self.id(), self.ones_like()?);
         let mut store = GradStore::default();
         // Consumed from the output back, so a releasing pass holds no tensor it has finished with.
         while let Some(t) = order.pop() {
-            let Some(grad) = pending.remove(&t.id()) else {
+            let Some(grad) = pending.remove(&t.id) else {
                 continue;
             };
-            if t.is_variable() {
-                store.accumulate(t.id(), grad)?;
+            if t.is_variable {
+                store.accumulate(t.id, grad)?;
                 continue;
             }
-            let Some(node) = t.node() else { continue };
+            let Some(node) = t.node else { continue };
             let Edges { inputs, backward } = node.edges(release)?;
             let rule = backward.as_ref().ok_or(Error::NoBackward(node.name))?;
             let grads = rule(&grad)?;
@@ -166,17 +192,17 @@ impl Tensor {
                 if !input.requires_grad() {
                     continue;
                 }
-                if g.shape() != input.shape() {
+                if g.shape() != &input.shape {
                     return Err(Error::shape(
                         node.name,
-                        input.shape(),
+                        &input.shape,
                         g.shape(),
                         "backward produced a gradient of the wrong shape",
                     ));
                 }
-                match pending.remove(&input.id()) {
-                    Some(acc) => pending.insert(input.id(), acc.add(&g)?),
-                    None => pending.insert(input.id(), g),
+                match pending.remove(&input.id) {
+                    Some(acc) => pending.insert(input.id, acc.add(&g)?),
+                    None => pending.insert(input.id, g),
                 };
             }
         }
@@ -184,26 +210,25 @@ impl Tensor {
     }
 }
 
-/// Tensors that require grad and lead to `root`, each after all of its inputs.
-fn topological_order(root: &Tensor) -> Vec<Tensor> {
+/// Handles of the tensors that require grad and lead to `root`, each after all of its inputs.
+fn topological_order(root: Input) -> Vec<Input> {
     let mut order = Vec::new();
     let mut seen: HashSet<TensorId> = HashSet::new();
     // Iterative post-order DFS: (tensor, inputs already pushed?)
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    let mut stack: Vec<(Input, bool)> = vec![(root, false)];
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
             order.push(t);
             continue;
         }
-        if !seen.insert(t.id()) {
+        if !seen.insert(t.id) {
             continue;
         }
-        stack.push((t.clone(), true));
-        if let Some(node) = t.node() {
-            for input in node.inputs().iter().rev() {
-                if input.requires_grad() && !seen.contains(&input.id()) {
-                    stack.push((input.clone(), false));
-                }
+        let inputs = t.node.as_ref().map(|n| n.inputs()).unwrap_or_default();
+        stack.push((t, true));
+        for input in inputs.into_iter().rev() {
+            if input.requires_grad() && !seen.contains(&input.id) {
+                stack.push((input, false));
             }
         }
     }
@@ -252,20 +277,29 @@ impl GradStore {
 #[cfg(test)]
 mod tests {
     use crate::{DType, Device, Error, Tensor};
-    use std::sync::{Arc, Weak};
+    use std::sync::{Arc, RwLock, Weak};
 
-    /// x (a leaf), a chain of `layers` tanh's that each save their output, a diamond at the end
-    /// (h·h + exp(h)), the scalar sum; returns (loss, weak handles to every intermediate's storage).
-    fn graph(x: &Tensor, layers: usize) -> (Tensor, Vec<Weak<impl Sized>>) {
+    type WeakStorage = Weak<RwLock<crate::backend::Storage>>;
+
+    /// x (a leaf), a chain of `layers` (scale by 2, tanh) — tanh saves its output, the affine map
+    /// nothing —, a diamond at the end (h·h + exp(h)), the scalar sum. Returns (loss, weak handles to
+    /// the storages some backward rule saves, weak handles to those no rule saves).
+    fn graph(x: &Tensor, layers: usize) -> (Tensor, Vec<WeakStorage>, Vec<WeakStorage>) {
         let mut h = x.clone();
-        let mut weak = Vec::new();
+        let (mut saved, mut unsaved) = (Vec::new(), Vec::new());
         for _ in 0..layers {
-            h = h.tanh().unwrap();
-            weak.push(Arc::downgrade(&h.0.storage));
+            let scaled = h.scale(2.0).unwrap();
+            unsaved.push(Arc::downgrade(&scaled.0.storage));
+            h = scaled.tanh().unwrap();
+            saved.push(Arc::downgrade(&h.0.storage));
         }
-        let d = h.mul(&h).unwrap().add(&h.exp().unwrap()).unwrap();
-        weak.push(Arc::downgrade(&d.0.storage));
-        (d.sum_all().unwrap(), weak)
+        let square = h.mul(&h).unwrap();
+        let e = h.exp().unwrap();
+        saved.push(Arc::downgrade(&e.0.storage));
+        let d = square.add(&e).unwrap();
+        unsaved.push(Arc::downgrade(&square.0.storage));
+        unsaved.push(Arc::downgrade(&d.0.storage));
+        (d.sum_all().unwrap(), saved, unsaved)
     }
 
     fn leaf() -> Tensor {
@@ -277,15 +311,27 @@ mod tests {
     #[test]
     fn releasing_backward_gives_the_same_gradients_and_frees_the_graph() {
         let x = leaf();
-        let (loss, weak) = graph(&x, 4);
+        let (loss, saved, unsaved) = graph(&x, 4);
+        // The graph holds only what its rules saved (PyTorch's rule): an intermediate that was only
+        // an op's input is freed once the forward pass drops it.
+        let counts = |w: &[WeakStorage]| w.iter().map(|w| w.strong_count()).collect::<Vec<_>>();
+        assert!(
+            unsaved.iter().all(|w| w.strong_count() == 0),
+            "{:?}",
+            counts(&unsaved)
+        );
         let kept = loss.backward().unwrap();
-        // The graph is kept: every intermediate is alive while the loss is, and can be walked again.
-        assert!(weak.iter().all(|w| w.strong_count() > 0));
+        // The graph is kept: what the rules saved is alive while the loss is, and can be walked again.
+        assert!(
+            saved.iter().all(|w| w.strong_count() > 0),
+            "{:?}",
+            counts(&saved)
+        );
         let again = loss.backward().unwrap();
         let want = kept.get(&x).unwrap().to_vec_f64().unwrap();
         assert_eq!(again.get(&x).unwrap().to_vec_f64().unwrap(), want);
 
-        let (loss, weak) = graph(&x, 4);
+        let (loss, weak, _) = graph(&x, 4);
         let released = loss.backward_releasing().unwrap();
         assert_eq!(released.get(&x).unwrap().to_vec_f64().unwrap(), want);
         // Every intermediate's storage is gone though the loss is still held.

@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     pub(crate) dtype: DType,
     pub(crate) device: Device,
     pub(crate) format: MemoryFormat,
-    pub(crate) node: Option<Node>,
+    pub(crate) node: Option<Arc<Node>>,
     pub(crate) is_variable: bool,
 }
 
@@ -226,9 +226,6 @@ impl Tensor {
             .write()
             .expect("tensor storage lock poisoned")
     }
-    pub(crate) fn node(&self) -> Option<&Node> {
-        self.0.node.as_ref()
-    }
     /// True for leaves created with `var()` (parameters, inputs under a gradient check).
     pub fn is_variable(&self) -> bool {
         self.0.is_variable
@@ -270,9 +267,9 @@ impl Tensor {
     }
     /// Same storage with a recorded node (used by ops).
     pub(crate) fn with_node(&self, node: Node) -> Tensor {
-        self.rewrap(Some(node), false)
+        self.rewrap(Some(Arc::new(node)), false)
     }
-    fn rewrap(&self, node: Option<Node>, is_variable: bool) -> Tensor {
+    fn rewrap(&self, node: Option<Arc<Node>>, is_variable: bool) -> Tensor {
         Tensor(Arc::new(Inner {
             id: TensorId::fresh(),
             storage: self.0.storage.clone(),

@@ -161,6 +161,11 @@ def main():
     rows.append([f"train_step.{model} peak memory", "", f"{om / 2**30:.2f} GiB" if om else "—",
                  f"{bm / 2**30:.2f} GiB" if bm else "—", f"{om / bm:.2f}×" if (om and bm) else "—",
                  "—", "—", "ours: pool high-water; torch: max_memory_allocated"])
+    of = estep.get("forward_live_bytes") if estep.get("status") == "ok" else None
+    bf = tcl.get("forward_live_bytes") if tcl else None
+    rows.append([f"train_step.{model} memory after forward", "", f"{of / 2**30:.2f} GiB" if of else "—",
+                 f"{bf / 2**30:.2f} GiB" if bf else "—", f"{of / bf:.2f}×" if (of and bf) else "—",
+                 "—", "—", "weights, optimiser state, input and the graph; estimate: docs/memory-estimate.md"])
 
     # Ops, joined on name.
     eops_rows = eops.get("ops", []) or []

@@ -103,6 +103,22 @@ impl UnaryOp {
             UnaryOp::Powf(p) => T::c(p) * x.powf(T::c(p - 1.0)),
         }
     }
+
+    /// Whether `derivative` reads (x, y); backward saves only those.
+    fn derivative_reads(self) -> (bool, bool) {
+        match self {
+            UnaryOp::Relu
+            | UnaryOp::LeakyRelu(_)
+            | UnaryOp::Log
+            | UnaryOp::Abs
+            | UnaryOp::Square
+            | UnaryOp::Powf(_) => (true, false),
+            UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Recip => {
+                (false, true)
+            }
+            UnaryOp::Affine { .. } => (false, false),
+        }
+    }
 }
 
 /// y = f(x).
@@ -158,14 +174,19 @@ impl Tensor {
             self.shape().clone(),
             self.dtype(),
         )?;
-        let (x, y_saved) = (self.detach(), y.clone());
+        // Save only what the derivative reads (PyTorch's rule: tanh keeps its output, relu its
+        // input, an affine map nothing); the kernel's unread operand is `dy`, of the same size.
+        let (reads_x, reads_y) = op.derivative_reads();
+        let x = reads_x.then(|| self.detach());
+        let y_saved = reads_y.then(|| y.clone());
+        let shape = self.shape().clone();
         Ok(y.track(op.name(), &[self], move |dy| {
             let dx = apply1_in(
                 format,
                 &UnaryBackward(op),
-                &[&x, &y_saved, dy],
-                x.shape().clone(),
-                x.dtype(),
+                &[x.as_ref().unwrap_or(dy), y_saved.as_ref().unwrap_or(dy), dy],
+                shape.clone(),
+                dy.dtype(),
             )?;
             Ok(vec![Some(dx)])
         }))
@@ -363,21 +384,40 @@ impl Tensor {
             MemoryFormat::Contiguous
         };
         let y = apply1_in(format, &kernel, &[self, rhs], out_shape, self.dtype())?;
-        let (a, b) = (self.detach(), rhs.detach());
         let (need_a, need_b) = (self.requires_grad(), rhs.requires_grad());
+        // Save an operand only when a gradient reads it (a sum saves neither), as PyTorch does.
+        let keep_a = need_b && matches!(op, BinaryOp::Mul | BinaryOp::Div);
+        let keep_b = matches!(op, BinaryOp::Div) || (need_a && op == BinaryOp::Mul);
+        let a = keep_a.then(|| self.detach());
+        let b = keep_b.then(|| rhs.detach());
+        let (a_shape, b_shape) = (self.shape().clone(), rhs.shape().clone());
         Ok(y.track(op.name(), &[self, rhs], move |dy| {
+            let saved = |t: &Option<Tensor>| {
+                t.clone().ok_or_else(|| {
+                    crate::Error::bad(op.name(), "backward needs an operand it did not save")
+                })
+            };
             let (ga, gb) = match op {
                 BinaryOp::Add => (dy.clone(), dy.clone()),
                 BinaryOp::Sub => (dy.clone(), dy.neg()?),
                 BinaryOp::Mul => {
-                    let ga = if need_a { dy.mul(&b)? } else { dy.clone() };
-                    let gb = if need_b { dy.mul(&a)? } else { dy.clone() };
+                    let ga = if need_a {
+                        dy.mul(&saved(&b)?)?
+                    } else {
+                        dy.clone()
+                    };
+                    let gb = if need_b {
+                        dy.mul(&saved(&a)?)?
+                    } else {
+                        dy.clone()
+                    };
                     (ga, gb)
                 }
                 BinaryOp::Div => {
+                    let b = saved(&b)?;
                     let ga = dy.div(&b)?;
                     let gb = if need_b {
-                        ga.mul(&a)?.div(&b)?.neg()?
+                        ga.mul(&saved(&a)?)?.div(&b)?.neg()?
                     } else {
                         dy.clone()
                     };
@@ -386,12 +426,12 @@ impl Tensor {
             };
             Ok(vec![
                 if need_a {
-                    Some(ga.sum_to(a.shape())?)
+                    Some(ga.sum_to(&a_shape)?)
                 } else {
                     None
                 },
                 if need_b {
-                    Some(gb.sum_to(b.shape())?)
+                    Some(gb.sum_to(&b_shape)?)
                 } else {
                     None
                 },

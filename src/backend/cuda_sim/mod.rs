@@ -96,12 +96,37 @@ pub struct CudaStorage {
     len: usize,
 }
 
-/// The live buffers' guard zones (address of the payload → payload bytes), checked after each
-/// launch. Entries are added at allocation and removed on drop.
-static LIVE: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
+/// The live buffers: their guard zones (address of the payload → payload bytes), checked after each
+/// launch, and the memory accounting a CUDA pool would report. Entries are added at allocation and
+/// removed on drop; `used` is always the sum of the entries' bytes, `high` its maximum since the last
+/// `reset_peak_memory`.
+struct Live {
+    buffers: BTreeMap<usize, usize>,
+    used: u64,
+    high: u64,
+}
 
-fn live() -> std::sync::MutexGuard<'static, BTreeMap<usize, usize>> {
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    buffers: BTreeMap::new(),
+    used: 0,
+    high: 0,
+});
+
+fn live() -> std::sync::MutexGuard<'static, Live> {
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Live {
+    fn add(&mut self, addr: usize, bytes: usize) {
+        self.buffers.insert(addr, bytes);
+        self.used += bytes as u64;
+        self.high = self.high.max(self.used);
+    }
+    fn remove(&mut self, addr: usize) {
+        if let Some(bytes) = self.buffers.remove(&addr) {
+            self.used -= bytes as u64;
+        }
+    }
 }
 
 impl CudaStorage {
@@ -115,7 +140,7 @@ impl CudaStorage {
         all.fill(GUARD_BYTE);
         all[GUARD_WORDS * 16..GUARD_WORDS * 16 + bytes].fill(fill);
         let s = CudaStorage { words, dtype, len };
-        live().insert(s.addr(), bytes);
+        live().add(s.addr(), bytes);
         Ok(s)
     }
     fn addr(&self) -> usize {
@@ -207,13 +232,13 @@ impl CudaStorage {
 
 impl Drop for CudaStorage {
     fn drop(&mut self) {
-        live().remove(&self.addr());
+        live().remove(self.addr());
     }
 }
 
 /// Checks every live buffer's guard zones; Err names the first one written over.
 fn check_all_guards(kernel: &str) -> Result<()> {
-    for (&addr, &bytes) in live().iter() {
+    for (&addr, &bytes) in live().buffers.iter() {
         let front = GUARD_WORDS * 16;
         let back_start = addr + bytes;
         let back_end = addr + bytes.div_ceil(16).max(1) * 16 + GUARD_WORDS * 16;
@@ -375,17 +400,27 @@ pub fn synchronize(ordinal: usize) -> Result<()> {
     ensure_device(ordinal)
 }
 
-/// A report naming the simulation (memory figures are 0: there is no pool).
+/// A report naming the simulation, with the bytes of live buffers now and at their high-water mark
+/// (payload bytes, as the pool counts a CUDA allocation's; the simulated device reserves nothing
+/// beyond them, so the reserved mark is the used one, and total/free are 0). What it leaves out of
+/// a GPU's figure: cuDNN workspaces (the convolution stand-in needs none), pool rounding.
 pub fn device_report(ordinal: usize) -> Result<super::CudaDeviceReport> {
     ensure_device(ordinal)?;
+    let l = live();
     Ok(super::CudaDeviceReport {
         name: format!("simulated CUDA device (cuda-sim, {SIM_SMS} SMs, kernels in the emulator)"),
         compute_capability: "emulated".to_string(),
+        pool_used_bytes: l.used,
+        pool_used_high_bytes: l.high,
+        pool_reserved_high_bytes: l.high,
         ..Default::default()
     })
 }
 
-/// No pool, nothing to reset.
+/// Sets the high-water mark to the bytes live now (as the driver does for a pool).
 pub fn reset_peak_memory(ordinal: usize) -> Result<()> {
-    ensure_device(ordinal)
+    ensure_device(ordinal)?;
+    let mut l = live();
+    l.high = l.used;
+    Ok(())
 }

@@ -420,7 +420,10 @@ impl Tensor {
             add_residual: residual.is_some(),
         };
         let x = self.detach();
-        let y_saved = y.clone();
+        // The rule reads y only for the ReLU mask. Without the ReLU, x stands in (unread), so a
+        // plain batch norm's output (e.g. a downsample shortcut) is not kept alive for backward:
+        // PyTorch's batch norm saves its input only.
+        let y_saved = if relu { y.clone() } else { x.clone() };
         let res_dtype = residual.map(|r| r.dtype());
         Ok(y.track(op, &tracked, move |dy| {
             let mut specs = vec![
