@@ -43,6 +43,23 @@ pub enum Error {
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),
 
+    #[error(
+        "{device}: out of memory allocating {} (the engine has {} in use; the device has {} free of \
+         {}). Lower the batch size (--batch-size; --batch for the benchmarks) or the image size, \
+         train with --fp16 --channels-last, or stop other processes using the GPU (see nvidia-smi)",
+        fmt_bytes(*requested),
+        fmt_bytes(*in_use),
+        fmt_bytes(*free),
+        fmt_bytes(*total)
+    )]
+    OutOfMemory {
+        device: String,
+        requested: u64,
+        in_use: u64,
+        free: u64,
+        total: u64,
+    },
+
     #[error("op `{op}` is not implemented on {device}")]
     NotImplemented { op: &'static str, device: String },
 
@@ -84,4 +101,56 @@ macro_rules! bail {
     ($op:expr, $($arg:tt)*) => {
         return Err($crate::Error::BadArgument { op: $op, msg: format!($($arg)*) })
     };
+}
+
+/// `bytes` in the largest binary unit that keeps the number at or above 1 (B, KiB, MiB, GiB, TiB).
+pub fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{fmt_bytes, Error};
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(fmt_bytes(0), "0 B");
+        assert_eq!(fmt_bytes(1023), "1023 B");
+        assert_eq!(fmt_bytes(1536), "1.50 KiB");
+        assert_eq!(fmt_bytes(3 << 30), "3.00 GiB");
+        assert_eq!(fmt_bytes(5 << 40), "5.00 TiB");
+        assert_eq!(fmt_bytes(u64::MAX), "16777216.00 TiB");
+    }
+
+    #[test]
+    fn out_of_memory_says_what_to_do() {
+        let e = Error::OutOfMemory {
+            device: "cuda:0".into(),
+            requested: 2 << 30,
+            in_use: 70 << 30,
+            free: 1 << 29,
+            total: 80 << 30,
+        };
+        let m = e.to_string();
+        for part in [
+            "cuda:0: out of memory allocating 2.00 GiB",
+            "70.00 GiB in use",
+            "512.00 MiB free of 80.00 GiB",
+            "--batch-size",
+            "--fp16",
+        ] {
+            assert!(m.contains(part), "{m:?} lacks {part:?}");
+        }
+    }
 }

@@ -12,14 +12,17 @@
 //! - the autograd graph of a ResNet-50 training forward pass (f32, NCHW, the fixture's batch and size)
 //!   holds no more bytes than PyTorch's does for the same network and step: an op that keeps a tensor
 //!   its backward rule never reads (a residual branch, an op's input where the rule needs its output)
-//!   fails this.
+//!   fails this;
+//! - an allocation larger than the device is `Error::OutOfMemory`, whose message says what to do,
+//!   and the device works on afterwards.
 
 use engine::backend::{cuda_device_report, cuda_reset_peak_memory, cuda_synchronize};
 use engine::models::{ResNet, ResNetConfig};
 use engine::nn::init::Init;
 use engine::nn::{Mode, Module};
+use engine::shape::Shape;
 use engine::testing::{cuda_device, fixtures_dir};
-use engine::{DType, Device, Tensor};
+use engine::{DType, Device, Error, Tensor};
 
 /// Slack on a single allocation's accounting: the CUDA pool rounds sizes up to its granularity.
 const POOL_ROUNDING: u64 = 2 << 20;
@@ -135,6 +138,29 @@ fn graph_holds_no_more_than_pytorch(dev: Device, ordinal: usize) {
     }
 }
 
+/// A 1 TiB tensor (more than any GPU has, and than the simulated device's 80 GiB) is
+/// `Error::OutOfMemory` with advice, and the device works on afterwards.
+fn out_of_memory_is_a_clear_error(dev: Device) {
+    let huge = Shape::new(vec![1 << 38]);
+    let one = Tensor::scalar(1.0, DType::F32, dev).unwrap();
+    match one.broadcast_to(&huge) {
+        Err(e @ Error::OutOfMemory { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("out of memory allocating 1.00 TiB"), "{m}");
+            assert!(m.contains("--batch-size"), "{m}");
+        }
+        Err(e) => panic!("a 1 TiB allocation failed with another error: {e}"),
+        Ok(_) => panic!("a 1 TiB allocation succeeded"),
+    }
+    let x = Tensor::randn([64], 0.0, 1.0, 9, DType::F32, dev).unwrap();
+    let want: f64 = x.to_vec_f64().unwrap().iter().sum();
+    let got = x.sum_all().unwrap().to_scalar().unwrap();
+    assert!(
+        (got - want).abs() < 1e-4,
+        "after the failed allocation: sum {got}, want {want}"
+    );
+}
+
 #[test]
 fn pool_figures_and_graph_memory_against_pytorch() {
     let Some(dev) = cuda_device() else { return };
@@ -143,4 +169,5 @@ fn pool_figures_and_graph_memory_against_pytorch() {
     };
     pool_accounting(dev, ordinal);
     graph_holds_no_more_than_pytorch(dev, ordinal);
+    out_of_memory_is_a_clear_error(dev);
 }

@@ -213,3 +213,61 @@ fn gpu_check_commands_run_on_cuda() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `engine train` on a device too small for it (the simulated device capped by
+/// `ENGINE_SIM_MEMORY_BYTES`) fails with the out-of-memory advice, not a driver code. Only on the
+/// simulated device: a GPU's memory cannot be capped for one process.
+#[test]
+fn train_out_of_memory_says_what_to_do() {
+    let Some(engine::Device::Cuda(i)) = cuda_device() else {
+        return;
+    };
+    if !engine::backend::cuda_device_report(i)
+        .expect("device report")
+        .name
+        .contains("simulated")
+    {
+        eprintln!("skipped: the memory cap exists on the simulated device only");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("engine-cuda-oom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let data = test_data();
+    let data = data.to_str().expect("a UTF-8 path");
+    let run = engine()
+        .env("ENGINE_SIM_MEMORY_BYTES", "4000000")
+        .args([
+            "train",
+            "--device",
+            "cuda",
+            "--data-format",
+            "folder",
+            "--train-dir",
+            data,
+            "--val-dir",
+            data,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--depth",
+            "18",
+            "--width",
+            "8",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("run engine train");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "train fit in 4 MB: {stderr}");
+    for part in [
+        "out of memory allocating",
+        "--batch-size",
+        "--fp16 --channels-last",
+    ] {
+        assert!(stderr.contains(part), "stderr lacks {part:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

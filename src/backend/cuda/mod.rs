@@ -408,7 +408,7 @@ impl Gpu {
             .ok_or_else(|| Error::Msg(format!("cuda: {len} × {dtype} overflows")))?;
         // SAFETY: the memory is uninitialised; every launcher writes all `len` elements before the
         // storage is read, and `to_cpu`/`try_clone` only read the first `len` elements.
-        let mut buf = unsafe { self.stream.alloc::<u8>(bytes.max(1)) }.cu("alloc")?;
+        let mut buf = unsafe { self.alloc_bytes(bytes.max(1), "alloc")? };
         if poison_outputs() {
             // Fill with 0xFF bytes (NaN in every float type) so a launcher that misses an element
             // shows up as NaN in the tests instead of as stale memory that happens to be right.
@@ -427,6 +427,36 @@ impl Gpu {
             len,
             ordinal: self.ordinal,
         })
+    }
+
+    /// `bytes` uninitialised bytes from the stream-ordered pool. When the driver reports out of
+    /// memory, waits for the stream (so frees queued behind running work complete) and tries once
+    /// more, as PyTorch's allocator retries after freeing its cache; a second failure is
+    /// `Error::OutOfMemory` with the pool's and the device's figures.
+    ///
+    /// # Safety
+    /// The bytes are uninitialised: the caller writes them before anything reads them.
+    pub(crate) unsafe fn alloc_bytes(&self, bytes: usize, what: &str) -> Result<CudaSlice<u8>> {
+        use cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY;
+        // SAFETY (both calls): the caller's contract.
+        match unsafe { self.stream.alloc::<u8>(bytes) } {
+            Err(DriverError(CUDA_ERROR_OUT_OF_MEMORY)) => {}
+            other => return other.cu(what),
+        }
+        self.stream.synchronize().cu(what)?;
+        match unsafe { self.stream.alloc::<u8>(bytes) } {
+            Err(DriverError(CUDA_ERROR_OUT_OF_MEMORY)) => {
+                let r = device_report(self.ordinal).unwrap_or_default();
+                Err(Error::OutOfMemory {
+                    device: format!("cuda:{} ({})", self.ordinal, r.name),
+                    requested: bytes as u64,
+                    in_use: r.pool_used_bytes,
+                    free: r.free_bytes,
+                    total: r.total_bytes,
+                })
+            }
+            other => other.cu(what),
+        }
     }
 
     /// A copy of the first `bytes` bytes of `src` into `dst` (same device), ordered on the stream.

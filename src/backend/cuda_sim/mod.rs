@@ -96,6 +96,19 @@ pub struct CudaStorage {
     len: usize,
 }
 
+/// The simulated device's memory: `ENGINE_SIM_MEMORY_BYTES`, else 80 GiB (an A100's or H100's). An
+/// allocation that would take the live buffers past it is `Error::OutOfMemory`, as on a GPU (no host
+/// memory is touched for it).
+fn capacity_bytes() -> u64 {
+    static CAP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("ENGINE_SIM_MEMORY_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(80 << 30)
+    })
+}
+
 /// The live buffers: their guard zones (address of the payload → payload bytes), checked after each
 /// launch, and the memory accounting a CUDA pool would report. Entries are added at allocation and
 /// removed on drop; `used` is always the sum of the entries' bytes, `high` its maximum since the last
@@ -134,6 +147,17 @@ impl CudaStorage {
         let bytes = len
             .checked_mul(dtype.size_in_bytes())
             .ok_or_else(|| Error::Msg(format!("cuda-sim: {len} × {dtype} overflows")))?;
+        let in_use = live().used;
+        let total = capacity_bytes();
+        if in_use.saturating_add(bytes as u64) > total {
+            return Err(Error::OutOfMemory {
+                device: "cuda:0 (simulated)".to_string(),
+                requested: bytes as u64,
+                in_use,
+                free: total.saturating_sub(in_use),
+                total,
+            });
+        }
         let payload_words = bytes.div_ceil(16).max(1);
         let mut words = vec![0u128; payload_words + 2 * GUARD_WORDS];
         let all = bytemuck::cast_slice_mut::<u128, u8>(&mut words);
@@ -402,18 +426,19 @@ pub fn synchronize(ordinal: usize) -> Result<()> {
 
 /// A report naming the simulation, with the bytes of live buffers now and at their high-water mark
 /// (payload bytes, as the pool counts a CUDA allocation's; the simulated device reserves nothing
-/// beyond them, so the reserved mark is the used one, and total/free are 0). What it leaves out of
-/// a GPU's figure: cuDNN workspaces (the convolution stand-in needs none), pool rounding.
+/// beyond them, so the reserved mark is the used one) and its capacity as total. What it leaves out
+/// of a GPU's figure: cuDNN workspaces (the convolution stand-in needs none), pool rounding.
 pub fn device_report(ordinal: usize) -> Result<super::CudaDeviceReport> {
     ensure_device(ordinal)?;
     let l = live();
     Ok(super::CudaDeviceReport {
         name: format!("simulated CUDA device (cuda-sim, {SIM_SMS} SMs, kernels in the emulator)"),
         compute_capability: "emulated".to_string(),
+        total_bytes: capacity_bytes(),
+        free_bytes: capacity_bytes().saturating_sub(l.used),
         pool_used_bytes: l.used,
         pool_used_high_bytes: l.high,
         pool_reserved_high_bytes: l.high,
-        ..Default::default()
     })
 }
 

@@ -664,7 +664,7 @@ pub(super) fn ensure_workspace(g: &Gpu, ws: &mut Option<CudaSlice<u8>>, need: us
     *ws = None; // free the old buffer first (stream-ordered) so the pool can reuse it
     let size = need.div_ceil(1 << 20) * (1 << 20);
     // SAFETY: uninitialised scratch, only ever used as cuDNN workspace.
-    *ws = Some(unsafe { g.stream.alloc::<u8>(size) }.cu("cuDNN workspace")?);
+    *ws = Some(unsafe { g.alloc_bytes(size, "cuDNN workspace")? });
     WORKSPACE_GROWS.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
