@@ -60,6 +60,38 @@ fn losses(v: &Value) -> Vec<f64> {
         .collect()
 }
 
+/// `engine train` on CUDA for one epoch of tests/data's photos (two class folders) with a width-8
+/// ResNet-18, batch 4, writing to `out`; callers add flags.
+fn small_train(out: &std::path::Path) -> Command {
+    let data = test_data();
+    let mut c = engine();
+    c.args([
+        "train",
+        "--device",
+        "cuda",
+        "--data-format",
+        "folder",
+        "--train-dir",
+    ])
+    .arg(&data)
+    .arg("--val-dir")
+    .arg(&data)
+    .args([
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--depth",
+        "18",
+        "--width",
+        "8",
+    ])
+    .arg("--quiet")
+    .arg("--out")
+    .arg(out);
+    c
+}
+
 /// A bench's timed calls made no f32 copy of an f16 tensor (`widened_f16_elements` is `{}`).
 fn no_widening(what: &str, v: &Value) {
     let w = &v["widened_f16_elements"];
@@ -177,34 +209,8 @@ fn gpu_check_commands_run_on_cuda() {
 
     let out = std::env::temp_dir().join(format!("engine-cuda-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let data = test_data();
-    let data = data.to_str().expect("a UTF-8 path");
-    let status = engine()
-        .args([
-            "train",
-            "--recipe",
-            "reproduction-2019",
-            "--fp16",
-            "--device",
-            "cuda",
-            "--data-format",
-            "folder",
-            "--train-dir",
-            data,
-            "--val-dir",
-            data,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--depth",
-            "18",
-            "--width",
-            "8",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&out)
+    let status = small_train(&out)
+        .args(["--recipe", "reproduction-2019", "--fp16"])
         .status()
         .expect("run engine train");
     assert!(status.success(), "engine train --fp16 --device cuda failed");
@@ -232,32 +238,8 @@ fn train_out_of_memory_says_what_to_do() {
     }
     let out = std::env::temp_dir().join(format!("engine-cuda-oom-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let data = test_data();
-    let data = data.to_str().expect("a UTF-8 path");
-    let run = engine()
+    let run = small_train(&out)
         .env("ENGINE_SIM_MEMORY_BYTES", "4000000")
-        .args([
-            "train",
-            "--device",
-            "cuda",
-            "--data-format",
-            "folder",
-            "--train-dir",
-            data,
-            "--val-dir",
-            data,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--depth",
-            "18",
-            "--width",
-            "8",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&out)
         .output()
         .expect("run engine train");
     let stderr = String::from_utf8_lossy(&run.stderr);
