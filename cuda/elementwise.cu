@@ -67,7 +67,7 @@ __device__ __forceinline__ A unary_fwd(int op, A x, A p0, A p1) {
 template <typename A>
 __device__ __forceinline__ A unary_deriv(int op, A x, A y, A p0, A pm1) {
     switch (op) {
-    case U_RELU: return x > A(0) ? A(1) : A(0);
+    case U_RELU: return y > A(0) ? A(1) : A(0);  // from the output, as the CPU twin
     case U_LEAKY_RELU: return x > A(0) ? A(1) : p0;
     case U_TANH: return A(1) - y * y;
     case U_SIGMOID: return y * (A(1) - y);

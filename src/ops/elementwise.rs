@@ -77,8 +77,10 @@ impl UnaryOp {
     #[inline(always)]
     fn derivative<T: Float>(self, x: T, y: T) -> T {
         match self {
+            // From the output, as PyTorch's `threshold_backward(grad, result, 0)`: y > 0 exactly when
+            // x > 0 (NaN gives 0 both ways), and the output is what the next op saves anyway.
             UnaryOp::Relu => {
-                if x > T::zero() {
+                if y > T::zero() {
                     T::one()
                 } else {
                     T::zero()
@@ -107,15 +109,17 @@ impl UnaryOp {
     /// Whether `derivative` reads (x, y); backward saves only those.
     fn derivative_reads(self) -> (bool, bool) {
         match self {
-            UnaryOp::Relu
-            | UnaryOp::LeakyRelu(_)
+            UnaryOp::LeakyRelu(_)
             | UnaryOp::Log
             | UnaryOp::Abs
             | UnaryOp::Square
             | UnaryOp::Powf(_) => (true, false),
-            UnaryOp::Tanh | UnaryOp::Sigmoid | UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Recip => {
-                (false, true)
-            }
+            UnaryOp::Relu
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Exp
+            | UnaryOp::Sqrt
+            | UnaryOp::Recip => (false, true),
             UnaryOp::Affine { .. } => (false, false),
         }
     }
@@ -174,19 +178,20 @@ impl Tensor {
             self.shape().clone(),
             self.dtype(),
         )?;
-        // Save only what the derivative reads (PyTorch's rule: tanh keeps its output, relu its
-        // input, an affine map nothing); the kernel's unread operand is `dy`, of the same size.
+        // Save only what the derivative reads (PyTorch's rule: relu and tanh keep their output,
+        // log its input, an affine map nothing); the kernel's unread operand is `dy`, of the same
+        // size.
         let (reads_x, reads_y) = op.derivative_reads();
         let x = reads_x.then(|| self.detach());
         let y_saved = reads_y.then(|| y.clone());
-        let shape = self.shape().clone();
+        let (shape, dtype) = (self.shape().clone(), self.dtype());
         Ok(y.track(op.name(), &[self], move |dy| {
             let dx = apply1_in(
                 format,
                 &UnaryBackward(op),
                 &[x.as_ref().unwrap_or(dy), y_saved.as_ref().unwrap_or(dy), dy],
                 shape.clone(),
-                dy.dtype(),
+                dtype,
             )?;
             Ok(vec![Some(dx)])
         }))

@@ -430,8 +430,9 @@ impl Gpu {
     }
 
     /// `bytes` uninitialised bytes from the stream-ordered pool. When the driver reports out of
-    /// memory, waits for the stream (so frees queued behind running work complete) and tries once
-    /// more, as PyTorch's allocator retries after freeing its cache; a second failure is
+    /// memory, waits for the stream, hands the pool's unused reserve back to the driver (a request
+    /// too big for the pool's free fragments then gets fresh memory) and tries once more, as
+    /// PyTorch's allocator retries after emptying its cache; a second failure is
     /// `Error::OutOfMemory` with the pool's and the device's figures.
     ///
     /// # Safety
@@ -444,6 +445,16 @@ impl Gpu {
             other => return other.cu(what),
         }
         self.stream.synchronize().cu(what)?;
+        if self.ctx.has_async_alloc() {
+            // SAFETY: the default pool of this context's device; trimming only releases memory no
+            // allocation holds (the stream is idle, so every queued free has landed).
+            unsafe {
+                let pool =
+                    cudarc::driver::result::device::get_default_mem_pool(self.ctx.cu_device())
+                        .cu(what)?;
+                cudarc::driver::result::mem_pool::trim_to(pool, 0).cu(what)?;
+            }
+        }
         match unsafe { self.stream.alloc::<u8>(bytes) } {
             Err(DriverError(CUDA_ERROR_OUT_OF_MEMORY)) => {
                 let r = device_report(self.ordinal).unwrap_or_default();
