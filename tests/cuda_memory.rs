@@ -116,7 +116,11 @@ fn our_graph_bytes(dev: Device, ordinal: usize, model: &ResNet, batch: usize, im
 /// difference cancels what does not scale with the batch (per-channel statistics, the pool's
 /// per-allocation rounding on a GPU), leaving the activations each side keeps.
 fn graph_holds_no_more_than_pytorch(dev: Device, ordinal: usize) {
-    let model = ResNet::new(ResNetConfig::resnet50(10), &mut Init::new(0, DType::F32, dev)).unwrap();
+    let model = ResNet::new(
+        ResNetConfig::resnet50(10),
+        &mut Init::new(0, DType::F32, dev),
+    )
+    .unwrap();
     let rows = torch_rows();
     let [small, large] = &rows[..] else {
         panic!("the fixture should hold two batch sizes")
