@@ -87,6 +87,17 @@ def resnet50():
         return ResNet50(), "plain torch (torchvision missing)"
 
 
+def recipe_sgd(params, **kw):
+    """The engine's bench SGD (src/bench/mod.rs `bench_sgd`): Nesterov momentum 0.9, lr 0.01, weight
+    decay 5e-5 except on 1-D parameters (biases, BN γ/β); `kw` picks the implementation."""
+    params = list(params)
+    return torch.optim.SGD(
+        [{"params": [p for p in params if p.ndim > 1], "weight_decay": 5e-5},
+         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+        lr=0.01, momentum=0.9, nesterov=True, **kw,
+    )
+
+
 # --------------------------------------------------------------------------- timing
 class Timer:
     def __init__(self, device):
@@ -144,13 +155,7 @@ def train_step(dev, args, channels_last, amp):
     b, s = args.batch, args.image
     x = torch.randn(b, 3, s, s, device=dev).to(memory_format=mf)
     y = torch.arange(b, device=dev) * 7919 % 1000
-    decay, no_decay = [], []
-    for n_, p in model.named_parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)
-    opt = torch.optim.SGD(
-        [{"params": decay, "weight_decay": 5e-5}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=0.01, momentum=0.9, nesterov=True,
-    )
+    opt = recipe_sgd(model.parameters())
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     crit = nn.CrossEntropyLoss(label_smoothing=0.1)
 
@@ -288,15 +293,10 @@ def sgd_op(rows, dev, args, timer):
     numel = sum(p.numel() for p in params)
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
     for impl in ["foreach", "fused"]:
         def run(impl=impl):
             kw = {"foreach": True} if impl == "foreach" else {"fused": True}
-            opt = torch.optim.SGD(
-                [{"params": decay, "weight_decay": 5e-5}, {"params": no_decay, "weight_decay": 0.0}],
-                lr=0.01, momentum=0.9, nesterov=True, **kw,
-            )
+            opt = recipe_sgd(params, **kw)
             return timer.time(opt.step, args.repeats, args.iters)
 
         guarded(rows, "sgd.resnet50", f"{numel / 1e6:.1f}M params f32", 5.0 * 4 * numel, 0.0, run, impl)

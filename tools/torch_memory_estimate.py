@@ -36,7 +36,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_gpu_bench import ResNet50, emit  # noqa: E402  (the GPU check's own model and JSON output)
+from torch_gpu_bench import ResNet50, emit, recipe_sgd  # noqa: E402  (the GPU check's model, SGD, JSON)
 
 ROUND = 512  # the CUDA caching allocator's smallest block
 
@@ -93,12 +93,7 @@ def measure(batch, image, channels_last, amp, classes=1000):
         mf = torch.channels_last if channels_last else torch.contiguous_format
         x = torch.randn(batch, 3, image, image).contiguous(memory_format=mf)
         y = torch.arange(batch) * 7919 % classes
-        decay = [p for p in model.parameters() if p.ndim > 1]
-        no_decay = [p for p in model.parameters() if p.ndim <= 1]
-        opt = torch.optim.SGD(
-            [{"params": decay, "weight_decay": 5e-5}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=0.01, momentum=0.9, nesterov=True, foreach=True,
-        )
+        opt = recipe_sgd(model.parameters(), foreach=True)
         scale = 65536.0 if amp else 1.0
         forward_live, before_forward = [], []
 
