@@ -6,6 +6,7 @@
 //! Formats: IDX files (`idx`, Fashion-MNIST), CIFAR binary batches (`cifar`), ImageNet-style folder
 //! trees (`folder`); `ConcatDataset` joins several datasets with the same classes.
 
+pub mod ahead;
 pub mod augment;
 pub mod cifar;
 pub mod concat;

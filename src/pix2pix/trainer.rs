@@ -20,6 +20,7 @@ use super::config::Pix2PixConfig;
 use super::dataset::{PairLoader, PairTransform, PairedFolder};
 use super::eval::{evaluate, grid_row, EvalOptions, GenMode};
 use super::losses::{discriminator_loss, generator_loss, load_perceptual};
+use crate::data::ahead::prepare_ahead;
 use crate::interrupt::StopPoint;
 use crate::models::{PatchGan, PerceptualLoss, UnetGenerator};
 use crate::nn::init::Init;
@@ -33,6 +34,7 @@ use crate::{DType, Device, Error, Result};
 use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Serialize)]
@@ -157,12 +159,12 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
         serde_json::to_string_pretty(cfg).expect("json").as_bytes(),
     )?;
     let stop = StopPoint::new(opts.stop_after_steps);
-    let loader = PairLoader {
+    let loader = Arc::new(PairLoader {
         data: train_data,
         transform: transform(cfg, true),
         batch_size: cfg.batch_size,
         seed: cfg.seed,
-    };
+    });
     let ckpt = checkpoint_path(&cfg.out_dir);
     let mut run = RunState {
         epoch: 0,
@@ -221,8 +223,13 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
         let order = loader.order(epoch);
         let t_epoch = Instant::now();
         let (mut seen, mut skipped_steps, mut stopped) = (0usize, 0usize, false);
-        for b in run.batch..spe {
-            let batch = loader.batch(epoch, &order, b, device)?;
+        // Batch b+1 is decoded and uploaded on its own thread while step b runs (`data::ahead`).
+        let source = Arc::clone(&loader);
+        let batches = prepare_ahead(run.batch..spe, move |b| {
+            source.batch(epoch, &order, b, device)
+        });
+        for batch in batches {
+            let batch = batch?;
             let n = batch.input.dims()[0];
             nets.g.set_dropout_step(run.iteration as u64);
             let fake = nets.g.forward(&batch.input, Mode::TRAIN)?;
@@ -262,7 +269,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
             let grads = g_loss.loss.backward_releasing()?;
             skipped_steps += usize::from(!nets.opt_g.step(&grads, lr, 1.0)?);
             run.iteration += 1;
-            run.batch = b + 1;
+            run.batch = batch.index + 1;
             seen += n;
             let ips = seen as f64 / t_epoch.elapsed().as_secs_f64().max(1e-9);
             log.write(

@@ -6,19 +6,20 @@
 use super::checkpoint::{self, RunState};
 use super::config::{DataSpec, TrainConfig};
 use super::metrics::{topk_correct, JsonLog};
+use super::step_inputs::{PreparedBatch, StepInputs};
+use crate::data::ahead::prepare_ahead;
 use crate::data::cifar::load_cifar;
 use crate::data::folder::summarize;
 use crate::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
 use crate::data::{
-    ArrayDataset, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig, Subset, TextureSwap,
-    TextureSwapped,
+    ArrayDataset, Batch, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig, Subset,
+    TextureSwap, TextureSwapped,
 };
 use crate::interrupt::StopPoint;
 use crate::models::ResNet;
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
 use crate::optim::{DynamicLossScaler, LrSchedule, ScheduleKind, Sgd, SgdConfig};
-use crate::tensor::MemoryFormat;
 use crate::{DType, Device, Error, Result, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -228,11 +229,16 @@ pub fn evaluate(
 ) -> Result<(f64, f64)> {
     let _g = crate::NoGradGuard::new();
     let (mut n, mut c1, mut c5) = (0usize, 0usize, 0usize);
-    for batch in loader.epoch(0, 0) {
+    // Batch k+1 goes to the device on its own thread while batch k is evaluated.
+    let batches = prepare_ahead(loader.epoch(0, 0), move |mut b: Batch| {
+        let x = batch_tensor(std::mem::take(&mut b.images), b.dims, dtype, device)?;
+        Ok((b, x))
+    });
+    for prepared in batches {
+        let (batch, x) = prepared?;
         for s in &batch.skipped {
             eprintln!("skipped unreadable validation sample {s}");
         }
-        let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
         let logits = model.forward(&x, Mode::EVAL)?.to_dtype(DType::F32)?;
         let hits = topk_correct(&logits, &batch.labels, &[1, 5])?;
         n += batch.labels.len();
@@ -419,8 +425,14 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
     let mut history = Vec::new();
     let mut train_images = 0usize;
     let mut train_seconds = 0.0f64;
-    let classes = cfg.model.num_classes;
-    let soft = cfg.mixup_alpha > 0.0 || cfg.label_smoothing > 0.0;
+    let step_inputs = StepInputs {
+        classes: cfg.model.num_classes,
+        label_smoothing: cfg.label_smoothing,
+        soft: cfg.mixup_alpha > 0.0 || cfg.label_smoothing > 0.0,
+        dtype,
+        device,
+        channels_last: cfg.channels_last,
+    };
     // At least ~25 logged steps an epoch for the charts, at most one line every 20 steps on long runs.
     let log_every = (spe / 25).clamp(1, 20);
 
@@ -443,40 +455,22 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         let (mut loss_sum, mut loss_n, mut seen, mut skipped_steps) = (0.0, 0usize, 0usize, 0usize);
         let mut skipped_samples = 0usize;
         let mut interrupted = false;
-        for batch in train_loader.epoch(epoch as u64, run.batch) {
+        // Batch k+1 goes to the device on its own thread while step k runs (`data::ahead`).
+        let batches = prepare_ahead(train_loader.epoch(epoch as u64, run.batch), move |b| {
+            step_inputs.prepare(b)
+        });
+        for prepared in batches {
+            let PreparedBatch { batch, tensors } = prepared?;
             for s in &batch.skipped {
                 skipped_samples += 1;
                 pb.println(format!("skipped unreadable sample {s}"));
                 log.write(&serde_json::json!({"kind": "skipped_sample", "epoch": epoch + 1, "batch": batch.index, "sample": s}))?;
             }
-            if batch.labels.is_empty() {
+            let Some((x, targets)) = tensors else {
                 continue; // every sample of this batch was unreadable
-            }
+            };
             let lr = schedule.lr(run.step);
             let n = batch.labels.len();
-            let upload =
-                |t: Vec<f32>| Tensor::from_vec(t, [n, classes], Device::Cpu)?.to_device(device);
-            let (mut x, targets) = match (&batch.mixup, device.is_cpu()) {
-                // Mixup on the device: the loader left the images unblended; one kernel blends them
-                // with their smoothed targets, in f32 like the host blend, before the cast.
-                (Some(m), false) => {
-                    let t = upload(batch.smoothed_targets(classes, cfg.label_smoothing))?;
-                    let x = batch_tensor(batch.images, batch.dims, DType::F32, device)?;
-                    let (x, t) = x.mixup(&t, m.lambda, &m.perm)?;
-                    (x.to_dtype(dtype)?, Some(t))
-                }
-                _ => {
-                    let targets = match soft {
-                        true => Some(upload(batch.soft_targets(classes, cfg.label_smoothing))?),
-                        false => None,
-                    };
-                    let x = batch_tensor(batch.images, batch.dims, dtype, device)?;
-                    (x, targets)
-                }
-            };
-            if cfg.channels_last {
-                x = x.to_format(MemoryFormat::ChannelsLast)?;
-            }
             let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
             let mut loss = match &targets {
                 Some(t) => logits.cross_entropy_soft(t)?,

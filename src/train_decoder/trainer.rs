@@ -17,7 +17,8 @@
 
 use super::checkpoint::{self, DecoderRunState};
 use super::config::{DecoderTrainConfig, EncoderSource};
-use super::data::{sample_pairs, ImageSet, PairLoader};
+use super::data::{sample_pairs, ImageSet, PairBatch, PairLoader};
+use crate::data::ahead::prepare_ahead;
 use crate::data::loader::mix_seed;
 use crate::interrupt::StopPoint;
 use crate::models::stylizer::{Decoder, Stylizer, VggEncoder};
@@ -367,7 +368,19 @@ pub fn train_decoder(
     let mut interrupted = stop.budget_spent(run.iteration) && run.iteration < cfg.iterations;
     let start = run.iteration;
     let end = if interrupted { start } else { cfg.iterations };
-    for batch in loader.batches(start, end, 3) {
+    // Batch i+1 goes to the device on its own thread while iteration i runs (`data::ahead`).
+    let batches = prepare_ahead(loader.batches(start, end, 3), move |mut b: PairBatch| {
+        let tensors = match b.dims[0] {
+            0 => None, // every pair of this batch failed to decode
+            _ => Some((
+                batch_tensor(std::mem::take(&mut b.content), b.dims, dtype, device)?,
+                batch_tensor(std::mem::take(&mut b.style), b.dims, dtype, device)?,
+            )),
+        };
+        Ok((b, tensors))
+    });
+    for prepared in batches {
+        let (batch, tensors) = prepared?;
         let i = batch.iteration;
         let lr = cfg.lr_at(i);
         for s in &batch.skipped {
@@ -379,11 +392,7 @@ pub fn train_decoder(
         }
         let n = batch.dims[0];
         let mut metrics = None;
-        if n == 0 {
-            skipped_steps += 1; // every pair of this batch failed to decode
-        } else {
-            let c = batch_tensor(batch.content, batch.dims, dtype, device)?;
-            let s = batch_tensor(batch.style, batch.dims, dtype, device)?;
+        if let Some((c, s)) = tensors {
             let (loss_c, loss_s) = stylizer.losses(&c, &s, 1.0)?;
             let (loss_c, loss_s) = (loss_c.to_dtype(DType::F32)?, loss_s.to_dtype(DType::F32)?);
             let total = loss_c
@@ -434,6 +443,8 @@ pub fn train_decoder(
             images += n;
             window_images += n;
             metrics = Some(m);
+        } else {
+            skipped_steps += 1; // every pair of this batch failed to decode
         }
         run.iteration = i + 1;
         run.content_position = (run.iteration * cfg.batch_size) as u64;
