@@ -19,6 +19,8 @@
 #   6c. `engine train --fp16 --device cuda` on a real folder (tests/data: photographs and textures
 #      as two classes; the ResNet-50 preset at 224 px, a few steps): the trainer's whole path on the
 #      GPU (loader, FP16 loss scaling, evaluation, checkpoint); its metrics.jsonl goes to $OUT
+#   6d. `engine bench-step --host-batches` (the step of 5 fed a fresh host batch every step through
+#      engine train's input path), a few steps: what feeding the GPU costs
 #   7. tools/gpu_check_report.py: ONE table (op, ours, baseline, ratio, % of ceiling)
 # Results: $OUT (default ./gpu_check_out): gpu_check.log, tests.log, benches.log, results.json, table.md.
 # Without a usable CUDA driver the GPU steps are reported as "no CUDA driver" and the script exits 0
@@ -75,8 +77,8 @@ main() {
     say() { printf '[gpu_check %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
     # Seconds a step may take: min(its cap, what is left of the budget minus 40 s for the report).
     left() { local l=$((BUDGET - (SECONDS - T0) - 40)); ((l > $1)) && l=$1; echo "$l"; }
-    # Stages to run (GPU_CHECK_STAGES, comma-separated): tests, step, ops, torch, gen, train.
-    want() { [[ ",${GPU_CHECK_STAGES:-tests,step,ops,torch,gen,train}," == *",$1,"* ]]; }
+    # Stages to run (GPU_CHECK_STAGES, comma-separated): tests, step, ops, torch, gen, train, feed.
+    want() { [[ ",${GPU_CHECK_STAGES:-tests,step,ops,torch,gen,train,feed}," == *",$1,"* ]]; }
     local STATE="$WORK/state"
     rm -rf "$STATE" && mkdir -p "$STATE"
     : >"$OUT/tests.log"
@@ -325,6 +327,23 @@ main() {
         cp "$STATE/train.log" "$OUT/train.log"
         cp "$STATE/train_folder/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null \
             && grep '"kind":"epoch"' "$OUT/train_metrics.jsonl" | sed 's/^/    /'
+    fi
+
+    # ---- 6d. the training step fed from host memory (engine train's input path: cast, pinned
+    # upload, copy stream, one step ahead): its images/s against the device-resident step of 5
+    t="$(left "${GPU_CHECK_FEED_S:-60}")"
+    if want feed && ((t >= 5)); then
+        local feed=() skip=0
+        for a in "${STEP_ARGS[@]}"; do
+            if ((skip)); then skip=0; continue; fi
+            case "$a" in --steps|--warmup) skip=1 ;; *) feed+=("$a") ;; esac
+        done
+        feed+=(--steps "${GPU_CHECK_FEED_STEPS:-8}" --warmup 2 --host-batches)
+        say "engine bench-step ${feed[*]} (timeout ${t}s)"
+        timeout -k 5 "$t" "$BIN/engine" bench-step "${feed[@]}" \
+            >"$STATE/engine_step_host.json" 2>"$STATE/engine_step_host.err"
+        echo "  exit $?"
+        tail -n 3 "$STATE/engine_step_host.err" | sed 's/^/    /'
     fi
 
     # ---- 7. the table

@@ -19,10 +19,34 @@ fn bench_step_runs_on_the_cpu() {
         warmup: 1,
         label_smoothing: 0.1,
         device: Device::Cpu,
+        host_batches: false,
     });
     assert_eq!(v["status"], "ok", "{v}");
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["peak_memory_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
+}
+
+/// `--host-batches`: every step's input comes from host memory through the trainer's input path;
+/// the run takes as many batches as it has steps and says where its input came from.
+#[test]
+fn bench_step_feeds_host_batches() {
+    let v = bench_step(&StepOptions {
+        depth: 18,
+        batch: 2,
+        image: 32,
+        classes: 10,
+        fp16: false,
+        channels_last: false,
+        steps: 2,
+        warmup: 1,
+        label_smoothing: 0.1,
+        device: Device::Cpu,
+        host_batches: true,
+    });
+    assert_eq!(v["status"], "ok", "{v}");
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["losses"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["input"].as_str().unwrap().contains("host batch"), "{v}");
 }
 
 #[test]

@@ -231,3 +231,55 @@ fn matmul_variants() {
         );
     }
 }
+
+/// Uploads of 1 MiB and more go through pinned slots and, on a GPU, a copy stream (the backend's
+/// `staging.rs`). Many back-to-back uploads of two sizes (so every slot is reused several times),
+/// made on the consumer's thread and on a prepare-ahead thread as the trainers do, each read by a
+/// kernel at once: every result and every uploaded tensor, read again at the end, must hold exactly
+/// its own bytes. A missing wait between the streams, or a slot that became a tensor's storage,
+/// shows up here as another upload's (or the NaN poison's) values.
+#[test]
+fn staged_uploads_arrive_intact_and_stay_intact() {
+    use engine::data::ahead::Ahead;
+    let Some(dev) = cuda() else { return };
+    let host = |i: usize| {
+        let n = if i % 2 == 0 { 300_007 } else { 1_000_003 }; // 1.2 and 4 MB of f32
+        Tensor::randn([n], 0.0, 1.0, 100 + i as u64, DType::F32, Device::Cpu).unwrap()
+    };
+    let check = |i: usize, what: &str, got: &Tensor, want: &Tensor| {
+        assert!(
+            got.to_vec::<f32>().unwrap() == want.to_vec::<f32>().unwrap(),
+            "upload {i}: {what} differs from the host's bytes"
+        );
+    };
+    let mut kept = Vec::new();
+    for i in 0..8 {
+        let h = host(i);
+        let d = h.to_device(dev).unwrap();
+        check(
+            i,
+            "doubled at once",
+            &d.scale(2.0).unwrap(),
+            &h.scale(2.0).unwrap(),
+        );
+        kept.push((i, h, d));
+    }
+    let ahead = Ahead::threaded(8..16usize, move |i| {
+        let h = host(i);
+        let d = h.to_device(dev)?;
+        Ok((i, h, d))
+    });
+    for item in ahead {
+        let (i, h, d) = item.unwrap();
+        check(
+            i,
+            "doubled at once",
+            &d.scale(2.0).unwrap(),
+            &h.scale(2.0).unwrap(),
+        );
+        kept.push((i, h, d));
+    }
+    for (i, h, d) in &kept {
+        check(*i, "read at the end", d, h);
+    }
+}

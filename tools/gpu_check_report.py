@@ -167,6 +167,16 @@ def main():
                  f"{bf / 2**30:.2f} GiB" if bf else "—", f"{of / bf:.2f}×" if (of and bf) else "—",
                  "—", "—", "weights, optimiser state, input and the graph; estimate: docs/memory-estimate.md"])
 
+    # The same step fed from host memory (engine train's input path), against the resident batch.
+    ehost = load_json(st("engine_step_host.json"))
+    if ehost.get("status") != "missing":
+        hips = ehost.get("images_per_s") if ehost.get("status") == "ok" else None
+        rows.append([f"train_step.{model} fed from host (img/s)", shape,
+                     f"{hips:.0f} img/s" if hips else (status_text(ehost) or "—"),
+                     f"{ours_ips:.0f} img/s (batch resident on the device)" if ours_ips else "—",
+                     f"{ours_ips / hips:.2f}×" if (hips and ours_ips) else "—", pct(mfu(hips)), "—",
+                     "baseline = our resident step; " + (ehost.get("input") or "")])
+
     # Ops, joined on name.
     eops_rows = eops.get("ops", []) or []
     names = [r["op"] for r in eops_rows] + [n for n in tops if n not in {r["op"] for r in eops_rows}]

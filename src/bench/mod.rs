@@ -20,10 +20,13 @@ pub use ops::{bench_ops, OpsOptions};
 
 use crate::backend::cuda::take_widened_elements;
 use crate::backend::{cuda_device_report, cuda_reset_peak_memory, cuda_synchronize};
+use crate::data::ahead::{ahead_enabled, prepare_ahead, Ahead};
+use crate::data::Batch;
 use crate::models::{ResNet, ResNetConfig};
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
 use crate::optim::{DynamicLossScaler, Sgd, SgdConfig};
+use crate::train::step_inputs::{PreparedBatch, StepInputs};
 use crate::{DType, Device, Error, MemoryFormat, Result, Tensor};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -43,6 +46,11 @@ pub struct StepOptions {
     pub warmup: usize,
     pub label_smoothing: f64,
     pub device: Device,
+    /// Feed every step a fresh batch from host memory through the trainer's input path (cast,
+    /// pinned upload, channels-last; one step ahead on its own thread unless
+    /// `ENGINE_PREPARE_AHEAD=0`) instead of one batch already on the device (the PyTorch
+    /// baseline's setup). The ratio of the two runs' images/s is what the input path costs.
+    pub host_batches: bool,
 }
 
 fn status_of(e: &Error) -> &'static str {
@@ -151,11 +159,26 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     } else {
         DynamicLossScaler::disabled()
     };
-    let mut x = Tensor::randn([o.batch, 3, o.image, o.image], 0.0, 1.0, 1, dtype, dev)?;
-    if o.channels_last {
-        x = x.to_format(MemoryFormat::ChannelsLast)?;
-    }
     let labels: Vec<usize> = (0..o.batch).map(|i| (i * 7919) % o.classes).collect();
+    let dims = [o.batch, 3, o.image, o.image];
+    let mut inputs = if o.host_batches {
+        out["input"] = json!(format!(
+            "a fresh host batch every step through the trainer's input path ({})",
+            if ahead_enabled() {
+                "prepared one step ahead"
+            } else {
+                "prepared inline: ENGINE_PREPARE_AHEAD=0"
+            }
+        ));
+        StepInput::Host(host_batches(o, dims, &labels, dtype)?)
+    } else {
+        out["input"] = json!("one batch resident on the device");
+        let mut x = Tensor::randn(dims.to_vec(), 0.0, 1.0, 1, dtype, dev)?;
+        if o.channels_last {
+            x = x.to_format(MemoryFormat::ChannelsLast)?;
+        }
+        StepInput::Device(x)
+    };
     let mut times = Vec::with_capacity(o.steps);
     let mut losses = Vec::with_capacity(o.steps);
     let mut skipped = 0usize;
@@ -169,6 +192,13 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
             cuda_reset_peak_memory(i)?;
         }
         let t = Instant::now();
+        let x = match &mut inputs {
+            StepInput::Device(x) => x.clone(),
+            StepInput::Host(batches) => {
+                let prepared = batches.next().expect("one host batch per step")?;
+                prepared.tensors.expect("host batches have labels").0
+            }
+        };
         let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
         let loss = logits.cross_entropy(&labels, o.label_smoothing)?;
         if let (Device::Cuda(i), true) = (dev, step + 1 == o.warmup + o.steps) {
@@ -225,6 +255,45 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
         }
     }
     Ok(out)
+}
+
+/// Where `bench-step`'s input comes from.
+enum StepInput {
+    Device(Tensor),
+    Host(Ahead<PreparedBatch>),
+}
+
+/// One host batch per step (`o.warmup + o.steps` of them), each a fresh copy of one of two seeded
+/// f32 batches (as a loader hands out fresh vectors), turned into the step's device input by the
+/// trainer's own `StepInputs` one step ahead.
+fn host_batches(
+    o: &StepOptions,
+    dims: [usize; 4],
+    labels: &[usize],
+    dtype: DType,
+) -> Result<Ahead<PreparedBatch>> {
+    let sources: Vec<Vec<f32>> = (0..2)
+        .map(|k| Tensor::randn(dims.to_vec(), 0.0, 1.0, 1 + k, DType::F32, Device::Cpu)?.to_vec())
+        .collect::<Result<_>>()?;
+    let prep = StepInputs {
+        classes: o.classes,
+        label_smoothing: 0.0,
+        soft: false,
+        dtype,
+        device: o.device,
+        channels_last: o.channels_last,
+    };
+    let labels = labels.to_vec();
+    Ok(prepare_ahead(0..o.warmup + o.steps, move |i| {
+        prep.prepare(Batch {
+            images: sources[i % 2].clone(),
+            dims,
+            labels: labels.clone(),
+            mixup: None,
+            skipped: Vec::new(),
+            index: i,
+        })
+    }))
 }
 
 /// The SGD every bench steps with: the recipe's Nesterov momentum 0.9, weight decay 5e-5 without

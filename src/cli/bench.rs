@@ -34,6 +34,12 @@ pub struct BenchStepArgs {
     label_smoothing: f64,
     #[arg(long, value_enum, default_value = "cuda")]
     device: DeviceArg,
+    /// Feed every step a fresh batch from host memory through `engine train`'s input path (cast,
+    /// pinned upload, channels-last, one step ahead on its own thread; `ENGINE_PREPARE_AHEAD=0`
+    /// does it inline) instead of one batch resident on the device. Compare the two runs' images/s
+    /// to see what feeding the GPU costs.
+    #[arg(long)]
+    host_batches: bool,
 }
 
 #[derive(Args)]
@@ -102,6 +108,7 @@ pub fn run_bench_step(a: BenchStepArgs) -> Result<()> {
         warmup: a.warmup,
         label_smoothing: a.label_smoothing,
         device,
+        host_batches: a.host_batches,
     }))
 }
 

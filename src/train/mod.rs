@@ -6,7 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod plots;
-mod step_inputs;
+pub(crate) mod step_inputs;
 pub mod trainer;
 
 pub use config::{DataSpec, Recipe, TextureSwapSpec, TrainConfig};

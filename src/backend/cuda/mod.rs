@@ -4,19 +4,22 @@
 //! Design and invariants:
 //! - One `Gpu` per device ordinal, created lazily on first use and cached for the process in a
 //!   `OnceLock` (a failure is cached too, so a machine without CUDA answers quickly every time). It holds
-//!   the primary context, ONE non-blocking stream on which everything (kernels, copies, cuBLAS) is
-//!   ordered, the kernel modules loaded from the fatbins that build.rs embeds (`KERNELS`), a cache of
+//!   the primary context, ONE non-blocking compute stream on which everything (kernels, copies,
+//!   cuBLAS, cuDNN) is ordered, the kernel modules loaded from the fatbins that build.rs embeds (`KERNELS`), a cache of
 //!   looked-up functions and, lazily, a cuBLAS handle bound to the same stream.
 //! - Before touching the driver, `ensure_device` checks that libcuda (and libcublas, which matmul needs)
 //!   can be loaded and otherwise returns `Error::CudaUnavailable` with advice; cudarc would panic.
-//! - Because there is one stream per device, cudarc's per-buffer event tracking is turned off (it would
-//!   create two CUDA events per allocation). Any future second stream must synchronise explicitly.
+//! - Because every buffer lives on the compute stream, cudarc's per-buffer event tracking is turned off
+//!   (it would create two CUDA events per allocation). The one other stream, the copy stream of
+//!   `staging.rs`, touches only the staging cache's own buffers and synchronises with the compute
+//!   stream through explicit events.
 //! - Allocation is stream-ordered: cudarc uses `cuMemAllocAsync`/`cuMemFreeAsync` on the device's default
 //!   memory pool when the device supports pools (every GPU we target). We raise the pool's release
 //!   threshold to "never", so freed blocks stay in the pool and, after the first training step, steps do
 //!   not map new device memory; dropping a `CudaStorage` enqueues its free on the stream.
-//! - Uploads of 1 MiB and more go through pinned staging slots (`staging.rs`), so the host does not
-//!   wait for the queue to drain; smaller ones are plain (synchronous) copies.
+//! - Uploads of 1 MiB and more go through pinned staging slots and a copy stream (`staging.rs`), so
+//!   the host does not wait for the queue to drain and the transfer overlaps the kernels queued
+//!   before it; smaller ones are plain (synchronous) copies.
 //! - `CudaStorage` is an untyped byte buffer tagged with its dtype and element count. Buffers are never
 //!   zero-sized (at least one byte is allocated) and kernels are never launched for zero elements.
 //! - Every kernel launch goes through `Gpu::launch` with a `KernelCall` built by `kernel_abi` (kernel
@@ -112,10 +115,16 @@ pub fn ensure_device(ordinal: usize) -> Result<()> {
     gpu(ordinal).map(|_| ())
 }
 
-/// Waits for all work queued on device `ordinal` and reports errors recorded by the driver.
+/// Waits for all work queued on device `ordinal` (the compute stream and the staging cache's copy
+/// stream) and reports errors recorded by the driver.
 pub fn synchronize(ordinal: usize) -> Result<()> {
     let g = gpu(ordinal)?;
     g.stream.synchronize().cu("synchronize")?;
+    g.staging
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .synchronize()
+        .cu("synchronize")?;
     g.ctx.check_err().cu("synchronize")
 }
 
@@ -327,8 +336,9 @@ impl Gpu {
         let ctx = std::panic::catch_unwind(|| CudaContext::new(ordinal))
             .map_err(|_| format!("initialising CUDA device {ordinal} panicked. {LIB_ADVICE}"))?
             .map_err(|e| format!("cannot open CUDA device {ordinal}: {e}"))?;
-        // SAFETY: no slice exists yet, and this backend uses a single stream per device (see the
-        // module docs), so stream order alone keeps every use of a buffer ordered.
+        // SAFETY: no slice exists yet, and every buffer but the staging cache's lives on the one
+        // compute stream (see the module docs), so stream order alone keeps its uses ordered; the
+        // cache orders its copy stream with explicit events (staging.rs).
         unsafe { ctx.disable_event_tracking() };
         if ctx.has_async_alloc() {
             // Keep freed memory in the pool instead of returning it to the driver at each sync.
