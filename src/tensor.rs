@@ -255,6 +255,27 @@ impl Tensor {
         Ok(self.to_vec_f64()?[0])
     }
 
+    /// The values of one-element tensors on one device, read back together: one read of device
+    /// memory, where a `to_scalar` each would wait for a GPU's queue to drain once per value.
+    pub fn scalars(ts: &[&Tensor]) -> Result<Vec<f64>> {
+        if let Some(t) = ts.iter().find(|t| t.numel() != 1) {
+            return Err(Error::bad(
+                "scalars",
+                format!("a tensor has shape {:?}, not one element", t.shape()),
+            ));
+        }
+        if ts.is_empty() {
+            return Ok(Vec::new());
+        }
+        crate::no_grad(|| {
+            let flat: Vec<Tensor> = ts
+                .iter()
+                .map(|t| t.to_dtype(DType::F64)?.reshape([1]))
+                .collect::<Result<_>>()?;
+            Tensor::concat(&flat.iter().collect::<Vec<_>>(), 0)?.to_vec_f64()
+        })
+    }
+
     // ---------------------------------------------------------------- autograd handles
 
     /// A leaf that shares this tensor's storage and whose gradient `backward()` returns.

@@ -283,3 +283,24 @@ fn staged_uploads_arrive_intact_and_stay_intact() {
         check(*i, "read at the end", d, h);
     }
 }
+
+/// `Tensor::scalars` returns one-element tensors' values exactly, whatever their dtype and shape,
+/// and on a CUDA device reads them back in one read of device memory.
+#[test]
+fn scalars_are_read_back_together() {
+    use engine::backend::take_device_reads;
+    for dev in engine::testing::test_devices() {
+        let a = Tensor::from_f64s(&[1.5], vec![1], DType::F16, dev).unwrap();
+        let b = Tensor::from_f64s(&[-2.25], vec![], DType::F32, dev).unwrap();
+        let c = Tensor::from_f64s(&[1e-300], vec![1, 1], DType::F64, dev).unwrap();
+        take_device_reads();
+        let v = Tensor::scalars(&[&a, &b, &c]).unwrap();
+        assert_eq!(v, [1.5, -2.25, 1e-300], "{dev}");
+        if !dev.is_cpu() {
+            assert_eq!(take_device_reads(), 1, "{dev}: device reads");
+        }
+        let two = Tensor::zeros([2], DType::F32, dev).unwrap();
+        let e = Tensor::scalars(&[&a, &two]).unwrap_err().to_string();
+        assert!(e.contains("not one element"), "{e}");
+    }
+}

@@ -120,3 +120,29 @@ fn training_on_cuda_follows_the_cpu() {
     }
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A training step (FP16, channels-last, fed from host memory as `engine train` feeds it) reads the
+/// device twice: the loss and the optimiser's finiteness flag. Each read drains the device's queue;
+/// one more (an op that reads a size or a value back on the host) would idle the GPU once per op.
+#[test]
+fn a_training_step_reads_the_device_twice() {
+    use engine::bench::{bench_step, StepOptions};
+    let Some(device) = engine::testing::cuda_device() else {
+        return;
+    };
+    let v = bench_step(&StepOptions {
+        depth: 18,
+        batch: 2,
+        image: 32,
+        classes: 10,
+        fp16: true,
+        channels_last: true,
+        steps: 2,
+        warmup: 1,
+        label_smoothing: 0.1,
+        device,
+        host_batches: true,
+    });
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["device_reads_per_step"], 2.0, "{v}");
+}

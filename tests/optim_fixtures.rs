@@ -1,8 +1,10 @@
 //! The optimisers against torch.optim (tests/fixtures/optim.safetensors, tools/fixtures/gen_optim.py):
 //! three steps of Adam (default betas; pix2pix's betas with L2 decay, no bias decay and a loss scale)
 //! and of Nesterov SGD, on every available device, in f32, f64 and f16 (f32 masters). Also: Adam's
-//! state survives a save/load between steps, and a step with a non-finite gradient changes nothing.
+//! state survives a save/load between steps, and a step with a non-finite gradient changes nothing
+//! (on a CUDA device, one read of device memory checks every gradient).
 
+use engine::backend::take_device_reads;
 use engine::nn::{Param, ParamKind};
 use engine::optim::{Adam, AdamConfig, Sgd, SgdConfig};
 use engine::testing::{test_devices, Fixtures};
@@ -145,32 +147,53 @@ fn adam_state_round_trips_through_its_tensors() {
     check(&fx, case, 2, &ps, 2e-3);
 }
 
+/// On every device: a step with one non-finite gradient changes nothing; on a CUDA device the
+/// finiteness check of all gradients is one read of device memory, in a skipped step and in a taken
+/// one (one read per gradient would drain the device's queue once per parameter tensor).
 #[test]
 fn a_non_finite_gradient_skips_the_whole_step() {
     let fx = Fixtures::load("optim");
     let case = "adam_default";
-    let ps = params(&fx, case, DType::F32, Device::Cpu);
-    let Opt::Adam(mut opt) = make_opt(&fx.params(case), ps.clone()) else {
-        unreachable!()
-    };
-    let before: Vec<Vec<f64>> = ps
-        .iter()
-        .map(|(_, p)| p.tensor.to_vec_f64().unwrap())
-        .collect();
-    let mut g = grads(&fx, case, 0, &ps, DType::F32);
-    let mut bad = fx.raw(&format!("{case}/grad0/b")).1.clone();
-    bad[1] = f64::NAN;
-    g.insert(
-        &ps[1].1.tensor,
-        Tensor::from_f64s(&bad, vec![4], DType::F32, Device::Cpu).unwrap(),
-    );
-    assert!(!opt.step(&g, 1e-3, 1.0).unwrap());
-    assert_eq!(opt.steps(), 0);
-    let after: Vec<Vec<f64>> = ps
-        .iter()
-        .map(|(_, p)| p.tensor.to_vec_f64().unwrap())
-        .collect();
-    assert_eq!(before, after);
+    for dev in test_devices() {
+        let ps = params(&fx, case, DType::F32, dev);
+        let Opt::Adam(mut opt) = make_opt(&fx.params(case), ps.clone()) else {
+            unreachable!()
+        };
+        let values = || -> Vec<Vec<f64>> {
+            ps.iter()
+                .map(|(_, p)| p.tensor.to_vec_f64().unwrap())
+                .collect()
+        };
+        let before = values();
+        let mut g = grads(&fx, case, 0, &ps, DType::F32);
+        let mut bad = fx.raw(&format!("{case}/grad0/b")).1.clone();
+        bad[1] = f64::NAN;
+        g.insert(
+            &ps[1].1.tensor,
+            Tensor::from_f64s(&bad, vec![4], DType::F32, dev).unwrap(),
+        );
+        take_device_reads();
+        assert!(!opt.step(&g, 1e-3, 1.0).unwrap(), "{dev}");
+        let skipped_reads = take_device_reads();
+        assert_eq!(opt.steps(), 0, "{dev}");
+        assert_eq!(
+            before,
+            values(),
+            "{dev}: a skipped step changed a parameter"
+        );
+        let g = grads(&fx, case, 0, &ps, DType::F32);
+        take_device_reads();
+        assert!(opt.step(&g, 1e-3, 1.0).unwrap(), "{dev}");
+        let taken_reads = take_device_reads();
+        assert_ne!(before, values(), "{dev}: a finite step changed nothing");
+        if !dev.is_cpu() {
+            assert_eq!(
+                (skipped_reads, taken_reads),
+                (1, 1),
+                "{dev}: device reads per step"
+            );
+        }
+    }
 }
 
 /// The multi-tensor CUDA SGD step (what `Sgd::step` runs when every parameter is on one GPU) against

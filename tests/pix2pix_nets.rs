@@ -8,7 +8,8 @@
 //! - the perceptual loss (L1 and MSE, non-uniform tap weights) and its input gradient; zero for
 //!   identical images, growing with noise; the network frozen; an f64 finite-difference check;
 //!   constructors from torchvision-named safetensors and from an engine checkpoint;
-//! - wrong input channels are errors that say what was expected.
+//! - wrong input channels are errors that say what was expected;
+//! - on a CUDA device, an iteration of the pix2pix objective reads device memory four times.
 
 use engine::models::perceptual::{IMAGENET_MEAN, IMAGENET_STD};
 use engine::models::{
@@ -448,4 +449,27 @@ fn perceptual_loss_loads_torchvision_files_and_engine_checkpoints() {
         want
     );
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}
+
+/// A pix2pix iteration (the trainer's objective and two Adam steps, through `bench-pix2pix`) reads
+/// the device four times: each loss with its terms in one read, each optimiser's finiteness check
+/// in one. One read per term or per gradient (about 60 for unet_256 and its PatchGAN) would drain
+/// a GPU's queue each time.
+#[test]
+fn a_pix2pix_iteration_reads_the_device_four_times() {
+    use engine::bench::{bench_pix2pix, Pix2pixBenchOptions};
+    let Some(device) = engine::testing::cuda_device() else {
+        return;
+    };
+    let v = bench_pix2pix(&Pix2pixBenchOptions {
+        batch: 1,
+        image: 32,
+        ngf: 4,
+        ndf: 4,
+        steps: 1,
+        warmup: 1,
+        device,
+    });
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["device_reads_per_iter"], 4.0, "{v}");
 }

@@ -139,6 +139,10 @@ def main():
         # Kernels that had to copy f16 inputs to f32 (mixed dtypes): each is a missed native path.
         note = (note + "; " if note else "") + "widened f16→f32: " + ", ".join(
             f"{k} {v:,}" for k, v in estep["widened_f16_elements"].items())
+    reads = estep.get("device_reads_per_step")
+    if reads is not None and reads != 2:
+        # Each host-blocking read drains the queue; the step needs two (loss, SGD finiteness flag).
+        note = (note + "; " if note else "") + f"{reads:g} device reads per step (2 expected)"
     if torch.get("status") not in ("ok", "partial"):
         note = (note + "; " if note else "") + "torch: " + (status_text(torch) or "")
     shape = f"{estep.get('batch', 256)}x3x{estep.get('image', 224)}² {'fp16' if estep.get('fp16', True) else 'f32'}"

@@ -43,6 +43,23 @@ pub struct CudaDeviceReport {
     pub pool_reserved_high_bytes: u64,
 }
 
+thread_local! {
+    static DEVICE_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one host-blocking read of CUDA device memory made by this thread.
+#[cfg_attr(not(any(feature = "cuda", feature = "cuda-sim")), allow(dead_code))]
+pub(crate) fn count_device_read() {
+    DEVICE_READS.with(|c| c.set(c.get() + 1));
+}
+
+/// Host-blocking reads of CUDA device memory (`to_cpu`, `to_scalar`, the optimiser's finiteness
+/// flag) this thread made since its last call. Each waits for the device's queue to drain, so the
+/// GPU idles until the host queues more: a training step should make two (the loss and the flag).
+pub fn take_device_reads() -> u64 {
+    DEVICE_READS.with(|c| c.replace(0))
+}
+
 /// Waits until all work queued on CUDA device `ordinal` has finished (and surfaces its errors).
 pub fn cuda_synchronize(ordinal: usize) -> Result<()> {
     cuda::synchronize(ordinal)

@@ -10,6 +10,7 @@
 
 use super::{device_json, failed, stats_ms, sync};
 use crate::backend::cuda::take_widened_elements;
+use crate::backend::take_device_reads;
 use crate::models::{PatchGan, PatchGanConfig, Stylizer, UnetConfig, UnetGenerator};
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
@@ -56,6 +57,9 @@ fn timed(
     let _ = take_widened_elements();
     for i in 0..warmup + iters {
         sync(device)?;
+        if i == warmup {
+            take_device_reads();
+        }
         let t = Instant::now();
         f()?;
         sync(device)?;
@@ -81,6 +85,8 @@ fn finish(mut out: Value, times: &[f64], batch: usize, device: Device) -> Value 
     out["device_report"] = device_json(device);
     // f16 elements CUDA kernels had to widen to f32 copies during the timed calls (none expected).
     out["widened_f16_elements"] = json!(take_widened_elements());
+    // Host-blocking reads of device memory per timed call (each drains the device's queue).
+    out["device_reads_per_iter"] = json!(take_device_reads() as f64 / times.len().max(1) as f64);
     out
 }
 

@@ -19,7 +19,9 @@ pub use generative::{bench_pix2pix, bench_stylize, Pix2pixBenchOptions, StylizeB
 pub use ops::{bench_ops, OpsOptions};
 
 use crate::backend::cuda::take_widened_elements;
-use crate::backend::{cuda_device_report, cuda_reset_peak_memory, cuda_synchronize};
+use crate::backend::{
+    cuda_device_report, cuda_reset_peak_memory, cuda_synchronize, take_device_reads,
+};
 use crate::data::ahead::{ahead_enabled, prepare_ahead, Ahead};
 use crate::data::Batch;
 use crate::models::{ResNet, ResNetConfig};
@@ -186,6 +188,9 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     let _ = take_widened_elements();
     for step in 0..o.warmup + o.steps {
         sync(dev)?;
+        if step == o.warmup {
+            take_device_reads();
+        }
         if let (Device::Cuda(i), true) = (dev, step == o.warmup) {
             // As the PyTorch baseline: the peak of the timed steps, after the warm-up has done the
             // one-off work (cuDNN's algorithm search and its trial workspaces, momentum buffers).
@@ -238,6 +243,8 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     out["losses"] = json!(losses);
     out["skipped_steps"] = json!(skipped);
     out["widened_f16_elements"] = json!(take_widened_elements());
+    // Host-blocking device reads per timed step (the loss and the optimiser's flag: 2 expected).
+    out["device_reads_per_step"] = json!(take_device_reads() as f64 / o.steps as f64);
     match dev {
         Device::Cuda(i) => {
             let r = cuda_device_report(i)?;

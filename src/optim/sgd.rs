@@ -86,10 +86,14 @@ impl CpuKernel for AllFinite {
     }
 }
 
+/// A one-element f32 tensor on `t`'s device: 1 when every element of `t` is finite, else 0.
+pub(crate) fn finite_flag(t: &Tensor) -> Result<Tensor> {
+    crate::ops::apply1(&AllFinite, &[t], vec![1].into(), DType::F32)
+}
+
 /// True when every element of `t` is finite.
 pub fn all_finite(t: &Tensor) -> Result<bool> {
-    let r = crate::ops::apply1(&AllFinite, &[t], vec![1].into(), DType::F32)?;
-    Ok(r.to_scalar()? == 1.0)
+    Ok(finite_flag(t)?.to_scalar()? == 1.0)
 }
 
 /// One parameter of a multi-tensor step (`backend::cuda::multi_tensor_sgd_step`), all on one CUDA

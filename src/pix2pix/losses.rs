@@ -92,6 +92,8 @@ pub fn load_perceptual(
 /// The discriminator's loss and its two (unweighted) halves.
 pub struct DiscriminatorLosses {
     pub loss: Tensor,
+    /// `loss`'s value.
+    pub value: f64,
     pub real: f64,
     pub fake: f64,
 }
@@ -115,16 +117,21 @@ pub fn discriminator_loss(
 ) -> Result<DiscriminatorLosses> {
     let fake_loss = gan_loss(&d.forward_pair(input, &fake.detach(), Mode::TRAIN)?, false)?;
     let real_loss = gan_loss(&d.forward_pair(input, target, Mode::TRAIN)?, true)?;
+    let loss = real_loss.add(&fake_loss)?.scale(0.5)?;
+    let v = Tensor::scalars(&[&loss, &real_loss, &fake_loss])?;
     Ok(DiscriminatorLosses {
-        real: real_loss.to_scalar()?,
-        fake: fake_loss.to_scalar()?,
-        loss: real_loss.add(&fake_loss)?.scale(0.5)?,
+        loss,
+        value: v[0],
+        real: v[1],
+        fake: v[2],
     })
 }
 
 /// The generator's loss and its unweighted terms.
 pub struct GeneratorLosses {
     pub loss: Tensor,
+    /// `loss`'s value.
+    pub value: f64,
     pub gan: f64,
     pub l1: f64,
     pub perceptual: Option<f64>,
@@ -142,16 +149,20 @@ pub fn generator_loss(
     let gan = gan_loss(&d.forward_pair(input, fake, Mode::TRAIN)?, true)?;
     let l1 = fake.l1_loss(target)?;
     let mut loss = gan.add(&l1.scale(lambda_l1)?)?;
-    let mut perc_value = None;
+    let mut perc_term = None;
     if let Some((perc, weight)) = perceptual {
         let p = perc.loss(fake, target)?.to_dtype(loss.dtype())?;
-        perc_value = Some(p.to_scalar()?);
         loss = loss.add(&p.scale(weight)?)?;
+        perc_term = Some(p);
     }
+    let mut parts = vec![&loss, &gan, &l1];
+    parts.extend(perc_term.as_ref());
+    let v = Tensor::scalars(&parts)?;
     Ok(GeneratorLosses {
-        gan: gan.to_scalar()?,
-        l1: l1.to_scalar()?,
-        perceptual: perc_value,
+        value: v[0],
+        gan: v[1],
+        l1: v[2],
+        perceptual: v.get(3).copied(),
         loss,
     })
 }

@@ -234,7 +234,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
             nets.g.set_dropout_step(run.iteration as u64);
             let fake = nets.g.forward(&batch.input, Mode::TRAIN)?;
             let d_loss = discriminator_loss(&nets.d, &batch.input, &batch.target, &fake)?;
-            let d_value = d_loss.loss.to_scalar()?;
+            let d_value = d_loss.value;
             if !d_value.is_finite() {
                 let what = format!(
                     "the discriminator's loss became {d_value} at epoch {} iteration {}",
@@ -253,7 +253,7 @@ pub fn train(cfg: &Pix2PixConfig, device: Device, opts: &RunOptions) -> Result<T
                 cfg.lambda_l1,
                 nets.perceptual.as_ref().map(|p| (p, perc_weight)),
             )?;
-            let g_value = g_loss.loss.to_scalar()?;
+            let g_value = g_loss.value;
             if !g_value.is_finite() {
                 let what = format!(
                     "the generator's loss became {g_value} at epoch {} iteration {} (G_GAN {}, \

@@ -398,11 +398,13 @@ pub fn train_decoder(
             let total = loss_c
                 .scale(cfg.content_weight)?
                 .add(&loss_s.scale(cfg.style_weight)?)?;
+            // One read of the device for the three values.
+            let v = Tensor::scalars(&[&loss_c, &loss_s, &total])?;
             let m = IterationMetrics {
                 iteration: i + 1,
-                loss_c: loss_c.to_scalar()?,
-                loss_s: loss_s.to_scalar()?,
-                total: total.to_scalar()?,
+                loss_c: v[0],
+                loss_s: v[1],
+                total: v[2],
                 lr,
                 images_per_s: 0.0,
                 loss_scale: run.scaler.scale,

@@ -246,7 +246,9 @@ impl CudaStorage {
         })
     }
 
+    /// Reads the buffer back, waiting for the stream to drain (counted: `backend::take_device_reads`).
     fn download<T: bytemuck::Pod>(&self) -> Result<Vec<T>> {
+        crate::backend::count_device_read();
         let mut v = vec![T::zeroed(); self.len];
         if self.len == 0 {
             return Ok(v);

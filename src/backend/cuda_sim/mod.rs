@@ -207,19 +207,32 @@ impl CudaStorage {
         self.len * self.dtype.size_in_bytes()
     }
 
-    /// Copies to the host.
+    /// Copies to the host (a counted device read, as on a GPU: `backend::take_device_reads`).
     pub fn to_cpu(&self) -> Result<CpuStorage> {
-        Ok(match self.dtype {
-            DType::F16 => CpuStorage::F16(self.download()?),
-            DType::F32 => CpuStorage::F32(self.download()?),
-            DType::F64 => CpuStorage::F64(self.download()?),
-        })
+        crate::backend::count_device_read();
+        Ok(self.to_cpu_uncounted())
     }
 
+    /// `to_cpu` without counting a device read: for the CPU stand-ins of cuDNN and cuBLAS, which on
+    /// a GPU read device memory on the device.
+    pub(crate) fn to_cpu_uncounted(&self) -> CpuStorage {
+        match self.dtype {
+            DType::F16 => CpuStorage::F16(self.copy_out()),
+            DType::F32 => CpuStorage::F32(self.copy_out()),
+            DType::F64 => CpuStorage::F64(self.copy_out()),
+        }
+    }
+
+    /// A counted device read into a vector (the launchers' small read-backs: the SGD flag).
     fn download<T: bytemuck::Pod>(&self) -> Result<Vec<T>> {
+        crate::backend::count_device_read();
+        Ok(self.copy_out())
+    }
+
+    fn copy_out<T: bytemuck::Pod>(&self) -> Vec<T> {
         let mut v = vec![T::zeroed(); self.len];
         bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(self.bytes());
-        Ok(v)
+        v
     }
 
     /// Replaces the contents with `s` (same dtype and length): how the CPU stand-ins for cuDNN and
