@@ -7,7 +7,8 @@
 //! Invariants checked: every command exits 0 and prints its JSON on the CUDA device; `bench-step`'s
 //! timed losses (f32, FP16, FP16 channels-last) are within [`LOSS_RTOL`] of the same command's on the
 //! CPU (same seeded batch and initialisation); every `bench-ops` row is "ok"; the generative
-//! benchmarks report a positive rate; `train --fp16` writes its checkpoint and metrics.
+//! benchmarks report a positive rate; `train --fp16` writes its checkpoint and metrics; the stylize
+//! job (pipelined over the device's queue) writes the CPU's images and manifest, and stops whole.
 
 use engine::testing::cuda_device;
 use serde_json::Value;
@@ -252,4 +253,103 @@ fn train_out_of_memory_says_what_to_do() {
         assert!(stderr.contains(part), "stderr lacks {part:?}: {stderr}");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `engine stylize`'s job (`run_stylize`) on the CUDA device, where batches are pipelined over the
+/// device's queue (batch k written while batch k+1 is computed): it writes the images the CPU run
+/// writes (within 2 levels of 255: rounding), lists the same manifest, and a stop after two batches
+/// leaves exactly those two batches written and listed.
+#[test]
+fn stylize_job_on_cuda_matches_the_cpu() {
+    use engine::models::Stylizer;
+    use engine::nn::state::save_module;
+    use engine::stylize::{random_stylizer, run_stylize, StylizeConfig, StylizeOptions};
+    use engine::{DType, Device};
+    use std::collections::BTreeMap;
+    let Some(dev) = cuda_device() else { return };
+    let root = std::env::temp_dir().join(format!("engine-cuda-stylize-{}", std::process::id()));
+    std::fs::remove_dir_all(&root).ok();
+    let copy_dir = |from: &str, to: &std::path::Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(test_data().join(from)).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    copy_dir("photos", &root.join("content/photos"));
+    copy_dir("textures", &root.join("styles"));
+    let s = random_stylizer(7, 4, DType::F32, Device::Cpu).unwrap();
+    let (vgg, dec) = (
+        root.join("vgg.safetensors"),
+        root.join("decoder.safetensors"),
+    );
+    save_module(&vgg, &s.encoder, &BTreeMap::new()).unwrap();
+    save_module(&dec, &s.decoder, &BTreeMap::new()).unwrap();
+    let config = |out: &str| {
+        let mut c = StylizeConfig::new(root.join("content"), root.join("styles"), root.join(out));
+        (c.content_size, c.crop, c.style_size, c.batch_size) = (64, 56, 56, 2);
+        c
+    };
+    let outputs = |dir: &std::path::Path| -> BTreeMap<String, image::RgbImage> {
+        std::fs::read_dir(dir.join("photos"))
+            .map(|rd| {
+                rd.map(|e| {
+                    let p = e.unwrap().path();
+                    let name = p.file_name().unwrap().to_string_lossy().to_string();
+                    (name, image::open(&p).unwrap().to_rgb8())
+                })
+                .collect()
+            })
+            .unwrap_or_default()
+    };
+    let manifest_lines = |dir: &std::path::Path| -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join("manifest.jsonl")).unwrap();
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"image\""))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let on = |device: Device, out: &str, stop_after_batches: Option<usize>| {
+        let s = Stylizer::load(&vgg, &dec, DType::F32, device).unwrap();
+        let cfg = config(out);
+        let opts = StylizeOptions {
+            stop_after_batches,
+            ..StylizeOptions::default()
+        };
+        (run_stylize(&cfg, &s, device, &opts).unwrap(), cfg.out_dir)
+    };
+    let (cpu, cpu_dir) = on(Device::Cpu, "cpu", None);
+    let (gpu, gpu_dir) = on(dev, "cuda", None);
+    assert_eq!((cpu.done, gpu.done), (8, 8));
+    assert_eq!(manifest_lines(&gpu_dir), manifest_lines(&cpu_dir));
+    let (want, got) = (outputs(&cpu_dir), outputs(&gpu_dir));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    for (name, w) in &want {
+        let g = &got[name];
+        assert_eq!(g.dimensions(), w.dimensions(), "{name}");
+        let max = g
+            .as_raw()
+            .iter()
+            .zip(w.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max();
+        assert!(
+            max <= Some(2),
+            "{name}: {max:?} levels from the CPU's output"
+        );
+    }
+    let (stopped, stopped_dir) = on(dev, "cuda-stopped", Some(2));
+    assert!(stopped.interrupted);
+    assert_eq!(stopped.done, 4);
+    assert_eq!(outputs(&stopped_dir).len(), 4);
+    assert_eq!(manifest_lines(&stopped_dir).len(), 4);
+    std::fs::remove_dir_all(&root).ok();
 }

@@ -11,6 +11,10 @@
 //!   holds `batch_size` images (the largest group early when too many images wait); a batch's
 //!   outputs are all written (atomically) before its manifest lines, and the stop flag is read only
 //!   between batches, so an interrupted run leaves whole outputs listed in the manifest.
+//! - Batches are pipelined over the device's queue: batch k is downloaded, batch k+1 queued, and
+//!   batch k's outputs encoded and written while the device computes batch k+1. The batch in
+//!   flight when the loop ends (a stop, the last group, an error) is still finished, so every
+//!   queued batch ends written and listed, and the stop after n batches leaves exactly n.
 //! - Content files whose outputs would coincide (`a.jpg` and `a.png`) are kept for the first name
 //!   in sorted order; the others are skipped and reported.
 
@@ -149,15 +153,21 @@ fn stylizer_dtype(stylizer: &Stylizer) -> DType {
         .map_or(DType::F32, |(_, p)| p.tensor.dtype())
 }
 
-/// Stylizes one batch (equal sizes) and writes its outputs; returns their manifest entries'
-/// parts.
-fn run_batch(
+/// A batch whose stylized images are queued on the device (maybe still being computed).
+struct InFlight {
+    items: Vec<Pair>,
+    /// `[N, 3, H, W]` f32 on the stylizer's device.
+    out: Tensor,
+}
+
+/// Queues one batch's stylization (equal sizes) on the device and returns without waiting for it.
+fn queue_batch(
     stylizer: &Stylizer,
     cfg: &StylizeConfig,
     dtype: DType,
     device: Device,
-    items: &[Pair],
-) -> Result<()> {
+    items: Vec<Pair>,
+) -> Result<InFlight> {
     let contents: Vec<&Image> = items.iter().map(|p| &p.content).collect();
     let styles: Vec<&Image> = items.iter().map(|p| &*p.style_img).collect();
     let (h, w) = (contents[0].height, contents[0].width);
@@ -171,17 +181,54 @@ fn run_batch(
         if y.dims()[3] != w {
             y = y.narrow(3, 0, w)?;
         }
-        y.to_dtype(DType::F32)?.to_device(Device::Cpu)
+        y.to_dtype(DType::F32)
     })?;
-    items
+    Ok(InFlight { items, out })
+}
+
+/// Brings a queued batch back to the host (waiting for the device).
+fn download(b: InFlight) -> Result<InFlight> {
+    Ok(InFlight {
+        out: b.out.to_device(Device::Cpu)?,
+        items: b.items,
+    })
+}
+
+/// Encodes and writes a downloaded batch's outputs (atomically, in parallel), then lists them in
+/// the manifest.
+fn finish_batch(
+    b: InFlight,
+    cfg: &StylizeConfig,
+    pool: &StylePool,
+    listed: &HashMap<String, (String, String)>,
+    manifest: &mut Manifest,
+) -> Result<usize> {
+    b.items
         .par_iter()
         .enumerate()
         .map(|(i, p)| {
-            let rgb = tensor_to_rgb8(&out, i, PixelRange::ZeroOne)?;
+            let rgb = tensor_to_rgb8(&b.out, i, PixelRange::ZeroOne)?;
             write_atomic(&cfg.out_dir.join(&p.out_rel), &encode(cfg.format, &rgb)?)
         })
         .collect::<Result<Vec<()>>>()?;
-    Ok(())
+    let entries: Vec<Entry> = b
+        .items
+        .iter()
+        .filter(|p| {
+            // Made again with the line it has already: no second line.
+            listed
+                .get(&p.rel)
+                .is_none_or(|(style, output)| style != pool.rel(p.style) || *output != p.out_rel)
+        })
+        .map(|p| Entry {
+            content: &p.rel,
+            style: pool.rel(p.style),
+            output: &p.out_rel,
+            alpha: cfg.alpha,
+        })
+        .collect();
+    manifest.append(&entries)?;
+    Ok(b.items.len())
 }
 
 fn progress_bar(show: bool) -> indicatif::ProgressBar {
@@ -309,94 +356,101 @@ pub fn run_stylize(
                 }
             }
         });
-        let mut groups: BTreeMap<(usize, usize, usize, usize), Vec<Pair>> = BTreeMap::new();
-        let mut waiting = 0usize;
-        let mut run = |items: Vec<Pair>,
-                       report: &mut StylizeReport,
-                       manifest: &mut Manifest|
-         -> Result<bool> {
-            run_batch(stylizer, cfg, dtype, device, &items)?;
-            let entries: Vec<Entry> = items
-                .iter()
-                .filter(|p| {
-                    // Made again with the line it has already: no second line.
-                    listed.get(&p.rel).is_none_or(|(style, output)| {
-                        style != pool.rel(p.style) || *output != p.out_rel
-                    })
-                })
-                .map(|p| Entry {
-                    content: &p.rel,
-                    style: pool.rel(p.style),
-                    output: &p.out_rel,
-                    alpha: cfg.alpha,
-                })
-                .collect();
-            manifest.append(&entries)?;
-            report.done += items.len();
-            pb.inc(items.len() as u64);
-            batches += 1;
-            let stop = opts.stop.is_some_and(|s| s.load(Ordering::SeqCst))
-                || opts.stop_after_batches.is_some_and(|n| batches >= n);
-            Ok(stop)
-        };
-        for ready in rx.iter() {
-            let ready = ready?;
-            if !matches!(ready, Ready::Pair(_)) {
-                handled += 1;
-            }
-            match ready {
-                Ready::Bad(s) => {
-                    log(format!("skipped {s}"));
-                    report.skipped_bad.push(s);
-                    pb.inc(1);
-                    pb.set_message(format!("{} skipped", report.skipped_bad.len()));
+        // Pipelined over the device's one queue: batch k comes back (the device is then idle),
+        // batch k+1 is queued, and batch k's outputs are encoded and written while the device
+        // stylizes batch k+1. The stop flag is read after a batch is queued, and the batch in
+        // flight when the loop ends is finished below, so every queued batch ends written and
+        // listed.
+        let mut in_flight: Option<InFlight> = None;
+        let outcome = (|| -> Result<bool> {
+            let mut groups: BTreeMap<(usize, usize, usize, usize), Vec<Pair>> = BTreeMap::new();
+            let mut waiting = 0usize;
+            let mut run = |items: Vec<Pair>,
+                           in_flight: &mut Option<InFlight>,
+                           report: &mut StylizeReport,
+                           manifest: &mut Manifest|
+             -> Result<bool> {
+                let prev = in_flight.take().map(download).transpose()?;
+                let queued = queue_batch(stylizer, cfg, dtype, device, items);
+                if let Some(b) = prev {
+                    let n = finish_batch(b, cfg, pool, listed, manifest)?;
+                    report.done += n;
+                    pb.inc(n as u64);
                 }
-                Ready::Record {
-                    rel,
-                    out_rel,
-                    style,
-                } => {
-                    manifest.append(&[Entry {
-                        content: &rel,
-                        style: pool.rel(style),
-                        output: &out_rel,
-                        alpha: cfg.alpha,
-                    }])?;
-                    report.recorded += 1;
+                *in_flight = Some(queued?);
+                batches += 1;
+                Ok(opts.stop.is_some_and(|s| s.load(Ordering::SeqCst))
+                    || opts.stop_after_batches.is_some_and(|n| batches >= n))
+            };
+            for ready in rx.iter() {
+                let ready = ready?;
+                if !matches!(ready, Ready::Pair(_)) {
+                    handled += 1;
                 }
-                Ready::Pair(p) => {
-                    let group = groups.entry(p.key()).or_default();
-                    group.push(p);
-                    waiting += 1;
-                    let full = if group.len() == bs {
-                        Some(std::mem::take(group))
-                    } else if waiting > bs * 4 {
-                        // Many sizes: run the largest group rather than hold everything.
-                        groups
-                            .values_mut()
-                            .max_by_key(|g| g.len())
-                            .map(std::mem::take)
-                    } else {
-                        None
-                    };
-                    if let Some(items) = full {
-                        waiting -= items.len();
-                        if run(items, &mut report, &mut manifest)? {
-                            return Ok(true);
+                match ready {
+                    Ready::Bad(s) => {
+                        log(format!("skipped {s}"));
+                        report.skipped_bad.push(s);
+                        pb.inc(1);
+                        pb.set_message(format!("{} skipped", report.skipped_bad.len()));
+                    }
+                    Ready::Record {
+                        rel,
+                        out_rel,
+                        style,
+                    } => {
+                        manifest.append(&[Entry {
+                            content: &rel,
+                            style: pool.rel(style),
+                            output: &out_rel,
+                            alpha: cfg.alpha,
+                        }])?;
+                        report.recorded += 1;
+                    }
+                    Ready::Pair(p) => {
+                        let group = groups.entry(p.key()).or_default();
+                        group.push(p);
+                        waiting += 1;
+                        let full = if group.len() == bs {
+                            Some(std::mem::take(group))
+                        } else if waiting > bs * 4 {
+                            // Many sizes: run the largest group rather than hold everything.
+                            groups
+                                .values_mut()
+                                .max_by_key(|g| g.len())
+                                .map(std::mem::take)
+                        } else {
+                            None
+                        };
+                        if let Some(items) = full {
+                            waiting -= items.len();
+                            if run(items, &mut in_flight, &mut report, &mut manifest)? {
+                                return Ok(true);
+                            }
                         }
                     }
                 }
             }
-        }
-        for (_, items) in std::mem::take(&mut groups) {
-            if items.is_empty() {
-                continue;
+            for (_, items) in std::mem::take(&mut groups) {
+                if items.is_empty() {
+                    continue;
+                }
+                if run(items, &mut in_flight, &mut report, &mut manifest)? {
+                    return Ok(true);
+                }
             }
-            if run(items, &mut report, &mut manifest)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+            Ok(false)
+        })();
+        // The last batch queued (after an error too: its outputs are good).
+        let last = in_flight.take().map(|b| -> Result<()> {
+            let n = finish_batch(download(b)?, cfg, pool, listed, &mut manifest)?;
+            report.done += n;
+            pb.inc(n as u64);
+            Ok(())
+        });
+        let stopped = outcome?;
+        last.transpose()?;
+        Ok(stopped)
     });
     pb.finish_and_clear();
     report.seconds = t_loop.elapsed().as_secs_f64();
