@@ -8,19 +8,7 @@ use engine::Device;
 
 #[test]
 fn bench_step_runs_on_the_cpu() {
-    let v = bench_step(&StepOptions {
-        depth: 18,
-        batch: 2,
-        image: 32,
-        classes: 10,
-        fp16: false,
-        channels_last: false,
-        steps: 1,
-        warmup: 1,
-        label_smoothing: 0.1,
-        device: Device::Cpu,
-        host_batches: false,
-    });
+    let v = bench_step(&StepOptions::smoke(Device::Cpu));
     assert_eq!(v["status"], "ok", "{v}");
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["peak_memory_bytes"].as_u64().unwrap_or(0) > 0, "{v}");
@@ -31,17 +19,9 @@ fn bench_step_runs_on_the_cpu() {
 #[test]
 fn bench_step_feeds_host_batches() {
     let v = bench_step(&StepOptions {
-        depth: 18,
-        batch: 2,
-        image: 32,
-        classes: 10,
-        fp16: false,
-        channels_last: false,
         steps: 2,
-        warmup: 1,
-        label_smoothing: 0.1,
-        device: Device::Cpu,
         host_batches: true,
+        ..StepOptions::smoke(Device::Cpu)
     });
     assert_eq!(v["status"], "ok", "{v}");
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
@@ -104,15 +84,7 @@ fn generative_benches_run_on_the_cpu() {
     });
     assert_eq!(v["status"], "ok", "{v}");
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0, "{v}");
-    let small = Pix2pixBenchOptions {
-        batch: 1,
-        image: 32,
-        ngf: 4,
-        ndf: 4,
-        steps: 1,
-        warmup: 1,
-        device: Device::Cpu,
-    };
+    let small = Pix2pixBenchOptions::smoke(Device::Cpu);
     let v = bench_pix2pix(&small);
     assert_eq!(v["status"], "ok", "{v}");
     assert!(v["parameters_g"].as_u64().unwrap() > 0, "{v}");

@@ -131,17 +131,11 @@ fn a_training_step_reads_the_device_twice() {
         return;
     };
     let v = bench_step(&StepOptions {
-        depth: 18,
-        batch: 2,
-        image: 32,
-        classes: 10,
         fp16: true,
         channels_last: true,
         steps: 2,
-        warmup: 1,
-        label_smoothing: 0.1,
-        device,
         host_batches: true,
+        ..StepOptions::smoke(device)
     });
     assert_eq!(v["status"], "ok", "{v}");
     assert_eq!(v["device_reads_per_step"], 2.0, "{v}");

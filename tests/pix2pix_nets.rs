@@ -461,15 +461,7 @@ fn a_pix2pix_iteration_reads_the_device_four_times() {
     let Some(device) = engine::testing::cuda_device() else {
         return;
     };
-    let v = bench_pix2pix(&Pix2pixBenchOptions {
-        batch: 1,
-        image: 32,
-        ngf: 4,
-        ndf: 4,
-        steps: 1,
-        warmup: 1,
-        device,
-    });
+    let v = bench_pix2pix(&Pix2pixBenchOptions::smoke(device));
     assert_eq!(v["status"], "ok", "{v}");
     assert_eq!(v["device_reads_per_iter"], 4.0, "{v}");
 }

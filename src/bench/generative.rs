@@ -45,6 +45,22 @@ pub struct Pix2pixBenchOptions {
     pub device: Device,
 }
 
+impl Pix2pixBenchOptions {
+    /// A tiny pix2pix pair (32², ngf = ndf = 4, batch 1), one warm-up and one timed step: tests and
+    /// smoke runs.
+    pub fn smoke(device: Device) -> Pix2pixBenchOptions {
+        Pix2pixBenchOptions {
+            batch: 1,
+            image: 32,
+            ngf: 4,
+            ndf: 4,
+            steps: 1,
+            warmup: 1,
+            device,
+        }
+    }
+}
+
 /// Times `iters` calls of `f` after `warmup` untimed ones; ms per call.
 fn timed(
     device: Device,

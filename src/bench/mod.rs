@@ -55,6 +55,26 @@ pub struct StepOptions {
     pub host_batches: bool,
 }
 
+impl StepOptions {
+    /// A few seconds' step on the CPU: ResNet-18 at 32², batch 2, one warm-up and one timed step
+    /// (tests and smoke runs; adjust fields with struct update syntax).
+    pub fn smoke(device: Device) -> StepOptions {
+        StepOptions {
+            depth: 18,
+            batch: 2,
+            image: 32,
+            classes: 10,
+            fp16: false,
+            channels_last: false,
+            steps: 1,
+            warmup: 1,
+            label_smoothing: 0.1,
+            device,
+            host_batches: false,
+        }
+    }
+}
+
 fn status_of(e: &Error) -> &'static str {
     match e {
         Error::NotImplemented { .. } => "not_implemented",
