@@ -134,7 +134,20 @@ impl Tensor {
         device: Device,
     ) -> Result<Tensor> {
         let shape = shape.into();
-        Tensor::from_f64s(&vec![value; shape.numel()], shape, dtype, device)
+        if device.is_cpu() {
+            return Tensor::from_f64s(&vec![value; shape.numel()], shape, dtype, device);
+        }
+        // Filled on the device: an upload in a step (the backward seed, a loss's constant target)
+        // could make the host wait for the device's queue.
+        let zeros = Tensor::from_storage(
+            Storage::zeros(dtype, shape.numel(), device)?,
+            shape,
+            MemoryFormat::Contiguous,
+        )?;
+        match value {
+            0.0 => Ok(zeros),
+            _ => crate::no_grad(|| zeros.add_scalar(value)),
+        }
     }
     pub fn zeros(shape: impl Into<Shape>, dtype: DType, device: Device) -> Result<Tensor> {
         Tensor::full(0.0, shape, dtype, device)
@@ -343,6 +356,16 @@ impl Tensor {
             return Ok(self.clone());
         }
         let s = self.storage().to_device(device)?;
+        Tensor::from_storage(s, self.shape().clone(), self.format())
+    }
+
+    /// `to_device` for a step's input (a batch, its targets): to a CUDA device the transfer runs on
+    /// the copy stream, overlapping the kernels already queued (`Storage::to_device_input`).
+    pub fn to_device_input(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let s = self.storage().to_device_input(device)?;
         Tensor::from_storage(s, self.shape().clone(), self.format())
     }
 }

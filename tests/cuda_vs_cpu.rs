@@ -232,19 +232,24 @@ fn matmul_variants() {
     }
 }
 
-/// Uploads of 1 MiB and more go through pinned slots and, on a GPU, a copy stream (the backend's
-/// `staging.rs`). Many back-to-back uploads of two sizes (so every slot is reused several times),
-/// made on the consumer's thread and on a prepare-ahead thread as the trainers do, each read by a
-/// kernel at once: every result and every uploaded tensor, read again at the end, must hold exactly
-/// its own bytes. A missing wait between the streams, or a slot that became a tensor's storage,
-/// shows up here as another upload's (or the NaN poison's) values.
+/// Uploads go through pinned slots from 1 MiB, and a step's inputs (`to_device_input`) from
+/// 64 KiB, on a GPU through the copy stream (the backend's `staging.rs`). Many back-to-back uploads
+/// of three sizes by both paths (so every slot is reused several times, by both), made on the
+/// consumer's thread and on a prepare-ahead thread as the trainers do, each read by a kernel at
+/// once: every result and every uploaded tensor, read again at the end, must hold exactly its own
+/// bytes. A missing wait between the streams, or a slot that became a tensor's storage, shows up
+/// here as another upload's (or the NaN poison's) values.
 #[test]
 fn staged_uploads_arrive_intact_and_stay_intact() {
     use engine::data::ahead::Ahead;
     let Some(dev) = cuda() else { return };
     let host = |i: usize| {
-        let n = if i % 2 == 0 { 300_007 } else { 1_000_003 }; // 1.2 and 4 MB of f32
+        let n = [300_007, 1_000_003, 40_000][i % 3]; // 1.2 MB, 4 MB and 160 KB of f32
         Tensor::randn([n], 0.0, 1.0, 100 + i as u64, DType::F32, Device::Cpu).unwrap()
+    };
+    let upload = move |i: usize, h: &Tensor| match i % 4 {
+        0 => h.to_device(dev),
+        _ => h.to_device_input(dev),
     };
     let check = |i: usize, what: &str, got: &Tensor, want: &Tensor| {
         assert!(
@@ -253,9 +258,9 @@ fn staged_uploads_arrive_intact_and_stay_intact() {
         );
     };
     let mut kept = Vec::new();
-    for i in 0..8 {
+    for i in 0..12 {
         let h = host(i);
-        let d = h.to_device(dev).unwrap();
+        let d = upload(i, &h).unwrap();
         check(
             i,
             "doubled at once",
@@ -264,9 +269,9 @@ fn staged_uploads_arrive_intact_and_stay_intact() {
         );
         kept.push((i, h, d));
     }
-    let ahead = Ahead::threaded(8..16usize, move |i| {
+    let ahead = Ahead::threaded(12..24usize, move |i| {
         let h = host(i);
-        let d = h.to_device(dev)?;
+        let d = upload(i, &h)?;
         Ok((i, h, d))
     });
     for item in ahead {
@@ -302,5 +307,25 @@ fn scalars_are_read_back_together() {
         let two = Tensor::zeros([2], DType::F32, dev).unwrap();
         let e = Tensor::scalars(&[&a, &two]).unwrap_err().to_string();
         assert!(e.contains("not one element"), "{e}");
+    }
+}
+
+/// `Tensor::full` (and `zeros`/`ones`, the backward seed, the GAN targets) fills on the device:
+/// every element equals the CPU's, for each dtype and for zero, one and other values.
+#[test]
+fn full_fills_on_the_device() {
+    let Some(dev) = cuda() else { return };
+    for dtype in DTYPES {
+        for v in [0.0, 1.0, -2.5, 0.1, 65504.0] {
+            let want = Tensor::full(v, [3, 70_001], dtype, Device::Cpu).unwrap();
+            let got = Tensor::full(v, [3, 70_001], dtype, dev).unwrap();
+            assert_eq!(got.device(), dev);
+            assert!(!got.is_variable(), "a filled tensor is a constant");
+            assert_eq!(
+                got.to_vec_f64().unwrap(),
+                want.to_vec_f64().unwrap(),
+                "full({v}) [{dtype}]"
+            );
+        }
     }
 }

@@ -67,6 +67,12 @@ impl CudaStorage {
     pub fn from_cpu(_s: &CpuStorage, _ordinal: usize) -> Result<CudaStorage> {
         Err(Error::CudaUnavailable(HOW.to_string()))
     }
+    pub fn from_cpu_input(_s: &CpuStorage, _ordinal: usize) -> Result<CudaStorage> {
+        Err(Error::CudaUnavailable(HOW.to_string()))
+    }
+    pub fn zeros_on(_dtype: DType, _len: usize, _ordinal: usize) -> Result<CudaStorage> {
+        Err(Error::CudaUnavailable(HOW.to_string()))
+    }
 }
 
 pub fn run<K: super::CpuKernel>(

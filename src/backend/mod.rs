@@ -141,6 +141,24 @@ impl Storage {
             Storage::Cuda(s) => s.to_cpu(),
         }
     }
+    /// `len` zeros of `dtype` on `device` (set on a CUDA device, nothing uploaded).
+    pub fn zeros(dtype: DType, len: usize, device: Device) -> Result<Storage> {
+        Ok(match device {
+            Device::Cpu => Storage::Cpu(CpuStorage::F64(vec![0.0; len]).to_dtype(dtype)),
+            Device::Cuda(i) => Storage::Cuda(CudaStorage::zeros_on(dtype, len, i)?),
+        })
+    }
+    /// `to_device` for a step's input (a batch, its targets): from the host to a CUDA device it
+    /// transfers on the copy stream, overlapping the kernels already queued
+    /// (`CudaStorage::from_cpu_input`); otherwise as `to_device`.
+    pub fn to_device_input(&self, device: Device) -> Result<Storage> {
+        match (self, device) {
+            (Storage::Cpu(s), Device::Cuda(i)) => {
+                Ok(Storage::Cuda(CudaStorage::from_cpu_input(s, i)?))
+            }
+            _ => self.to_device(device),
+        }
+    }
     pub fn to_device(&self, device: Device) -> Result<Storage> {
         match (self, device) {
             (Storage::Cpu(s), Device::Cpu) => Ok(Storage::Cpu(s.clone())),

@@ -239,8 +239,8 @@ pub fn stack(
         .flat_map(|p| p.target.iter().copied())
         .collect();
     Ok((
-        Tensor::from_vec(input, [n, t.input_nc, s, s], Device::Cpu)?.to_device(device)?,
-        Tensor::from_vec(target, [n, t.output_nc, s, s], Device::Cpu)?.to_device(device)?,
+        Tensor::from_vec(input, [n, t.input_nc, s, s], Device::Cpu)?.to_device_input(device)?,
+        Tensor::from_vec(target, [n, t.output_nc, s, s], Device::Cpu)?.to_device_input(device)?,
     ))
 }
 

@@ -41,7 +41,7 @@ impl StepInputs {
         }
         let (n, classes, device) = (batch.labels.len(), self.classes, self.device);
         let upload =
-            |t: Vec<f32>| Tensor::from_vec(t, [n, classes], Device::Cpu)?.to_device(device);
+            |t: Vec<f32>| Tensor::from_vec(t, [n, classes], Device::Cpu)?.to_device_input(device);
         let images = std::mem::take(&mut batch.images);
         let (mut x, targets) = match (&batch.mixup, device.is_cpu()) {
             // Mixup on the device: the loader left the images unblended; one kernel blends them

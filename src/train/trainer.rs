@@ -208,7 +208,8 @@ pub fn with_data_classes(cfg: &TrainConfig, classes: &[String]) -> Result<TrainC
     Ok(c)
 }
 
-/// Batch images as a tensor on `device` in `dtype`.
+/// Batch images as a tensor on `device` in `dtype` (uploaded as a step's input:
+/// `Tensor::to_device_input`).
 pub(crate) fn batch_tensor(
     images: Vec<f32>,
     dims: [usize; 4],
@@ -217,7 +218,7 @@ pub(crate) fn batch_tensor(
 ) -> Result<Tensor> {
     Tensor::from_vec(images, dims.to_vec(), Device::Cpu)?
         .to_dtype(dtype)?
-        .to_device(device)
+        .to_device_input(device)
 }
 
 /// Top-1 and top-5 accuracy (%) of `model` on `loader`'s data.

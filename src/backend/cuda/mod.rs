@@ -17,9 +17,10 @@
 //!   memory pool when the device supports pools (every GPU we target). We raise the pool's release
 //!   threshold to "never", so freed blocks stay in the pool and, after the first training step, steps do
 //!   not map new device memory; dropping a `CudaStorage` enqueues its free on the stream.
-//! - Uploads of 1 MiB and more go through pinned staging slots and a copy stream (`staging.rs`), so
-//!   the host does not wait for the queue to drain and the transfer overlaps the kernels queued
-//!   before it; smaller ones are plain (synchronous) copies.
+//! - Uploads of 1 MiB and more go through pinned staging slots (`staging.rs`), so the host does not
+//!   wait for the queue to drain; a step's inputs (`from_cpu_input`, from 64 KiB) also transfer on
+//!   a copy stream, overlapping the kernels queued before them; smaller ones are plain copies
+//!   (which the driver may make wait for the queue).
 //! - `CudaStorage` is an untyped byte buffer tagged with its dtype and element count. Buffers are never
 //!   zero-sized (at least one byte is allocated) and kernels are never launched for zero elements.
 //! - Every kernel launch goes through `Gpu::launch` with a `KernelCall` built by `kernel_abi` (kernel
@@ -276,18 +277,34 @@ impl CudaStorage {
 
     /// Uploads host storage to device `ordinal`.
     pub fn from_cpu(s: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
+        Self::upload(s, ordinal, false)
+    }
+
+    /// Uploads a step's input (a batch, its targets) to device `ordinal`: staged from 64 KiB and
+    /// transferred on the copy stream, so the transfer overlaps the kernels already queued
+    /// (staging.rs).
+    pub fn from_cpu_input(s: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
+        Self::upload(s, ordinal, true)
+    }
+
+    fn upload(s: &CpuStorage, ordinal: usize, input: bool) -> Result<CudaStorage> {
         let g = gpu(ordinal)?;
         let mut out = g.alloc(s.dtype(), s.len())?;
         let bytes = s.as_bytes();
-        if staging::stages(bytes.len()) {
+        if staging::stages(bytes.len(), input) {
             // Through a pinned slot: the host does not wait for the GPU (staging.rs).
             let mut st = g.staging.lock().unwrap_or_else(|p| p.into_inner());
-            st.upload(&g.ctx, &g.stream, bytes, &mut out.buf)
+            st.upload(&g.ctx, &g.stream, bytes, &mut out.buf, input)
                 .cu("from_cpu")?;
         } else if !bytes.is_empty() {
             g.stream.memcpy_htod(bytes, &mut out.buf).cu("from_cpu")?;
         }
         Ok(out)
+    }
+
+    /// `len` zeros of `dtype` on device `ordinal`, set on the device (no upload).
+    pub fn zeros_on(dtype: DType, len: usize, ordinal: usize) -> Result<CudaStorage> {
+        gpu(ordinal)?.zeros(dtype, len)
     }
 }
 

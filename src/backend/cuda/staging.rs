@@ -1,5 +1,8 @@
-//! Host → device uploads through pinned (page-locked) staging slots and a copy stream, so that
-//! uploading a training batch neither blocks the host thread nor holds up the compute stream.
+//! Host → device uploads through pinned (page-locked) staging slots and, for a step's inputs
+//! (`CudaStorage::from_cpu_input`: batches, targets), a copy stream, so that uploading a training
+//! batch neither blocks the host thread nor holds up the compute stream. Other uploads
+//! (parameters, one-off tensors) take the pinned slot but transfer on the compute stream, so they
+//! hold no device memory in the cache.
 //!
 //! A copy from pageable memory is synchronous for the host: the driver stages it through its own
 //! pinned buffer and, everything else being on the compute stream, the host waits until the GPU has
@@ -27,9 +30,10 @@
 //!
 //! Slots are kept per exact byte length (a training run uploads batches of one size, plus a smaller
 //! last batch), [`SLOTS`] per length used round-robin, at most [`MAX_BYTES`] pinned in all (beyond it
-//! the cache is emptied and refilled), and as much device memory in the slots' device buffers
-//! (2 × 154 MB for `engine train`'s f32 ResNet-50 batch of 256 on the mixup path). Uploads below [`MIN_BYTES`] (most parameters at start-up,
-//! scalars) stay on the plain path, as do uploads whose slots alone would exceed [`MAX_BYTES`] and all
+//! the cache is emptied and refilled), and device buffers only for the lengths of step inputs
+//! (2 × 154 MB for `engine train`'s f32 ResNet-50 batch of 256 on the mixup path). Uploads below
+//! [`MIN_BYTES`] ([`MIN_INPUT_BYTES`] for step inputs: label-smoothed targets are 1 MB at
+//! ResNet-50's batch of 256; most parameters at start-up, scalars) stay on the plain path, as do uploads whose slots alone would exceed [`MAX_BYTES`] and all
 //! uploads with `ENGINE_PINNED_UPLOADS=0` (for A/B runs).
 //!
 //! Invariants:
@@ -50,6 +54,9 @@ use std::sync::{Arc, OnceLock};
 
 /// Smallest upload that is staged (smaller ones gain nothing from a DMA of their own).
 const MIN_BYTES: usize = 1 << 20;
+/// Smallest step input (`from_cpu_input`: batches, targets) that is staged: above the size the
+/// driver copies inline, below it a pageable copy may wait for the queue to drain.
+const MIN_INPUT_BYTES: usize = 64 << 10;
 /// Slots per byte length: the batch being copied and the next one being filled.
 const SLOTS: usize = 2;
 /// Pinned memory this cache may hold, all lengths together.
@@ -82,12 +89,14 @@ pub(super) struct Staging {
     copy: Option<Arc<CudaStream>>,
 }
 
-/// Whether an upload of `len` bytes goes through a slot: at least [`MIN_BYTES`], small enough that
-/// its slots fit in [`MAX_BYTES`], and staging on (`ENGINE_PINNED_UPLOADS`, on unless set to `0`).
-pub(super) fn stages(len: usize) -> bool {
+/// Whether an upload of `len` bytes goes through a slot: at least [`MIN_BYTES`] ([`MIN_INPUT_BYTES`]
+/// for a step's input), small enough that its slots fit in [`MAX_BYTES`], and staging on
+/// (`ENGINE_PINNED_UPLOADS`, on unless set to `0`).
+pub(super) fn stages(len: usize, input: bool) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let on = *ON.get_or_init(|| std::env::var("ENGINE_PINNED_UPLOADS").map_or(true, |v| v != "0"));
-    on && len >= MIN_BYTES && SLOTS * len <= MAX_BYTES
+    let min = if input { MIN_INPUT_BYTES } else { MIN_BYTES };
+    on && len >= min && SLOTS * len <= MAX_BYTES
 }
 
 /// Whether staged transfers run on a copy stream (`ENGINE_COPY_STREAM`, on unless set to `0`).
@@ -98,13 +107,17 @@ fn copy_stream_on() -> bool {
 
 impl Staging {
     /// Enqueues the copy of `src` into the first `src.len()` bytes of `dst` (allocated on `stream`,
-    /// the compute stream) through a pinned slot, and returns without waiting for it.
+    /// the compute stream) through a pinned slot, and returns without waiting for it. `input`: a
+    /// step's input, transferred on the copy stream (through the slot's device buffer, allocated
+    /// on the first such upload of this length); other uploads (parameters, one-off tensors)
+    /// transfer on the compute stream and hold no device buffer.
     pub(super) fn upload(
         &mut self,
         ctx: &Arc<CudaContext>,
         stream: &Arc<CudaStream>,
         src: &[u8],
         dst: &mut CudaSlice<u8>,
+        input: bool,
     ) -> Result<(), DriverError> {
         let len = src.len();
         if !self.by_len.contains_key(&len) && self.bytes + SLOTS * len > MAX_BYTES {
@@ -118,7 +131,7 @@ impl Staging {
             self.by_len.clear();
             self.bytes = 0;
         }
-        if self.copy.is_none() && copy_stream_on() {
+        if input && self.copy.is_none() && copy_stream_on() {
             self.copy = Some(ctx.new_stream()?);
         }
         if self
@@ -126,7 +139,7 @@ impl Staging {
             .get(&len)
             .is_none_or(|(slots, _)| slots.len() < SLOTS)
         {
-            let slot = new_slot(ctx, self.copy.as_ref(), len)?;
+            let slot = new_slot(ctx, len)?;
             self.by_len.entry(len).or_default().0.push(slot);
             self.bytes += len;
         }
@@ -134,10 +147,16 @@ impl Staging {
         let i = *next % slots.len();
         *next = (i + 1) % SLOTS;
         let slot = &mut slots[i];
+        if let (true, Some(copy), None) = (input, &self.copy, &slot.dev) {
+            // Without room for it, the slot transfers on the compute stream.
+            // SAFETY: written by the copy stream's transfer before the compute stream copies it out.
+            slot.dev = unsafe { copy.alloc::<u8>(len) }.ok();
+        }
         // The slot's previous transfer must have read `host` before we overwrite it.
         slot.arrived.synchronize()?;
         slot.host.as_mut_slice()?.copy_from_slice(src);
-        let queued = match (&self.copy, &mut slot.dev) {
+        let copy = if input { self.copy.as_ref() } else { None };
+        let queued = match (copy, &mut slot.dev) {
             (Some(copy), Some(dev)) => (|| {
                 copy.wait(&slot.consumed)?;
                 copy.memcpy_htod(&slot.host, dev)?;
@@ -175,21 +194,14 @@ impl Staging {
     }
 }
 
-/// A slot for uploads of `len` bytes: pinned host memory and, with a copy stream, a device buffer
-/// allocated on it (without one, when the device has no room for it: the slot then transfers on
-/// the compute stream).
-fn new_slot(
-    ctx: &Arc<CudaContext>,
-    copy: Option<&Arc<CudaStream>>,
-    len: usize,
-) -> Result<Slot, DriverError> {
+/// A slot for uploads of `len` bytes: pinned host memory (its device buffer comes with the first
+/// step input of this length).
+fn new_slot(ctx: &Arc<CudaContext>, len: usize) -> Result<Slot, DriverError> {
     // SAFETY: the bytes are uninitialised until `upload` writes them, before any transfer reads them.
     let host = unsafe { ctx.alloc_pinned::<u8>(len) }?;
-    // SAFETY: written by the copy stream's transfer before the compute stream copies it out.
-    let dev = copy.and_then(|c| unsafe { c.alloc::<u8>(len) }.ok());
     Ok(Slot {
         host,
-        dev,
+        dev: None,
         arrived: ctx.new_event(None)?,
         consumed: ctx.new_event(None)?,
     })

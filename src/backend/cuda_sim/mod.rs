@@ -265,6 +265,17 @@ impl CudaStorage {
         out.bytes_mut().copy_from_slice(s.as_bytes());
         Ok(out)
     }
+
+    /// A step's input: the simulated device has one queue and no transfers, so as `from_cpu`.
+    pub fn from_cpu_input(s: &CpuStorage, ordinal: usize) -> Result<CudaStorage> {
+        Self::from_cpu(s, ordinal)
+    }
+
+    /// `len` zeros of `dtype` on the simulated device.
+    pub fn zeros_on(dtype: DType, len: usize, ordinal: usize) -> Result<CudaStorage> {
+        gpu(ordinal)?;
+        CudaStorage::new(dtype, len, 0)
+    }
 }
 
 impl Drop for CudaStorage {
