@@ -257,6 +257,8 @@ main() {
     export ENGINE_CUDNN_SEARCH="${ENGINE_CUDNN_SEARCH:-exhaustive}"
     say "cuDNN algorithm choice for the engine benchmarks: $ENGINE_CUDNN_SEARCH"
     t="$(left "${GPU_CHECK_STEP_S:-150}")"
+    # The step's arguments as last run (without --channels-last after the NCHW fallback): 6d reuses them.
+    STEP_USED=("${STEP_ARGS[@]}")
     if want step && ((t >= 5)); then
         say "engine bench-step ${STEP_ARGS[*]} (timeout ${t}s)"
         timeout -k 5 "$t" "$BIN/engine" bench-step "${STEP_ARGS[@]}" \
@@ -269,6 +271,7 @@ main() {
             cp "$STATE/engine_step.err" "$OUT/engine_step_channels_last.err" 2>/dev/null
             local nchw=()
             for a in "${STEP_ARGS[@]}"; do [[ "$a" == --channels-last ]] || nchw+=("$a"); done
+            STEP_USED=("${nchw[@]}")
             say "channels-last step failed (log: engine_step_channels_last.err); engine bench-step ${nchw[*]} (timeout ${t}s)"
             timeout -k 5 "$t" "$BIN/engine" bench-step "${nchw[@]}" \
                 >"$STATE/engine_step.json" 2>"$STATE/engine_step.err"
@@ -334,7 +337,7 @@ main() {
     t="$(left "${GPU_CHECK_FEED_S:-60}")"
     if want feed && ((t >= 5)); then
         local feed=() skip=0
-        for a in "${STEP_ARGS[@]}"; do
+        for a in "${STEP_USED[@]}"; do
             if ((skip)); then skip=0; continue; fi
             case "$a" in --steps|--warmup) skip=1 ;; *) feed+=("$a") ;; esac
         done

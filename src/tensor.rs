@@ -144,8 +144,10 @@ impl Tensor {
             shape,
             MemoryFormat::Contiguous,
         )?;
-        match value {
-            0.0 => Ok(zeros),
+        // +0.0 only (-0.0 takes the add, which keeps its sign); an f16 value is rounded through
+        // f32 by the kernel, so it may differ from the CPU's direct rounding by one ulp at a tie.
+        match value.to_bits() {
+            0 => Ok(zeros),
             _ => crate::no_grad(|| zeros.add_scalar(value)),
         }
     }

@@ -217,15 +217,19 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
             cuda_reset_peak_memory(i)?;
         }
         let t = Instant::now();
-        let x = match &mut inputs {
-            StepInput::Device(x) => x.clone(),
+        let (x, targets) = match &mut inputs {
+            StepInput::Device(x) => (x.clone(), None),
             StepInput::Host(batches) => {
                 let prepared = batches.next().expect("one host batch per step")?;
-                prepared.tensors.expect("host batches have labels").0
+                prepared.tensors.expect("host batches have labels")
             }
         };
         let logits = model.forward(&x, Mode::TRAIN)?.to_dtype(DType::F32)?;
-        let loss = logits.cross_entropy(&labels, o.label_smoothing)?;
+        let loss = match &targets {
+            // As `engine train`: label-smoothed targets uploaded with the batch.
+            Some(t) => logits.cross_entropy_soft(t)?,
+            None => logits.cross_entropy(&labels, o.label_smoothing)?,
+        };
         if let (Device::Cuda(i), true) = (dev, step + 1 == o.warmup + o.steps) {
             // What the graph holds for backward, plus parameters and optimiser state (the figure
             // tools/torch_memory_estimate.py reports as `live_after_forward_bytes`); read in the last
@@ -262,6 +266,8 @@ fn bench_step_inner(o: &StepOptions, mut out: Value) -> Result<Value> {
     out["images_per_s"] = json!((o.batch * o.steps) as f64 / total_s.max(1e-12));
     out["losses"] = json!(losses);
     out["skipped_steps"] = json!(skipped);
+    // Counted on this thread only: with --host-batches, the prepare thread's casts and layout
+    // changes are not in it.
     out["widened_f16_elements"] = json!(take_widened_elements());
     // Host-blocking device reads per timed step (the loss and the optimiser's flag: 2 expected).
     out["device_reads_per_step"] = json!(take_device_reads() as f64 / o.steps as f64);
@@ -291,8 +297,8 @@ enum StepInput {
 }
 
 /// One host batch per step (`o.warmup + o.steps` of them), each a fresh copy of one of two seeded
-/// f32 batches (as a loader hands out fresh vectors), turned into the step's device input by the
-/// trainer's own `StepInputs` one step ahead.
+/// f32 batches (as a loader hands out fresh vectors), turned into the step's device input (images
+/// and, with label smoothing, the soft targets) by the trainer's own `StepInputs` one step ahead.
 fn host_batches(
     o: &StepOptions,
     dims: [usize; 4],
@@ -304,8 +310,8 @@ fn host_batches(
         .collect::<Result<_>>()?;
     let prep = StepInputs {
         classes: o.classes,
-        label_smoothing: 0.0,
-        soft: false,
+        label_smoothing: o.label_smoothing,
+        soft: o.label_smoothing > 0.0,
         dtype,
         device: o.device,
         channels_last: o.channels_last,

@@ -10,9 +10,10 @@
 //! - At most one prepared item waits beyond the one the consumer holds (a rendezvous channel: the
 //!   thread prepares item k+1, then blocks until the consumer asks for it), so device memory holds
 //!   at most one batch more than without the thread.
-//! - Ordering on the device needs no event: everything the preparation enqueues for an item is
-//!   enqueued before the item crosses the channel, so on the device's one stream it precedes every
-//!   kernel the consumer launches on it.
+//! - Ordering on the device needs no event here: everything the preparation enqueues for an item
+//!   on the compute stream (kernels, and for a copy-stream upload the wait on its transfer and the
+//!   copy out of its slot) is enqueued before the item crosses the channel, so it precedes every
+//!   kernel the consumer launches on that stream.
 //! - Dropping the iterator ends the thread (its next send fails) and joins it, so the prepared
 //!   tensors are freed before the drop returns. A panic in the preparation resurfaces in the
 //!   consumer's `next`.

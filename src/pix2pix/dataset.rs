@@ -222,11 +222,14 @@ pub struct PairBatch {
     pub index: usize,
 }
 
-/// Stacks samples into input and target tensors on `device`.
+/// Stacks samples into input and target tensors on `device`; `step_input`: a training batch,
+/// uploaded through the copy stream (`Tensor::to_device_input`), else a plain upload (evaluation,
+/// samples), which holds no copy-stream slot on the device.
 pub fn stack(
     samples: &[PairSample],
     t: &PairTransform,
     device: Device,
+    step_input: bool,
 ) -> Result<(Tensor, Tensor)> {
     let n = samples.len();
     let s = t.size;
@@ -238,10 +241,14 @@ pub fn stack(
         .iter()
         .flat_map(|p| p.target.iter().copied())
         .collect();
-    Ok((
-        Tensor::from_vec(input, [n, t.input_nc, s, s], Device::Cpu)?.to_device_input(device)?,
-        Tensor::from_vec(target, [n, t.output_nc, s, s], Device::Cpu)?.to_device_input(device)?,
-    ))
+    let upload = |v: Vec<f32>, c: usize| -> Result<Tensor> {
+        let h = Tensor::from_vec(v, [n, c, s, s], Device::Cpu)?;
+        match step_input {
+            true => h.to_device_input(device),
+            false => h.to_device(device),
+        }
+    };
+    Ok((upload(input, t.input_nc)?, upload(target, t.output_nc)?))
 }
 
 /// Seeded, jittered training batches. An epoch is `len / batch_size` full batches (at least one):
@@ -292,7 +299,7 @@ impl PairLoader {
                 self.data.sample(i, &self.transform, &mut rng)
             })
             .collect::<Result<_>>()?;
-        let (input, target) = stack(&samples, &self.transform, device)?;
+        let (input, target) = stack(&samples, &self.transform, device, true)?;
         Ok(PairBatch {
             input,
             target,

@@ -169,7 +169,7 @@ pub fn evaluate(
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0); // unused without jitter
         for index in 0..n {
             let sample = data.sample(index, &t, &mut rng)?;
-            let (input, target) = stack(std::slice::from_ref(&sample), &t, device)?;
+            let (input, target) = stack(std::slice::from_ref(&sample), &t, device, false)?;
             let output = generate(g, &input, opts.mode, index)?;
             let out_v: Vec<f32> = output.to_vec()?;
             let perceptual = match opts.perceptual {

@@ -230,9 +230,13 @@ pub fn evaluate(
 ) -> Result<(f64, f64)> {
     let _g = crate::NoGradGuard::new();
     let (mut n, mut c1, mut c5) = (0usize, 0usize, 0usize);
-    // Batch k+1 goes to the device on its own thread while batch k is evaluated.
+    // Batch k+1 goes to the device on its own thread while batch k is evaluated; as a plain upload
+    // (pinned slot on the compute stream), so validation batches hold no copy-stream slots on the
+    // device beside the training batches'.
     let batches = prepare_ahead(loader.epoch(0, 0), move |mut b: Batch| {
-        let x = batch_tensor(std::mem::take(&mut b.images), b.dims, dtype, device)?;
+        let x = Tensor::from_vec(std::mem::take(&mut b.images), b.dims.to_vec(), Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)?;
         Ok((b, x))
     });
     for prepared in batches {
