@@ -140,7 +140,7 @@ def main():
         note = (note + "; " if note else "") + "widened f16→f32: " + ", ".join(
             f"{k} {v:,}" for k, v in estep["widened_f16_elements"].items())
     reads = estep.get("device_reads_per_step")
-    if reads is not None and reads != 2:
+    if reads is not None and reads != 2 and str(estep.get("device", "")).startswith("cuda"):
         # Each host-blocking read drains the queue; the step needs two (loss, SGD finiteness flag).
         note = (note + "; " if note else "") + f"{reads:g} device reads per step (2 expected)"
     if torch.get("status") not in ("ok", "partial"):
