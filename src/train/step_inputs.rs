@@ -48,7 +48,7 @@ impl StepInputs {
             // with their smoothed targets, in f32 like the host blend, before the cast.
             (Some(m), false) => {
                 let t = upload(batch.smoothed_targets(classes, self.label_smoothing))?;
-                let x = batch_tensor(images, batch.dims, DType::F32, device)?;
+                let x = batch_tensor(images, batch.dims, DType::F32, device, true)?;
                 let (x, t) = x.mixup(&t, m.lambda, &m.perm)?;
                 (x.to_dtype(self.dtype)?, Some(t))
             }
@@ -58,7 +58,7 @@ impl StepInputs {
                     false => None,
                 };
                 (
-                    batch_tensor(images, batch.dims, self.dtype, device)?,
+                    batch_tensor(images, batch.dims, self.dtype, device, true)?,
                     targets,
                 )
             }

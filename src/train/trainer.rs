@@ -208,17 +208,21 @@ pub fn with_data_classes(cfg: &TrainConfig, classes: &[String]) -> Result<TrainC
     Ok(c)
 }
 
-/// Batch images as a tensor on `device` in `dtype` (uploaded as a step's input:
-/// `Tensor::to_device_input`).
+/// Batch images as a tensor on `device` in `dtype`. `step_input`: a training batch, uploaded through
+/// the copy stream (`Tensor::to_device_input`); else a plain upload (evaluation), which holds no
+/// copy-stream slot on the device.
 pub(crate) fn batch_tensor(
     images: Vec<f32>,
     dims: [usize; 4],
     dtype: DType,
     device: Device,
+    step_input: bool,
 ) -> Result<Tensor> {
-    Tensor::from_vec(images, dims.to_vec(), Device::Cpu)?
-        .to_dtype(dtype)?
-        .to_device_input(device)
+    let host = Tensor::from_vec(images, dims.to_vec(), Device::Cpu)?.to_dtype(dtype)?;
+    match step_input {
+        true => host.to_device_input(device),
+        false => host.to_device(device),
+    }
 }
 
 /// Top-1 and top-5 accuracy (%) of `model` on `loader`'s data.
@@ -230,13 +234,10 @@ pub fn evaluate(
 ) -> Result<(f64, f64)> {
     let _g = crate::NoGradGuard::new();
     let (mut n, mut c1, mut c5) = (0usize, 0usize, 0usize);
-    // Batch k+1 goes to the device on its own thread while batch k is evaluated; as a plain upload
-    // (pinned slot on the compute stream), so validation batches hold no copy-stream slots on the
-    // device beside the training batches'.
+    // Batch k+1 goes to the device on its own thread while batch k is evaluated (a plain upload:
+    // validation batches hold no copy-stream slots beside the training batches').
     let batches = prepare_ahead(loader.epoch(0, 0), move |mut b: Batch| {
-        let x = Tensor::from_vec(std::mem::take(&mut b.images), b.dims.to_vec(), Device::Cpu)?
-            .to_dtype(dtype)?
-            .to_device(device)?;
+        let x = batch_tensor(std::mem::take(&mut b.images), b.dims, dtype, device, false)?;
         Ok((b, x))
     });
     for prepared in batches {

@@ -144,8 +144,8 @@ impl Samples {
         let dims = [pairs.len(), 3, cfg.crop, cfg.crop];
         let (c, s): (Vec<Vec<f32>>, Vec<Vec<f32>>) = pairs.into_iter().unzip();
         Ok(Some(Samples {
-            content: batch_tensor(c.concat(), dims, dtype, device)?,
-            style: batch_tensor(s.concat(), dims, dtype, device)?,
+            content: batch_tensor(c.concat(), dims, dtype, device, false)?,
+            style: batch_tensor(s.concat(), dims, dtype, device, false)?,
         }))
     }
 
@@ -373,8 +373,8 @@ pub fn train_decoder(
         let tensors = match b.dims[0] {
             0 => None, // every pair of this batch failed to decode
             _ => Some((
-                batch_tensor(std::mem::take(&mut b.content), b.dims, dtype, device)?,
-                batch_tensor(std::mem::take(&mut b.style), b.dims, dtype, device)?,
+                batch_tensor(std::mem::take(&mut b.content), b.dims, dtype, device, true)?,
+                batch_tensor(std::mem::take(&mut b.style), b.dims, dtype, device, true)?,
             )),
         };
         Ok((b, tensors))
