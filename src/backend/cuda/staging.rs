@@ -33,8 +33,9 @@
 //! the cache is emptied and refilled), and device buffers only for the lengths of step inputs
 //! (2 × 154 MB for `engine train`'s f32 ResNet-50 batch of 256 on the mixup path). Uploads below
 //! [`MIN_BYTES`] ([`MIN_INPUT_BYTES`] for step inputs: label-smoothed targets are 1 MB at
-//! ResNet-50's batch of 256; most parameters at start-up, scalars) stay on the plain path, as do uploads whose slots alone would exceed [`MAX_BYTES`] and all
-//! uploads with `ENGINE_PINNED_UPLOADS=0` (for A/B runs).
+//! ResNet-50's batch of 256; most parameters at start-up, scalars) stay on the plain path, as do
+//! uploads whose slots alone would exceed [`MAX_BYTES`] and all uploads with
+//! `ENGINE_PINNED_UPLOADS=0` (for A/B runs).
 //!
 //! Invariants:
 //! - The host writes `slot.host` only after `slot.arrived` (recorded behind the slot's previous
@@ -44,9 +45,9 @@
 //!   it comes after the compute stream's copy into `dst` (the single-stream rule of `mod.rs`).
 //! - A slot is freed only after both events have completed, or after both streams were
 //!   synchronised when an upload failed midway (its events may then not cover a queued copy). The
-//!   cache lives as long as its device (a static), so it has no `Drop`. (The context runs without cudarc's
-//!   event tracking, see `mod.rs`, so `PinnedHostSlice`'s own event is never recorded; each slot
-//!   carries its own.)
+//!   cache lives as long as its device (a static), so it has no `Drop`. (The context runs without
+//!   cudarc's event tracking, see `mod.rs`, so `PinnedHostSlice`'s own event is never recorded;
+//!   each slot carries its own.)
 
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, DriverError, PinnedHostSlice};
 use std::collections::HashMap;
@@ -64,7 +65,8 @@ const MAX_BYTES: usize = 1 << 30;
 
 struct Slot {
     host: PinnedHostSlice<u8>,
-    /// The device-side copy target of the copy stream (`None` without a copy stream).
+    /// The device-side copy target of the copy stream: allocated by the first step input of this
+    /// length (`None` before, without a copy stream, or when the device had no room).
     dev: Option<CudaSlice<u8>>,
     /// Recorded behind the transfer out of `host`: on the copy stream (into `dev`), or on the
     /// compute stream (straight into the destination) without a copy stream.
