@@ -16,6 +16,12 @@
 //! (via the `cc` crate) into a static library that runs them on CPU fibers (`cuda/emu/`,
 //! `src/backend/cuda_emu/`), so kernels are executed and checked on machines with no GPU. It needs
 //! only `cuda_fp16.h` from the CUDA toolchain (found beside nvcc, or via `CUDA_INCLUDE`).
+//!
+//! With both features it also links the fake GPU (`cuda/fakegpu/`): the emulator's kernels plus
+//! stand-ins for the CUDA driver, cuBLAS and cuDNN, as one shared library in
+//! `<target>/<profile>/fakegpu/`, symlinked there under the names cudarc loads (libcuda.so,
+//! libcublas.so, libcublasLt.so, libcudnn.so). With that folder on `LD_LIBRARY_PATH` the real CUDA
+//! backend runs without a GPU (`scripts/test.sh`'s third stage).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +36,10 @@ fn main() {
         build_cuda();
     }
     if std::env::var_os("CARGO_FEATURE_CUDA_EMU").is_some() {
-        build_emu();
+        let emu_objects = build_emu();
+        if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+            build_fake_gpu(&emu_objects);
+        }
     }
 }
 
@@ -183,8 +192,8 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
 /// `cuda/emu/cuda_emu.h` first, the kernel file inside an anonymous namespace so helpers of different
 /// files never collide, then a table of its `extern "C"` kernels), compiled with `cuda/emu/runtime.cpp`
 /// into the static library `engine_cuda_emu`. Kernel names are read from the preprocessed source, so
-/// every instantiation a macro makes is listed.
-fn build_emu() {
+/// every instantiation a macro makes is listed. Returns the object files (for the fake GPU).
+fn build_emu() -> Vec<PathBuf> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("emu");
     std::fs::create_dir_all(&out_dir)
@@ -305,11 +314,86 @@ const Entry *find_kernel(const char *name) {
     ));
     let tables_cpp = out_dir.join("tables.cpp");
     write(&tables_cpp, &all);
-    base()
+    let objects = base()
         .files(&units)
         .file(&tables_cpp)
         .file(emu_dir.join("runtime.cpp"))
+        .compile_intermediates();
+    cc::Build::new()
+        .cpp(true)
+        .objects(&objects)
         .compile("engine_cuda_emu");
+    objects
+}
+
+/// The fake GPU (`cuda/fakegpu/`, see `fakegpu.h`): its three stand-ins compiled with the emulator's
+/// objects into `<target>/<profile>/fakegpu/libengine_fakegpu.so`, plus one symlink per library name
+/// cudarc tries first. Only the stand-ins' `cu*`, `cublas*` and `cudnn*` entry points are exported.
+fn build_fake_gpu(emu_objects: &[PathBuf]) {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let fake_dir = manifest.join("cuda").join("fakegpu");
+    let objects = cc::Build::new()
+        .cpp(true)
+        .std("c++20")
+        .include(&fake_dir)
+        .include(manifest.join("cuda").join("emu"))
+        .opt_level(2)
+        .debug(false)
+        .flag("-fvisibility=hidden")
+        .flag("-pthread")
+        .warnings(true)
+        .extra_warnings(true)
+        .warnings_into_errors(true)
+        .files(["driver.cpp", "cublas.cpp", "cudnn.cpp"].map(|f| fake_dir.join(f)))
+        .compile_intermediates();
+    let lib = out_dir.join("libengine_fakegpu.so");
+    let exports = out_dir.join("fakegpu.map");
+    write(&exports, "{ global: cu*; cublas*; cudnn*; local: *; };\n");
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let mut cmd = compiler.to_command();
+    cmd.arg("-shared")
+        .arg("-pthread")
+        .arg("-Wl,-Bsymbolic")
+        .arg("-Wl,-soname,libengine_fakegpu.so")
+        .arg(format!("-Wl,--version-script={}", exports.display()))
+        .arg("-o")
+        .arg(&lib)
+        .args(&objects)
+        .args(emu_objects);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run the C++ linker for the fake GPU: {e}")));
+    if !status.success() {
+        fail("linking the fake GPU (libengine_fakegpu.so) failed; see the linker's output above");
+    }
+    // OUT_DIR is <target>/<profile>/build/engine-<hash>/out.
+    let Some(profile) = out_dir.ancestors().nth(3) else {
+        return;
+    };
+    let dest = profile.join("fakegpu");
+    std::fs::create_dir_all(&dest)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dest.display())));
+    let installed = dest.join("libengine_fakegpu.so");
+    // Replace, never overwrite in place: a running test may have the old file mapped.
+    let tmp = dest.join("libengine_fakegpu.so.tmp");
+    std::fs::copy(&lib, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &installed))
+        .unwrap_or_else(|e| fail(&format!("cannot install {}: {e}", installed.display())));
+    for name in [
+        "libcuda.so",
+        "libcublas.so",
+        "libcublasLt.so",
+        "libcudnn.so",
+    ] {
+        let link = dest.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("libengine_fakegpu.so", &link)
+            .unwrap_or_else(|e| fail(&format!("cannot link {}: {e}", link.display())));
+    }
+    for f in ["fakegpu.h", "driver.cpp", "cublas.cpp", "cudnn.cpp"] {
+        println!("cargo:rerun-if-changed={}", fake_dir.join(f).display());
+    }
 }
 
 /// `cuda/*.cu`, sorted.

@@ -27,6 +27,10 @@
 # (GPU_CHECK_CPU_TESTS=1 still runs the test executables, without ENGINE_REQUIRE_CUDA).
 # GPU_CHECK_SMOKE=1 (for the build machine): CPU-sized benchmarks (engine on the CPU, torch --dry-run)
 # and the test executables without ENGINE_REQUIRE_CUDA, to check the script and the table end to end.
+# GPU_CHECK_FAKE=1 (for the build machine): the smoke sizes on `--device cuda` over the fake GPU
+# (cuda/fakegpu/: the driver, cuBLAS and cuDNN stand-ins that `cargo test --features cuda,cuda-emu`
+# links into target/debug/fakegpu, or GPU_CHECK_FAKE_LIB), with the tests under ENGINE_REQUIRE_CUDA:
+# the bundle's own CUDA path (module loading, streams, cuDNN plans, every stage) end to end.
 # Exit status: 0 when the check ran (whatever it found), 1 when the bundle is missing.
 set -u
 set -o pipefail
@@ -42,6 +46,17 @@ PYTHON="${PYTHON:-python3}"
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
 SMOKE="${GPU_CHECK_SMOKE:-0}"
+FAKE="${GPU_CHECK_FAKE:-0}"
+SMOKE_DEV=cpu
+if [[ "$FAKE" == 1 ]]; then
+    SMOKE=1
+    SMOKE_DEV=cuda
+    FAKE_LIB="${GPU_CHECK_FAKE_LIB:-$REPO/target/debug/fakegpu}"
+    if [[ ! -e "$FAKE_LIB/libcuda.so" ]]; then
+        echo "GPU_CHECK_FAKE=1: no fake GPU in $FAKE_LIB; build it with \`cargo test --features cuda,cuda-emu --no-run\`" >&2
+        exit 1
+    fi
+fi
 # Channels-last, like the PyTorch baseline (AMP + channels_last); step 5 reruns it in NCHW if it fails.
 STEP_ARGS=(--model resnet50 --batch 256 --image 224 --fp16 --channels-last --steps 20 --warmup 3 --device cuda)
 OPS_ARGS=(--device cuda)
@@ -60,14 +75,14 @@ TRAIN_ARGS=(--recipe reproduction-2019 --fp16 --device cuda --data-format folder
     --val-dir tests/data --epochs 3 --batch-size 8 --quiet)
 if [[ "$SMOKE" == 1 ]]; then
     GEN=(
-        "stylize.64px.f32|bench-stylize --batch 2 --image 64 --width 8 --iters 1 --warmup 1 --device cpu"
-        "pix2pix.step.b1|bench-pix2pix --batch 1 --image 32 --ngf 8 --ndf 8 --steps 1 --warmup 1 --device cpu"
+        "stylize.64px.f32|bench-stylize --batch 2 --image 64 --width 8 --iters 1 --warmup 1 --device $SMOKE_DEV"
+        "pix2pix.step.b1|bench-pix2pix --batch 1 --image 32 --ngf 8 --ndf 8 --steps 1 --warmup 1 --device $SMOKE_DEV"
     )
     TORCH_GEN_ARGS=(--dry-run)
-    STEP_ARGS=(--model resnet18 --batch 4 --image 32 --steps 2 --warmup 1 --device cpu)
-    TRAIN_ARGS=(--recipe reproduction-2019 --fp16 --device cpu --data-format folder --train-dir tests/data
+    STEP_ARGS=(--model resnet18 --batch 4 --image 32 --steps 2 --warmup 1 --device "$SMOKE_DEV")
+    TRAIN_ARGS=(--recipe reproduction-2019 --fp16 --device "$SMOKE_DEV" --data-format folder --train-dir tests/data
         --val-dir tests/data --epochs 1 --batch-size 4 --depth 18 --width 8 --quiet)
-    OPS_ARGS=(--device cpu --shrink 64 --repeats 2 --iters 1)
+    OPS_ARGS=(--device "$SMOKE_DEV" --shrink 64 --repeats 2 --iters 1)
     TORCH_ARGS=(--dry-run)
     GPU_CHECK_CPU_TESTS=1
 fi
@@ -119,6 +134,10 @@ main() {
         done
     else
         say "python3 has no 'nvidia' wheels; relying on the system loader path"
+    fi
+    if [[ "$FAKE" == 1 ]]; then
+        export LD_LIBRARY_PATH="$FAKE_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        say "GPU_CHECK_FAKE=1: LD_LIBRARY_PATH starts with the fake GPU ($FAKE_LIB)"
     fi
 
     # ---- 2. the GPU
@@ -341,7 +360,9 @@ main() {
             if ((skip)); then skip=0; continue; fi
             case "$a" in --steps|--warmup) skip=1 ;; *) feed+=("$a") ;; esac
         done
-        feed+=(--steps "${GPU_CHECK_FEED_STEPS:-8}" --warmup 2 --host-batches)
+        local feed_steps=8 feed_warmup=2
+        [[ "$SMOKE" == 1 ]] && feed_steps=2 feed_warmup=1
+        feed+=(--steps "${GPU_CHECK_FEED_STEPS:-$feed_steps}" --warmup "$feed_warmup" --host-batches)
         say "engine bench-step ${feed[*]} (timeout ${t}s)"
         timeout -k 5 "$t" "$BIN/engine" bench-step "${feed[@]}" \
             >"$STATE/engine_step_host.json" 2>"$STATE/engine_step_host.err"

@@ -2,7 +2,8 @@
 # The project's test command (README.md): every test, on the CPU, plus the CUDA tests when this
 # machine has a GPU (they print "skipped CUDA: ..." and pass where there is none). With nvcc present
 # (scripts/setup.sh installs it) the build includes the `cuda` feature, so every kernel compiles, and
-# the device-aware tests run a second time on the simulated CUDA device (`cuda-sim`).
+# the device-aware tests run a second time on the simulated CUDA device (`cuda-sim`) and a third time
+# on the fake GPU (the real CUDA backend over cuda/fakegpu/'s driver, cuBLAS and cuDNN stand-ins).
 # Tests build with opt-level 2 (see Cargo.toml's [profile.test]) so the numerics run fast.
 # Ends with one summary line over all test binaries: "summary: N passed, M failed".
 set -euo pipefail
@@ -28,6 +29,25 @@ if [ "${#FEATURES[@]}" -gt 0 ] && [ "$#" -eq 0 ] && [ "${CUDA_SIM:-1}" != 0 ] &&
   echo
   echo "== the device-aware tests on the simulated CUDA device (--features cuda-sim)"
   ENGINE_REQUIRE_CUDA=1 cargo test --features cuda-sim "${SIM_TESTS[@]}" 2>&1 | tee -a "$log" || status=$?
+  # The same tests, built by the first command with the real CUDA backend, on the fake GPU: the
+  # library build.rs links from cuda/fakegpu/ (driver, cuBLAS, cuDNN stand-ins over the emulator),
+  # found by cudarc through LD_LIBRARY_PATH. Streams run lazily there, so a missing event wait shows
+  # up as wrong data; then once more with the copy stream running ahead (FAKEGPU_EAGER_STREAM=2), and
+  # the convolutions with cuDNN's exhaustive search. FAKE_GPU=0 skips this stage.
+  if [ "${FAKE_GPU:-1}" != 0 ]; then
+    fake_dir="${CARGO_TARGET_DIR:-target}/debug/fakegpu"
+    fake_dir="$(cd "$fake_dir" && pwd)"
+    fake() { LD_LIBRARY_PATH="$fake_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ENGINE_REQUIRE_CUDA=1 "$@" 2>&1 | tee -a "$log" || status=$?; }
+    echo
+    echo "== the device-aware tests on the fake GPU (--features cuda,cuda-emu, LD_LIBRARY_PATH=$fake_dir)"
+    fake cargo test "${FEATURES[@]}" "${SIM_TESTS[@]}"
+    echo
+    echo "== on the fake GPU, the copy stream running ahead of the compute stream"
+    FAKEGPU_EAGER_STREAM=2 fake cargo test "${FEATURES[@]}" --test cuda_vs_cpu --test cuda_vs_cpu_train --test cuda_vs_cpu_cli
+    echo
+    echo "== on the fake GPU, cuDNN's exhaustive algorithm search"
+    ENGINE_CUDNN_SEARCH=exhaustive fake cargo test "${FEATURES[@]}" --test cuda_vs_cpu_conv --test fixtures_conv --test models_resnet
+  fi
 fi
 passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')

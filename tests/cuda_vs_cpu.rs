@@ -287,6 +287,19 @@ fn staged_uploads_arrive_intact_and_stay_intact() {
     for (i, h, d) in &kept {
         check(*i, "read at the end", d, h);
     }
+    // A burst of step inputs of one length queued before any is read: each slot is reused while
+    // the compute stream may not have copied its previous upload out yet (on the fake GPU with
+    // FAKEGPU_EAGER_STREAM=2 the copy stream runs ahead of the compute stream, as a GPU may).
+    let burst: Vec<(Tensor, Tensor)> = (0..9)
+        .map(|i| {
+            let h = Tensor::randn([40_000], 0.0, 1.0, 200 + i, DType::F32, Device::Cpu).unwrap();
+            let d = h.to_device_input(dev).unwrap().scale(2.0).unwrap();
+            (h, d)
+        })
+        .collect();
+    for (i, (h, d)) in burst.iter().enumerate() {
+        check(i, "doubled in a burst", d, &h.scale(2.0).unwrap());
+    }
 }
 
 /// `Tensor::scalars` returns one-element tensors' values exactly, whatever their dtype and shape,
