@@ -40,7 +40,7 @@ if [ "${#FEATURES[@]}" -gt 0 ] && [ "$#" -eq 0 ] && [ "${CUDA_SIM:-1}" != 0 ] &&
     fake() { LD_LIBRARY_PATH="$fake_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ENGINE_REQUIRE_CUDA=1 "$@" 2>&1 | tee -a "$log" || status=$?; }
     echo
     echo "== the device-aware tests on the fake GPU (--features cuda,cuda-emu, LD_LIBRARY_PATH=$fake_dir)"
-    fake cargo test "${FEATURES[@]}" "${SIM_TESTS[@]}"
+    fake cargo test "${FEATURES[@]}" "${SIM_TESTS[@]}" --test fake_gpu
     echo
     echo "== on the fake GPU, the copy stream running ahead of the compute stream"
     FAKEGPU_EAGER_STREAM=2 fake cargo test "${FEATURES[@]}" --test cuda_vs_cpu --test cuda_vs_cpu_train --test cuda_vs_cpu_cli
