@@ -451,11 +451,9 @@ fn engine_checkpoint(dir: &Path, in_channels: usize) -> PathBuf {
     let opt = Sgd::new(named_params(&net), SgdConfig::default()).unwrap();
     let run = RunState {
         epoch: 1,
-        batch: 0,
         step: 1,
         scaler: DynamicLossScaler::disabled(),
-        best_top1: 0.0,
-        config: cfg,
+        ..RunState::start(cfg)
     };
     let path = dir.join(format!("resnet_c{in_channels}.safetensors"));
     checkpoint::save(&path, &net, &opt, &run).unwrap();

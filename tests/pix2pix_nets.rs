@@ -422,11 +422,9 @@ fn perceptual_loss_loads_torchvision_files_and_engine_checkpoints() {
     let opt = Sgd::new(named_params(&net), SgdConfig::default()).unwrap();
     let run = RunState {
         epoch: 1,
-        batch: 0,
         step: 10,
         scaler: DynamicLossScaler::disabled(),
-        best_top1: 0.0,
-        config: train_cfg.clone(),
+        ..RunState::start(train_cfg.clone())
     };
     let path = temp_path("checkpoint.safetensors");
     checkpoint::save(&path, &net, &opt, &run).unwrap();

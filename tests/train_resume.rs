@@ -81,6 +81,18 @@ fn resumed_run_matches_uninterrupted_run_exactly() {
     assert_eq!(acc.points.len(), 2);
     let (a, b) = (&full.history[1], &resumed.history[0]);
     assert_eq!((a.epoch, a.top1, a.top5), (b.epoch, b.top1, b.top5));
+    // The resumed epoch's figures cover the whole epoch, its steps before the stop included (the
+    // loss sum travels through the checkpoint's JSON: equal to a last-place rounding).
+    assert!(
+        (a.train_loss - b.train_loss).abs() <= 1e-12 * a.train_loss.abs(),
+        "the resumed epoch's train_loss {} is not the whole epoch's {}",
+        b.train_loss,
+        a.train_loss
+    );
+    assert_eq!(
+        (a.skipped_steps, a.skipped_samples),
+        (b.skipped_steps, b.skipped_samples)
+    );
     // The final checkpoints hold bit-identical weights, momentum buffers and run state.
     let (wa, ma) = load_tensors(&full_dir.join("checkpoint.safetensors"), Device::Cpu).unwrap();
     let (wb, mb) = load_tensors(&split_dir.join("checkpoint.safetensors"), Device::Cpu).unwrap();

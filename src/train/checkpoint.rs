@@ -27,6 +27,41 @@ pub struct RunState {
     pub scaler: DynamicLossScaler,
     pub best_top1: f64,
     pub config: TrainConfig,
+    /// The current epoch's figures so far (reset when an epoch ends): the training-loss sum over
+    /// images (loss × batch size, finite losses only), those images, and the skipped steps and
+    /// unreadable samples; so an epoch resumed mid-way reports the whole epoch, not its second part.
+    /// Absent from checkpoints written before they were kept: zero.
+    #[serde(default)]
+    pub epoch_loss_sum: f64,
+    #[serde(default)]
+    pub epoch_loss_images: usize,
+    #[serde(default)]
+    pub epoch_skipped_steps: usize,
+    #[serde(default)]
+    pub epoch_skipped_samples: usize,
+}
+
+impl RunState {
+    /// The state of a run about to take its first step under `config` (loss scaling on with
+    /// `config.fp16`).
+    pub fn start(config: TrainConfig) -> RunState {
+        RunState {
+            epoch: 0,
+            batch: 0,
+            step: 0,
+            scaler: if config.fp16 {
+                DynamicLossScaler::default()
+            } else {
+                DynamicLossScaler::disabled()
+            },
+            best_top1: 0.0,
+            config,
+            epoch_loss_sum: 0.0,
+            epoch_loss_images: 0,
+            epoch_skipped_steps: 0,
+            epoch_skipped_samples: 0,
+        }
+    }
 }
 
 pub fn save(path: &Path, model: &dyn Module, opt: &Sgd, run: &RunState) -> Result<()> {

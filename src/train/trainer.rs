@@ -19,7 +19,7 @@ use crate::interrupt::StopPoint;
 use crate::models::ResNet;
 use crate::nn::init::Init;
 use crate::nn::{named_params, Mode, Module};
-use crate::optim::{DynamicLossScaler, LrSchedule, ScheduleKind, Sgd, SgdConfig};
+use crate::optim::{LrSchedule, ScheduleKind, Sgd, SgdConfig};
 use crate::{DType, Device, Error, Result, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -393,18 +393,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
     };
 
     let ckpt = checkpoint_path(&cfg.out_dir);
-    let mut run = RunState {
-        epoch: 0,
-        batch: 0,
-        step: 0,
-        scaler: if cfg.fp16 {
-            DynamicLossScaler::default()
-        } else {
-            DynamicLossScaler::disabled()
-        },
-        best_top1: 0.0,
-        config: cfg.clone(),
-    };
+    let mut run = RunState::start(cfg.clone());
     if resume {
         if !ckpt.exists() {
             return Err(Error::Msg(format!(
@@ -413,11 +402,11 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
             )));
         }
         let saved = checkpoint::load(&ckpt, &model, Some(&mut opt), &cfg.model)?;
-        run.epoch = saved.epoch;
-        run.batch = saved.batch;
-        run.step = saved.step;
-        run.scaler = saved.scaler;
-        run.best_top1 = saved.best_top1;
+        // Everything but the configuration, which is this invocation's.
+        run = RunState {
+            config: run.config,
+            ..saved
+        };
         eprintln!(
             "resuming from {} at epoch {} batch {} (step {})",
             ckpt.display(),
@@ -458,8 +447,14 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         );
         pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let t_epoch = Instant::now();
-        let (mut loss_sum, mut loss_n, mut seen, mut skipped_steps) = (0.0, 0usize, 0usize, 0usize);
-        let mut skipped_samples = 0usize;
+        if run.batch == 0 {
+            // A fresh epoch (a resumed one goes on with the figures its checkpoint kept).
+            run.epoch_loss_sum = 0.0;
+            run.epoch_loss_images = 0;
+            run.epoch_skipped_steps = 0;
+            run.epoch_skipped_samples = 0;
+        }
+        let mut seen = 0usize; // images this process trained on this epoch (for images/s)
         let mut interrupted = false;
         // Batch k+1 goes to the device on its own thread while step k runs (`data::ahead`).
         let batches = prepare_ahead(train_loader.epoch(epoch as u64, run.batch), move |b| {
@@ -468,7 +463,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         for prepared in batches {
             let PreparedBatch { batch, tensors } = prepared?;
             for s in &batch.skipped {
-                skipped_samples += 1;
+                run.epoch_skipped_samples += 1;
                 pb.println(format!("skipped unreadable sample {s}"));
                 log.write(&serde_json::json!({"kind": "skipped_sample", "epoch": epoch + 1, "batch": batch.index, "sample": s}))?;
             }
@@ -525,19 +520,19 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
                 )));
             }
             if !applied {
-                skipped_steps += 1;
+                run.epoch_skipped_steps += 1;
             }
             run.step += 1;
             run.batch = batch.index + 1;
             if loss_value.is_finite() {
-                loss_sum += loss_value * n as f64;
-                loss_n += n;
+                run.epoch_loss_sum += loss_value * n as f64;
+                run.epoch_loss_images += n;
             }
             seen += n;
             let ips = seen as f64 / t_epoch.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!(
                 "loss {:.4} lr {lr:.4} {ips:.0} img/s",
-                loss_sum / loss_n.max(1) as f64
+                run.epoch_loss_sum / run.epoch_loss_images.max(1) as f64
             ));
             pb.inc(1);
             if run.step % log_every == 0 {
@@ -566,14 +561,14 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         let (top1, top5) = evaluate(&model, &val_loader, dtype, device)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
-            train_loss: loss_sum / loss_n.max(1) as f64,
+            train_loss: run.epoch_loss_sum / run.epoch_loss_images.max(1) as f64,
             top1,
             top5,
             lr: schedule.lr(run.step.saturating_sub(1)),
             images_per_s: seen as f64 / seconds.max(1e-9),
             seconds,
-            skipped_steps,
-            skipped_samples,
+            skipped_steps: run.epoch_skipped_steps,
+            skipped_samples: run.epoch_skipped_samples,
         };
         if show_progress {
             eprintln!(
@@ -590,6 +585,10 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         log.write(&serde_json::json!({"kind": "epoch", "metrics": m}))?;
         run.epoch += 1;
         run.batch = 0;
+        run.epoch_loss_sum = 0.0;
+        run.epoch_loss_images = 0;
+        run.epoch_skipped_steps = 0;
+        run.epoch_skipped_samples = 0;
         if top1 > run.best_top1 {
             run.best_top1 = top1;
         }
