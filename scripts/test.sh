@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): every test, on the CPU, plus the CUDA tests when this
 # machine has a GPU (they print "skipped CUDA: ..." and pass where there is none). With nvcc present
-# (scripts/setup.sh installs it) the build includes the `cuda` feature, so every kernel compiles, and
-# the device-aware tests run a second time on the simulated CUDA device (`cuda-sim`) and a third time
+# (scripts/setup.sh installs it) the build includes the `cuda` feature, so every kernel compiles, the
+# emulator's kernel tests run again under two more thread orders, and the device-aware tests run a second time on the simulated CUDA device (`cuda-sim`) and a third time
 # on the fake GPU (the real CUDA backend over cuda/fakegpu/'s driver, cuBLAS and cuDNN stand-ins).
 # Tests build with opt-level 2 (see Cargo.toml's [profile.test]) so the numerics run fast.
 # Ends with one summary line over all test binaries: "summary: N passed, M failed".
@@ -16,6 +16,19 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test "${FEATURES[@]}" "$@" 2>&1 | tee "$log" || status=$?
+# The kernel tests again with the emulator's threads and blocks run in reverse and in shuffled
+# order (ENGINE_EMU_SCHEDULE): a missing barrier hides under one order and shows under another.
+if [ "${#FEATURES[@]}" -gt 0 ] && [ "$#" -eq 0 ]; then
+  EMU_TESTS=()
+  for f in tests/cuda_emu_*.rs; do
+    EMU_TESTS+=(--test "$(basename "$f" .rs)")
+  done
+  for order in reverse shuffle; do
+    echo
+    echo "== the kernel tests with the emulator's threads in $order order (ENGINE_EMU_SCHEDULE=$order)"
+    ENGINE_EMU_SCHEDULE=$order cargo test "${FEATURES[@]}" "${EMU_TESTS[@]}" 2>&1 | tee -a "$log" || status=$?
+  done
+fi
 # The device-aware tests again on the simulated CUDA device (`cuda-sim`: the real CUDA launchers with
 # their kernels in the emulator, cuDNN/cuBLAS ops on the CPU), where there is no GPU but nvcc's headers
 # are installed. ENGINE_REQUIRE_CUDA=1: a test that skips its CUDA half fails. Skipped when extra

@@ -4,7 +4,10 @@
 // cuda_emu.h) and runs the blocks one after another. Each thread of a block is a fiber (its
 // own stack; switched by `emu_switch`, six callee-saved registers and the stack pointer, no system
 // call). The scheduler resumes every ready fiber in thread order; a fiber runs until it waits at a
-// barrier or returns. When none is ready, barriers whose whole scope is waiting open: a warp's barrier
+// barrier or returns. ENGINE_EMU_SCHEDULE=reverse resumes them (and runs the blocks) in reverse
+// order, =shuffle in a seeded pseudo-random order per round: a kernel that reads shared or global
+// memory another thread or block writes without a barrier between them gets whatever one order
+// happens to give, so running the tests under more than one order exposes it. When none is ready, barriers whose whole scope is waiting open: a warp's barrier
 // when all its live lanes wait at it, the block's when all live threads do. If some fibers wait and no
 // barrier can open (threads of one warp at different barriers, or a __syncthreads some live thread
 // never reaches), the launch stops with a "barrier divergence" error instead of hanging.
@@ -22,6 +25,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -96,6 +101,40 @@ struct Launch {
 Launch *run = nullptr;
 std::mutex launch_lock;
 
+enum class Order { Forward, Reverse, Shuffle };
+
+Order schedule_order() {
+    static const Order o = [] {
+        const char *v = std::getenv("ENGINE_EMU_SCHEDULE");
+        if (!v || !*v || std::strcmp(v, "forward") == 0) return Order::Forward;
+        if (std::strcmp(v, "reverse") == 0) return Order::Reverse;
+        if (std::strcmp(v, "shuffle") == 0) return Order::Shuffle;
+        std::fprintf(stderr, "ENGINE_EMU_SCHEDULE=%s: expected forward, reverse or shuffle; using forward\n", v);
+        return Order::Forward;
+    }();
+    return o;
+}
+
+/// `order` set to 0..n in the schedule's order; `seed` varies the shuffle (splitmix64 steps).
+void schedule(std::vector<size_t> &order, size_t n, uint64_t seed) {
+    order.resize(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    switch (schedule_order()) {
+    case Order::Forward: break;
+    case Order::Reverse: std::reverse(order.begin(), order.end()); break;
+    case Order::Shuffle:
+        for (size_t i = n; i > 1; --i) {
+            seed += 0x9e3779b97f4a7c15ull;
+            uint64_t z = seed;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            std::swap(order[i - 1], order[z % i]);
+        }
+        break;
+    }
+}
+
 [[noreturn]] void fiber_main() {
     run->entry->thunk(run->params);
     Fiber *f = run->current;
@@ -130,8 +169,11 @@ std::string run_block(Launch &l) {
     l.or_acc[0] = l.or_acc[1] = 0;
     std::fill(l.or_calls.begin(), l.or_calls.end(), 0u);
     const size_t n_warps = (l.fibers.size() + 31) / 32;
-    for (;;) {
-        for (Fiber &f : l.fibers) {
+    std::vector<size_t> order;
+    for (uint64_t round = 0;; ++round) {
+        schedule(order, l.fibers.size(), round * 0x10001ull + block_idx.x + 7919ull * block_idx.y);
+        for (size_t i : order) {
+            Fiber &f = l.fibers[i];
             if (f.state != State::Ready) continue;
             l.current = &f;
             thread_idx = f.tid;
@@ -187,7 +229,9 @@ std::string run_grid(Launch &l, Dim3 grid, Dim3 block) {
         f.warp = (int)(t / 32);
     }
     const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
-    for (unsigned long long b = 0; b < blocks; ++b) {
+    std::vector<size_t> block_order;
+    schedule(block_order, (size_t)blocks, blocks * 31 + threads);
+    for (size_t b : block_order) {
         block_idx = Dim3{(unsigned)(b % grid.x), (unsigned)((b / grid.x) % grid.y),
                          (unsigned)(b / ((unsigned long long)grid.x * grid.y))};
         std::string e = run_block(l);
