@@ -47,8 +47,11 @@ if [ "${#FEATURES[@]}" -gt 0 ] && [ "$#" -eq 0 ] && [ "${CUDA_SIM:-1}" != 0 ] &&
   # found by cudarc through LD_LIBRARY_PATH. Streams run lazily there, so a missing event wait shows
   # up as wrong data; then once more with the copy stream running ahead (FAKEGPU_EAGER_STREAM=2), and
   # the convolutions with cuDNN's exhaustive search. FAKE_GPU=0 skips this stage.
-  if [ "${FAKE_GPU:-1}" != 0 ]; then
-    fake_dir="${CARGO_TARGET_DIR:-target}/debug/fakegpu"
+  fake_dir="${CARGO_TARGET_DIR:-target}/debug/fakegpu"
+  if [ "${FAKE_GPU:-1}" != 0 ] && [ ! -e "$fake_dir/libcuda.so" ]; then
+    echo "no fake GPU in $fake_dir (the first cargo test builds it): its stage cannot run"
+    status=1
+  elif [ "${FAKE_GPU:-1}" != 0 ]; then
     fake_dir="$(cd "$fake_dir" && pwd)"
     fake() { LD_LIBRARY_PATH="$fake_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ENGINE_REQUIRE_CUDA=1 "$@" 2>&1 | tee -a "$log" || status=$?; }
     echo

@@ -169,11 +169,14 @@ std::string run_block(Launch &l) {
     l.or_acc[0] = l.or_acc[1] = 0;
     std::fill(l.or_calls.begin(), l.or_calls.end(), 0u);
     const size_t n_warps = (l.fibers.size() + 31) / 32;
+    const bool in_thread_order = schedule_order() == Order::Forward;
     std::vector<size_t> order;
     for (uint64_t round = 0;; ++round) {
-        schedule(order, l.fibers.size(), round * 0x10001ull + block_idx.x + 7919ull * block_idx.y);
-        for (size_t i : order) {
-            Fiber &f = l.fibers[i];
+        if (!in_thread_order)
+            schedule(order, l.fibers.size(),
+                     round * 0x10001ull + block_idx.x + 7919ull * block_idx.y + 104729ull * block_idx.z);
+        for (size_t k = 0; k < l.fibers.size(); ++k) {
+            Fiber &f = l.fibers[in_thread_order ? k : order[k]];
             if (f.state != State::Ready) continue;
             l.current = &f;
             thread_idx = f.tid;
@@ -230,8 +233,9 @@ std::string run_grid(Launch &l, Dim3 grid, Dim3 block) {
     }
     const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
     std::vector<size_t> block_order;
-    schedule(block_order, (size_t)blocks, blocks * 31 + threads);
-    for (size_t b : block_order) {
+    if (schedule_order() != Order::Forward) schedule(block_order, (size_t)blocks, blocks * 31 + threads);
+    for (unsigned long long k = 0; k < blocks; ++k) {
+        const unsigned long long b = block_order.empty() ? k : block_order[k];
         block_idx = Dim3{(unsigned)(b % grid.x), (unsigned)((b / grid.x) % grid.y),
                          (unsigned)(b / ((unsigned long long)grid.x * grid.y))};
         std::string e = run_block(l);

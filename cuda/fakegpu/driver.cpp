@@ -6,7 +6,8 @@
 // Invariants of this file:
 // - A stream's queue runs only in order, and only as far as something needs: a host wait on it (or
 //   on an event in it), a blocking copy, another stream's wait on one of its events, or the legacy
-//   default stream (which first runs every other stream dry, then runs its own work at once).
+//   default stream (which first runs every blocking stream dry, then runs its own work at once;
+//   streams created with CU_STREAM_NON_BLOCKING, as cudarc creates them, never sync with it).
 // - An event records a position (stream, count of tasks queued before it); cuStreamWaitEvent copies
 //   that position at the call, as CUDA does, so re-recording the event later does not move the wait.
 // - Device buffers sit between guard zones (GUARD bytes of 0xA5 each side); after each kernel every
@@ -57,7 +58,8 @@ struct Stream {
     uint64_t queued = 0; // tasks ever queued
     uint64_t done = 0;   // tasks run
     bool running = false;
-    bool eager = false; // runs each task when it is queued (FAKEGPU_EAGER, FAKEGPU_EAGER_STREAM)
+    bool eager = false;   // runs each task when it is queued (FAKEGPU_EAGER, FAKEGPU_EAGER_STREAM)
+    bool blocking = true; // synchronises with the legacy default stream (no CU_STREAM_NON_BLOCKING)
 };
 struct Event {
     Stream *stream = nullptr;
@@ -124,7 +126,27 @@ void set_sticky(CUresult code, const std::string &msg) {
     std::fprintf(stderr, "fake GPU: %s (the context is now unusable, as after a GPU fault)\n", msg.c_str());
 }
 
-Stream *stream_of(void *h) { return h ? static_cast<Stream *>(h) : &st().legacy; }
+Stream *new_stream(unsigned flags) {
+    std::lock_guard<std::recursive_mutex> g(st().mutex);
+    State &S = st();
+    S.streams.push_back(std::make_unique<Stream>());
+    Stream *s = S.streams.back().get();
+    s->eager = eager_stream(S.streams.size() - 1);
+    s->blocking = (flags & 0x1) == 0; // CU_STREAM_NON_BLOCKING
+    return s;
+}
+
+
+// CU_STREAM_LEGACY (0x1) and null are the legacy default stream; CU_STREAM_PER_THREAD (0x2) is a
+// blocking stream of the calling thread's own.
+Stream *stream_of(void *h) {
+    if (!h || h == (void *)0x1) return &st().legacy;
+    if (h == (void *)0x2) {
+        thread_local Stream *mine = new_stream(0);
+        return mine;
+    }
+    return static_cast<Stream *>(h);
+}
 
 void run_until(Stream *s, uint64_t seq);
 
@@ -153,14 +175,15 @@ void run_until(Stream *s, uint64_t seq) {
     s->running = false;
 }
 
-void run_all() {
+// Runs every stream dry, or (`blocking_only`) those the legacy default stream synchronises with.
+void run_all(bool blocking_only = false) {
     State &S = st();
     // Running one stream can only run others further, so one pass to the end of each suffices,
     // repeated until nothing is left (a wait never queues new work).
     for (bool again = true; again;) {
         again = false;
         for (auto &p : S.streams)
-            if (p->done < p->queued) {
+            if (p->done < p->queued && (!blocking_only || p->blocking)) {
                 run_until(p.get(), p->queued);
                 again = true;
             }
@@ -173,7 +196,7 @@ void run_all() {
 
 void push(Stream *s, Task t) {
     State &S = st();
-    if (s == &S.legacy) run_all(); // the legacy stream waits for every other stream
+    if (s == &S.legacy) run_all(true); // the legacy stream waits for the blocking streams
     s->queue.push_back(std::move(t));
     s->queued++;
     if (s->eager || s == &S.legacy) run_until(s, s->queued);
@@ -454,12 +477,10 @@ FAKEGPU_API CUresult cuGetErrorName(CUresult e, const char **s) {
 
 // ---- streams and events ----
 
-FAKEGPU_API CUresult cuStreamCreate(void **out, unsigned) {
+FAKEGPU_API CUresult cuStreamCreate(void **out, unsigned flags) {
     LOCK;
     if (!out) return INVALID_VALUE;
-    st().streams.push_back(std::make_unique<Stream>());
-    st().streams.back()->eager = eager_stream(st().streams.size() - 1);
-    *out = st().streams.back().get();
+    *out = new_stream(flags);
     return OK;
 }
 FAKEGPU_API CUresult cuStreamCreateWithPriority(void **out, unsigned flags, int) { return cuStreamCreate(out, flags); }
@@ -512,10 +533,13 @@ FAKEGPU_API CUresult cuEventRecord(void *h, void *stream) {
     Stream *s = stream_of(stream);
     Task t;
     t.what = "cuEventRecord";
-    t.op = [e] { e->stamp_ms = now_ms(); };
-    push(s, std::move(t));
+    const uint64_t seq = s->queued + 1; // the position this record marks (after its own task)
+    t.op = [e, s, seq] {
+        if (e->stream == s && e->seq == seq) e->stamp_ms = now_ms(); // not re-recorded since
+    };
     e->stream = s;
-    e->seq = s->queued;
+    e->seq = seq;
+    push(s, std::move(t));
     return OK;
 }
 FAKEGPU_API CUresult cuEventRecordWithFlags(void *h, void *stream, unsigned) { return cuEventRecord(h, stream); }
@@ -758,7 +782,10 @@ FAKEGPU_API CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned 
                              "does not provide\n", e->name, shared);
         return INVALID_VALUE;
     }
-    if (gx * gy * gz == 0 || bx * by * bz == 0 || bx * by * bz > 1024) return INVALID_VALUE;
+    // The limits of every GPU since compute capability 3.0, checked at the call as the driver does.
+    if (gx == 0 || gy == 0 || gz == 0 || gx > 2147483647u || gy > 65535 || gz > 65535 || bx == 0 || by == 0 ||
+        bz == 0 || bx > 1024 || by > 1024 || bz > 64 || (unsigned long long)bx * by * bz > 1024)
+        return INVALID_VALUE;
     if (e->n_params && !params) return INVALID_VALUE;
     // Copy the argument values now: `params` points at the caller's stack.
     auto blob = std::make_shared<std::vector<std::vector<char>>>();

@@ -5,7 +5,11 @@
 // dynamic loading finds it through LD_LIBRARY_PATH and the real CUDA backend of src/backend/cuda/
 // (module loading, streams, events, pinned staging, the cuDNN plan cache, cuBLAS calls) runs without
 // a GPU. What it cannot show: speed, real concurrency, the PTX/cubin images themselves (a module
-// load only checks the image's header; kernels are looked up by name in the emulator).
+// load only checks the image's header; kernels are looked up by name in the emulator), and a
+// launch's argument count (cuLaunchKernel carries none: the emulator takes the kernel's own list,
+// so the kernel_abi argument lists are checked by the emulator's tests and the simulated device).
+// The GEMM and convolution arithmetic repeats src/backend/cuda_sim/{blas,conv}.rs's host references
+// in C++, because these libraries are loaded by cudarc, outside the engine.
 //
 // Invariants:
 // - Device memory is host memory; a device pointer is the address of a live allocation made by

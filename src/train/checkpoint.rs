@@ -27,18 +27,28 @@ pub struct RunState {
     pub scaler: DynamicLossScaler,
     pub best_top1: f64,
     pub config: TrainConfig,
-    /// The current epoch's figures so far (reset when an epoch ends): the training-loss sum over
-    /// images (loss × batch size, finite losses only), those images, and the skipped steps and
-    /// unreadable samples; so an epoch resumed mid-way reports the whole epoch, not its second part.
-    /// Absent from checkpoints written before they were kept: zero.
+    /// The current epoch's figures so far, so an epoch resumed mid-way reports the whole epoch, not
+    /// its second part. Absent from checkpoints written before they were kept: zero.
     #[serde(default)]
-    pub epoch_loss_sum: f64,
-    #[serde(default)]
-    pub epoch_loss_images: usize,
-    #[serde(default)]
-    pub epoch_skipped_steps: usize,
-    #[serde(default)]
-    pub epoch_skipped_samples: usize,
+    pub this_epoch: EpochTotals,
+}
+
+/// What an epoch has counted so far (zero when it starts).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EpochTotals {
+    /// Training-loss sum over images (loss × batch size, finite losses only) and those images.
+    pub loss_sum: f64,
+    pub loss_images: usize,
+    /// Optimiser steps skipped for non-finite gradients, and unreadable samples skipped.
+    pub skipped_steps: usize,
+    pub skipped_samples: usize,
+}
+
+impl EpochTotals {
+    /// The mean training loss so far (0 before any finite loss).
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.loss_images.max(1) as f64
+    }
 }
 
 impl RunState {
@@ -56,10 +66,7 @@ impl RunState {
             },
             best_top1: 0.0,
             config,
-            epoch_loss_sum: 0.0,
-            epoch_loss_images: 0,
-            epoch_skipped_steps: 0,
-            epoch_skipped_samples: 0,
+            this_epoch: EpochTotals::default(),
         }
     }
 }

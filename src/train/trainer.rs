@@ -3,7 +3,7 @@
 //! evaluates top-1/top-5 every epoch, logs JSON lines, and checkpoints atomically every epoch and on
 //! Ctrl-C. `resume` continues from `<out_dir>/checkpoint.safetensors` at the exact batch it stopped.
 
-use super::checkpoint::{self, RunState};
+use super::checkpoint::{self, EpochTotals, RunState};
 use super::config::{DataSpec, TrainConfig};
 use super::metrics::{topk_correct, JsonLog};
 use super::step_inputs::{PreparedBatch, StepInputs};
@@ -447,13 +447,6 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         );
         pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let t_epoch = Instant::now();
-        if run.batch == 0 {
-            // A fresh epoch (a resumed one goes on with the figures its checkpoint kept).
-            run.epoch_loss_sum = 0.0;
-            run.epoch_loss_images = 0;
-            run.epoch_skipped_steps = 0;
-            run.epoch_skipped_samples = 0;
-        }
         let mut seen = 0usize; // images this process trained on this epoch (for images/s)
         let mut interrupted = false;
         // Batch k+1 goes to the device on its own thread while step k runs (`data::ahead`).
@@ -463,7 +456,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         for prepared in batches {
             let PreparedBatch { batch, tensors } = prepared?;
             for s in &batch.skipped {
-                run.epoch_skipped_samples += 1;
+                run.this_epoch.skipped_samples += 1;
                 pb.println(format!("skipped unreadable sample {s}"));
                 log.write(&serde_json::json!({"kind": "skipped_sample", "epoch": epoch + 1, "batch": batch.index, "sample": s}))?;
             }
@@ -493,7 +486,12 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
                     &model,
                     &opt,
                     &RunState {
+                        // This batch runs again on resume: its skipped samples count then.
                         batch: batch.index,
+                        this_epoch: EpochTotals {
+                            skipped_samples: run.this_epoch.skipped_samples - batch.skipped.len(),
+                            ..run.this_epoch.clone()
+                        },
                         ..run.clone()
                     },
                 )?;
@@ -520,19 +518,19 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
                 )));
             }
             if !applied {
-                run.epoch_skipped_steps += 1;
+                run.this_epoch.skipped_steps += 1;
             }
             run.step += 1;
             run.batch = batch.index + 1;
             if loss_value.is_finite() {
-                run.epoch_loss_sum += loss_value * n as f64;
-                run.epoch_loss_images += n;
+                run.this_epoch.loss_sum += loss_value * n as f64;
+                run.this_epoch.loss_images += n;
             }
             seen += n;
             let ips = seen as f64 / t_epoch.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!(
                 "loss {:.4} lr {lr:.4} {ips:.0} img/s",
-                run.epoch_loss_sum / run.epoch_loss_images.max(1) as f64
+                run.this_epoch.mean_loss()
             ));
             pb.inc(1);
             if run.step % log_every == 0 {
@@ -561,14 +559,14 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         let (top1, top5) = evaluate(&model, &val_loader, dtype, device)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
-            train_loss: run.epoch_loss_sum / run.epoch_loss_images.max(1) as f64,
+            train_loss: run.this_epoch.mean_loss(),
             top1,
             top5,
             lr: schedule.lr(run.step.saturating_sub(1)),
             images_per_s: seen as f64 / seconds.max(1e-9),
             seconds,
-            skipped_steps: run.epoch_skipped_steps,
-            skipped_samples: run.epoch_skipped_samples,
+            skipped_steps: run.this_epoch.skipped_steps,
+            skipped_samples: run.this_epoch.skipped_samples,
         };
         if show_progress {
             eprintln!(
@@ -585,10 +583,7 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
         log.write(&serde_json::json!({"kind": "epoch", "metrics": m}))?;
         run.epoch += 1;
         run.batch = 0;
-        run.epoch_loss_sum = 0.0;
-        run.epoch_loss_images = 0;
-        run.epoch_skipped_steps = 0;
-        run.epoch_skipped_samples = 0;
+        run.this_epoch = EpochTotals::default();
         if top1 > run.best_top1 {
             run.best_top1 = top1;
         }
