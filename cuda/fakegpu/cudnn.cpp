@@ -472,12 +472,6 @@ int max_count(const Handle *h, int *count, int kind) {
 bool known_type(int dt) { return dt >= 0 && dt <= 21; }
 bool our_type(int dt) { return dt == DT_FLOAT || dt == DT_DOUBLE || dt == DT_HALF; }
 
-// Strides of a packed 4-d operand in `fmt` (NCHW/KCRS or NHWC/KRSC); non-positive dims give 1s.
-void packed(int fmt, const int *d, long long *st) {
-    long long c = std::max(d[1], 1), h = std::max(d[2], 1), w = std::max(d[3], 1);
-    if (fmt == FMT_NHWC) st[0] = h * w * c, st[1] = 1, st[2] = w * c, st[3] = c;
-    else st[0] = c * h * w, st[1] = h * w, st[2] = w, st[3] = 1;
-}
 
 int set_desc(Desc *t, int kind, int dt, const int *dims, const long long *strides) {
     if (!live(t, kind) || !known_type(dt)) return BAD_PARAM;
@@ -493,6 +487,23 @@ int set_desc(Desc *t, int kind, int dt, const int *dims, const long long *stride
     t->dt = dt;
     for (int i = 0; i < 4; i++) t->o.d[i] = dims[i], t->o.s[i] = strides[i];
     return OK;
+}
+
+// Strides of a packed 4-d operand in `fmt` (NCHW/KCRS or NHWC/KRSC); non-positive dims give 1s.
+void packed(int fmt, const int *d, long long *st) {
+    long long c = std::max(d[1], 1), h = std::max(d[2], 1), w = std::max(d[3], 1);
+    if (fmt == FMT_NHWC) st[0] = h * w * c, st[1] = 1, st[2] = w * c, st[3] = c;
+    else st[0] = c * h * w, st[1] = h * w, st[2] = w, st[3] = 1;
+}
+
+// A packed 4-d tensor or filter descriptor in `format` (NCHW/KCRS or NHWC/KRSC).
+int set_packed(Desc *t, int kind, int dt, int format, int a, int b, int c, int d) {
+    if (format == FMT_NCHW_VECT_C) return NOT_SUPPORTED;
+    if (format != FMT_NCHW && format != FMT_NHWC) return BAD_PARAM;
+    int dims[4] = {a, b, c, d};
+    long long st[4];
+    packed(format, dims, st);
+    return set_desc(t, kind, dt, dims, st);
 }
 
 int set_conv(ConvDesc *cd, const int *pad, const int *stride, const int *dil, int mode, int compute) {
@@ -561,12 +572,7 @@ FAKEGPU_API int cudnnDestroyTensorDescriptor(Tensor *t) {
 }
 FAKEGPU_API int cudnnSetTensor4dDescriptor(Tensor *t, int format, int dt, int n, int c, int h, int w) {
     auto g = fakegpu::guard();
-    if (format == FMT_NCHW_VECT_C) return NOT_SUPPORTED;
-    if (format != FMT_NCHW && format != FMT_NHWC) return BAD_PARAM;
-    int dims[4] = {n, c, h, w};
-    long long st[4];
-    packed(format, dims, st);
-    return set_desc(t, OBJ_TENSOR, dt, dims, st);
+    return set_packed(t, OBJ_TENSOR, dt, format, n, c, h, w);
 }
 FAKEGPU_API int cudnnSetTensor4dDescriptorEx(Tensor *t, int dt, int n, int c, int h, int w, int ns,
                                              int cs, int hs, int ws) {
@@ -586,12 +592,7 @@ FAKEGPU_API int cudnnDestroyFilterDescriptor(Filter *f) {
 }
 FAKEGPU_API int cudnnSetFilter4dDescriptor(Filter *f, int dt, int format, int k, int c, int h, int w) {
     auto g = fakegpu::guard();
-    if (format == FMT_NCHW_VECT_C) return NOT_SUPPORTED;
-    if (format != FMT_NCHW && format != FMT_NHWC) return BAD_PARAM;
-    int dims[4] = {k, c, h, w};
-    long long st[4];
-    packed(format, dims, st);
-    return set_desc(f, OBJ_FILTER, dt, dims, st);
+    return set_packed(f, OBJ_FILTER, dt, format, k, c, h, w);
 }
 
 FAKEGPU_API int cudnnCreateConvolutionDescriptor(ConvDesc **out) {
