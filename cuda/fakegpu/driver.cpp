@@ -440,38 +440,38 @@ FAKEGPU_API CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
     return OK;
 }
 
+// The codes the fake returns: (code, cuGetErrorName, cuGetErrorString).
+struct ErrorText {
+    CUresult code;
+    const char *name, *text;
+};
+constexpr ErrorText ERRORS[] = {
+    {OK, "CUDA_SUCCESS", "no error"},
+    {INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE", "device kernel image is invalid"},
+    {INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {600, "CUDA_ERROR_NOT_READY", "device not ready"},
+    {700, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
+    {LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+};
+const ErrorText &error_text(CUresult e) {
+    static constexpr ErrorText unknown{-1, "CUDA_ERROR_UNKNOWN", "unknown error"};
+    for (const ErrorText &t : ERRORS)
+        if (t.code == e) return t;
+    return unknown;
+}
+
 FAKEGPU_API CUresult cuGetErrorString(CUresult e, const char **s) {
     if (!s) return INVALID_VALUE;
-    switch (e) {
-    case OK: *s = "no error"; break;
-    case INVALID_VALUE: *s = "invalid argument"; break;
-    case OUT_OF_MEMORY: *s = "out of memory"; break;
-    case INVALID_DEVICE: *s = "invalid device ordinal"; break;
-    case INVALID_IMAGE: *s = "device kernel image is invalid"; break;
-    case INVALID_HANDLE: *s = "invalid resource handle"; break;
-    case NOT_FOUND: *s = "named symbol not found"; break;
-    case 600: *s = "device not ready"; break;
-    case 700: *s = "an illegal memory access was encountered"; break;
-    case LAUNCH_FAILED: *s = "unspecified launch failure"; break;
-    default: *s = "unknown error"; break;
-    }
+    *s = error_text(e).text;
     return OK;
 }
 FAKEGPU_API CUresult cuGetErrorName(CUresult e, const char **s) {
     if (!s) return INVALID_VALUE;
-    switch (e) {
-    case OK: *s = "CUDA_SUCCESS"; break;
-    case INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-    case OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-    case INVALID_DEVICE: *s = "CUDA_ERROR_INVALID_DEVICE"; break;
-    case INVALID_IMAGE: *s = "CUDA_ERROR_INVALID_IMAGE"; break;
-    case INVALID_HANDLE: *s = "CUDA_ERROR_INVALID_HANDLE"; break;
-    case NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-    case 600: *s = "CUDA_ERROR_NOT_READY"; break;
-    case 700: *s = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
-    case LAUNCH_FAILED: *s = "CUDA_ERROR_LAUNCH_FAILED"; break;
-    default: *s = "CUDA_ERROR_UNKNOWN"; break;
-    }
+    *s = error_text(e).name;
     return OK;
 }
 
