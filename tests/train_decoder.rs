@@ -352,8 +352,11 @@ fn command_line_trains_resumes_and_explains_missing_weights() {
         "{help}"
     );
     let out = tmp("cli");
+    // No installed weights either: ENGINE_ADAIN_DIR names a folder without them.
+    let no_install = tmp("cli-no-weights");
     let run = |extra: &[&str]| {
         let o = engine()
+            .env("ENGINE_ADAIN_DIR", &no_install)
             .arg("train-decoder")
             .args(extra)
             .arg("--out")
@@ -382,7 +385,9 @@ fn command_line_trains_resumes_and_explains_missing_weights() {
     ];
     let (ok, text) = run(&base);
     assert!(
-        !ok && text.contains("--vgg FILE is required") && text.contains("convert_adain_weights.py"),
+        !ok && text.contains("no --vgg given")
+            && text.contains("install_adain_weights")
+            && text.contains("convert_adain_weights.py"),
         "{text}"
     );
     let (ok, text) = run(&[

@@ -33,14 +33,13 @@ pub struct ShapeBiasArgs {
     /// Labelled images: class folders (default: the checkpoint's validation folders).
     #[arg(long)]
     val_dir: Vec<PathBuf>,
-    /// Converted normalised VGG-19 weights (tools/convert_adain_weights.py vgg_normalised.pth).
-    #[arg(
-        long,
-        requires = "decoder",
-        required_unless_present_any = ["random_stylizer", "cue"]
-    )]
+    /// Converted normalised VGG-19 weights (tools/convert_adain_weights.py vgg_normalised.pth;
+    /// default: the copy `scripts/setup.sh install_adain_weights` installs, in $ENGINE_ADAIN_DIR,
+    /// else .toolchain/adain).
+    #[arg(long)]
     vgg: Option<PathBuf>,
-    /// Converted AdaIN decoder weights, or the decoder.safetensors of `engine train-decoder`.
+    /// Converted AdaIN decoder weights, or the decoder.safetensors of `engine train-decoder`
+    /// (default: the installed copy).
     #[arg(long)]
     decoder: Option<PathBuf>,
     /// For testing only: a seeded random stylizer of this VGG width instead of --vgg/--decoder.
@@ -92,17 +91,19 @@ pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
     t.cfg.texture_swap = None;
     let dataset = crate::train::trainer::val_dataset(&t.cfg, &t.classes)?;
     let cue = a.cue.unwrap_or(Cue::Adain);
-    let stylizer =
-        match (cue, &a.vgg, &a.decoder, a.random_stylizer) {
-            (Cue::TextureSwap, ..) => None,
-            (_, Some(v), Some(d), _) => Some(Stylizer::load(v, d, DType::F32, dev)?),
-            (_, _, _, Some(w)) => Some(Stylizer::new(&mut Init::new(a.seed, DType::F32, dev), w)?),
-            _ => return Err(Error::Msg(
-                "give --vgg FILE --decoder FILE (converted AdaIN weights), or --cue texture-swap \
-                 for objects on a dark background"
-                    .into(),
-            )),
-        };
+    let stylizer = match (cue, a.random_stylizer) {
+        (Cue::TextureSwap, _) => None,
+        (_, Some(w)) => Some(Stylizer::new(&mut Init::new(a.seed, DType::F32, dev), w)?),
+        (Cue::Adain, None) => {
+            let (v, d) = super::adain_weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())
+                .map_err(|e| {
+                    Error::Msg(format!(
+                        "{e}; or use --cue texture-swap for objects on a dark background"
+                    ))
+                })?;
+            Some(Stylizer::load(v, d, DType::F32, dev)?)
+        }
+    };
     let maker = match &stylizer {
         Some(stylizer) => CueMaker::Stylizer {
             stylizer,

@@ -46,8 +46,10 @@ enum ManifestArg {
 
 #[derive(Args)]
 #[command(
-    after_help = "Weights: convert naoto0804/pytorch-AdaIN's vgg_normalised.pth and \
-decoder.pth with `python3 tools/convert_adain_weights.py FILE.pth FILE.safetensors`.\n\
+    after_help = "Weights: without --vgg/--decoder, the copies `scripts/setup.sh \
+install_adain_weights` installs (in $ENGINE_ADAIN_DIR, else .toolchain/adain); other .pth files of \
+naoto0804/pytorch-AdaIN convert with `python3 tools/convert_adain_weights.py FILE.pth \
+FILE.safetensors`.\n\
 Rerunning the same command resumes: existing outputs are skipped, styles are drawn again the same."
 )]
 pub struct StylizeArgs {
@@ -60,11 +62,13 @@ pub struct StylizeArgs {
     /// Output folder: stylized images, manifest.jsonl (or .csv) and skipped.txt.
     #[arg(long)]
     out: PathBuf,
-    /// The encoder weights: vgg_normalised.pth converted by tools/convert_adain_weights.py.
-    #[arg(long, required_unless_present = "random_weights")]
+    /// The encoder weights: vgg_normalised.pth converted by tools/convert_adain_weights.py
+    /// (default: the installed copy, see below).
+    #[arg(long)]
     vgg: Option<PathBuf>,
-    /// The decoder weights: decoder.pth converted by tools/convert_adain_weights.py.
-    #[arg(long, required_unless_present = "random_weights")]
+    /// The decoder weights: decoder.pth converted by tools/convert_adain_weights.py, or the
+    /// decoder.safetensors of `engine train-decoder` (default: the installed copy).
+    #[arg(long)]
     decoder: Option<PathBuf>,
     /// For testing only: seeded random networks of this width (64 is the real size) instead of
     /// --vgg/--decoder; the outputs are not paintings.
@@ -139,11 +143,8 @@ fn load_stylizer(a: &StylizeArgs, dtype: DType, dev: Device) -> Result<Stylizer>
     if let Some(width) = a.random_weights {
         return random_stylizer(a.seed, width, dtype, dev);
     }
-    let (Some(vgg), Some(decoder)) = (&a.vgg, &a.decoder) else {
-        return Err(Error::Msg(
-            "give --vgg and --decoder (converted by tools/convert_adain_weights.py)".into(),
-        ));
-    };
+    let (vgg, decoder) =
+        super::adain_weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())?;
     Stylizer::load(vgg, decoder, dtype, dev)
 }
 

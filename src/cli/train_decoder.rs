@@ -40,7 +40,9 @@ pub struct TrainDecoderArgs {
     #[arg(long, required_unless_present = "resume")]
     styles: Option<PathBuf>,
     /// The frozen VGG encoder: vgg_normalised.pth converted with
-    /// `python3 tools/convert_adain_weights.py vgg_normalised.pth vgg.safetensors`.
+    /// `python3 tools/convert_adain_weights.py vgg_normalised.pth vgg.safetensors` (default: the
+    /// copy `scripts/setup.sh install_adain_weights` installs, in $ENGINE_ADAIN_DIR, else
+    /// .toolchain/adain).
     #[arg(long, conflicts_with = "random_vgg")]
     vgg: Option<PathBuf>,
     /// FOR TESTING ONLY: a seeded random encoder of this width instead of --vgg (64 has the real
@@ -117,14 +119,12 @@ macro_rules! set {
 /// The config of a new run: the paper's settings, then the flags.
 fn build_config(a: &TrainDecoderArgs) -> Result<DecoderTrainConfig> {
     let encoder = match (&a.vgg, a.random_vgg) {
-        (Some(p), _) => EncoderSource::Weights(p.clone()),
         (None, Some(width)) => EncoderSource::Random { width },
-        (None, None) => return Err(Error::Msg(
-            "--vgg FILE is required: the VGG encoder's weights, vgg_normalised.pth converted with \
-                 `python3 tools/convert_adain_weights.py vgg_normalised.pth vgg.safetensors` \
-                 (--random-vgg WIDTH is for testing only)"
-                .into(),
-        )),
+        (vgg, _) => EncoderSource::Weights(super::adain_weights::resolve(
+            vgg.as_deref(),
+            "vgg_normalised",
+            "--vgg",
+        )?),
     };
     let mut c = DecoderTrainConfig::paper(
         a.content.clone().expect("clap requires --content"),
