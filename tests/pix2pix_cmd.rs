@@ -7,14 +7,15 @@
 //!   outputs, one grid per image and metrics JSON whose L1 equals the last validation L1;
 //! - a run stopped mid-epoch and resumed reproduces an uninterrupted run bit for bit, at 64 px where
 //!   the U-Net has a dropout level (weights, BN statistics, Adam state and every logged loss);
-//! - the perceptual term from a tiny engine checkpoint and from torchvision weights, and the errors
-//!   for perceptual files of the wrong kind or channel count;
+//! - the perceptual term from a tiny engine checkpoint, from torchvision weights and from AdaIN's
+//!   VGG (`vgg:FILE`, four tap weights, grey outputs as grey RGB), and the errors for perceptual
+//!   files of the wrong kind or channel count and tap weights of the wrong number;
 //! - clear errors for missing or empty folders, images that are not 2:1, and a diverging loss.
 
-use engine::models::{ResNet, ResNetConfig};
+use engine::models::{ResNet, ResNetConfig, VggEncoder};
 use engine::nn::init::Init;
 use engine::nn::named_params;
-use engine::nn::state::load_tensors;
+use engine::nn::state::{load_tensors, save_tensors};
 use engine::optim::{DynamicLossScaler, Sgd, SgdConfig};
 use engine::pix2pix::config::{PerceptualSpec, PerceptualTerm, Pix2PixConfig};
 use engine::pix2pix::pairs::{luma, task_input};
@@ -24,8 +25,9 @@ use engine::pix2pix::{
 use engine::train::checkpoint::{self, RunState};
 use engine::train::{Recipe, RunOptions, TrainConfig};
 use engine::viz::jsonl::read_records;
-use engine::{DType, Device};
+use engine::{DType, Device, Tensor};
 use image::RgbImage;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn photos() -> PathBuf {
@@ -480,7 +482,7 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
         cfg.perceptual = Some(PerceptualTerm {
             net: spec.clone(),
             weight: 10.0,
-            taps: [1.0, 1.0, 0.5, 0.0, 0.0],
+            taps: vec![1.0, 1.0, 0.5, 0.0, 0.0],
         });
         engine::pix2pix::train(&cfg, Device::Cpu, &quiet()).unwrap();
         let perc = step_values(&out, "G_perc");
@@ -520,7 +522,7 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
             bad.perceptual = Some(PerceptualTerm {
                 net: PerceptualSpec::Checkpoint(out.join("checkpoint.safetensors")),
                 weight: 10.0,
-                taps: [1.0; 5],
+                taps: vec![1.0; 5],
             });
             let e = engine::pix2pix::train(&bad, Device::Cpu, &quiet())
                 .err()
@@ -535,7 +537,7 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
         c.perceptual = Some(PerceptualTerm {
             net,
             weight: 10.0,
-            taps: [1.0; 5],
+            taps: vec![1.0; 5],
         });
         engine::pix2pix::train(&c, Device::Cpu, &quiet())
             .err()
@@ -561,6 +563,56 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
     for d in [data, nets, tmp("perc-bad"), tmp("perc-err")] {
         std::fs::remove_dir_all(d).ok();
     }
+}
+
+#[test]
+fn perceptual_loss_from_the_adain_vgg() {
+    let root = tmp("perc-vgg");
+    std::fs::create_dir_all(&root).unwrap();
+    // A converted-format VGG file (the reference key names) of width 2.
+    let net = VggEncoder::new(&mut Init::new(9, DType::F32, Device::Cpu), 2).unwrap();
+    let named: Vec<(String, Tensor)> = named_params(&net)
+        .into_iter()
+        .map(|(k, p)| (k, p.tensor))
+        .collect();
+    let vgg_file = root.join("vgg.safetensors");
+    save_tensors(&vgg_file, &named, &BTreeMap::new()).unwrap();
+    let data = root.join("pairs");
+    pairs(PairTask::Blur2Sharp, 32, &data);
+    let spec = PerceptualSpec::parse(&format!("vgg:{}", vgg_file.display())).unwrap();
+    assert_eq!(spec, PerceptualSpec::Vgg(vgg_file.clone()));
+    let mut cfg = tiny(&data, root.join("out"), 1);
+    cfg.perceptual = Some(PerceptualTerm {
+        net: spec.clone(),
+        weight: 10.0,
+        taps: vec![1.0; 5],
+    });
+    let e = engine::pix2pix::train(&cfg, Device::Cpu, &quiet())
+        .err()
+        .expect("five weights for four taps")
+        .to_string();
+    assert!(
+        e.contains("--perc-taps has 5 weights") && e.contains("4 taps"),
+        "{e}"
+    );
+    cfg.perceptual = Some(PerceptualTerm {
+        net: spec,
+        weight: 10.0,
+        taps: vec![1.0, 1.0, 0.5, 0.5],
+    });
+    engine::pix2pix::train(&cfg, Device::Cpu, &quiet()).unwrap();
+    let perc = step_values(&root.join("out"), "G_perc");
+    assert_eq!(perc.len(), 3);
+    assert!(perc.iter().all(|v| v.is_finite() && *v > 0.0), "{perc:?}");
+    // Grey generator outputs (one channel) go through the VGG as grey RGB.
+    let mut grey = tiny(&data, root.join("grey"), 1);
+    grey.set_channels(1, 1);
+    grey.perceptual = cfg.perceptual.clone();
+    engine::pix2pix::train(&grey, Device::Cpu, &quiet()).unwrap();
+    assert!(step_values(&root.join("grey"), "G_perc")
+        .iter()
+        .all(|v| v.is_finite() && *v > 0.0));
+    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]

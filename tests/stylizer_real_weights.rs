@@ -8,6 +8,8 @@
 //! - on a real photograph and a real texture, the encoder's relu4_1 features, style transfer, the
 //!   α = 0 reconstruction and colour-preserved transfer match PyTorch's float64 reference (f64 per
 //!   element, f32 within 4× PyTorch's own f32 error), on every device;
+//! - the VGG perceptual loss (pix2pix's `--perceptual vgg`) between the photograph and the texture,
+//!   and its gradient w.r.t. the output image, match PyTorch's, on every device;
 //! - the reconstruction is a picture of the content (PSNR above 10 dB at 64 px, where a decoder with
 //!   random weights gives about 5 dB): the weights are the trained ones, not merely the right shapes.
 //!
@@ -16,6 +18,7 @@
 //! where a missing file fails the test.
 
 use engine::models::stylizer::Stylizer;
+use engine::models::{FeatureDistance, InputRange, PerceptualConfig, PerceptualLoss};
 use engine::testing::{assert_close_deep, test_devices, Fixtures};
 use engine::{DType, Device, Tensor};
 use std::path::PathBuf;
@@ -151,6 +154,44 @@ fn real_weights_stylize_a_photograph_as_pytorch_does() {
                     check(&fx, case, &format!("{case}/out"), &out, dtype);
                 }
             });
+        }
+    }
+}
+
+#[test]
+fn vgg_perceptual_loss_and_its_gradient_match_pytorch_with_real_weights() {
+    let Some(dir) = weights_dir() else { return };
+    let fx = Fixtures::load("stylizer_real");
+    let taps: Vec<f64> = serde_json::from_value(fx.params("perceptual")["tap_weights"].clone())
+        .expect("tap_weights");
+    for device in test_devices() {
+        for dtype in [DType::F64, DType::F32] {
+            let config = PerceptualConfig {
+                range: InputRange::MinusOneToOne,
+                distance: FeatureDistance::L1,
+                tap_weights: taps.clone(),
+            };
+            let loss = PerceptualLoss::from_vgg(
+                &dir.join("vgg_normalised.safetensors"),
+                config,
+                dtype,
+                device,
+            )
+            .unwrap();
+            let to_pm1 = |name: &str| {
+                fx.tensor(name, dtype, device)
+                    .scale(2.0)
+                    .unwrap()
+                    .add_scalar(-1.0)
+                    .unwrap()
+            };
+            let output = to_pm1("in/content").var();
+            let target = to_pm1("in/style");
+            let value = loss.loss(&output, &target).unwrap();
+            check(&fx, "perceptual", "perceptual/loss", &value, dtype);
+            let grads = value.backward().unwrap();
+            let grad = grads.get(&output).expect("a gradient for the output image");
+            check(&fx, "perceptual", "perceptual/grad", grad, dtype);
         }
     }
 }

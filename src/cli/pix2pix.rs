@@ -9,7 +9,7 @@
 //! # 2. Train (paper defaults: unet_256, 70×70 PatchGAN, λ_L1 100, Adam 2e-4 β1 0.5, batch 1,
 //! #    100 + 100 epochs, 286 → 256 jitter + flip). Smaller --image-size scales the networks.
 //! engine pix2pix train --data data/p2p --out runs/p2p --image-size 256 --device auto
-//!        [--direction AtoB|BtoA] [--perceptual none|CHECKPOINT|torchvision:FILE]
+//!        [--direction AtoB|BtoA] [--perceptual none|CHECKPOINT|torchvision:FILE|vgg[:FILE]]
 //!        [--lambda-perc 10] [--perc-taps 1,1,1,1,1] [--ngf 64 --ndf 64 --n-layers 3]
 //!        [--epochs 100 --epochs-decay 100 --batch-size 1 --lr 2e-4 --seed 0]
 //!        [--sample-every 200] [--eval] [--stop-after-steps N]
@@ -132,15 +132,18 @@ struct TrainArgs {
     no_dropout: bool,
     #[arg(long, default_value_t = 100.0)]
     lambda_l1: f64,
-    /// Perceptual loss network: none, an `engine train` CHECKPOINT, or torchvision:FILE.
+    /// Perceptual loss network: none, an `engine train` CHECKPOINT, torchvision:FILE (a ResNet), or
+    /// vgg:FILE (AdaIN's ImageNet-trained normalised VGG-19, converted `vgg_normalised`; plain `vgg`
+    /// takes the copy `scripts/setup.sh install_adain_weights` installs).
     #[arg(long, default_value = "none")]
     perceptual: String,
     /// Weight of the perceptual loss (when --perceptual is set).
     #[arg(long, default_value_t = 10.0)]
     lambda_perc: f64,
-    /// Weights of the ResNet taps stem,layer1,layer2,layer3,layer4.
-    #[arg(long, value_delimiter = ',', num_args = 5, default_value = "1,1,1,1,1")]
-    perc_taps: Vec<f64>,
+    /// Weights of the taps: stem,layer1,layer2,layer3,layer4 of a ResNet; relu1_1,relu2_1,relu3_1,
+    /// relu4_1 of the VGG (default: 1 each).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    perc_taps: Option<Vec<f64>>,
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
     #[arg(long, default_value_t = 0.5)]
@@ -182,7 +185,8 @@ struct TestArgs {
     /// Direction (default: the training run's).
     #[arg(long, value_enum)]
     direction: Option<Direction>,
-    /// Also report the perceptual distance under this network (CHECKPOINT or torchvision:FILE).
+    /// Also report the perceptual distance under this network (CHECKPOINT, torchvision:FILE or
+    /// vgg[:FILE]).
     #[arg(long)]
     perceptual_net: Option<String>,
     /// Images per grid file.
@@ -190,6 +194,15 @@ struct TestArgs {
     rows_per_grid: usize,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+}
+
+/// `PerceptualSpec::parse`, with plain `vgg` meaning the installed AdaIN VGG weights.
+fn perceptual_spec(s: &str) -> Result<Option<PerceptualSpec>> {
+    if s == "vgg" {
+        let path = super::adain_weights::resolve(None, "vgg_normalised", "--perceptual vgg:FILE")?;
+        return Ok(Some(PerceptualSpec::Vgg(path)));
+    }
+    Ok(PerceptualSpec::parse(s))
 }
 
 fn build_config(a: &TrainArgs) -> Result<Pix2PixConfig> {
@@ -207,10 +220,10 @@ fn build_config(a: &TrainArgs) -> Result<Pix2PixConfig> {
     c.discriminator.ndf = a.ndf;
     c.discriminator.n_layers = a.n_layers.unwrap_or(default_n_layers(a.image_size));
     c.lambda_l1 = a.lambda_l1;
-    c.perceptual = PerceptualSpec::parse(&a.perceptual).map(|net| PerceptualTerm {
+    c.perceptual = perceptual_spec(&a.perceptual)?.map(|net| PerceptualTerm {
+        taps: a.perc_taps.clone().unwrap_or_else(|| vec![1.0; net.taps()]),
         net,
         weight: a.lambda_perc,
-        taps: std::array::from_fn(|i| a.perc_taps[i]),
     });
     (c.lr, c.beta1, c.beta2) = (a.lr, a.beta1, a.beta2);
     (c.epochs, c.epochs_decay, c.batch_size) = (a.epochs, a.epochs_decay, a.batch_size);
@@ -274,7 +287,10 @@ fn run_test_cmd(a: TestArgs) -> Result<()> {
         out: a.out,
         mode: GenMode::from_eval_flag(a.eval),
         direction: a.direction,
-        perceptual: a.perceptual_net.as_deref().and_then(PerceptualSpec::parse),
+        perceptual: match a.perceptual_net.as_deref() {
+            Some(s) => perceptual_spec(s)?,
+            None => None,
+        },
         rows_per_grid: a.rows_per_grid,
     };
     let r = run_test(&opts, device(a.device)?)?;

@@ -11,7 +11,10 @@ pub mod stylizer;
 pub mod unet;
 
 pub use patchgan::{PatchGan, PatchGanConfig};
-pub use perceptual::{FeatureDistance, InputRange, PerceptualConfig, PerceptualLoss};
+pub use perceptual::{
+    FeatureDistance, FeatureNet, InputRange, PerceptualConfig, PerceptualLoss, RESNET_TAPS,
+    VGG_TAPS,
+};
 pub use pretrained::{load_pretrained_resnet, PretrainedResNet};
 pub use resnet::{ResNet, ResNetConfig, Variant};
 pub use stylizer::{coral, Decoder, Stylizer, VggEncoder};

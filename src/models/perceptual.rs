@@ -1,25 +1,30 @@
-//! A perceptual (feature-matching) loss over a frozen engine ResNet, for image-to-image training
-//! (pix2pix with a perceptual term, as in Johnson et al. 2016 with a ResNet instead of VGG):
+//! A perceptual (feature-matching) loss over a frozen network, for image-to-image training (pix2pix
+//! with a perceptual term, as in Johnson et al. 2016):
 //!
 //! `loss(x̂, y) = Σ_t w_t · mean(d(φ_t(norm(x̂)), φ_t(norm(y))))`
 //!
-//! - `φ_t` are the five taps of `ResNet::forward_features` (stem output, then the end of layer1 …
-//!   layer4), computed in eval mode (BN running statistics; nothing is updated);
+//! - `φ_t` are the taps of the feature network (`FeatureNet`): for an engine ResNet the five of
+//!   `ResNet::forward_features` (stem output, then the end of layer1 … layer4), computed in eval
+//!   mode (BN running statistics; nothing is updated); for AdaIN's normalised VGG-19 (ImageNet-
+//!   trained, `VggEncoder`) relu1_1, relu2_1, relu3_1 and relu4_1, the classic perceptual taps;
 //! - `norm` maps the stated `InputRange` to [0, 1] and then normalises per channel with the mean/std
 //!   the network was trained with (ImageNet's for torchvision weights, the checkpoint's own for an
-//!   engine checkpoint, built by `train::checkpoint::perceptual_loss`);
+//!   engine checkpoint, built by `train::checkpoint::perceptual_loss`; none for the VGG, whose first
+//!   1×1 conv does its preprocessing from [0, 1] RGB). One-channel images given to the VGG are
+//!   repeated to RGB;
 //! - `d` is `|·|` (L1) or `(·)²` (MSE), averaged over all elements of the tap; `w_t` a weight per tap
-//!   (taps of weight 0 are skipped).
+//!   (taps of weight 0 are skipped); there are exactly as many weights as the network has taps.
 //!
-//! Invariants: the network is frozen (`ResNet::freeze`): its parameters are not variables and are
-//! `Buffer`s, so backward computes no gradient for them and no optimizer sees them, while gradients
-//! flow to the output image. The target's features are computed under `no_grad` (the target never
-//! receives a gradient). Output and target must have the network's input channels; a mismatch is an
-//! error naming both. The loss is computed in the network's dtype (inputs are cast).
+//! Invariants: the network is frozen (`ResNet::freeze`; the VGG's parameters are buffers already):
+//! no gradient is computed for its parameters and no optimizer sees them, while gradients flow to
+//! the output image. The target's features are computed under `no_grad` (the target never receives
+//! a gradient). Output and target must have the network's input channels (or one channel for the
+//! VGG); a mismatch is an error naming both. The loss is computed in the network's dtype (inputs are
+//! cast).
 
-use crate::models::{ResNet, ResNetConfig};
+use crate::models::{ResNet, ResNetConfig, VggEncoder};
 use crate::nn::init::Init;
-use crate::nn::{named_params, state, Mode};
+use crate::nn::{named_params, state, Mode, Module};
 use crate::{no_grad, DType, Device, Error, Result, Tensor};
 use std::path::Path;
 
@@ -47,24 +52,71 @@ pub enum FeatureDistance {
 pub struct PerceptualConfig {
     pub range: InputRange,
     pub distance: FeatureDistance,
-    /// Weights of the taps: stem, layer1, layer2, layer3, layer4. At least one must be non-zero.
-    pub tap_weights: [f64; 5],
+    /// Weights of the taps, one per tap of the network (`FeatureNet::taps`): stem, layer1 … layer4
+    /// for a ResNet; relu1_1 … relu4_1 for the VGG. At least one must be non-zero.
+    pub tap_weights: Vec<f64>,
 }
 
 impl Default for PerceptualConfig {
-    /// [−1, 1] inputs, L1, every tap weighted 1.
+    /// [−1, 1] inputs, L1, the five taps of a ResNet weighted 1.
     fn default() -> Self {
         PerceptualConfig {
             range: InputRange::MinusOneToOne,
             distance: FeatureDistance::L1,
-            tap_weights: [1.0; 5],
+            tap_weights: vec![1.0; RESNET_TAPS],
+        }
+    }
+}
+
+/// Taps of a ResNet (stem, layer1 … layer4) and of the VGG (relu1_1 … relu4_1).
+pub const RESNET_TAPS: usize = 5;
+pub const VGG_TAPS: usize = 4;
+
+/// The frozen network whose feature maps the loss compares.
+pub enum FeatureNet {
+    /// An engine or torchvision ResNet: five taps.
+    ResNet(ResNet),
+    /// AdaIN's normalised VGG-19 through relu4_1: four taps, RGB in [0, 1].
+    Vgg(VggEncoder),
+}
+
+impl FeatureNet {
+    /// Channels of the images the network itself takes.
+    pub fn in_channels(&self) -> usize {
+        match self {
+            FeatureNet::ResNet(net) => net.config.in_channels,
+            FeatureNet::Vgg(_) => 3,
+        }
+    }
+
+    /// How many feature maps `features` returns.
+    pub fn taps(&self) -> usize {
+        match self {
+            FeatureNet::ResNet(_) => RESNET_TAPS,
+            FeatureNet::Vgg(_) => VGG_TAPS,
+        }
+    }
+
+    /// The network as a module (for its parameters).
+    pub fn module(&self) -> &dyn Module {
+        match self {
+            FeatureNet::ResNet(net) => net,
+            FeatureNet::Vgg(net) => net,
+        }
+    }
+
+    /// The taps of normalised images.
+    fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            FeatureNet::ResNet(net) => Ok(net.forward_features(x, Mode::EVAL)?.0),
+            FeatureNet::Vgg(net) => Ok(net.features(x)?.to_vec()),
         }
     }
 }
 
 pub struct PerceptualLoss {
     config: PerceptualConfig,
-    net: ResNet,
+    net: FeatureNet,
     /// `x · scale + shift` maps the input range to the network's normalised input; `[1, C, 1, 1]`.
     scale: Tensor,
     shift: Tensor,
@@ -79,8 +131,35 @@ impl PerceptualLoss {
         std: &[f64],
         config: PerceptualConfig,
     ) -> Result<PerceptualLoss> {
+        net.freeze();
+        Self::over(FeatureNet::ResNet(net), mean, std, config)
+    }
+
+    /// Over AdaIN's normalised VGG-19 (`vgg_normalised` converted by
+    /// tools/convert_adain_weights.py): taps relu1_1 … relu4_1, no input normalisation (the net's
+    /// first 1×1 conv does it from [0, 1] RGB).
+    pub fn from_vgg(
+        path: &Path,
+        config: PerceptualConfig,
+        dtype: DType,
+        device: Device,
+    ) -> Result<PerceptualLoss> {
+        Self::with_vgg(VggEncoder::load(path, dtype, device)?, config)
+    }
+
+    /// Over a VGG encoder already built (frozen by construction).
+    pub fn with_vgg(vgg: VggEncoder, config: PerceptualConfig) -> Result<PerceptualLoss> {
+        Self::over(FeatureNet::Vgg(vgg), &[0.0], &[1.0], config)
+    }
+
+    fn over(
+        net: FeatureNet,
+        mean: &[f64],
+        std: &[f64],
+        config: PerceptualConfig,
+    ) -> Result<PerceptualLoss> {
         const OP: &str = "perceptual_loss";
-        let c = net.config.in_channels;
+        let c = net.in_channels();
         let per_channel = |v: &[f64], what: &str| -> Result<Vec<f64>> {
             match v.len() {
                 1 => Ok(vec![v[0]; c]),
@@ -99,14 +178,23 @@ impl PerceptualLoss {
             ));
         }
         let w = &config.tap_weights;
+        if w.len() != net.taps() {
+            return Err(Error::bad(
+                OP,
+                format!(
+                    "{} tap weights {w:?} for a network with {} taps",
+                    w.len(),
+                    net.taps()
+                ),
+            ));
+        }
         if w.iter().any(|v| !v.is_finite()) || w.iter().all(|&v| v == 0.0) {
             return Err(Error::bad(
                 OP,
                 format!("tap weights {w:?} must be finite and not all zero"),
             ));
         }
-        net.freeze();
-        let first = named_params(&net)
+        let first = named_params(net.module())
             .into_iter()
             .next()
             .map(|(_, p)| p.tensor)
@@ -158,15 +246,26 @@ impl PerceptualLoss {
     }
 
     /// The frozen feature network.
-    pub fn network(&self) -> &ResNet {
-        &self.net
+    pub fn network(&self) -> &dyn Module {
+        self.net.module()
     }
 
-    /// The five feature maps of `x` (images in the configured range), recorded for backward when
-    /// `x` requires grad.
+    /// Channels of the images `loss` takes: the network's, or also 1 for the VGG.
+    pub fn takes_channels(&self, channels: usize) -> bool {
+        channels == self.net.in_channels()
+            || (channels == 1 && matches!(self.net, FeatureNet::Vgg(_)))
+    }
+
+    /// Channels of the images the network itself takes.
+    pub fn in_channels(&self) -> usize {
+        self.net.in_channels()
+    }
+
+    /// The feature maps of `x` (images in the configured range), one per tap, recorded for
+    /// backward when `x` requires grad.
     pub fn features(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let c = self.net.config.in_channels;
-        if x.rank() != 4 || x.dims()[1] != c {
+        let c = self.net.in_channels();
+        if x.rank() != 4 || !self.takes_channels(x.dims()[1]) {
             return Err(Error::bad(
                 "perceptual_loss",
                 format!(
@@ -176,11 +275,13 @@ impl PerceptualLoss {
                 ),
             ));
         }
-        let x = x
-            .to_dtype(self.scale.dtype())?
-            .mul(&self.scale)?
-            .add(&self.shift)?;
-        Ok(self.net.forward_features(&x, Mode::EVAL)?.0)
+        let mut x = x.to_dtype(self.scale.dtype())?;
+        if x.dims()[1] != c {
+            // One channel into the VGG: grey as RGB.
+            x = Tensor::concat(&[&x, &x, &x], 1)?;
+        }
+        let x = x.mul(&self.scale)?.add(&self.shift)?;
+        self.net.features(&x)
     }
 
     /// The weighted feature distance between `output` (differentiated) and `target` (not); a scalar

@@ -24,7 +24,7 @@ pub enum Direction {
     BtoA,
 }
 
-/// A frozen ResNet for a perceptual loss or distance, as `--perceptual` names it.
+/// A frozen network for a perceptual loss or distance, as `--perceptual` names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PerceptualSpec {
     /// An `engine train` checkpoint (its architecture and input normalisation are read from it).
@@ -32,23 +32,38 @@ pub enum PerceptualSpec {
     /// A torchvision-style ResNet state dict saved as safetensors (architecture inferred from its
     /// shapes, ImageNet normalisation).
     Torchvision(PathBuf),
+    /// AdaIN's normalised VGG-19 (converted `vgg_normalised`): taps relu1_1 … relu4_1.
+    Vgg(PathBuf),
 }
 
 impl PerceptualSpec {
-    /// Parses `none` (None), `torchvision:FILE` or `CHECKPOINT`.
+    /// Parses `none` (None), `torchvision:FILE`, `vgg:FILE` or `CHECKPOINT`.
     pub fn parse(s: &str) -> Option<PerceptualSpec> {
-        match s {
-            "" | "none" => None,
-            _ => Some(match s.strip_prefix("torchvision:") {
-                Some(p) => PerceptualSpec::Torchvision(p.into()),
-                None => PerceptualSpec::Checkpoint(s.into()),
-            }),
+        if s.is_empty() || s == "none" {
+            None
+        } else if let Some(p) = s.strip_prefix("torchvision:") {
+            Some(PerceptualSpec::Torchvision(p.into()))
+        } else if let Some(p) = s.strip_prefix("vgg:") {
+            Some(PerceptualSpec::Vgg(p.into()))
+        } else {
+            Some(PerceptualSpec::Checkpoint(s.into()))
         }
     }
 
     pub fn path(&self) -> &std::path::Path {
         match self {
-            PerceptualSpec::Checkpoint(p) | PerceptualSpec::Torchvision(p) => p,
+            PerceptualSpec::Checkpoint(p)
+            | PerceptualSpec::Torchvision(p)
+            | PerceptualSpec::Vgg(p) => p,
+        }
+    }
+
+    /// Feature maps the network gives, so weights the perceptual term takes: 4 for the VGG, 5 for
+    /// a ResNet.
+    pub fn taps(&self) -> usize {
+        match self {
+            PerceptualSpec::Vgg(_) => crate::models::VGG_TAPS,
+            _ => crate::models::RESNET_TAPS,
         }
     }
 }
@@ -58,6 +73,7 @@ impl std::fmt::Display for PerceptualSpec {
         match self {
             PerceptualSpec::Checkpoint(p) => write!(f, "{}", p.display()),
             PerceptualSpec::Torchvision(p) => write!(f, "torchvision:{}", p.display()),
+            PerceptualSpec::Vgg(p) => write!(f, "vgg:{}", p.display()),
         }
     }
 }
@@ -68,8 +84,9 @@ pub struct PerceptualTerm {
     pub net: PerceptualSpec,
     /// λ_perc (10 by default).
     pub weight: f64,
-    /// Weights of the ResNet taps: stem, layer1 … layer4.
-    pub taps: [f64; 5],
+    /// Weights of the network's taps (`PerceptualSpec::taps` of them): stem, layer1 … layer4 of a
+    /// ResNet; relu1_1 … relu4_1 of the VGG.
+    pub taps: Vec<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -250,6 +267,14 @@ impl Pix2PixConfig {
             }
             if p.taps.iter().all(|&w| w == 0.0) {
                 return bad("--perc-taps are all zero".into());
+            }
+            if p.taps.len() != p.net.taps() {
+                return bad(format!(
+                    "--perc-taps has {} weights; --perceptual {} has {} taps",
+                    p.taps.len(),
+                    p.net,
+                    p.net.taps()
+                ));
             }
         }
         Ok(())

@@ -16,11 +16,12 @@ use crate::nn::state::{read_metadata, read_shapes};
 use crate::nn::Mode;
 use crate::{DType, Device, Error, Result, Tensor};
 
-/// A frozen ResNet feature distance over [-1, 1] images (L1 between taps weighted by `taps`), from
-/// an engine checkpoint or torchvision safetensors, for images of `channels` channels.
+/// A frozen feature distance over [-1, 1] images (L1 between taps weighted by `taps`, one weight per
+/// tap), from an engine checkpoint, torchvision safetensors or AdaIN's VGG, for images of
+/// `channels` channels.
 pub fn load_perceptual(
     spec: &PerceptualSpec,
-    taps: [f64; 5],
+    taps: &[f64],
     channels: usize,
     device: Device,
 ) -> Result<PerceptualLoss> {
@@ -38,7 +39,7 @@ pub fn load_perceptual(
     let config = PerceptualConfig {
         range: InputRange::MinusOneToOne,
         distance: FeatureDistance::L1,
-        tap_weights: taps,
+        tap_weights: taps.to_vec(),
     };
     let loss = match spec {
         PerceptualSpec::Checkpoint(_) if format != crate::train::checkpoint::FORMAT => {
@@ -77,9 +78,11 @@ pub fn load_perceptual(
             let resnet = infer_resnet_config(&read_shapes(path)?, path)?;
             PerceptualLoss::from_torchvision(path, resnet, config, DType::F32, device)?
         }
+        PerceptualSpec::Vgg(_) => PerceptualLoss::from_vgg(path, config, DType::F32, device)
+            .map_err(|e| Error::Msg(format!("--perceptual {spec}: {e}")))?,
     };
-    let takes = loss.network().config.in_channels;
-    if takes != channels {
+    let takes = loss.in_channels();
+    if !loss.takes_channels(channels) {
         return Err(Error::Msg(format!(
             "perceptual network {spec} takes {takes}-channel images but the generator's outputs \
              have {channels} channel(s); use a network trained on {channels}-channel images or \

@@ -80,7 +80,7 @@ fn build(cfg: &Pix2PixConfig, device: Device) -> Result<Nets> {
         ..AdamConfig::default()
     };
     let perceptual = match &cfg.perceptual {
-        Some(p) => Some(load_perceptual(&p.net, p.taps, cfg.output_nc, device)?),
+        Some(p) => Some(load_perceptual(&p.net, &p.taps, cfg.output_nc, device)?),
         None => None,
     };
     Ok(Nets {
