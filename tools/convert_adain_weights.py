@@ -15,8 +15,10 @@ beside OUT and renamed, so an interrupted run leaves no half-written file.
 import hashlib
 import json
 import os
+import pickle
 import struct
 import sys
+import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pth_state_dict  # noqa: E402
@@ -41,14 +43,19 @@ def write_safetensors(path, tensors, metadata):
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for _, data in tensors.values():
-            f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(encoded)))
+            f.write(encoded)
+            for _, data in tensors.values():
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def convert(src, dst):
@@ -70,7 +77,10 @@ def convert(src, dst):
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
-    tensors = convert(sys.argv[1], sys.argv[2])
+    try:
+        tensors = convert(sys.argv[1], sys.argv[2])
+    except (ValueError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, EOFError) as e:
+        raise SystemExit(f"error: {sys.argv[1]}: {e}") from None
     print(f"wrote {sys.argv[2]}: {len(tensors)} tensors, "
           f"{sum(len(data) // 4 for _, data in tensors.values())} values")
 

@@ -2,20 +2,27 @@
 only, so weights convert on a machine that cannot install torch.
 
 Both of torch.save's formats are read:
-- the zip archive of torch >= 1.6 (`<root>/data.pkl` plus one `<root>/data/<key>` file per storage);
+- the zip archive of torch >= 1.6 (`<root>/data.pkl` plus one stored, uncompressed `<root>/data/<key>`
+  file per storage);
 - the legacy stream of torch 0.4 - 1.5 (pickled magic number, protocol version and system info, the
   pickled object, the pickled list of storage keys, then each storage as an int64 element count
   followed by its raw bytes), which is what the original AdaIN weights (`vgg_normalised.pth`,
   `decoder.pth` of naoto0804/pytorch-AdaIN) are.
 
-Like `torch.load(weights_only=True)`, the unpickler builds only what a state dict holds (ordered dicts,
-tensors, parameters, storages); any other global in the pickle is refused, so a file cannot run code.
+Safety, like `torch.load(weights_only=True)`: every pickle in the file is read by an unpickler that
+builds only what a state dict holds (ordered dicts, tensors, parameters, storage types); any other
+global is refused, so a file cannot run code. Sizes are checked against the file before anything is
+allocated: a storage must be as long as the file says and no longer than the file itself, and a
+tensor's view (offset, shape, strides, all non-negative) must lie inside its storage.
+
 Tensors come back as `Tensor` records: dtype, shape and their elements as little-endian bytes in
-row-major order (a strided or offset view is gathered). Nothing here converts dtypes.
+row-major order (a strided or offset view is gathered). Each tensor takes its dtype from its own
+reference to the storage, so tensors of different dtypes may share one (untyped) storage.
 """
 
 import collections
 import io
+import os
 import pickle
 import struct
 import zipfile
@@ -36,6 +43,10 @@ STORAGE_DTYPES = {
     "ByteStorage": ("U8", 1, "B"),
     "BoolStorage": ("BOOL", 1, "?"),
 }
+STORAGE_ITEMSIZE = {dtype: size for dtype, size, _ in STORAGE_DTYPES.values()}
+STORAGE_FORMAT = {dtype: fmt for dtype, _, fmt in STORAGE_DTYPES.values()}
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+FLOAT32_MAX = 3.4028234663852886e38
 
 Tensor = collections.namedtuple("Tensor", "dtype shape data")
 
@@ -45,53 +56,76 @@ class _StorageType:
 
     def __init__(self, name):
         if name not in STORAGE_DTYPES:
-            raise ValueError(f"unsupported tensor storage type torch.{name}")
-        self.name = name
+            raise pickle.UnpicklingError(f"unsupported tensor storage type torch.{name}")
         self.dtype, self.itemsize, self.fmt = STORAGE_DTYPES[name]
 
 
 class _Storage:
-    """A storage named by the pickle; its bytes are attached once the file's data section is read."""
+    """The bytes of one storage key; attached once the file's data section is read. `itemsize` is
+    the element size of its first reference (the legacy format counts its elements in that type)."""
 
-    def __init__(self, storage_type, key, numel):
-        self.type = storage_type
+    def __init__(self, key, nbytes, itemsize):
         self.key = key
-        self.numel = numel
+        self.nbytes = nbytes
+        self.itemsize = itemsize
         self.data = None
+
+
+class _StorageRef:
+    """One reference to a storage, with the element type it is read as."""
+
+    def __init__(self, storage, storage_type):
+        self.storage, self.type = storage, storage_type
+
+
+def _count(value, what):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} {value!r} must be a non-negative integer")
+    return value
 
 
 class _View:
     """A tensor's view of a storage, resolved to a `Tensor` once the storage's bytes are known."""
 
-    def __init__(self, storage, offset, shape, stride):
-        self.storage, self.offset = storage, offset
-        self.shape, self.stride = tuple(shape), tuple(stride)
+    def __init__(self, ref, offset, shape, stride):
+        if not isinstance(ref, _StorageRef):
+            raise pickle.UnpicklingError("a tensor without a storage")
+        self.ref = ref
+        self.offset = _count(offset, "storage offset")
+        self.shape = tuple(_count(d, "dimension") for d in shape)
+        self.stride = tuple(_count(s, "stride") for s in stride)
+        if len(self.shape) != len(self.stride):
+            raise ValueError(f"shape {list(self.shape)} and strides {list(self.stride)} differ in rank")
 
     def resolve(self):
-        storage = self.storage
+        storage, kind = self.ref.storage, self.ref.type
         if storage.data is None:
             raise ValueError(f"storage {storage.key} has no data in the file")
-        size = storage.type.itemsize
+        size = kind.itemsize
         numel = 1
         for dim in self.shape:
             numel *= dim
+        if numel:
+            # The last element the view reaches must lie inside the storage.
+            last = self.offset + sum((d - 1) * s for d, s in zip(self.shape, self.stride))
+            if (last + 1) * size > len(storage.data):
+                raise ValueError(f"a tensor of shape {list(self.shape)} reaches past its storage "
+                                 f"{storage.key} ({len(storage.data)} bytes)")
         contiguous, expect = True, 1
         for dim, step in reversed(list(zip(self.shape, self.stride))):
             if dim != 1 and step != expect:
                 contiguous = False
             expect *= dim
-        if contiguous:
+        if contiguous or numel == 0:
             start = self.offset * size
             data = bytes(storage.data[start:start + numel * size])
         else:
-            data = bytearray()
+            gathered = bytearray()
             for index in _row_major_offsets(self.shape, self.stride):
                 at = (self.offset + index) * size
-                data += storage.data[at:at + size]
-            data = bytes(data)
-        if len(data) != numel * size:
-            raise ValueError(f"tensor of shape {list(self.shape)} reaches past its storage {storage.key}")
-        return Tensor(storage.type.dtype, list(self.shape), data)
+                gathered += storage.data[at:at + size]
+            data = bytes(gathered)
+        return Tensor(kind.dtype, list(self.shape), data)
 
 
 def _row_major_offsets(shape, stride):
@@ -112,12 +146,23 @@ def _rebuild_parameter(data, _requires_grad, _backward_hooks, *_ignored):
     return data
 
 
-class _Unpickler(pickle.Unpickler):
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain data only (numbers, strings, lists, dicts): the legacy format's headers."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: expected plain data here")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+
+
+class _StateDictUnpickler(_PlainUnpickler):
     """Builds state dicts and nothing else; storages are collected by key."""
 
-    def __init__(self, file, storages):
+    def __init__(self, file, storages, max_bytes):
         super().__init__(file, encoding="latin1")
         self.storages = storages
+        self.max_bytes = max_bytes
 
     def find_class(self, module, name):
         if module == "collections" and name == "OrderedDict":
@@ -133,18 +178,86 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         # ('storage', storage type, key, location, numel[, view metadata (legacy only)])
-        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        storage_type, key, numel = pid[1], str(pid[2]), pid[4]
+        storage_type, key = pid[1], str(pid[2])
         if not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError(f"unexpected storage type {storage_type!r}")
-        storage = self.storages.get(key)
-        if storage is None:
-            storage = self.storages[key] = _Storage(storage_type, key, numel)
         if len(pid) > 5 and pid[5] is not None:
             # A legacy view of another storage; torch's writer makes none for a state dict's tensors.
             raise pickle.UnpicklingError("legacy storage views are not supported")
-        return storage
+        nbytes = _count(pid[4], "storage size") * storage_type.itemsize
+        if nbytes > self.max_bytes:
+            raise ValueError(f"storage {key} claims {nbytes} bytes; the file has {self.max_bytes}")
+        storage = self.storages.get(key)
+        if storage is None:
+            storage = self.storages[key] = _Storage(key, nbytes, storage_type.itemsize)
+        storage.nbytes = max(storage.nbytes, nbytes)
+        return _StorageRef(storage, storage_type)
+
+
+def _load_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        pickles = [n for n in infos if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pickles) != 1:
+            raise ValueError(f"expected one data.pkl in the archive, found {len(pickles)}")
+        root = pickles[0][: -len("data.pkl")]
+        byteorder = root + "byteorder"
+        if byteorder in infos and archive.read(byteorder).strip() != b"little":
+            raise ValueError("big-endian tensors are not supported")
+        storages = {}
+        pkl = archive.read(pickles[0])
+        obj = _StateDictUnpickler(io.BytesIO(pkl), storages, os.path.getsize(path)).load()
+        for key, storage in storages.items():
+            info = infos.get(f"{root}data/{key}")
+            if info is None:
+                raise ValueError(f"storage {key} is missing from the archive")
+            # torch stores tensors uncompressed; a compressed member could inflate without bound.
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size < storage.nbytes:
+                raise ValueError(f"storage {key}: expected {storage.nbytes} stored bytes, found "
+                                 f"{info.file_size} (compression {info.compress_type})")
+            storage.data = archive.read(info)
+    return obj
+
+
+def _load_legacy(path):
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        plain = lambda: _PlainUnpickler(f).load()  # noqa: E731
+        try:
+            magic = plain()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise ValueError(f"not a PyTorch file ({e})") from None
+        if magic != LEGACY_MAGIC:
+            raise ValueError("not a PyTorch file (no torch.save magic number)")
+        protocol = plain()
+        if protocol != 1001:
+            raise ValueError(f"unsupported torch.save protocol version {protocol}")
+        info = plain()
+        if isinstance(info, dict) and info.get("little_endian") is False:
+            raise ValueError("big-endian tensors are not supported")
+        storages = {}
+        obj = _StateDictUnpickler(f, storages, size).load()
+        keys = plain()
+        if not isinstance(keys, list):
+            raise ValueError("the storage key list is missing")
+        for key in keys:
+            storage = storages.get(str(key))
+            if storage is None:
+                raise ValueError(f"storage {key} is listed but no tensor uses it")
+            header = f.read(8)
+            if len(header) != 8:
+                raise ValueError(f"truncated before storage {key}")
+            (numel,) = struct.unpack("<q", header)
+            nbytes = numel * storage.itemsize
+            if numel < 0 or nbytes != storage.nbytes or nbytes > size - f.tell():
+                raise ValueError(f"storage {key}: {numel} elements do not match the pickle's "
+                                 f"{storage.nbytes} bytes or the file's length")
+            storage.data = f.read(nbytes)
+            if len(storage.data) != nbytes:
+                raise ValueError(f"truncated in storage {key}")
+    return obj
 
 
 def _resolve(obj):
@@ -158,51 +271,9 @@ def _resolve(obj):
     return obj
 
 
-def _load_zip(path):
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-        if len(pickles) != 1:
-            raise ValueError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
-        root = pickles[0][: -len("data.pkl")]
-        byteorder = root + "byteorder"
-        if byteorder in names and archive.read(byteorder).strip() != b"little":
-            raise ValueError(f"{path}: big-endian tensors are not supported")
-        storages = {}
-        obj = _Unpickler(io.BytesIO(archive.read(pickles[0])), storages).load()
-        for key, storage in storages.items():
-            storage.data = archive.read(f"{root}data/{key}")
-            if len(storage.data) < storage.numel * storage.type.itemsize:
-                raise ValueError(f"{path}: storage {key} is truncated")
-    return obj
-
-
-def _load_legacy(path):
-    with open(path, "rb") as f:
-        if pickle.load(f) != LEGACY_MAGIC:
-            raise ValueError(f"{path}: not a PyTorch file (no torch.save magic number)")
-        protocol = pickle.load(f)
-        if protocol != 1001:
-            raise ValueError(f"{path}: unsupported torch.save protocol version {protocol}")
-        pickle.load(f)  # system info (endianness, type sizes)
-        storages = {}
-        obj = _Unpickler(f, storages).load()
-        keys = pickle.load(f)
-        for key in keys:
-            storage = storages[str(key)]
-            (numel,) = struct.unpack("<q", f.read(8))
-            if numel != storage.numel:
-                raise ValueError(f"{path}: storage {key} holds {numel} elements, the pickle says "
-                                 f"{storage.numel}")
-            nbytes = numel * storage.type.itemsize
-            storage.data = f.read(nbytes)
-            if len(storage.data) != nbytes:
-                raise ValueError(f"{path}: truncated in storage {key}")
-    return obj
-
-
 def load(path):
-    """The object `torch.save` wrote to `path`, with every tensor as a `Tensor`."""
+    """The object `torch.save` wrote to `path`, with every tensor as a `Tensor`. Raises ValueError
+    (or pickle.UnpicklingError) with what is wrong for a file it cannot read."""
     if zipfile.is_zipfile(path):
         obj = _load_zip(path)
     else:
@@ -211,22 +282,19 @@ def load(path):
 
 
 def to_float32(tensor):
-    """The elements of a floating-point `Tensor` as little-endian float32 bytes."""
+    """The elements of a floating-point `Tensor` as little-endian float32 bytes (values beyond
+    float32's range become ±inf, as PyTorch's cast makes them)."""
     if tensor.dtype == "F32":
         return tensor.data
     numel = len(tensor.data) // STORAGE_ITEMSIZE[tensor.dtype]
     if tensor.dtype in ("F16", "F64"):
-        fmt = STORAGE_FORMAT[tensor.dtype]
-        values = struct.unpack(f"<{numel}{fmt}", tensor.data)
+        values = struct.unpack(f"<{numel}{STORAGE_FORMAT[tensor.dtype]}", tensor.data)
     elif tensor.dtype == "BF16":
         # bfloat16 is the top half of a float32.
         halves = struct.unpack(f"<{numel}H", tensor.data)
         values = struct.unpack(f"<{numel}f", struct.pack(f"<{numel}I", *(h << 16 for h in halves)))
     else:
         raise ValueError(f"{tensor.dtype} is not a floating-point type")
+    inf = float("inf")
+    values = [v if abs(v) <= FLOAT32_MAX or v != v else (inf if v > 0 else -inf) for v in values]
     return struct.pack(f"<{numel}f", *values)
-
-
-STORAGE_ITEMSIZE = {dtype: size for dtype, size, _ in STORAGE_DTYPES.values()}
-STORAGE_FORMAT = {dtype: fmt for dtype, _, fmt in STORAGE_DTYPES.values()}
-FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")

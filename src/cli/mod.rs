@@ -4,7 +4,6 @@
 //! `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
 
-mod adain_weights;
 mod bench;
 mod eval;
 mod pix2pix;

@@ -1,5 +1,5 @@
-//! `engine pix2pix`: image-to-image translation (Isola et al. 2017) with an optional ResNet
-//! perceptual loss. Three subcommands; this file only maps flags onto `crate::pix2pix`.
+//! `engine pix2pix`: image-to-image translation (Isola et al. 2017) with an optional perceptual loss
+//! (a ResNet, or AdaIN's VGG-19). Three subcommands; this file only maps flags onto `crate::pix2pix`.
 //!
 //! ```text
 //! # 1. Pairs from any folder of photos (A = input computed from the photo B; PNG, A|B side by side)
@@ -10,14 +10,15 @@
 //! #    100 + 100 epochs, 286 → 256 jitter + flip). Smaller --image-size scales the networks.
 //! engine pix2pix train --data data/p2p --out runs/p2p --image-size 256 --device auto
 //!        [--direction AtoB|BtoA] [--perceptual none|CHECKPOINT|torchvision:FILE|vgg[:FILE]]
-//!        [--lambda-perc 10] [--perc-taps 1,1,1,1,1] [--ngf 64 --ndf 64 --n-layers 3]
+//!        [--lambda-perc 10] [--perc-taps W,… (5 for a ResNet, 4 for vgg)] [--ngf 64 --ndf 64 --n-layers 3]
 //!        [--epochs 100 --epochs-decay 100 --batch-size 1 --lr 2e-4 --seed 0]
 //!        [--sample-every 200] [--eval] [--stop-after-steps N]
 //! engine pix2pix train --out runs/p2p --resume      # exact continuation (Ctrl-C saves first)
 //!
 //! # 3. Test: every val/ image → images/, grids/ (input | output | target rows), metrics.json
 //! engine pix2pix test --checkpoint runs/p2p/checkpoint.safetensors --data data/p2p \
-//!        [--out DIR] [--eval] [--perceptual-net CHECKPOINT|torchvision:FILE] [--rows-per-grid 4]
+//!        [--out DIR] [--eval] [--perceptual-net CHECKPOINT|torchvision:FILE|vgg[:FILE]]
+//!        [--rows-per-grid 4]
 //! ```
 //!
 //! A run folder holds `config.json`, `metrics.jsonl` (per iteration: G_GAN, G_L1, G_perc, D_real,
@@ -196,10 +197,12 @@ struct TestArgs {
     device: DeviceArg,
 }
 
-/// `PerceptualSpec::parse`, with plain `vgg` meaning the installed AdaIN VGG weights.
-fn perceptual_spec(s: &str) -> Result<Option<PerceptualSpec>> {
+/// `PerceptualSpec::parse` of the value of `flag`, with plain `vgg` meaning the installed AdaIN VGG
+/// weights.
+fn perceptual_spec(flag: &str, s: &str) -> Result<Option<PerceptualSpec>> {
     if s == "vgg" {
-        let path = super::adain_weights::resolve(None, "vgg_normalised", "--perceptual vgg:FILE")?;
+        let how = format!("{flag} vgg:FILE");
+        let path = crate::stylize::weights::resolve(None, "vgg_normalised", &how)?;
         return Ok(Some(PerceptualSpec::Vgg(path)));
     }
     Ok(PerceptualSpec::parse(s))
@@ -220,7 +223,7 @@ fn build_config(a: &TrainArgs) -> Result<Pix2PixConfig> {
     c.discriminator.ndf = a.ndf;
     c.discriminator.n_layers = a.n_layers.unwrap_or(default_n_layers(a.image_size));
     c.lambda_l1 = a.lambda_l1;
-    c.perceptual = perceptual_spec(&a.perceptual)?.map(|net| PerceptualTerm {
+    c.perceptual = perceptual_spec("--perceptual", &a.perceptual)?.map(|net| PerceptualTerm {
         taps: a.perc_taps.clone().unwrap_or_else(|| vec![1.0; net.taps()]),
         net,
         weight: a.lambda_perc,
@@ -288,7 +291,7 @@ fn run_test_cmd(a: TestArgs) -> Result<()> {
         mode: GenMode::from_eval_flag(a.eval),
         direction: a.direction,
         perceptual: match a.perceptual_net.as_deref() {
-            Some(s) => perceptual_spec(s)?,
+            Some(s) => perceptual_spec("--perceptual-net", s)?,
             None => None,
         },
         rows_per_grid: a.rows_per_grid,

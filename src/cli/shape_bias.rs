@@ -43,9 +43,10 @@ pub struct ShapeBiasArgs {
     #[arg(long)]
     decoder: Option<PathBuf>,
     /// For testing only: a seeded random stylizer of this VGG width instead of --vgg/--decoder.
-    #[arg(long, conflicts_with = "vgg")]
+    #[arg(long, conflicts_with_all = ["vgg", "decoder"])]
     random_stylizer: Option<usize>,
-    /// How cue-conflict images are made: adain (default; needs --vgg/--decoder) or texture-swap
+    /// How cue-conflict images are made: adain (default; the installed AdaIN weights or
+    /// --vgg/--decoder) or texture-swap
     /// (the shape image's silhouette filled with the texture image's central patch, for objects on
     /// a dark background such as Fashion-MNIST; needs no weights).
     #[arg(long, value_enum)]
@@ -95,12 +96,13 @@ pub fn run_shape_bias(a: ShapeBiasArgs) -> Result<()> {
         (Cue::TextureSwap, _) => None,
         (_, Some(w)) => Some(Stylizer::new(&mut Init::new(a.seed, DType::F32, dev), w)?),
         (Cue::Adain, None) => {
-            let (v, d) = super::adain_weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())
-                .map_err(|e| {
-                    Error::Msg(format!(
-                        "{e}; or use --cue texture-swap for objects on a dark background"
-                    ))
-                })?;
+            let (v, d) =
+                crate::stylize::weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())
+                    .map_err(|e| {
+                        Error::Msg(format!(
+                            "{e}; or use --cue texture-swap for objects on a dark background"
+                        ))
+                    })?;
             Some(Stylizer::load(v, d, DType::F32, dev)?)
         }
     };

@@ -144,7 +144,7 @@ fn load_stylizer(a: &StylizeArgs, dtype: DType, dev: Device) -> Result<Stylizer>
         return random_stylizer(a.seed, width, dtype, dev);
     }
     let (vgg, decoder) =
-        super::adain_weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())?;
+        crate::stylize::weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())?;
     Stylizer::load(vgg, decoder, dtype, dev)
 }
 

@@ -120,10 +120,10 @@ macro_rules! set {
 fn build_config(a: &TrainDecoderArgs) -> Result<DecoderTrainConfig> {
     let encoder = match (&a.vgg, a.random_vgg) {
         (None, Some(width)) => EncoderSource::Random { width },
-        (vgg, _) => EncoderSource::Weights(super::adain_weights::resolve(
+        (vgg, _) => EncoderSource::Weights(crate::stylize::weights::resolve(
             vgg.as_deref(),
             "vgg_normalised",
-            "--vgg",
+            "--vgg FILE",
         )?),
     };
     let mut c = DecoderTrainConfig::paper(

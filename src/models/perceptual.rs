@@ -57,6 +57,16 @@ pub struct PerceptualConfig {
     pub tap_weights: Vec<f64>,
 }
 
+impl PerceptualConfig {
+    /// [−1, 1] inputs, L1, `taps` taps weighted 1 (`RESNET_TAPS` or `VGG_TAPS`).
+    pub fn uniform(taps: usize) -> Self {
+        PerceptualConfig {
+            tap_weights: vec![1.0; taps],
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for PerceptualConfig {
     /// [−1, 1] inputs, L1, the five taps of a ResNet weighted 1.
     fn default() -> Self {
@@ -269,9 +279,14 @@ impl PerceptualLoss {
             return Err(Error::bad(
                 "perceptual_loss",
                 format!(
-                    "image batch {:?} must be [N, {c}, H, W]: the feature network takes {c} input \
-                     channels",
-                    x.shape()
+                    "image batch {:?} must be [N, {c}, H, W]{}: the feature network takes {c} \
+                     input channels",
+                    x.shape(),
+                    if matches!(self.net, FeatureNet::Vgg(_)) {
+                        " (or one grey channel)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -316,6 +331,6 @@ impl PerceptualLoss {
                 None => d,
             });
         }
-        Ok(total.expect("a non-zero tap weight (checked in new)"))
+        Ok(total.expect("a non-zero tap weight (checked in `over`)"))
     }
 }

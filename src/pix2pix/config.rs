@@ -276,6 +276,13 @@ impl Pix2PixConfig {
                     p.net.taps()
                 ));
             }
+            if matches!(p.net, PerceptualSpec::Vgg(_)) && self.image_size < 16 {
+                return bad(format!(
+                    "--image-size {} is too small for the VGG perceptual loss: its relu4_1 maps \
+                     are 1/8 of the image and need 2 px for their reflection padding (use ≥ 16)",
+                    self.image_size
+                ));
+            }
         }
         Ok(())
     }

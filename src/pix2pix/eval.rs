@@ -7,7 +7,7 @@
 //!   scale as the training term `G_L1`);
 //! - `psnr`: `10·log10(1/MSE)` dB with both images mapped to [0, 1]; identical images (MSE 0) give
 //!   the cap `PSNR_CAP_DB` = 100 dB instead of infinity, so means and JSON stay finite;
-//! - `perceptual` (optional): the feature distance of a frozen ResNet (`PerceptualLoss::loss`).
+//! - `perceptual` (optional): the feature distance of a frozen network (`PerceptualLoss::loss`).
 //!
 //! Test-time mode (`GenMode`): pix2pix's `test.py` keeps the generator in training mode unless
 //! `--eval` is given — BN normalises with each image's own statistics and dropout stays on, as the

@@ -25,6 +25,7 @@ mod job;
 mod manifest;
 pub mod preprocess;
 mod styles;
+pub mod weights;
 
 pub use files::{list_images, output_rel, ImageFile, StyleDraw};
 pub use job::run_stylize;
