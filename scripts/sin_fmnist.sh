@@ -17,6 +17,8 @@
 #   TEXTURES=DIR  texture photographs (default tests/data/textures: brick, grass, gravel and two
 #               photo crops from scikit-image)
 #   PAIRS=N     cue-conflict pairs for shape bias (default 2000)
+#   ADAIN_PAIRS=N  AdaIN cue-conflict pairs (default 1000; 0 skips them), made with the real AdaIN
+#               weights (scripts/setup.sh install_adain_weights; skipped with a note when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +71,19 @@ for net in "${NETS[@]}"; do
   "$ENGINE" shape-bias --checkpoint "$ckpt" --cue texture-swap --pairs "${PAIRS:-2000}" \
     --batch-size 200 --out "$OUT/shape-bias-$net" > "$OUT/shape-bias-$net.txt"
 done
+# Geirhos et al.'s own cue conflicts: AdaIN with the real weights, at the default 112² for these
+# 28-px images.
+ADAIN_DIR="${ENGINE_ADAIN_DIR:-.toolchain/adain}"
+if [ "${ADAIN_PAIRS:-1000}" != 0 ] && [ -f "$ADAIN_DIR/vgg_normalised.safetensors" ] && [ -f "$ADAIN_DIR/decoder.safetensors" ]; then
+  for net in "${NETS[@]}"; do
+    case "$net" in plain) ckpt="$PLAIN" ;; swapped) ckpt="$SWAP" ;; joined) ckpt="$JOIN" ;; esac
+    "$ENGINE" shape-bias --checkpoint "$ckpt" --cue adain --vgg "$ADAIN_DIR/vgg_normalised.safetensors" \
+      --decoder "$ADAIN_DIR/decoder.safetensors" --pairs "${ADAIN_PAIRS:-1000}" --batch-size 50 \
+      --out "$OUT/shape-bias-adain-$net" > "$OUT/shape-bias-adain-$net.txt"
+  done
+elif [ "${ADAIN_PAIRS:-1000}" != 0 ]; then
+  echo "no AdaIN weights in $ADAIN_DIR (scripts/setup.sh install_adain_weights): AdaIN cue conflicts skipped" >&2
+fi
 
 python3 - "$OUT" "$PLAIN" "$SWAP" "$TEXTURES" "$DOC" "$JOIN" <<'PY'
 import datetime, json, os, subprocess, sys
@@ -106,6 +121,20 @@ for n, name in nets:
     r = sb[n]
     lines.append(f"| {name} | {r['shape_bias']:.3f} | {r['shape_bias_both_correct']:.3f} | "
                  f"{r['shape_decisions']} / {r['texture_decisions']} / {r['other_decisions']} |")
+adain = {n: os.path.join(out, f"shape-bias-adain-{n}", "report.json") for n, _ in nets}
+if all(os.path.exists(p) for p in adain.values()):
+    ab = {n: json.load(open(p)) for n, p in adain.items()}
+    lines += [
+        "",
+        f"AdaIN cue conflicts (the real AdaIN weights, 112² stylization, α 1; {ab['plain']['pairs']} pairs):",
+        "",
+        "| network | shape bias | over pairs both sources right | shape / texture / other decisions |",
+        "|---|---|---|---|",
+    ]
+    for n, name in nets:
+        r = ab[n]
+        lines.append(f"| {name} | {r['shape_bias']:.3f} | {r['shape_bias_both_correct']:.3f} | "
+                     f"{r['shape_decisions']} / {r['texture_decisions']} / {r['other_decisions']} |")
 lines.append("")
 text = "\n".join(lines)
 open(os.path.join(out, "results.md"), "w").write(text)
