@@ -7,6 +7,7 @@
 //!   three channels (the gradient summed over them);
 //! - an f64 finite-difference check of the gradient w.r.t. the output image;
 //! - the VGG is frozen; four tap weights are required; other channel counts are errors.
+//!
 //! pix2pix training with it: tests/pix2pix_cmd.rs.
 
 use engine::models::{FeatureDistance, InputRange, PerceptualConfig, PerceptualLoss, VggEncoder};

@@ -588,8 +588,7 @@ fn perceptual_loss_from_the_adain_vgg() {
         taps: vec![1.0; 5],
     });
     let e = engine::pix2pix::train(&cfg, Device::Cpu, &quiet())
-        .err()
-        .expect("five weights for four taps")
+        .expect_err("five weights for four taps")
         .to_string();
     assert!(
         e.contains("--perc-taps has 5 weights") && e.contains("4 taps"),
@@ -601,8 +600,7 @@ fn perceptual_loss_from_the_adain_vgg() {
     small.discriminator.n_layers = 1;
     small.perceptual.as_mut().unwrap().taps = vec![1.0; 4];
     let e = engine::pix2pix::train(&small, Device::Cpu, &quiet())
-        .err()
-        .expect("8 px is too small for relu4_1")
+        .expect_err("8 px is too small for relu4_1")
         .to_string();
     assert!(e.contains("too small for the VGG"), "{e}");
     cfg.perceptual = Some(PerceptualTerm {

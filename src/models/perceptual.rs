@@ -84,8 +84,8 @@ pub const VGG_TAPS: usize = 4;
 
 /// The frozen network whose feature maps the loss compares.
 pub enum FeatureNet {
-    /// An engine or torchvision ResNet: five taps.
-    ResNet(ResNet),
+    /// An engine or torchvision ResNet: five taps (boxed: a ResNet is far larger than the VGG).
+    ResNet(Box<ResNet>),
     /// AdaIN's normalised VGG-19 through relu4_1: four taps, RGB in [0, 1].
     Vgg(VggEncoder),
 }
@@ -110,7 +110,7 @@ impl FeatureNet {
     /// The network as a module (for its parameters).
     pub fn module(&self) -> &dyn Module {
         match self {
-            FeatureNet::ResNet(net) => net,
+            FeatureNet::ResNet(net) => net.as_ref(),
             FeatureNet::Vgg(net) => net,
         }
     }
@@ -142,7 +142,7 @@ impl PerceptualLoss {
         config: PerceptualConfig,
     ) -> Result<PerceptualLoss> {
         net.freeze();
-        Self::over(FeatureNet::ResNet(net), mean, std, config)
+        Self::over(FeatureNet::ResNet(Box::new(net)), mean, std, config)
     }
 
     /// Over AdaIN's normalised VGG-19 (`vgg_normalised` converted by

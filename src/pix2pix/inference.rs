@@ -69,12 +69,10 @@ pub fn run_test(opts: &TestOptions, device: Device) -> Result<TestReport> {
     let cfg = &run.config;
     let data = PairedFolder::open(&opts.data, "val", opts.direction.unwrap_or(cfg.direction))?;
     let perceptual = match &opts.perceptual {
-        Some(spec) => Some(load_perceptual(
-            spec,
-            &vec![1.0; spec.taps()],
-            cfg.output_nc,
-            device,
-        )?),
+        Some(spec) => {
+            let taps = vec![1.0; spec.taps()];
+            Some(load_perceptual(spec, &taps, cfg.output_nc, device)?)
+        }
         None => None,
     };
     let out = opts
