@@ -57,16 +57,6 @@ pub struct PerceptualConfig {
     pub tap_weights: Vec<f64>,
 }
 
-impl PerceptualConfig {
-    /// [−1, 1] inputs, L1, `taps` taps weighted 1 (`RESNET_TAPS` or `VGG_TAPS`).
-    pub fn uniform(taps: usize) -> Self {
-        PerceptualConfig {
-            tap_weights: vec![1.0; taps],
-            ..Default::default()
-        }
-    }
-}
-
 impl Default for PerceptualConfig {
     /// [−1, 1] inputs, L1, the five taps of a ResNet weighted 1.
     fn default() -> Self {
