@@ -119,6 +119,43 @@ PY
     rm -rf "$tmp"
 }
 
+# Real photographed textures as AdaIN style images, for the stylized Fashion-MNIST experiment
+# (scripts/sin_fmnist_adain.sh; not part of the default setup, no test needs them): the pattern
+# files of Debian's gimp-data (wood, stone, fabric, water, ...; GPL like GIMP; bookworm's 2.10.34
+# has 43 outside the synthetic "Legacy" folder, which is left out), fetched with `apt-get download`
+# (no root needed, nothing installed), converted to tiled PNGs by tools/gimp_patterns.py. They are
+# written to a temporary folder that is renamed to $STYLES_DIR when whole, so an interrupted
+# conversion never passes for a finished one.
+STYLES_DIR="${ENGINE_STYLES_DIR:-$TOOLCHAIN/styles/gimp-patterns}"
+
+install_style_textures() {
+    if [[ -d "$STYLES_DIR" ]] && compgen -G "$STYLES_DIR/*.png" >/dev/null; then
+        log "style textures present: $STYLES_DIR ($(ls "$STYLES_DIR" | wc -l) images)"
+        return
+    fi
+    if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
+        log "ERROR: install_style_textures needs apt-get and dpkg-deb (Debian's gimp-data package)"
+        return 1
+    fi
+    local tmp
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064  # expand $tmp now: the trap runs after this function returns
+    trap "rm -rf '$tmp'" RETURN
+    log "fetching Debian's gimp-data (14 MB) for its texture patterns"
+    if ! (cd "$tmp" && apt-get download -qq gimp-data); then
+        log "ERROR: apt-get download gimp-data failed (see above; apt-get update may help)"
+        return 1
+    fi
+    dpkg-deb -x "$tmp"/gimp-data_*.deb "$tmp/x"
+    log "gimp-data $(dpkg-deb -f "$tmp"/gimp-data_*.deb Version)"
+    local patterns=("$tmp"/x/usr/share/gimp/*/patterns/*/*.pat)
+    [[ -f "${patterns[0]}" ]] || { log "ERROR: no .pat files in gimp-data"; return 1; }
+    rm -rf "$STYLES_DIR.partial"
+    "$PYTHON" "$REPO/tools/gimp_patterns.py" "$STYLES_DIR.partial" "${patterns[@]}" --skip-dir Legacy
+    rm -rf "$STYLES_DIR"
+    mv "$STYLES_DIR.partial" "$STYLES_DIR"
+}
+
 main() {
     if [[ $# -eq 0 ]]; then
         install_nvcc

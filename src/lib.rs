@@ -15,6 +15,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod pix2pix;
+pub mod progress;
 pub mod shape;
 pub mod shape_bias;
 pub mod stylize;

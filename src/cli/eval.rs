@@ -80,9 +80,13 @@ pub(super) fn eval_checkpoint(
 ) -> Result<EvalTarget> {
     let run = checkpoint::read_run_state(path)?;
     let mut cfg = run.config;
+    // Evaluation reads no training data: a SIN+IN run's joined folders play no part.
+    if let DataSpec::FashionMnist { join, .. } = &mut cfg.data {
+        join.clear();
+    }
     match (&mut cfg.data, data, val_dir.is_empty()) {
         (_, None, true) => {}
-        (DataSpec::FashionMnist { dir } | DataSpec::Cifar { dir }, Some(d), true) => *dir = d,
+        (DataSpec::FashionMnist { dir, .. } | DataSpec::Cifar { dir }, Some(d), true) => *dir = d,
         (DataSpec::ImageFolder { val, .. }, None, false) => *val = val_dir.to_vec(),
         (spec, _, _) => {
             return Err(Error::Msg(format!(

@@ -1,5 +1,6 @@
 //! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
-//! `predict` (eval.rs), `stylize` (stylize.rs), `train-decoder` (train_decoder.rs), `pix2pix`
+//! `predict` (eval.rs), `stylize` (stylize.rs), `stylize-idx` (stylize_idx.rs), `train-decoder`
+//! (train_decoder.rs), `pix2pix`
 //! (pix2pix.rs), `shape-bias` (shape_bias.rs), the benchmarks `bench-step`, `bench-ops`,
 //! `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
@@ -9,6 +10,7 @@ mod eval;
 mod pix2pix;
 mod shape_bias;
 mod stylize;
+mod stylize_idx;
 mod train;
 mod train_decoder;
 
@@ -42,6 +44,9 @@ enum Command {
     Predict(PredictArgs),
     /// Re-paint every image of a folder tree in a random style with AdaIN (Stylized-ImageNet).
     Stylize(Box<stylize::StylizeArgs>),
+    /// Re-paint an IDX dataset (Fashion-MNIST) with AdaIN into new IDX files that `engine train
+    /// --data` reads: Stylized-ImageNet at the size of this data.
+    StylizeIdx(Box<stylize_idx::StylizeIdxArgs>),
     /// pix2pix image-to-image translation: make-pairs, train, test.
     Pix2pix(pix2pix::Pix2pixArgs),
     /// Shape bias of a classifier: how often it follows shape over texture on AdaIN cue-conflict images.
@@ -143,6 +148,7 @@ pub fn main() -> Result<()> {
         Command::BenchPix2pix(a) => bench::run_bench_pix2pix(a),
         Command::BenchLoader(a) => bench::run_bench_loader(a),
         Command::Stylize(a) => stylize::run_stylize_cmd(*a),
+        Command::StylizeIdx(a) => stylize_idx::run_stylize_idx(*a),
         Command::Pix2pix(a) => pix2pix::run_pix2pix(a),
     }
 }

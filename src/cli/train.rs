@@ -137,6 +137,11 @@ pub(crate) struct DataArgs {
     /// Debian's dataset-fashion-mnist installs them) or with the CIFAR binary batches.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Fashion-MNIST-style data: also train on this folder's training split (repeatable), e.g. a
+    /// stylized copy of --data from `engine stylize-idx` (Stylized-ImageNet's SIN+IN); validation
+    /// stays on --data's test split.
+    #[arg(long, value_name = "DIR")]
+    join_data: Vec<PathBuf>,
     /// Training folder <root>/<class>/<images>; repeat to join several roots (e.g. ImageNet and
     /// Stylized-ImageNet) into one training set with the same classes.
     #[arg(long)]
@@ -155,7 +160,7 @@ fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>> {
     let format = match d.data_format {
         Some(f) => f,
         None if !d.train_dir.is_empty() || !d.val_dir.is_empty() => DataFormat::Folder,
-        None if d.data.is_some() => DataFormat::FashionMnist,
+        None if d.data.is_some() || !d.join_data.is_empty() => DataFormat::FashionMnist,
         None => return Ok(None),
     };
     Ok(Some(match format {
@@ -164,7 +169,17 @@ fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>> {
                 .data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR)),
+            join: d.join_data.clone(),
         },
+        other if !d.join_data.is_empty() => {
+            return Err(Error::Msg(format!(
+                "--join-data is for Fashion-MNIST-style IDX folders, not {}",
+                match other {
+                    DataFormat::Folder => "folder data (join roots with a repeated --train-dir)",
+                    _ => "CIFAR batches",
+                }
+            )))
+        }
         DataFormat::Cifar => DataSpec::Cifar {
             dir: d.data.clone().ok_or_else(|| {
                 Error::Msg(
@@ -199,6 +214,7 @@ fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>> {
 pub(crate) fn preset_for_data(recipe: Recipe, d: &DataArgs) -> Result<TrainConfig> {
     let spec = data_spec(d)?.unwrap_or(DataSpec::FashionMnist {
         dir: FASHION_MNIST_DIR.into(),
+        join: Vec::new(),
     });
     Ok(preset(recipe, spec, PathBuf::from("runs/unused")))
 }
@@ -218,7 +234,11 @@ fn out_dir(a: &TrainArgs) -> PathBuf {
 /// The preset for `spec`'s kind of data.
 fn preset(recipe: Recipe, spec: DataSpec, out: PathBuf) -> TrainConfig {
     match spec {
-        DataSpec::FashionMnist { dir } => TrainConfig::fashion_mnist(recipe, dir, 18, 16, out),
+        DataSpec::FashionMnist { dir, join } => {
+            let mut c = TrainConfig::fashion_mnist(recipe, dir.clone(), 18, 16, out);
+            c.data = DataSpec::FashionMnist { dir, join };
+            c
+        }
         DataSpec::Cifar { dir } => TrainConfig::cifar(recipe, dir, 18, 16, out),
         DataSpec::ImageFolder {
             train,
@@ -254,6 +274,38 @@ pub(crate) fn run_classes(cfg: &TrainConfig) -> Result<Vec<String>> {
     })
 }
 
+/// The data flags applied to `c`. Over a `--config` file of IDX data, `--data` and `--join-data`
+/// replace only their own field (the config keeps the other); otherwise the flags' data replaces
+/// the config's whole.
+fn apply_data_flags(c: &mut TrainConfig, d: &DataArgs, from_file: bool) -> Result<()> {
+    let idx_only = d.data_format.is_none() && d.train_dir.is_empty() && d.val_dir.is_empty();
+    if from_file && idx_only && (d.data.is_some() || !d.join_data.is_empty()) {
+        return match &mut c.data {
+            DataSpec::FashionMnist { dir, join } => {
+                if let Some(data) = &d.data {
+                    *dir = data.clone();
+                }
+                if !d.join_data.is_empty() {
+                    *join = d.join_data.clone();
+                }
+                Ok(())
+            }
+            DataSpec::Cifar { dir } if d.join_data.is_empty() => {
+                *dir = d.data.clone().expect("--data given");
+                Ok(())
+            }
+            other => Err(Error::Msg(format!(
+                "the config trains on {}: --join-data joins Fashion-MNIST-style IDX folders only",
+                other.describe()
+            ))),
+        };
+    }
+    if let Some(spec) = data_spec(d)? {
+        c.data = spec;
+    }
+    Ok(())
+}
+
 fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     let mut c = match &a.config {
         Some(path) => {
@@ -272,13 +324,12 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
             a.recipe,
             data_spec(&a.data)?.unwrap_or(DataSpec::FashionMnist {
                 dir: FASHION_MNIST_DIR.into(),
+                join: Vec::new(),
             }),
             out_dir(a),
         ),
     };
-    if let Some(spec) = data_spec(&a.data)? {
-        c.data = spec;
-    }
+    apply_data_flags(&mut c, &a.data, a.config.is_some())?;
     c.out_dir = out_dir(a);
     c.fp16 |= a.fp16;
     c.channels_last |= a.channels_last;
@@ -325,6 +376,15 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(c.seed, a.seed);
     if let Some(p) = &a.init_from {
         c.init_from = Some(p.clone());
+    }
+    if a.texture_swap.is_some()
+        && matches!(&c.data, DataSpec::FashionMnist { join, .. } if !join.is_empty())
+    {
+        return Err(Error::Msg(
+            "--texture-swap re-textures by the object's silhouette on a dark background, which \
+             joined folders (--join-data, e.g. a stylized copy) do not have; use one or the other"
+                .into(),
+        ));
     }
     if let Some(dir) = &a.texture_swap {
         c.texture_swap = Some(TextureSwapSpec {

@@ -111,20 +111,24 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
+/// The file `<split>-<stem>` of an MNIST-style folder, compressed (`.gz`) or not; an error that
+/// says where Fashion-MNIST comes from when neither exists.
+pub fn find_split_file(dir: &Path, split: &str, stem: &str) -> Result<PathBuf> {
+    for name in [format!("{split}-{stem}.gz"), format!("{split}-{stem}")] {
+        let p = dir.join(&name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Msg(format!(
+        "{}: no {split}-{stem}[.gz]; for Fashion-MNIST install Debian's package (`apt-get install dataset-fashion-mnist`, files land in {FASHION_MNIST_DIR}) or pass the folder holding the IDX files",
+        dir.display()
+    )))
+}
+
 /// Loads an MNIST-style split (`train` or `t10k`) from `dir`, accepting `.gz` or plain files.
 pub fn load_mnist_style(dir: &Path, split: &str, classes: &[&str]) -> Result<LabelledImages> {
-    let find = |stem: &str| -> Result<PathBuf> {
-        for name in [format!("{split}-{stem}.gz"), format!("{split}-{stem}")] {
-            let p = dir.join(&name);
-            if p.exists() {
-                return Ok(p);
-            }
-        }
-        Err(Error::Msg(format!(
-            "{}: no {split}-{stem}[.gz]; for Fashion-MNIST install Debian's package (`apt-get install dataset-fashion-mnist`, files land in {FASHION_MNIST_DIR}) or pass the folder holding the IDX files",
-            dir.display()
-        )))
-    };
+    let find = |stem: &str| find_split_file(dir, split, stem);
     let images = read_idx(&find("images-idx3-ubyte")?)?;
     let labels = read_idx(&find("labels-idx1-ubyte")?)?;
     if images.dims.len() != 3 || labels.dims.len() != 1 || images.dims[0] != labels.dims[0] {

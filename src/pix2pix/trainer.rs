@@ -125,18 +125,7 @@ fn write_samples(
 }
 
 fn progress_bar(show: bool, total: usize, done: usize) -> indicatif::ProgressBar {
-    let pb = if show {
-        indicatif::ProgressBar::new(total as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] it {pos}/{len} {elapsed}<{eta} {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
+    let pb = crate::progress::bar(show, total as u64, "", "it {pos}/{len}");
     pb.set_position(done as u64);
     pb.reset_eta();
     pb

@@ -232,20 +232,7 @@ fn finish_batch(
 }
 
 fn progress_bar(show: bool) -> indicatif::ProgressBar {
-    let pb = if show {
-        indicatif::ProgressBar::new(0)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {per_sec} {elapsed}<{eta} {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb.set_prefix("stylize");
-    pb
+    crate::progress::bar(show, 0, "stylize", "{pos}/{len} {per_sec}")
 }
 
 /// Runs the job `cfg` with `stylizer` (on `device`; its dtype sets the inputs'): stylizes every

@@ -1,7 +1,8 @@
 //! Stylized-ImageNet generation (Geirhos et al. 2018): every image of a content tree re-painted by
 //! the AdaIN `Stylizer` in the style of a painting drawn at random, written under the same relative
 //! path in an output tree, with a manifest of which style each image got. `engine stylize` is the
-//! command; `run_stylize` is the job, for other commands and tests.
+//! command; `run_stylize` is the job, for other commands and tests. `idx_set` does the same for an
+//! IDX dataset (`engine stylize-idx`), with its own invariants there.
 //!
 //! Invariants:
 //! - Deterministic: each content image's style depends only on (seed, its relative path, the
@@ -21,6 +22,7 @@
 //!   pads to a multiple of 8).
 
 mod files;
+pub mod idx_set;
 mod job;
 mod manifest;
 pub mod preprocess;

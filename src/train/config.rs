@@ -18,7 +18,13 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum DataSpec {
     /// IDX files (`train-*` and `t10k-*`, gzip or not) as Debian's dataset-fashion-mnist ships them.
-    FashionMnist { dir: PathBuf },
+    /// The training split of each `join` folder (e.g. a stylized copy from `engine stylize-idx`) is
+    /// trained on too (SIN+IN); validation uses `dir`'s.
+    FashionMnist {
+        dir: PathBuf,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        join: Vec<PathBuf>,
+    },
     /// ImageNet-style folder trees `<root>/<class>/<images>`; several roots are joined into one
     /// dataset (ImageNet + Stylized-ImageNet). Validation uses the training classes. Images whose
     /// shorter side is below `min_side` px are skipped and reported (0: no check).
@@ -43,7 +49,15 @@ impl DataSpec {
                 .join(" + ")
         };
         match self {
-            DataSpec::FashionMnist { dir } => format!("Fashion-MNIST in {}", dir.display()),
+            DataSpec::FashionMnist { dir, join } if join.is_empty() => {
+                format!("Fashion-MNIST in {}", dir.display())
+            }
+            DataSpec::FashionMnist { dir, join } => format!(
+                "Fashion-MNIST-style IDX files: training {} + {}, validation {}",
+                dir.display(),
+                roots(join),
+                dir.display()
+            ),
             DataSpec::ImageFolder { train, val, .. } => {
                 format!("image folders {} (val {})", roots(train), roots(val))
             }
@@ -219,7 +233,10 @@ impl TrainConfig {
         };
         TrainConfig {
             recipe,
-            data: DataSpec::FashionMnist { dir },
+            data: DataSpec::FashionMnist {
+                dir,
+                join: Vec::new(),
+            },
             train_limit: 0,
             val_limit: 0,
             model: ResNetConfig {

@@ -75,15 +75,62 @@ fn folder_set(
 
 /// The whole training dataset that `cfg` names (`train_limit` not applied).
 pub fn train_dataset(cfg: &TrainConfig) -> Result<Arc<dyn Dataset>> {
+    train_dataset_limited(cfg, 0)
+}
+
+/// The training dataset with `train_limit` applied: to each part of joined IDX folders (the first
+/// `n` of each, the same images when one is a stylized copy of the other), else to the whole.
+fn train_dataset_limited(cfg: &TrainConfig, n: usize) -> Result<Arc<dyn Dataset>> {
     Ok(match &cfg.data {
-        DataSpec::FashionMnist { dir } => Arc::new(ArrayDataset {
-            data: load_mnist_style(dir, "train", &FASHION_MNIST_CLASSES)?,
-        }),
+        DataSpec::FashionMnist { dir, join } if join.is_empty() => limit(
+            Arc::new(ArrayDataset {
+                data: load_mnist_style(dir, "train", &FASHION_MNIST_CLASSES)?,
+            }),
+            n,
+            false,
+        ),
+        DataSpec::FashionMnist { dir, join } => joined_idx(dir, join, n)?,
         DataSpec::ImageFolder {
             train, min_side, ..
         } => folder_set(train, None, *min_side, "training")?,
         DataSpec::Cifar { dir } => Arc::new(load_cifar(dir, true)?),
     })
+}
+
+/// The training splits of IDX folder `dir` and of each `join` folder, in that order, the first `n`
+/// of each (0: all). Folders must differ and hold images of one size.
+fn joined_idx(dir: &Path, join: &[PathBuf], n: usize) -> Result<Arc<dyn Dataset>> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut parts: Vec<(String, Arc<dyn Dataset>)> = Vec::new();
+    let mut size = None;
+    for d in std::iter::once(dir).chain(join.iter().map(PathBuf::as_path)) {
+        let canonical = d.canonicalize().unwrap_or_else(|_| d.to_path_buf());
+        if seen.contains(&canonical) {
+            return Err(Error::Msg(format!(
+                "{} is joined twice (--data and --join-data must name different folders)",
+                d.display()
+            )));
+        }
+        seen.push(canonical);
+        let data = load_mnist_style(d, "train", &FASHION_MNIST_CLASSES)?;
+        let hw = (data.height, data.width);
+        if *size.get_or_insert(hw) != hw {
+            return Err(Error::Msg(format!(
+                "{} holds {}×{} images but {} holds {}×{}: joined IDX folders need one image size",
+                d.display(),
+                hw.0,
+                hw.1,
+                dir.display(),
+                size.unwrap().0,
+                size.unwrap().1
+            )));
+        }
+        parts.push((
+            d.display().to_string(),
+            limit(Arc::new(ArrayDataset { data }), n, false),
+        ));
+    }
+    Ok(Arc::new(ConcatDataset::new(parts)?))
 }
 
 /// The texture set `cfg.texture_swap` names, decoded once with `channels` channels (None without
@@ -120,7 +167,7 @@ fn texture_swapped(
 /// The validation images `cfg` names, not re-textured; folder data is labelled with `classes`.
 fn plain_val_dataset(cfg: &TrainConfig, classes: &[String]) -> Result<Arc<dyn Dataset>> {
     Ok(match &cfg.data {
-        DataSpec::FashionMnist { dir } => Arc::new(ArrayDataset {
+        DataSpec::FashionMnist { dir, .. } => Arc::new(ArrayDataset {
             data: load_mnist_style(dir, "t10k", &FASHION_MNIST_CLASSES)?,
         }),
         DataSpec::ImageFolder { val, min_side, .. } => {
@@ -176,14 +223,17 @@ fn limit(d: Arc<dyn Dataset>, n: usize, spread: bool) -> Arc<dyn Dataset> {
 
 /// Training and validation datasets of `cfg`, with `train_limit` / `val_limit` applied.
 pub fn datasets(cfg: &TrainConfig) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>)> {
-    let train = train_dataset(cfg)?;
+    // Joined IDX folders take the limit per folder; anything else after the join.
+    let per_part = matches!(&cfg.data, DataSpec::FashionMnist { join, .. } if !join.is_empty());
+    let train = train_dataset_limited(cfg, if per_part { cfg.train_limit } else { 0 })?;
     // The texture photographs are decoded once, for both splits.
     let swap = texture_set(cfg, train.channels())?;
     let plain_val = plain_val_dataset(cfg, train.class_names())?;
     let val = checked_val(cfg, plain_val, swap.as_ref(), train.class_names())?;
     let spread = matches!(cfg.data, DataSpec::ImageFolder { .. });
     // The swap comes after the limit, so that a limited SIN+IN run joins the same images twice.
-    let train = texture_swapped(cfg, limit(train, cfg.train_limit, spread), swap.as_ref(), 0)?;
+    let train_limit = if per_part { 0 } else { cfg.train_limit };
+    let train = texture_swapped(cfg, limit(train, train_limit, spread), swap.as_ref(), 0)?;
     Ok((train, limit(val, cfg.val_limit, spread)))
 }
 
@@ -433,19 +483,12 @@ pub fn train(cfg: &TrainConfig, device: Device, opts: &RunOptions) -> Result<Tra
 
     while run.epoch < cfg.epochs {
         let epoch = run.epoch;
-        let pb = if show_progress {
-            indicatif::ProgressBar::new((spe - run.batch) as u64)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
+        let pb = crate::progress::bar(
+            show_progress,
+            (spe - run.batch) as u64,
+            format!("epoch {}/{}", epoch + 1, cfg.epochs),
+            "{pos}/{len}",
         );
-        pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
         let t_epoch = Instant::now();
         let mut seen = 0usize; // images this process trained on this epoch (for images/s)
         let mut interrupted = false;

@@ -280,11 +280,12 @@ pub fn train_decoder(
         style_images: styles.files.len(),
         config: cfg.clone(),
     };
-    let pb = if opts.show_progress {
-        indicatif::ProgressBar::new(cfg.iterations as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let pb = crate::progress::bar(
+        opts.show_progress,
+        cfg.iterations as u64,
+        "train-decoder",
+        "{pos}/{len}",
+    );
     let mut warn = |msg: String| {
         if opts.show_progress {
             pb.println(format!("warning: {msg}"));
@@ -342,14 +343,6 @@ pub fn train_decoder(
         );
     }
 
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    pb.set_prefix("train-decoder");
     pb.set_position(run.iteration as u64);
     pb.reset_eta();
 

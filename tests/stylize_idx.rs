@@ -1,0 +1,380 @@
+//! `engine stylize-idx` and `engine::stylize::idx_set::stylize_idx` end to end: a small IDX dataset
+//! of seeded random shapes (two splits, 12×12, the Fashion-MNIST layout) re-painted with the real
+//! textures of tests/data/textures by a tiny seeded random stylizer at 16².
+//!
+//! Invariants checked: the output is a valid IDX dataset that the Fashion-MNIST loader reads, with
+//! the labels unchanged and one style per image in `<split>-styles.txt`; every image equals the
+//! documented pipeline (grey → RGB → 16² → `Stylizer::stylize` with its listed style → mean of RGB
+//! → back to 12×12) recomputed here from the public pieces; the result does not depend on the batch
+//! size, the chunking or an interruption; other settings on the same folder, bad sizes and missing
+//! data are refused with errors that say what to do.
+
+use engine::data::idx::{encode_idx, load_mnist_style, read_idx};
+use engine::data::Image;
+use engine::models::Stylizer;
+use engine::stylize::idx_set::{stylize_idx, IdxStylizeConfig, IdxStylizeOptions, JOB_FILE};
+use engine::stylize::preprocess::{batch_tensor, prepare_style, resize};
+use engine::stylize::random_stylizer;
+use engine::viz::{tensor_to_rgb8, PixelRange};
+use engine::{DType, Device};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+
+const SIDE: usize = 12;
+const SIZE: usize = 16;
+const CLASSES: [&str; 3] = ["a", "b", "c"];
+
+/// A scratch folder with `data/` (train: 11 images, t10k: 5) and `styles/` (the test textures).
+struct Setup {
+    root: PathBuf,
+}
+
+/// Seeded images: a bright rectangle of random size, place and level on a dark noisy background.
+fn shapes(n: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut images = Vec::with_capacity(n * SIDE * SIDE);
+    let mut labels = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (x0, y0) = (rng.random_range(0..5), rng.random_range(0..5));
+        let (x1, y1) = (
+            rng.random_range(x0 + 3..SIDE),
+            rng.random_range(y0 + 3..SIDE),
+        );
+        let level = rng.random_range(120..=255u8);
+        for y in 0..SIDE {
+            for x in 0..SIDE {
+                let inside = (x0..x1).contains(&x) && (y0..y1).contains(&y);
+                images.push(if inside {
+                    level
+                } else {
+                    rng.random_range(0..30)
+                });
+            }
+        }
+        labels.push(rng.random_range(0..CLASSES.len() as u8));
+    }
+    (images, labels)
+}
+
+impl Setup {
+    fn new(test: &str) -> Setup {
+        let root =
+            std::env::temp_dir().join(format!("engine-stylize-idx-{test}-{}", std::process::id()));
+        std::fs::remove_dir_all(&root).ok();
+        let data = root.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        for (split, n, seed) in [("train", 11, 1), ("t10k", 5, 2)] {
+            let (images, labels) = shapes(n, seed);
+            std::fs::write(
+                data.join(format!("{split}-images-idx3-ubyte")),
+                encode_idx(&[n, SIDE, SIDE], &images),
+            )
+            .unwrap();
+            std::fs::write(
+                data.join(format!("{split}-labels-idx1-ubyte")),
+                encode_idx(&[n], &labels),
+            )
+            .unwrap();
+        }
+        let styles = root.join("styles");
+        std::fs::create_dir_all(&styles).unwrap();
+        let textures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/textures");
+        for e in std::fs::read_dir(textures).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, styles.join(p.file_name().unwrap())).unwrap();
+        }
+        Setup { root }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn config(&self, out: &str) -> IdxStylizeConfig {
+        IdxStylizeConfig {
+            data_dir: self.path("data"),
+            styles_dir: self.path("styles"),
+            out_dir: self.path(out),
+            splits: vec!["train".into(), "t10k".into()],
+            size: SIZE,
+            alpha: 0.8,
+            seed: 3,
+            limit: None,
+            chunk: 4,
+            weights: "random width 4 seed 7".into(),
+        }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.root).ok();
+    }
+}
+
+fn stylizer() -> Stylizer {
+    random_stylizer(7, 4, DType::F32, Device::Cpu).unwrap()
+}
+
+fn opts(batch_size: usize) -> IdxStylizeOptions<'static> {
+    IdxStylizeOptions {
+        batch_size,
+        ..Default::default()
+    }
+}
+
+fn read(path: &Path) -> (Vec<usize>, Vec<u8>) {
+    let a = read_idx(path).unwrap();
+    (a.dims, a.data)
+}
+
+/// The documented pipeline for one image, from the public pieces.
+fn reference(s: &Stylizer, grey: &[u8], style_file: &Path, alpha: f64) -> Vec<u8> {
+    let rgb = Image {
+        width: SIDE,
+        height: SIDE,
+        channels: 3,
+        data: grey.iter().flat_map(|&v| [v; 3]).collect(),
+    };
+    let content = resize(&rgb, SIZE, SIZE);
+    let style = prepare_style(
+        &engine::data::folder::decode_image(style_file, 3).unwrap(),
+        SIZE,
+    );
+    let c = batch_tensor(&[&content], DType::F32, Device::Cpu).unwrap();
+    let st = batch_tensor(&[&style], DType::F32, Device::Cpu).unwrap();
+    let out = engine::no_grad(|| s.stylize(&c, &[(st, 1.0)], alpha, false)).unwrap();
+    let o = tensor_to_rgb8(&out, 0, PixelRange::ZeroOne).unwrap();
+    let mean: Vec<u8> = o
+        .data
+        .chunks(3)
+        .map(|p| ((p[0] as u32 + p[1] as u32 + p[2] as u32 + 1) / 3) as u8)
+        .collect();
+    let g = image::GrayImage::from_raw(SIZE as u32, SIZE as u32, mean).unwrap();
+    image::imageops::resize(
+        &g,
+        SIDE as u32,
+        SIDE as u32,
+        image::imageops::FilterType::Triangle,
+    )
+    .into_raw()
+}
+
+#[test]
+fn writes_an_idx_dataset_that_follows_the_documented_pipeline() {
+    let t = Setup::new("pipeline");
+    let s = stylizer();
+    let cfg = t.config("out");
+    let r = stylize_idx(&cfg, &s, DType::F32, Device::Cpu, &opts(3)).unwrap();
+    assert_eq!((r.stylized, r.resumed, r.styles), (16, 0, 5));
+    assert_eq!(r.finished_splits, ["train", "t10k"]);
+    assert!(!r.interrupted);
+    let out = t.path("out");
+    assert!(out.join(JOB_FILE).is_file());
+    assert!(
+        !out.join(".partial").exists(),
+        "chunks are removed at the end"
+    );
+    for (split, n) in [("train", 11), ("t10k", 5)] {
+        let (dims, images) = read(&out.join(format!("{split}-images-idx3-ubyte")));
+        assert_eq!(dims, [n, SIDE, SIDE]);
+        let (_, labels) = read(&out.join(format!("{split}-labels-idx1-ubyte")));
+        let (_, orig_labels) = read(&t.path("data").join(format!("{split}-labels-idx1-ubyte")));
+        assert_eq!(labels, orig_labels, "labels are copied unchanged");
+        let (_, orig) = read(&t.path("data").join(format!("{split}-images-idx3-ubyte")));
+        let styles: Vec<String> = std::fs::read_to_string(out.join(format!("{split}-styles.txt")))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(styles.len(), n);
+        let p = SIDE * SIDE;
+        for i in 0..n {
+            let want = reference(
+                &s,
+                &orig[i * p..(i + 1) * p],
+                &t.path("styles").join(&styles[i]),
+                cfg.alpha,
+            );
+            assert_eq!(&images[i * p..(i + 1) * p], &want[..], "{split} image {i}");
+            assert_ne!(&images[i * p..(i + 1) * p], &orig[i * p..(i + 1) * p]);
+        }
+        let distinct: std::collections::BTreeSet<_> = styles.iter().collect();
+        assert!(
+            distinct.len() > 1,
+            "styles are drawn, not fixed: {styles:?}"
+        );
+    }
+    // The Fashion-MNIST loader (what `engine train --data` uses) reads it.
+    let d = load_mnist_style(&out, "train", &CLASSES).unwrap();
+    assert_eq!((d.len(), d.height, d.width), (11, SIDE, SIDE));
+    // A finished folder is not redone.
+    let again = stylize_idx(&cfg, &s, DType::F32, Device::Cpu, &opts(3)).unwrap();
+    assert_eq!((again.stylized, again.resumed), (0, 0));
+}
+
+#[test]
+fn batch_size_chunks_and_interruptions_change_nothing() {
+    let t = Setup::new("resume");
+    let s = stylizer();
+    stylize_idx(&t.config("whole"), &s, DType::F32, Device::Cpu, &opts(16)).unwrap();
+    let mut cfg = t.config("parts");
+    cfg.chunk = 3;
+    let first = IdxStylizeOptions {
+        batch_size: 1,
+        stop_after_chunks: Some(2),
+        ..Default::default()
+    };
+    let r = stylize_idx(&cfg, &s, DType::F32, Device::Cpu, &first).unwrap();
+    assert!(r.interrupted);
+    assert_eq!((r.stylized, r.kept_in_chunks), (6, 6));
+    let parts = t.path("parts");
+    assert!(!parts.join("train-images-idx3-ubyte").exists());
+    assert!(parts.join(".partial/train-00001.bin").is_file());
+    // A torn chunk (a crash while writing outside write_atomic's rename) is redone.
+    std::fs::write(parts.join(".partial/train-00001.bin"), [1u8; 5]).unwrap();
+    let r = stylize_idx(&cfg, &s, DType::F32, Device::Cpu, &opts(2)).unwrap();
+    assert!(!r.interrupted);
+    assert_eq!((r.resumed, r.stylized), (3, 13));
+    for f in [
+        "train-images-idx3-ubyte",
+        "t10k-images-idx3-ubyte",
+        "train-styles.txt",
+        "t10k-styles.txt",
+    ] {
+        assert_eq!(
+            std::fs::read(t.path("whole").join(f)).unwrap(),
+            std::fs::read(parts.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A different seed draws different styles.
+    let mut other = t.config("seed4");
+    other.seed = 4;
+    other.splits = vec!["train".into()];
+    stylize_idx(&other, &s, DType::F32, Device::Cpu, &opts(16)).unwrap();
+    assert_ne!(
+        std::fs::read(t.path("whole").join("train-styles.txt")).unwrap(),
+        std::fs::read(t.path("seed4").join("train-styles.txt")).unwrap()
+    );
+}
+
+#[test]
+fn refuses_mixed_settings_bad_sizes_and_missing_data() {
+    let t = Setup::new("refusals");
+    let s = stylizer();
+    let err = |cfg: &IdxStylizeConfig| {
+        stylize_idx(cfg, &s, DType::F32, Device::Cpu, &opts(4))
+            .expect_err("refused")
+            .to_string()
+    };
+    let mut cfg = t.config("out");
+    cfg.limit = Some(3);
+    stylize_idx(
+        &cfg,
+        &s,
+        DType::F32,
+        Device::Cpu,
+        &IdxStylizeOptions {
+            batch_size: 4,
+            stop_after_chunks: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut changed = cfg.clone();
+    changed.alpha = 1.0;
+    let e = err(&changed);
+    assert!(
+        e.contains("other settings") && e.contains("alpha: 0.8 there, 1.0 now"),
+        "{e}"
+    );
+    // Another pool of styles changes every draw: refused, naming it.
+    std::fs::copy(t.path("styles/brick.jpg"), t.path("styles/brick-copy.jpg")).unwrap();
+    let e = err(&cfg);
+    assert!(
+        e.contains("style_files: \"5 files") && e.contains("\"6 files"),
+        "{e}"
+    );
+    std::fs::remove_file(t.path("styles/brick-copy.jpg")).unwrap();
+    // The same settings with the split list changed and the folder named differently resume.
+    let mut same = cfg.clone();
+    same.splits = vec!["train".into()];
+    same.out_dir = t.path("./out");
+    stylize_idx(&same, &s, DType::F32, Device::Cpu, &opts(4)).unwrap();
+    // Outputs without the settings file could be anything: refused.
+    std::fs::remove_file(t.path("out").join(JOB_FILE)).unwrap();
+    let e = err(&cfg);
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains(JOB_FILE),
+        "{e}"
+    );
+    let mut twice = t.config("g");
+    twice.splits = vec!["train".into(), "train".into()];
+    assert!(err(&twice).contains("named twice"));
+    let mut bad = t.config("b");
+    bad.size = 20;
+    assert!(err(&bad).contains("multiple of 8"), "{}", err(&bad));
+    bad.size = 8;
+    assert!(err(&bad).contains("at least 16"));
+    let mut bad = t.config("c");
+    bad.alpha = 1.5;
+    assert!(err(&bad).contains("--alpha"));
+    let mut bad = t.config("d");
+    bad.data_dir = t.path("nowhere");
+    let e = err(&bad);
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("apt-get"),
+        "{e}"
+    );
+    let mut bad = t.config("e");
+    bad.styles_dir = t.path("no-styles");
+    assert!(err(&bad).contains("install_style_textures"));
+    let mut bad = t.config("f");
+    bad.out_dir = t.path("data");
+    assert!(err(&bad).contains("replace the originals"));
+}
+
+#[test]
+fn the_command_runs_and_explains_itself() {
+    let t = Setup::new("cli");
+    let bin = env!("CARGO_BIN_EXE_engine");
+    let out = std::process::Command::new(bin)
+        .args(["stylize-idx", "--random-weights", "4", "--size", "16"])
+        .args([
+            "--device",
+            "cpu",
+            "--quiet",
+            "--splits",
+            "t10k",
+            "--batch-size",
+            "2",
+        ])
+        .arg("--data")
+        .arg(t.path("data"))
+        .arg("--styles")
+        .arg(t.path("styles"))
+        .arg("--out")
+        .arg(t.path("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stylized 5 images"), "{stdout}");
+    assert!(stdout.contains("complete splits: t10k"), "{stdout}");
+    let (dims, _) = read(&t.path("out/t10k-images-idx3-ubyte"));
+    assert_eq!(dims, [5, SIDE, SIDE]);
+    let help = std::process::Command::new(bin)
+        .args(["stylize-idx", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("engine train --data OUT") && help.contains("resumes"),
+        "{help}"
+    );
+}
