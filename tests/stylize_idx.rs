@@ -378,3 +378,29 @@ fn the_command_runs_and_explains_itself() {
         "{help}"
     );
 }
+
+#[test]
+fn a_style_that_fails_to_decode_is_left_out_of_the_draw() {
+    let t = Setup::new("broken-style");
+    // A PNG whose header reads (so it passes the startup check) but whose pixels are cut off.
+    let png = t.path("styles/zz-broken.png");
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 3, y as u8 * 3, 90]))
+        .save(&png)
+        .unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    std::fs::write(&png, &bytes[..60]).unwrap();
+    let r = stylize_idx(
+        &t.config("out"),
+        &stylizer(),
+        DType::F32,
+        Device::Cpu,
+        &opts(4),
+    )
+    .unwrap();
+    assert_eq!((r.styles, r.excluded_styles), (6, 1));
+    for split in ["train", "t10k"] {
+        let list =
+            std::fs::read_to_string(t.path("out").join(format!("{split}-styles.txt"))).unwrap();
+        assert!(!list.contains("zz-broken"), "{list}");
+    }
+}

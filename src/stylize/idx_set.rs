@@ -87,7 +87,7 @@ pub struct IdxStylizeReport {
     pub kept_in_chunks: usize,
     pub seconds: f64,
     pub images_per_s: f64,
-    /// Style images in the draw, and those excluded at startup.
+    /// Style images in the draw, and those left out (at startup, or when they failed to decode).
     pub styles: usize,
     pub excluded_styles: usize,
 }
@@ -478,6 +478,12 @@ pub fn stylize_idx(
     } else if cfg.splits.iter().all(|s| split_done(out, s)) {
         remove_partial(&partial)?;
     }
+    // A style that passed the header check but failed to decode was left out of the draw (its
+    // images took their next draw); say which.
+    for s in styles.failed_later() {
+        eprintln!("style left out: {s}");
+    }
+    report.excluded_styles += styles.failed_later().len();
     report.seconds = start.elapsed().as_secs_f64();
     report.images_per_s = report.stylized as f64 / report.seconds.max(1e-9);
     Ok(report)

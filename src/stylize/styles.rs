@@ -172,7 +172,8 @@ impl StylePool {
                 let bad = self.bad.lock().expect("style list");
                 if bad.len() == self.files.len() {
                     return Err(Error::Msg(format!(
-                        "no usable style images left: all {} failed to decode (see skipped.txt)",
+                        "no usable style images left: all {} failed to decode (engine stylize lists \
+                         them in skipped.txt; engine stylize-idx prints them)",
                         self.files.len()
                     )));
                 }
