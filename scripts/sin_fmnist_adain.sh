@@ -166,12 +166,8 @@ lines.append("")
 text = "\n".join(lines)
 open(os.path.join(out, "results.md"), "w").write(text)
 if doc:
-    src = open(doc).read()
-    a, b = "<!-- adain-results:begin -->", "<!-- adain-results:end -->"
-    if a in src and b in src:
-        src = src[: src.index(a) + len(a)] + "\n" + text + src[src.index(b):]
-    else:
-        src += f"\n{a}\n{text}{b}\n"
-    open(doc, "w").write(src)
+    sys.path.insert(0, "tools")
+    from doc_section import replace_section
+    replace_section(doc, "adain-results", text)
 print(text)
 PY

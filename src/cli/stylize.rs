@@ -62,18 +62,8 @@ pub struct StylizeArgs {
     /// Output folder: stylized images, manifest.jsonl (or .csv) and skipped.txt.
     #[arg(long)]
     out: PathBuf,
-    /// The encoder weights: vgg_normalised.pth converted by tools/convert_adain_weights.py
-    /// (default: the installed copy, see below).
-    #[arg(long)]
-    vgg: Option<PathBuf>,
-    /// The decoder weights: decoder.pth converted by tools/convert_adain_weights.py, or the
-    /// decoder.safetensors of `engine train-decoder` (default: the installed copy).
-    #[arg(long)]
-    decoder: Option<PathBuf>,
-    /// For testing only: seeded random networks of this width (64 is the real size) instead of
-    /// --vgg/--decoder; the outputs are not paintings.
-    #[arg(long, value_name = "WIDTH", conflicts_with_all = ["vgg", "decoder"])]
-    random_weights: Option<usize>,
+    #[command(flatten)]
+    weights: StylizerWeightArgs,
     /// Seeds the style drawn for each image (together with its relative path).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -139,13 +129,36 @@ fn config(a: &StylizeArgs, dev: Device) -> StylizeConfig {
     c
 }
 
-fn load_stylizer(a: &StylizeArgs, dtype: DType, dev: Device) -> Result<Stylizer> {
-    if let Some(width) = a.random_weights {
-        return random_stylizer(a.seed, width, dtype, dev);
+/// The stylizer's weights, shared by `engine stylize` and `engine stylize-idx`.
+#[derive(Args)]
+pub(super) struct StylizerWeightArgs {
+    /// The encoder weights: vgg_normalised.pth converted by tools/convert_adain_weights.py
+    /// (default: the installed copy, see below).
+    #[arg(long)]
+    vgg: Option<PathBuf>,
+    /// The decoder weights: decoder.pth converted by tools/convert_adain_weights.py, or the
+    /// decoder.safetensors of `engine train-decoder` (default: the installed copy).
+    #[arg(long)]
+    decoder: Option<PathBuf>,
+    /// For testing only: seeded random networks of this width (64 is the real size) instead of
+    /// --vgg/--decoder; the outputs are not paintings.
+    #[arg(long, value_name = "WIDTH", conflicts_with_all = ["vgg", "decoder"])]
+    random_weights: Option<usize>,
+}
+
+impl StylizerWeightArgs {
+    /// The stylizer these flags name (random weights seeded by `seed`), and a description of its
+    /// weights: the two files' paths, or the random width and seed.
+    pub(super) fn load(&self, seed: u64, dtype: DType, dev: Device) -> Result<(Stylizer, String)> {
+        if let Some(width) = self.random_weights {
+            let s = random_stylizer(seed, width, dtype, dev)?;
+            return Ok((s, format!("random width {width} seed {seed}")));
+        }
+        let (vgg, decoder) =
+            crate::stylize::weights::resolve_pair(self.vgg.as_deref(), self.decoder.as_deref())?;
+        let name = format!("{} + {}", vgg.display(), decoder.display());
+        Ok((Stylizer::load(vgg, decoder, dtype, dev)?, name))
     }
-    let (vgg, decoder) =
-        crate::stylize::weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())?;
-    Stylizer::load(vgg, decoder, dtype, dev)
 }
 
 pub fn run_stylize_cmd(a: StylizeArgs) -> Result<()> {
@@ -158,7 +171,7 @@ pub fn run_stylize_cmd(a: StylizeArgs) -> Result<()> {
     let cfg = config(&a, dev);
     cfg.validate()?;
     let dtype = if a.fp16 { DType::F16 } else { DType::F32 };
-    let stylizer = load_stylizer(&a, dtype, dev)?;
+    let (stylizer, _) = a.weights.load(a.seed, dtype, dev)?;
     eprintln!(
         "stylizing {} with styles from {} → {} on {dev}{}, batch {}, α {}{}, seed {}",
         cfg.content_dir.display(),

@@ -12,11 +12,10 @@
 //! does not); the Ctrl-C handler only sets the stop flag the job reads between batches, and an
 //! interrupted run exits with an error after saving its chunks.
 
+use super::stylize::StylizerWeightArgs;
 use super::{device, DeviceArg};
 use crate::data::idx::FASHION_MNIST_DIR;
-use crate::models::Stylizer;
 use crate::stylize::idx_set::{stylize_idx, IdxStylizeConfig, IdxStylizeOptions};
-use crate::stylize::random_stylizer;
 use crate::{DType, Error, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -60,15 +59,8 @@ pub struct StylizeIdxArgs {
     /// Images saved per chunk (an interruption loses at most one chunk).
     #[arg(long, default_value_t = 500)]
     chunk: usize,
-    /// Converted encoder weights (default: the installed copy).
-    #[arg(long)]
-    vgg: Option<PathBuf>,
-    /// Converted decoder weights, or `engine train-decoder`'s (default: the installed copy).
-    #[arg(long)]
-    decoder: Option<PathBuf>,
-    /// For testing only: seeded random networks of this width instead of --vgg/--decoder.
-    #[arg(long, value_name = "WIDTH", conflicts_with_all = ["vgg", "decoder"])]
-    random_weights: Option<usize>,
+    #[command(flatten)]
+    weights: StylizerWeightArgs,
     /// Images per stylizer call.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
@@ -93,18 +85,7 @@ pub fn run_stylize_idx(a: StylizeIdxArgs) -> Result<()> {
         return Err(Error::Msg("--batch-size must be at least 1".into()));
     }
     let dtype = if a.fp16 { DType::F16 } else { DType::F32 };
-    let (stylizer, weights): (Stylizer, String) = match a.random_weights {
-        Some(width) => (
-            random_stylizer(a.seed, width, dtype, dev)?,
-            format!("random width {width} seed {}", a.seed),
-        ),
-        None => {
-            let (vgg, decoder) =
-                crate::stylize::weights::resolve_pair(a.vgg.as_deref(), a.decoder.as_deref())?;
-            let name = format!("{} + {}", vgg.display(), decoder.display());
-            (Stylizer::load(vgg, decoder, dtype, dev)?, name)
-        }
-    };
+    let (stylizer, weights) = a.weights.load(a.seed, dtype, dev)?;
     let cfg = IdxStylizeConfig {
         data_dir: a.data,
         styles_dir: a.styles,
