@@ -25,6 +25,8 @@ TAG="$(printf '%s' "$*" | sed 's/--//g' | tr -s ' ' '_' | tr -cd 'A-Za-z0-9_.=-'
 SIZE=""
 if [ "$DEPTH" != 18 ] || [ "$WIDTH" != 16 ]; then SIZE="-r${DEPTH}w${WIDTH}"; fi
 OUT="runs/fmnist-timed-$RECIPE-$EPOCHS$SIZE${TAG:+-$TAG}"
+# PRINT_RUN_DIR=1: print the folder these arguments name and stop (other scripts find runs so).
+if [ -n "${PRINT_RUN_DIR:-}" ]; then echo "$OUT"; exit 0; fi
 cargo build --release --quiet
 # The commit the binary was built from (with -dirty when the tree had changes), read now, not at
 # the end, when later commits may have landed.

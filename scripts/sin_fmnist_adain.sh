@@ -8,13 +8,16 @@
 # texture-swap cue conflicts. Writes $OUT/results.md and $OUT/stylized-samples.png (and, with --doc
 # FILE, the same text between the "adain-results" markers of FILE).
 #
-#   scripts/sin_fmnist_adain.sh [--out DIR] [--doc FILE] PLAIN_CKPT [SWAP_CKPT]
+#   scripts/sin_fmnist_adain.sh [--out DIR] [--doc FILE] [PLAIN_CKPT [SWAP_CKPT]]
 #
-#   PLAIN_CKPT  a network trained on plain images with the same recipe (IN), e.g.
-#               `scripts/fmnist_timed_run.sh mixup 5 --variant d --lr 0.4`
+#   PLAIN_CKPT  a network trained on plain images with the same recipe and seed (IN), e.g.
+#               `scripts/fmnist_timed_run.sh mixup 5 --variant d --lr 0.4`; without it, that run is
+#               trained here (or found, if it finished before)
 #   SWAP_CKPT   optional: one trained with --texture-swap (the stand-in), scored beside the others
-#   EPOCHS=5    epochs of the SIN run; the SIN+IN run gets JOIN_EPOCHS (default 3: twice the images
-#               an epoch, so about as many steps)
+#   EPOCHS=5    epochs of the IN and SIN runs; the SIN+IN run gets JOIN_EPOCHS (default 3: twice
+#               the images an epoch, so about as many steps)
+#   SEED=0      training seed of the runs trained here (scripts/sin_fmnist_adain_seeds.sh runs
+#               several); the stylized set and the cue conflicts stay the same for every seed
 #   SIZE=64 ALPHA=0.5   the stylization (the doc says why not SIN's 224² and α 1 at 28 px)
 #   STYLES=DIR  style images (default: the textures `scripts/setup.sh install_style_textures`
 #               installs, in $ENGINE_STYLES_DIR or .toolchain/styles/gimp-patterns)
@@ -32,16 +35,15 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift ;;
     --doc) DOC="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) POS+=("$1") ;;
   esac
   shift
 done
-PLAIN="${POS[0]:?usage: scripts/sin_fmnist_adain.sh [--out DIR] [--doc FILE] PLAIN_CKPT [SWAP_CKPT]}"
-SWAP="${POS[1]:-}"
-[ -f "$PLAIN" ] || { echo "missing checkpoint $PLAIN" >&2; exit 2; }
+PLAIN="${POS[0]:-}" SWAP="${POS[1]:-}"
+[ -z "$PLAIN" ] || [ -f "$PLAIN" ] || { echo "missing checkpoint $PLAIN" >&2; exit 2; }
 [ -z "$SWAP" ] || [ -f "$SWAP" ] || { echo "missing checkpoint $SWAP" >&2; exit 2; }
-EPOCHS="${EPOCHS:-5}" JOIN_EPOCHS="${JOIN_EPOCHS:-3}"
+EPOCHS="${EPOCHS:-5}" JOIN_EPOCHS="${JOIN_EPOCHS:-3}" SEED="${SEED:-0}"
 SIZE="${SIZE:-64}" ALPHA="${ALPHA:-0.5}"
 FMNIST=/usr/share/datasets/fashion-mnist
 if [ -z "${STYLES:-}" ]; then
@@ -80,20 +82,27 @@ for r, data in enumerate(rows):
 open(sys.argv[3], "wb").write(encode_png(w, h, bytes(px)))
 PY
 
-# 2. SIN and SIN+IN networks: the plain network's recipe (ResNet-18-D width 16, mixup, lr 0.4).
+# 2. IN (unless given), SIN and SIN+IN networks, one recipe: ResNet-18-D width 16, mixup, lr 0.4
+# (seed 0 adds no flag, so its folders are the ones the first run made).
 RECIPE=(--variant d --lr 0.4)
-# Folder names as scripts/fmnist_timed_run.sh makes them from its arguments.
-name() { printf '%s' "$1" | tr -cd 'A-Za-z0-9_.=-'; }
-SIN_RUN="runs/fmnist-timed-mixup-$EPOCHS-variant_d_lr_0.4_data_$(name "$SET")"
-JOIN_RUN="runs/fmnist-timed-mixup-$JOIN_EPOCHS-variant_d_lr_0.4_data_$(name "$FMNIST")_join-data_$(name "$SET")"
-SIN="$SIN_RUN/checkpoint.safetensors" JOIN="$JOIN_RUN/checkpoint.safetensors"
-# A run is finished when its metrics hold every epoch (a stopped one has a checkpoint too).
-finished() { [ "$(grep -c '"kind":"epoch"' "$1/metrics.jsonl" 2>/dev/null)" = "$2" ]; }
-finished "$SIN_RUN" "$EPOCHS" || scripts/fmnist_timed_run.sh mixup "$EPOCHS" "${RECIPE[@]}" --data "$SET"
-finished "$JOIN_RUN" "$JOIN_EPOCHS" || scripts/fmnist_timed_run.sh mixup "$JOIN_EPOCHS" "${RECIPE[@]}" --data "$FMNIST" --join-data "$SET"
-for r in "$SIN_RUN:$EPOCHS" "$JOIN_RUN:$JOIN_EPOCHS"; do
-  finished "${r%:*}" "${r##*:}" || { echo "training run ${r%:*} did not finish" >&2; exit 1; }
-done
+[ "$SEED" = 0 ] || RECIPE+=(--seed "$SEED")
+# train EPOCHS ARGS...: runs scripts/fmnist_timed_run.sh unless the folder it names holds every
+# epoch's metrics (a stopped run has a checkpoint too, and starts over); prints the folder.
+train() {
+  local dir
+  dir="$(PRINT_RUN_DIR=1 scripts/fmnist_timed_run.sh mixup "$@")"
+  if [ "$(grep -c '"kind":"epoch"' "$dir/metrics.jsonl" 2>/dev/null)" != "$1" ]; then
+    scripts/fmnist_timed_run.sh mixup "$@" >&2
+    [ "$(grep -c '"kind":"epoch"' "$dir/metrics.jsonl" 2>/dev/null)" = "$1" ] ||
+      { echo "training run $dir did not finish" >&2; return 1; }
+  fi
+  echo "$dir"
+}
+if [ -z "$PLAIN" ]; then
+  PLAIN="$(train "$EPOCHS" "${RECIPE[@]}")/checkpoint.safetensors"
+fi
+SIN="$(train "$EPOCHS" "${RECIPE[@]}" --data "$SET")/checkpoint.safetensors"
+JOIN="$(train "$JOIN_EPOCHS" "${RECIPE[@]}" --data "$FMNIST" --join-data "$SET")/checkpoint.safetensors"
 
 # 3. Plain and stylized test images (the checkpoints' own texture swap, if any, turned off).
 score() {
