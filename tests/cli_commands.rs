@@ -1,12 +1,10 @@
 //! The `engine` binary end to end on small inputs: `predict --weights` with converted torchvision
 //! weights on a PNG the test draws, and the errors for conflicting or missing model sources.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::{engine, scratch_dir};
 
-fn engine() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
-}
+use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -14,15 +12,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("engine-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn predict_with_converted_torchvision_weights_prints_named_classes() {
-    let dir = tmp("predict");
+    let dir = scratch_dir("predict");
     let img = dir.join("gradient.png");
     image::RgbImage::from_fn(80, 60, |x, y| {
         image::Rgb([(x * 3) as u8, (y * 4) as u8, 128])
@@ -76,7 +68,7 @@ fn predict_needs_exactly_one_model_source() {
 
 #[test]
 fn eval_scores_converted_weights_on_a_folder_and_checks_the_class_count() {
-    let dir = tmp("eval");
+    let dir = scratch_dir("eval");
     for (i, class) in ["a", "b", "c", "d", "e"].iter().enumerate() {
         std::fs::create_dir_all(dir.join(class)).unwrap();
         image::RgbImage::from_fn(40, 30, |x, y| {

@@ -10,20 +10,15 @@
 //! benchmarks report a positive rate; `train --fp16` writes its checkpoint and metrics; the stylize
 //! job (pipelined over the device's queue) writes the CPU's images and manifest, and stops whole.
 
+mod common;
+use common::engine;
+
 use engine::testing::cuda_device;
 use serde_json::Value;
 use std::process::Command;
 
 /// Relative tolerance of a bench-step loss against the CPU's (two SGD steps: rounding only).
 const LOSS_RTOL: f64 = 0.02;
-
-/// The `engine` binary: `ENGINE_BIN` when set (the GPU check runs this test from its bundle, far from
-/// the build's target folder), else the one cargo built beside this test.
-fn engine() -> Command {
-    Command::new(
-        std::env::var_os("ENGINE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_engine").into()),
-    )
-}
 
 /// `tests/data` of the repository: relative to the working directory (cargo runs tests from the
 /// package root, the GPU check from the repo root), else where the build found it.

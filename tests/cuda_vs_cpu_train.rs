@@ -14,11 +14,14 @@
 //! no kernel of the CUDA run widens an f16 input to f32 (`take_widened_elements`: mixed-precision
 //! kernels take f16 activations with f32 parameters as they are); both runs write a checkpoint.
 
+mod common;
+use common::fresh_path;
+
 use engine::backend::cuda::take_widened_elements;
 use engine::testing::{test_devices, write_striped_idx};
 use engine::train::{train, Recipe, RunOptions, TrainConfig, TrainSummary};
 use engine::Device;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Relative tolerance of an epoch's mean training loss against the CPU's (rounding differences
 /// compound over the 3 × 20 steps; a recipe bug moves the loss by far more).
@@ -29,17 +32,8 @@ const LOSS_RTOL: f64 = 0.05;
 /// losses 0.02 % apart), so only the last epoch is compared.
 const TOP1_ATOL: f64 = 10.0;
 
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "engine-train-devices-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
-
 fn run(data: &Path, fp16: bool, channels_last: bool, device: Device) -> TrainSummary {
-    let out = tmp(&format!("{fp16}-{channels_last}-{device}"));
+    let out = fresh_path(&format!("{fp16}-{channels_last}-{device}"));
     let mut cfg = TrainConfig::fashion_mnist(
         Recipe::Reproduction2019,
         data.to_path_buf(),
@@ -69,7 +63,7 @@ fn run(data: &Path, fp16: bool, channels_last: bool, device: Device) -> TrainSum
 
 #[test]
 fn training_on_cuda_follows_the_cpu() {
-    let data = tmp("data");
+    let data = fresh_path("data");
     write_striped_idx(&data, 640, 100);
     for fp16 in [false, true] {
         let cpu = run(&data, fp16, false, Device::Cpu);

@@ -2,20 +2,16 @@
 //! and too-small files skipped and named by the loader), IDX (plain and gzip), CIFAR-10/100 binary
 //! batches, joined datasets, the trainer's data specs and `engine predict`. Every file is made here.
 
+mod common;
+use common::{run_engine, scratch_dir};
+
 use engine::data::augment::{AugmentConfig, Preprocess};
 use engine::data::cifar::{self, CifarKind};
 use engine::data::idx::{encode_idx, load_mnist_style};
 use engine::data::{ArrayDataset, ConcatDataset, Dataset, ImageFolder, Loader, LoaderConfig};
 use engine::train::{trainer, DataSpec, Recipe, TrainConfig};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("engine-data-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// A w×h RGB image with a colour gradient depending on `seed`.
 fn rgb(w: u32, h: u32, seed: u8) -> image::RgbImage {
@@ -75,7 +71,7 @@ fn loader(ds: Arc<dyn Dataset>, batch: usize, augment: AugmentConfig) -> Arc<Loa
 
 #[test]
 fn image_folder_lists_sorted_classes_and_decodes_every_format() {
-    let root = tmp("folder");
+    let root = scratch_dir("folder");
     make_tree(&root, 10);
     let ds = ImageFolder::new(&root, None).unwrap();
     assert_eq!(ds.class_names(), ["cat", "dog"]);
@@ -118,7 +114,7 @@ fn image_folder_lists_sorted_classes_and_decodes_every_format() {
 
 #[test]
 fn folder_errors_name_the_problem() {
-    let base = tmp("folder-errors");
+    let base = scratch_dir("folder-errors");
     let err = |p: &Path| ImageFolder::new(p, None).unwrap_err().to_string();
     let missing = base.join("nope");
     let e = err(&missing);
@@ -142,7 +138,7 @@ fn folder_errors_name_the_problem() {
 
 #[test]
 fn class_lists_can_be_pinned_to_the_training_classes() {
-    let base = tmp("pin");
+    let base = scratch_dir("pin");
     make_tree(&base.join("train"), 0);
     save(&rgb(30, 30, 1), &base.join("val/dog/x.png"));
     let train = ImageFolder::new(&base.join("train"), None).unwrap();
@@ -168,7 +164,7 @@ fn class_lists_can_be_pinned_to_the_training_classes() {
 
 #[test]
 fn corrupt_and_too_small_images_are_skipped_counted_and_named() {
-    let root = tmp("corrupt");
+    let root = scratch_dir("corrupt");
     make_tree(&root, 3);
     std::fs::write(
         root.join("cat/broken.jpg"),
@@ -219,7 +215,7 @@ fn corrupt_and_too_small_images_are_skipped_counted_and_named() {
 #[test]
 fn idx_files_plain_and_gzip() {
     use std::io::Write;
-    let dir = tmp("idx");
+    let dir = scratch_dir("idx");
     let imgs: Vec<u8> = (0..4 * 5 * 6).map(|i| i as u8).collect();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&encode_idx(&[4, 5, 6], &imgs)).unwrap();
@@ -248,7 +244,7 @@ fn cifar_images(n: usize, seed: usize) -> Vec<u8> {
 
 #[test]
 fn cifar10_binary_batches() {
-    let base = tmp("cifar10");
+    let base = scratch_dir("cifar10");
     let dir = base.join("cifar-10-batches-bin");
     std::fs::create_dir_all(&dir).unwrap();
     let mut all_images = Vec::new();
@@ -316,7 +312,7 @@ fn cifar10_binary_batches() {
 
 #[test]
 fn cifar100_uses_fine_labels() {
-    let dir = tmp("cifar100");
+    let dir = scratch_dir("cifar100");
     let imgs = cifar_images(4, 7);
     let fine = [42, 7, 99, 0];
     let coarse = [1, 2, 3, 4];
@@ -344,7 +340,7 @@ fn cifar100_uses_fine_labels() {
 
 #[test]
 fn concat_joins_roots_with_the_same_classes() {
-    let base = tmp("concat");
+    let base = scratch_dir("concat");
     make_tree(&base.join("in"), 0);
     make_tree(&base.join("sin"), 100);
     save(&rgb(20, 20, 5), &base.join("sin/dog/extra.png"));
@@ -392,7 +388,7 @@ fn concat_joins_roots_with_the_same_classes() {
 
 #[test]
 fn trainer_builds_folder_and_cifar_specs_with_clear_errors() {
-    let base = tmp("specs");
+    let base = scratch_dir("specs");
     make_tree(&base.join("in"), 0);
     make_tree(&base.join("sin"), 50);
     make_tree(&base.join("val"), 20);
@@ -493,7 +489,7 @@ fn configs_without_the_new_fields_still_load() {
 /// and `engine predict` on the checkpoint.
 #[test]
 fn folder_training_eval_and_predict_end_to_end() {
-    let base = tmp("e2e");
+    let base = scratch_dir("e2e");
     make_tree(&base.join("train"), 0);
     make_tree(&base.join("val"), 40);
     std::fs::write(
@@ -569,25 +565,13 @@ fn folder_training_eval_and_predict_end_to_end() {
     std::fs::remove_dir_all(&base).ok();
 }
 
-fn engine(args: &[&str]) -> (bool, String, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
-}
-
 /// The CLI: `--data-format cifar --data DIR` trains and evaluates; the default format
 /// (Fashion-MNIST IDX) trains a 1-channel model whose `predict` takes colour or gray images and
 /// names Fashion-MNIST classes; folder flags are checked.
 #[test]
 fn cli_formats_and_grayscale_predict() {
     use std::io::Write;
-    let base = tmp("cli");
+    let base = scratch_dir("cli");
     let cdir = base.join("cifar");
     std::fs::create_dir_all(&cdir).unwrap();
     for b in 1..=5 {
@@ -617,10 +601,10 @@ fn cli_formats_and_grayscale_predict() {
     ];
     let mut args = vec!["train", "--data-format", "cifar", "--data", s, "--out", o];
     args.extend(common);
-    let (ok, stdout, stderr) = engine(&args);
+    let (ok, stdout, stderr) = run_engine(&args);
     assert!(ok && stdout.contains("final: top-1"), "{stdout}{stderr}");
     let ckpt = out.join("checkpoint.safetensors");
-    let (ok, stdout, stderr) = engine(&["eval", ckpt.to_str().unwrap()]);
+    let (ok, stdout, stderr) = run_engine(&["eval", ckpt.to_str().unwrap()]);
     assert!(ok && stdout.contains("top-1"), "{stdout}{stderr}");
     let cfg: TrainConfig =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
@@ -657,7 +641,7 @@ fn cli_formats_and_grayscale_predict() {
     args.extend(common);
     // Channels-last batches (on the CPU one conversion per batch; the flag lands in config.json).
     args.push("--channels-last");
-    let (ok, stdout, stderr) = engine(&args);
+    let (ok, stdout, stderr) = run_engine(&args);
     assert!(ok, "{stdout}{stderr}");
     let config = std::fs::read_to_string(out.join("config.json")).unwrap();
     assert!(
@@ -671,7 +655,7 @@ fn cli_formats_and_grayscale_predict() {
     image::GrayImage::from_fn(28, 28, |x, y| image::Luma([(x * y) as u8]))
         .save(&gray)
         .unwrap();
-    let (ok, stdout, stderr) = engine(&[
+    let (ok, stdout, stderr) = run_engine(&[
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -692,9 +676,9 @@ fn cli_formats_and_grayscale_predict() {
     );
 
     // Folder flags.
-    let (ok, _, stderr) = engine(&["train", "--data-format", "folder", "--train-dir", "/x"]);
+    let (ok, _, stderr) = run_engine(&["train", "--data-format", "folder", "--train-dir", "/x"]);
     assert!(!ok && stderr.contains("--val-dir"), "{stderr}");
-    let (ok, _, stderr) = engine(&[
+    let (ok, _, stderr) = run_engine(&[
         "train",
         "--train-dir",
         base.join("nothing").to_str().unwrap(),

@@ -12,6 +12,9 @@
 //!   files of the wrong kind or channel count and tap weights of the wrong number;
 //! - clear errors for missing or empty folders, images that are not 2:1, and a diverging loss.
 
+mod common;
+use common::fresh_path;
+
 use engine::models::{ResNet, ResNetConfig, VggEncoder};
 use engine::nn::init::Init;
 use engine::nn::named_params;
@@ -38,12 +41,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("engine-p2p-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
 }
 
 fn pairs(task: PairTask, size: usize, out: &Path) {
@@ -123,7 +120,7 @@ fn total_variation(img: &RgbImage) -> u64 {
 
 #[test]
 fn make_pairs_writes_deterministic_two_to_one_pairs_for_every_task() {
-    let root = tmp("pairs");
+    let root = fresh_path("pairs");
     let mut splits = Vec::new();
     for task in [
         PairTask::Gray2Color,
@@ -195,7 +192,7 @@ fn make_pairs_writes_deterministic_two_to_one_pairs_for_every_task() {
 
 #[test]
 fn make_pairs_reads_the_fashion_mnist_test_split() {
-    let root = tmp("pairs-fmnist");
+    let root = fresh_path("pairs-fmnist");
     let data = root.join("idx");
     engine::testing::write_striped_idx(&data, 5, 30);
     let idx = engine::data::idx::load_mnist_style(
@@ -262,9 +259,9 @@ fn psnr_matches_a_hand_computed_value() {
 
 #[test]
 fn training_lowers_l1_and_test_writes_outputs_grids_and_metrics() {
-    let data = tmp("train-data");
+    let data = fresh_path("train-data");
     pairs(PairTask::Gray2Color, 32, &data);
-    let out = tmp("train-run");
+    let out = fresh_path("train-run");
     let mut cfg = tiny(&data, out.clone(), 12);
     cfg.lr = 2e-3; // 36 iterations: fast enough to see learning, still stable
     cfg.sample_every = 12;
@@ -369,7 +366,7 @@ fn training_lowers_l1_and_test_writes_outputs_grids_and_metrics() {
 #[test]
 fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
     // 64 px with 6 U-Net levels: one dropout level, so the masks must resume exactly too.
-    let data = tmp("resume-data");
+    let data = fresh_path("resume-data");
     pairs(PairTask::Gray2Color, 64, &data);
     let cfg_for = |out: PathBuf| {
         let mut c = Pix2PixConfig::new(data.clone(), out, 64);
@@ -381,7 +378,7 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
         (c.batch_size, c.epochs, c.epochs_decay, c.sample_every) = (2, 2, 1, 2);
         c
     };
-    let full_cfg = cfg_for(tmp("resume-full"));
+    let full_cfg = cfg_for(fresh_path("resume-full"));
     assert_eq!(full_cfg.generator.num_downs, 6);
     let g = engine::models::UnetGenerator::new(
         full_cfg.generator.clone(),
@@ -392,7 +389,7 @@ fn stopped_and_resumed_run_matches_uninterrupted_run_bit_for_bit() {
     let full = engine::pix2pix::train(&full_cfg, Device::Cpu, &quiet()).unwrap();
     assert_eq!(full.iterations, 9);
 
-    let split_cfg = cfg_for(tmp("resume-split"));
+    let split_cfg = cfg_for(fresh_path("resume-split"));
     let stop = RunOptions {
         stop_after_steps: Some(4),
         ..quiet()
@@ -464,9 +461,9 @@ fn engine_checkpoint(dir: &Path, in_channels: usize) -> PathBuf {
 
 #[test]
 fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
-    let data = tmp("perc-data");
+    let data = fresh_path("perc-data");
     pairs(PairTask::Blur2Sharp, 32, &data);
-    let nets = tmp("perc-nets");
+    let nets = fresh_path("perc-nets");
     std::fs::create_dir_all(&nets).unwrap();
     let rgb_ckpt = engine_checkpoint(&nets, 3);
     let tv = fixture("tiny_resnet50_torchvision.safetensors");
@@ -477,7 +474,7 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
     .into_iter()
     .enumerate()
     {
-        let out = tmp(&format!("perc-run-{i}"));
+        let out = fresh_path(&format!("perc-run-{i}"));
         let mut cfg = tiny(&data, out.clone(), 1);
         cfg.perceptual = Some(PerceptualTerm {
             net: spec.clone(),
@@ -518,7 +515,7 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
         assert_eq!(r.perceptual_net, Some(other.to_string()));
         if i == 0 {
             // A pix2pix checkpoint is not a perceptual network.
-            let mut bad = tiny(&data, tmp("perc-bad"), 1);
+            let mut bad = tiny(&data, fresh_path("perc-bad"), 1);
             bad.perceptual = Some(PerceptualTerm {
                 net: PerceptualSpec::Checkpoint(out.join("checkpoint.safetensors")),
                 weight: 10.0,
@@ -533,7 +530,7 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
         std::fs::remove_dir_all(out).ok();
     }
     let err_for = |net: PerceptualSpec| {
-        let mut c = tiny(&data, tmp("perc-err"), 1);
+        let mut c = tiny(&data, fresh_path("perc-err"), 1);
         c.perceptual = Some(PerceptualTerm {
             net,
             weight: 10.0,
@@ -560,14 +557,14 @@ fn perceptual_loss_from_engine_checkpoints_and_torchvision_weights() {
     let inferred: ResNetConfig =
         engine::models::pretrained::infer_resnet_config(&shapes, &tv).unwrap();
     assert_eq!((inferred.depth, inferred.in_channels), (50, 3));
-    for d in [data, nets, tmp("perc-bad"), tmp("perc-err")] {
+    for d in [data, nets, fresh_path("perc-bad"), fresh_path("perc-err")] {
         std::fs::remove_dir_all(d).ok();
     }
 }
 
 #[test]
 fn perceptual_loss_from_the_adain_vgg() {
-    let root = tmp("perc-vgg");
+    let root = fresh_path("perc-vgg");
     std::fs::create_dir_all(&root).unwrap();
     // A converted-format VGG file (the reference key names) of width 2.
     let net = VggEncoder::new(&mut Init::new(9, DType::F32, Device::Cpu), 2).unwrap();
@@ -625,7 +622,7 @@ fn perceptual_loss_from_the_adain_vgg() {
 
 #[test]
 fn bad_data_and_diverging_losses_give_clear_errors() {
-    let root = tmp("errors");
+    let root = fresh_path("errors");
     let run = |data: &Path| {
         engine::pix2pix::train(&tiny(data, root.join("run"), 1), Device::Cpu, &quiet())
             .expect_err("an error")

@@ -3,6 +3,9 @@
 //! are reproducible and never same-class, and the command runs end to end on a briefly trained
 //! checkpoint with a random stylizer, writing its report and grid.
 
+mod common;
+use common::scratch_dir;
+
 use engine::data::idx::LabelledImages;
 use engine::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
 use engine::data::{ArrayDataset, Dataset};
@@ -12,14 +15,6 @@ use engine::shape_bias::{draw_pairs, shape_bias, Classifier, CueMaker, ShapeBias
 use engine::testing::write_striped_idx;
 use engine::train::{train, Recipe, RunOptions, TrainConfig};
 use engine::{DType, Device, Result, Tensor};
-use std::path::PathBuf;
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("engine-shape-bias-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn dataset(dir: &std::path::Path) -> ArrayDataset {
     write_striped_idx(dir, 10, 40);
@@ -30,7 +25,7 @@ fn dataset(dir: &std::path::Path) -> ArrayDataset {
 
 #[test]
 fn decisions_are_tallied_by_shape_and_texture_class() {
-    let dir = tmp("tally");
+    let dir = scratch_dir("tally");
     let ds = dataset(&dir);
     let stylizer = Stylizer::new(&mut Init::new(1, DType::F32, Device::Cpu), 4).unwrap();
     let maker = CueMaker::Stylizer {
@@ -128,7 +123,7 @@ fn discs() -> ArrayDataset {
 
 #[test]
 fn a_silhouette_classifier_follows_shape_on_texture_swap_cue_conflicts() {
-    let dir = tmp("discs");
+    let dir = scratch_dir("discs");
     let ds = discs();
     // Classifies by the object's area (pixels above black, in the normalised input), the nearest
     // disc area: a pure shape classifier, blind to the stripes.
@@ -188,7 +183,7 @@ fn a_silhouette_classifier_follows_shape_on_texture_swap_cue_conflicts() {
 
 #[test]
 fn shape_bias_command_reports_every_trial() {
-    let dir = tmp("cli");
+    let dir = scratch_dir("cli");
     write_striped_idx(&dir.join("data"), 64, 20);
     let mut cfg =
         TrainConfig::fashion_mnist(Recipe::Baseline, dir.join("data"), 18, 4, dir.join("run"));

@@ -11,6 +11,9 @@
 //! contents are skipped and listed, bad styles excluded; missing inputs give errors that say what
 //! to do.
 
+mod common;
+use common::engine;
+
 use engine::data::folder::decode_image;
 use engine::models::Stylizer;
 use engine::nn::state::save_module;
@@ -23,7 +26,6 @@ use engine::viz::{tensor_to_rgb8, PixelRange};
 use engine::{DType, Device};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const WIDTH: usize = 4;
 
@@ -373,10 +375,6 @@ fn config_errors_say_what_to_do() {
     junk.styles_dir = t.path("empty");
     let e = err(&junk);
     assert!(e.contains("no usable style images"), "{e}");
-}
-
-fn engine() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_engine"))
 }
 
 #[test]

@@ -6,18 +6,21 @@
 //! the labels unchanged and one style per image in `<split>-styles.txt`; every image equals the
 //! documented pipeline (grey → RGB → 16² → `Stylizer::stylize` with its listed style → mean of RGB
 //! → back to 12×12) recomputed here from the public pieces; the result does not depend on the batch
-//! size, the chunking or an interruption; other settings on the same folder, bad sizes and missing
-//! data are refused with errors that say what to do.
+//! size, the chunking or an interruption; weight files count by their bytes, not their paths; other
+//! settings on the same folder, bad sizes and missing data are refused with errors that say what
+//! to do.
 
 use engine::data::idx::{encode_idx, load_mnist_style, read_idx};
 use engine::data::Image;
 use engine::models::Stylizer;
+use engine::nn::state::save_module;
 use engine::stylize::idx_set::{stylize_idx, IdxStylizeConfig, IdxStylizeOptions, JOB_FILE};
 use engine::stylize::preprocess::{batch_tensor, prepare_style, resize};
 use engine::stylize::random_stylizer;
 use engine::viz::{tensor_to_rgb8, PixelRange};
 use engine::{DType, Device};
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const SIDE: usize = 12;
@@ -368,6 +371,21 @@ fn the_command_runs_and_explains_itself() {
     assert!(stdout.contains("complete splits: t10k"), "{stdout}");
     let (dims, _) = read(&t.path("out/t10k-images-idx3-ubyte"));
     assert_eq!(dims, [5, SIDE, SIDE]);
+    // The flags `engine stylize` shares: --fp16 is refused on the CPU before anything is read.
+    for cmd in ["stylize-idx", "stylize"] {
+        let out = std::process::Command::new(bin)
+            .args([
+                cmd, "--fp16", "--device", "cpu", "--styles", "nowhere", "--out", "nowhere",
+            ])
+            .args(["--content", "nowhere"].iter().filter(|_| cmd == "stylize"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("--fp16 needs a CUDA device"),
+            "{cmd}: {stderr}"
+        );
+    }
     let help = std::process::Command::new(bin)
         .args(["stylize-idx", "--help"])
         .output()
@@ -376,6 +394,73 @@ fn the_command_runs_and_explains_itself() {
     assert!(
         help.contains("engine train --data OUT") && help.contains("resumes"),
         "{help}"
+    );
+}
+
+/// Saves a seeded random stylizer of width 4 as `DIR/vgg.safetensors` and `DIR/decoder.safetensors`
+/// (only the decoder with `decoder_only`).
+fn save_weights(dir: &Path, seed: u64, decoder_only: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let s = random_stylizer(seed, 4, DType::F32, Device::Cpu).unwrap();
+    if !decoder_only {
+        save_module(&dir.join("vgg.safetensors"), &s.encoder, &BTreeMap::new()).unwrap();
+    }
+    save_module(
+        &dir.join("decoder.safetensors"),
+        &s.decoder,
+        &BTreeMap::new(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn weight_files_are_known_by_their_bytes_not_their_paths() {
+    let t = Setup::new("weight-files");
+    save_weights(&t.path("w"), 7, false);
+    let run = |weights: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["stylize-idx", "--size", "16", "--device", "cpu", "--quiet"])
+            .args(["--splits", "t10k", "--batch-size", "2"])
+            .arg("--vgg")
+            .arg(t.path(weights).join("vgg.safetensors"))
+            .arg("--decoder")
+            .arg(t.path(weights).join("decoder.safetensors"))
+            .arg("--data")
+            .arg(t.path("data"))
+            .arg("--styles")
+            .arg(t.path("styles"))
+            .arg("--out")
+            .arg(t.path("out"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run("w");
+    assert!(ok && text.contains("stylized 5 images"), "{text}");
+    // The same files through a symlinked folder, and a copy elsewhere: the same job, nothing to do.
+    std::os::unix::fs::symlink(t.path("w"), t.path("w-link")).unwrap();
+    std::fs::create_dir_all(t.path("w-copy")).unwrap();
+    for f in ["vgg.safetensors", "decoder.safetensors"] {
+        std::fs::copy(t.path("w").join(f), t.path("w-copy").join(f)).unwrap();
+    }
+    for folder in ["w-link", "w-copy"] {
+        let (ok, text) = run(folder);
+        assert!(
+            ok && text.contains("stylized 0 images") && text.contains("complete splits: t10k"),
+            "{folder}: {text}"
+        );
+    }
+    // The decoder rewritten in place (as a decoder trained further would be): another job.
+    save_weights(&t.path("w"), 8, true);
+    let (ok, text) = run("w");
+    assert!(
+        !ok && text.contains("other settings") && text.contains("weights"),
+        "{text}"
     );
 }
 

@@ -3,35 +3,19 @@
 //! plain and re-textured test images, and the error for a missing texture folder. Data made here
 //! (striped IDX files) and the real textures of tests/data/textures.
 
+mod common;
+use common::{run_engine, scratch_dir};
+
 use engine::data::Dataset;
 use engine::train::{trainer, Recipe, TrainConfig};
-use std::path::{Path, PathBuf};
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("engine-texture-swap-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn engine(args: &[&str]) -> (bool, String, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
-}
+use std::path::Path;
 
 /// `--texture-swap`: a SIN+IN-style run trains on the plain and the re-textured images (each source
 /// image twice, also under --train-limit), validates on re-textured ones, and `engine eval` crosses
 /// the two; a missing texture folder is a clear error.
 #[test]
 fn texture_swap_training_and_crossed_evaluation() {
-    let base = tmp("texture-swap");
+    let base = scratch_dir("texture-swap");
     let data = base.join("idx");
     engine::testing::write_striped_idx(&data, 40, 20);
     let textures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/textures");
@@ -66,7 +50,7 @@ fn texture_swap_training_and_crossed_evaluation() {
         out.to_str().unwrap(),
         textures.to_str().unwrap(),
     );
-    let (ok, stdout, stderr) = engine(&[
+    let (ok, stdout, stderr) = run_engine(&[
         "train",
         "--data",
         d,
@@ -100,18 +84,19 @@ fn texture_swap_training_and_crossed_evaluation() {
     assert_eq!(steps, 80 / 16, "40 plain + 40 re-textured images a epoch");
 
     let ckpt = out.join("checkpoint.safetensors");
-    let (ok, swapped, stderr) = engine(&["eval", ckpt.to_str().unwrap()]);
+    let (ok, swapped, stderr) = run_engine(&["eval", ckpt.to_str().unwrap()]);
     assert!(
         ok && swapped.contains("re-textured from") && swapped.contains("top-1"),
         "{swapped}{stderr}"
     );
-    let (ok, plain, stderr) = engine(&["eval", ckpt.to_str().unwrap(), "--texture-swap", "none"]);
+    let (ok, plain, stderr) =
+        run_engine(&["eval", ckpt.to_str().unwrap(), "--texture-swap", "none"]);
     assert!(
         ok && !plain.contains("re-textured") && plain.contains("top-1"),
         "{plain}{stderr}"
     );
 
-    let (ok, _, stderr) = engine(&[
+    let (ok, _, stderr) = run_engine(&[
         "train",
         "--data",
         d,

@@ -6,6 +6,9 @@
 //! that cannot be used are skipped and counted, and bad inputs fail with clear errors. Also the
 //! `engine train-decoder` command.
 
+mod common;
+use common::fresh_path;
+
 use engine::models::stylizer::{Decoder, Stylizer};
 use engine::nn::state::load_tensors;
 use engine::train::RunOptions;
@@ -20,12 +23,6 @@ fn data(sub: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(sub)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("engine-decoder-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
 }
 
 /// 48 px images cropped to 32, batch 2, a width-8 random encoder; lr 1e-3 (10× the paper's) so
@@ -82,7 +79,7 @@ fn logged(out: &Path) -> Vec<[f64; 5]> {
 
 #[test]
 fn loss_falls_and_the_run_folder_has_samples_chart_and_loadable_weights() {
-    let out = tmp("learn");
+    let out = fresh_path("learn");
     let cfg = tiny(out.clone(), 40);
     let s = train_decoder(&cfg, Device::Cpu, &quiet()).unwrap();
     assert!(!s.interrupted);
@@ -154,7 +151,7 @@ fn loss_falls_and_the_run_folder_has_samples_chart_and_loadable_weights() {
     assert_eq!(y.dims(), &[1, 3, 16, 16]);
 
     // Training continues from the exported weights with --decoder.
-    let cont = tmp("continue");
+    let cont = fresh_path("continue");
     let mut c2 = tiny(cont.clone(), 1);
     c2.decoder_init = Some(decoder_path(&out));
     let s2 = train_decoder(&c2, Device::Cpu, &quiet()).unwrap();
@@ -169,7 +166,7 @@ fn loss_falls_and_the_run_folder_has_samples_chart_and_loadable_weights() {
 
 #[test]
 fn fp16_with_dynamic_loss_scaling_learns() {
-    let out = tmp("fp16");
+    let out = fresh_path("fp16");
     let mut cfg = tiny(out.clone(), 30);
     cfg.fp16 = true;
     let s = train_decoder(&cfg, Device::Cpu, &quiet()).unwrap();
@@ -189,9 +186,9 @@ fn fp16_with_dynamic_loss_scaling_learns() {
 #[test]
 fn stopped_and_resumed_run_matches_an_uninterrupted_one_bit_for_bit() {
     // 12 iterations of 2 pairs: both streams cross pass boundaries (8 photos, 5 textures).
-    let full_dir = tmp("full");
+    let full_dir = fresh_path("full");
     let full = train_decoder(&tiny(full_dir.clone(), 12), Device::Cpu, &quiet()).unwrap();
-    let split_dir = tmp("split");
+    let split_dir = fresh_path("split");
     let cfg = tiny(split_dir.clone(), 12);
     let stop_at_7 = RunOptions {
         stop_after_steps: Some(7),
@@ -259,7 +256,7 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one_bit_for_bit() {
 
 #[test]
 fn unusable_files_are_skipped_and_counted_and_bad_inputs_fail_clearly() {
-    let root = tmp("errors");
+    let root = fresh_path("errors");
     // A style folder (with a sub-folder) holding the textures, a tiny image and a corrupt file.
     let styles = root.join("styles");
     std::fs::create_dir_all(styles.join("more")).unwrap();
@@ -351,9 +348,9 @@ fn command_line_trains_resumes_and_explains_missing_weights() {
         help.contains("--random-vgg") && help.contains("TESTING ONLY"),
         "{help}"
     );
-    let out = tmp("cli");
+    let out = fresh_path("cli");
     // No installed weights either: ENGINE_ADAIN_DIR names a folder without them.
-    let no_install = tmp("cli-no-weights");
+    let no_install = fresh_path("cli-no-weights");
     let run = |extra: &[&str]| {
         let o = engine()
             .env("ENGINE_ADAIN_DIR", &no_install)

@@ -2,29 +2,13 @@
 //! its `engine stylize-idx` copy): which images the joined training set holds, `--train-limit` per
 //! folder, refusals, the config round trip and `--config` merging. Every file is made here.
 
+mod common;
+use common::{run_engine, scratch_dir};
+
 use engine::data::idx::{encode_idx, load_mnist_style};
 use engine::data::Dataset;
 use engine::train::{trainer, DataSpec, Recipe, TrainConfig};
 use std::path::Path;
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("engine-join-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn engine(args: &[&str]) -> (bool, String, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    )
-}
 
 /// Fashion-MNIST-style IDX files with `join` folders (SIN+IN at Fashion-MNIST size): training
 /// reads `dir`'s and every joined folder's train split in order, validation only `dir`'s test
@@ -32,7 +16,7 @@ fn engine(args: &[&str]) -> (bool, String, String) {
 /// `--join-data` is refused for other formats.
 #[test]
 fn idx_data_joins_training_splits_only() {
-    let base = tmp("join");
+    let base = scratch_dir("join");
     let write = |dir: &Path, split: &str, n: usize, seed: usize| {
         std::fs::create_dir_all(dir).unwrap();
         let imgs: Vec<u8> = (0..n * 784)
@@ -93,7 +77,7 @@ fn idx_data_joins_training_splits_only() {
             join: vec![]
         }
     );
-    let (ok, _, stderr) = engine(&[
+    let (ok, _, stderr) = run_engine(&[
         "train",
         "--data-format",
         "cifar",
@@ -105,7 +89,7 @@ fn idx_data_joins_training_splits_only() {
     assert!(!ok && stderr.contains("--join-data"), "{stderr}");
     // The CLI: --join-data alone means Fashion-MNIST-style data; the join lands in config.json.
     let out = base.join("run-cli");
-    let (ok, stdout, stderr) = engine(&[
+    let (ok, stdout, stderr) = run_engine(&[
         "train",
         "--data",
         a.to_str().unwrap(),
@@ -132,7 +116,7 @@ fn idx_data_joins_training_splits_only() {
     write(&c2, "train", 4, 5);
     write(&c2, "t10k", 2, 6);
     let config = out.join("config.json");
-    let (ok, stdout, stderr) = engine(&[
+    let (ok, stdout, stderr) = run_engine(&[
         "train",
         "--config",
         config.to_str().unwrap(),
@@ -153,7 +137,7 @@ fn idx_data_joins_training_splits_only() {
         }
     );
     // Texture swap works by silhouettes, which a joined stylized copy does not have.
-    let (ok, _, stderr) = engine(&[
+    let (ok, _, stderr) = run_engine(&[
         "train",
         "--data",
         a.to_str().unwrap(),

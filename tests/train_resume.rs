@@ -3,17 +3,14 @@
 //! epoch losses, accuracies and final weights), FP16 training with loss scaling runs and learns, and
 //! bad runs fail with clear errors (diverging loss, resuming with another architecture, missing data).
 
+mod common;
+use common::fresh_path;
+
 use engine::nn::state::load_tensors;
 use engine::testing::write_striped_idx as write_dataset;
 use engine::train::{train, Recipe, RunOptions, TrainConfig};
 use engine::Device;
 use std::path::{Path, PathBuf};
-
-fn tmp(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("engine-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    p
-}
 
 fn tiny_config(data: &Path, out: PathBuf, recipe: Recipe) -> TrainConfig {
     let mut c = TrainConfig::fashion_mnist(recipe, data.to_path_buf(), 18, 4, out);
@@ -32,10 +29,10 @@ fn quiet() -> RunOptions {
 
 #[test]
 fn resumed_run_matches_uninterrupted_run_exactly() {
-    let data = tmp("data-resume");
+    let data = fresh_path("data-resume");
     write_dataset(&data, 160, 60);
     // Mixup + smoothing + jitter: every random stream (shuffle, augmentation, λ) must resume exactly.
-    let full_dir = tmp("full");
+    let full_dir = fresh_path("full");
     let full = train(
         &tiny_config(&data, full_dir.clone(), Recipe::Reproduction2019),
         Device::Cpu,
@@ -44,7 +41,7 @@ fn resumed_run_matches_uninterrupted_run_exactly() {
     .unwrap();
     assert_eq!(full.history.len(), 2);
 
-    let split_dir = tmp("split");
+    let split_dir = fresh_path("split");
     let cfg = tiny_config(&data, split_dir.clone(), Recipe::Reproduction2019);
     let stopped = train(
         &cfg,
@@ -114,10 +111,14 @@ fn resumed_run_matches_uninterrupted_run_exactly() {
 
 #[test]
 fn fp32_and_fp16_training_learn() {
-    let data = tmp("data-learn");
+    let data = fresh_path("data-learn");
     write_dataset(&data, 640, 100);
     for fp16 in [false, true] {
-        let mut cfg = tiny_config(&data, tmp(&format!("learn-{fp16}")), Recipe::LabelSmoothing);
+        let mut cfg = tiny_config(
+            &data,
+            fresh_path(&format!("learn-{fp16}")),
+            Recipe::LabelSmoothing,
+        );
         cfg.fp16 = fp16;
         cfg.epochs = 4;
         cfg.lr_per_256 = 1.6; // lr 0.2 at batch 32
@@ -142,10 +143,10 @@ fn fp32_and_fp16_training_learn() {
 
 #[test]
 fn clear_errors_for_bad_runs() {
-    let data = tmp("data-errors");
+    let data = fresh_path("data-errors");
     write_dataset(&data, 64, 20);
     // A diverging run stops with advice and a checkpoint of the last good state.
-    let mut cfg = tiny_config(&data, tmp("diverge"), Recipe::Baseline);
+    let mut cfg = tiny_config(&data, fresh_path("diverge"), Recipe::Baseline);
     cfg.lr_per_256 = 1e12;
     cfg.epochs = 3;
     let err = train(&cfg, Device::Cpu, &quiet()).unwrap_err().to_string();
@@ -155,7 +156,7 @@ fn clear_errors_for_bad_runs() {
     );
 
     // Resuming into another architecture is refused, naming both.
-    let out = tmp("arch");
+    let out = fresh_path("arch");
     let cfg = tiny_config(&data, out.clone(), Recipe::Baseline);
     train(
         &cfg,
@@ -181,12 +182,16 @@ fn clear_errors_for_bad_runs() {
     assert!(err.contains("another architecture"), "{err}");
 
     // Missing data says where Fashion-MNIST comes from.
-    let cfg = tiny_config(&tmp("nowhere"), tmp("missing"), Recipe::Baseline);
+    let cfg = tiny_config(
+        &fresh_path("nowhere"),
+        fresh_path("missing"),
+        Recipe::Baseline,
+    );
     let err = train(&cfg, Device::Cpu, &quiet()).unwrap_err().to_string();
     assert!(err.contains("dataset-fashion-mnist"), "{err}");
     // Resume without a checkpoint.
     let err = train(
-        &tiny_config(&data, tmp("fresh"), Recipe::Baseline),
+        &tiny_config(&data, fresh_path("fresh"), Recipe::Baseline),
         Device::Cpu,
         &RunOptions {
             resume: true,

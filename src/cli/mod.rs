@@ -1,6 +1,6 @@
 //! Command-line interface (clap): one subcommand a file. `engine train` (train.rs), `eval` and
-//! `predict` (eval.rs), `stylize` (stylize.rs), `stylize-idx` (stylize_idx.rs), `train-decoder`
-//! (train_decoder.rs), `pix2pix`
+//! `predict` (eval.rs), `stylize` (stylize.rs), `stylize-idx` (stylize_idx.rs; the stylizer flags
+//! both share are in stylizer_args.rs), `train-decoder` (train_decoder.rs), `pix2pix`
 //! (pix2pix.rs), `shape-bias` (shape_bias.rs), the benchmarks `bench-step`, `bench-ops`,
 //! `bench-stylize`, `bench-pix2pix` (bench.rs), `info` (here). This file holds the
 //! command list, the device option every command shares, and the dispatch.
@@ -11,6 +11,7 @@ mod pix2pix;
 mod shape_bias;
 mod stylize;
 mod stylize_idx;
+mod stylizer_args;
 mod train;
 mod train_decoder;
 

@@ -23,12 +23,9 @@
 //! Invariants: the options map one to one onto `StylizeConfig` (SIN defaults there); the Ctrl-C
 //! handler only sets the stop flag the job reads between batches (a second Ctrl-C exits at once).
 
-use super::{device, DeviceArg};
-use crate::models::Stylizer;
-use crate::stylize::{
-    random_stylizer, run_stylize, ManifestFormat, OutputFormat, StylizeConfig, StylizeOptions,
-};
-use crate::{DType, Device, Error, Result};
+use super::stylizer_args::{precision_note, StylizerArgs};
+use crate::stylize::{run_stylize, ManifestFormat, OutputFormat, StylizeConfig, StylizeOptions};
+use crate::{Device, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -63,7 +60,7 @@ pub struct StylizeArgs {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    weights: StylizerWeightArgs,
+    stylizer: StylizerArgs,
     /// Seeds the style drawn for each image (together with its relative path).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -98,11 +95,6 @@ pub struct StylizeArgs {
     /// Images per stylizer call (default 8 on CUDA, 2 on the CPU).
     #[arg(long)]
     batch_size: Option<usize>,
-    #[arg(long, value_enum, default_value = "auto")]
-    device: DeviceArg,
-    /// FP16 weights and activations (CUDA only).
-    #[arg(long)]
-    fp16: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -129,55 +121,17 @@ fn config(a: &StylizeArgs, dev: Device) -> StylizeConfig {
     c
 }
 
-/// The stylizer's weights, shared by `engine stylize` and `engine stylize-idx`.
-#[derive(Args)]
-pub(super) struct StylizerWeightArgs {
-    /// The encoder weights: vgg_normalised.pth converted by tools/convert_adain_weights.py
-    /// (default: the installed copy, see below).
-    #[arg(long)]
-    vgg: Option<PathBuf>,
-    /// The decoder weights: decoder.pth converted by tools/convert_adain_weights.py, or the
-    /// decoder.safetensors of `engine train-decoder` (default: the installed copy).
-    #[arg(long)]
-    decoder: Option<PathBuf>,
-    /// For testing only: seeded random networks of this width (64 is the real size) instead of
-    /// --vgg/--decoder; the outputs are not paintings.
-    #[arg(long, value_name = "WIDTH", conflicts_with_all = ["vgg", "decoder"])]
-    random_weights: Option<usize>,
-}
-
-impl StylizerWeightArgs {
-    /// The stylizer these flags name (random weights seeded by `seed`), and a description of its
-    /// weights: the two files' paths, or the random width and seed.
-    pub(super) fn load(&self, seed: u64, dtype: DType, dev: Device) -> Result<(Stylizer, String)> {
-        if let Some(width) = self.random_weights {
-            let s = random_stylizer(seed, width, dtype, dev)?;
-            return Ok((s, format!("random width {width} seed {seed}")));
-        }
-        let (vgg, decoder) =
-            crate::stylize::weights::resolve_pair(self.vgg.as_deref(), self.decoder.as_deref())?;
-        let name = format!("{} + {}", vgg.display(), decoder.display());
-        Ok((Stylizer::load(vgg, decoder, dtype, dev)?, name))
-    }
-}
-
 pub fn run_stylize_cmd(a: StylizeArgs) -> Result<()> {
-    let dev = device(a.device)?;
-    if a.fp16 && dev.is_cpu() {
-        return Err(Error::Msg(
-            "--fp16 needs a CUDA device (--device cuda); the CPU runs in f32".into(),
-        ));
-    }
+    let (dev, dtype) = a.stylizer.placement()?;
     let cfg = config(&a, dev);
     cfg.validate()?;
-    let dtype = if a.fp16 { DType::F16 } else { DType::F32 };
-    let (stylizer, _) = a.weights.load(a.seed, dtype, dev)?;
+    let (stylizer, _) = a.stylizer.load(a.seed, dtype, dev)?;
     eprintln!(
         "stylizing {} with styles from {} → {} on {dev}{}, batch {}, α {}{}, seed {}",
         cfg.content_dir.display(),
         cfg.styles_dir.display(),
         cfg.out_dir.display(),
-        if a.fp16 { " (fp16)" } else { "" },
+        precision_note(dtype),
         cfg.batch_size,
         cfg.alpha,
         if cfg.preserve_color {

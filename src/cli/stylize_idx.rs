@@ -12,11 +12,10 @@
 //! does not); the Ctrl-C handler only sets the stop flag the job reads between batches, and an
 //! interrupted run exits with an error after saving its chunks.
 
-use super::stylize::StylizerWeightArgs;
-use super::{device, DeviceArg};
+use super::stylizer_args::{precision_note, StylizerArgs};
 use crate::data::idx::FASHION_MNIST_DIR;
 use crate::stylize::idx_set::{stylize_idx, IdxStylizeConfig, IdxStylizeOptions};
-use crate::{DType, Error, Result};
+use crate::{Error, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -60,32 +59,21 @@ pub struct StylizeIdxArgs {
     #[arg(long, default_value_t = 500)]
     chunk: usize,
     #[command(flatten)]
-    weights: StylizerWeightArgs,
+    stylizer: StylizerArgs,
     /// Images per stylizer call.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    #[arg(long, value_enum, default_value = "auto")]
-    device: DeviceArg,
-    /// FP16 weights and activations (CUDA only).
-    #[arg(long)]
-    fp16: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
 }
 
 pub fn run_stylize_idx(a: StylizeIdxArgs) -> Result<()> {
-    let dev = device(a.device)?;
-    if a.fp16 && dev.is_cpu() {
-        return Err(Error::Msg(
-            "--fp16 needs a CUDA device (--device cuda); the CPU runs in f32".into(),
-        ));
-    }
+    let (dev, dtype) = a.stylizer.placement()?;
     if a.batch_size == 0 {
         return Err(Error::Msg("--batch-size must be at least 1".into()));
     }
-    let dtype = if a.fp16 { DType::F16 } else { DType::F32 };
-    let (stylizer, weights) = a.weights.load(a.seed, dtype, dev)?;
+    let (stylizer, source) = a.stylizer.load(a.seed, dtype, dev)?;
     let cfg = IdxStylizeConfig {
         data_dir: a.data,
         styles_dir: a.styles,
@@ -96,7 +84,7 @@ pub fn run_stylize_idx(a: StylizeIdxArgs) -> Result<()> {
         seed: a.seed,
         limit: a.limit,
         chunk: a.chunk,
-        weights,
+        weights: source.identity()?,
     };
     eprintln!(
         "stylizing {} ({}) with styles from {} → {} at {}² on {dev}{}, α {}, seed {}",
@@ -105,7 +93,7 @@ pub fn run_stylize_idx(a: StylizeIdxArgs) -> Result<()> {
         cfg.styles_dir.display(),
         cfg.out_dir.display(),
         cfg.size,
-        if a.fp16 { " (fp16)" } else { "" },
+        precision_note(dtype),
         cfg.alpha,
         cfg.seed
     );

@@ -97,11 +97,31 @@ pub fn output_rel(rel: &str, ext: &str) -> String {
     format!("{dir}{stem}.{ext}")
 }
 
-/// FNV-1a, 64 bit: a hash of a name that no Rust or platform version changes.
+/// FNV-1a, 64 bit, fed in pieces: a hash that no Rust or platform version changes, for names
+/// (the style draw) and for fingerprints of files (style pools, weights).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fnv1a(u64);
+
+impl Fnv1a {
+    pub(crate) fn new() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub(crate) fn finish(self) -> u64 {
+        self.0
+    }
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    let mut h = Fnv1a::new();
+    h.write(bytes);
+    h.finish()
 }
 
 /// SplitMix64's finaliser: spreads the seed's bits before it meets the hash.

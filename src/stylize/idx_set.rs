@@ -58,7 +58,8 @@ pub struct IdxStylizeConfig {
     pub limit: Option<usize>,
     /// Images per saved chunk.
     pub chunk: usize,
-    /// Names the stylizer's weights (file paths, or the random width), so a resume uses the same.
+    /// Identifies the stylizer's weights (the files' sizes and hashes, or the random width and
+    /// seed), so a resume uses the same.
     pub weights: String,
 }
 
@@ -396,10 +397,9 @@ pub fn stylize_idx(
     let out = &cfg.out_dir;
     let partial = out.join(".partial");
     let saved = check_job(cfg, &settings)?;
-    let todo: Vec<&String> = cfg.splits.iter().filter(|s| !split_done(out, s)).collect();
-    for s in cfg.splits.iter().filter(|s| split_done(out, s)) {
-        report.finished_splits.push(s.clone());
-    }
+    let (done, todo): (Vec<&String>, Vec<&String>) =
+        cfg.splits.iter().partition(|s| split_done(out, s));
+    report.finished_splits.extend(done.into_iter().cloned());
     if todo.is_empty() {
         // A crash after the last split was joined leaves its emptied chunk folder.
         remove_partial(&partial)?;

@@ -13,7 +13,7 @@
 //! - The cache holds preprocessed styles up to `CACHE_BYTES` and never evicts: it only saves work,
 //!   it never changes a result.
 
-use super::files::{list_images, ImageFile, StyleDraw};
+use super::files::{list_images, Fnv1a, ImageFile, StyleDraw};
 use super::preprocess::{channels_vary, prepare_style};
 use super::Skipped;
 use crate::data::folder::decode_image;
@@ -121,15 +121,12 @@ impl StylePool {
     /// one's name and byte size, in draw order. Adding, removing, renaming or resizing a file
     /// changes it (and every draw); two folders with the same files give the same one.
     pub fn fingerprint(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut hash = Fnv1a::new();
         for f in &self.files {
             let size = std::fs::metadata(&f.path).map_or(0, |m| m.len());
-            for &b in format!("{}\0{size}\n", f.rel).as_bytes() {
-                hash ^= u64::from(b);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
+            hash.write(format!("{}\0{size}\n", f.rel).as_bytes());
         }
-        format!("{} files, fnv1a64 {hash:016x}", self.files.len())
+        format!("{} files, fnv1a64 {:016x}", self.files.len(), hash.finish())
     }
 
     /// Styles that passed the startup check but could not be used, with the reasons.

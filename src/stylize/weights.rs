@@ -3,7 +3,8 @@
 //! (unless empty), else the copy that `scripts/setup.sh install_adain_weights` puts in this source
 //! tree's `.toolchain/adain/` (naoto0804/pytorch-AdaIN's `vgg_normalised.pth` and `decoder.pth`,
 //! converted to `vgg_normalised.safetensors` and `decoder.safetensors`). A path given on the command
-//! line always wins; a missing file is an error that says how to get it.
+//! line always wins; a missing file is an error that says how to get it. `content_fingerprint`
+//! names a weight file by its bytes, for jobs that record what made their outputs.
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,31 @@ pub fn resolve(given: Option<&Path>, stem: &str, how: &str) -> Result<PathBuf> {
     )))
 }
 
+/// What identifies a weight file's contents in a job's recorded settings: its size and a 64-bit
+/// FNV-1a hash of its bytes. The same bytes under another path or name give the same string (a
+/// moved checkout or a symlinked folder is the same job); a file rewritten in place (a decoder
+/// trained further) gives another.
+pub fn content_fingerprint(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let io_err = |e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hash = super::files::Fnv1a::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        hash.write(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(format!("{len} bytes, fnv1a64 {:016x}", hash.finish()))
+}
+
 /// The encoder and decoder weights (`--vgg`, `--decoder`): [`resolve`] for each.
 pub fn resolve_pair(vgg: Option<&Path>, decoder: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
     Ok((
@@ -48,6 +74,36 @@ pub fn resolve_pair(vgg: Option<&Path>, decoder: Option<&Path>) -> Result<(PathB
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fingerprint_follows_the_bytes_not_the_path() {
+        let dir = std::env::temp_dir().join(format!("engine-weights-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Over a megabyte, so the hash runs across read boundaries.
+        let bytes: Vec<u8> = (0..(1 << 20) + 4099u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        std::fs::write(dir.join("a.safetensors"), &bytes).unwrap();
+        std::fs::write(dir.join("b.safetensors"), &bytes).unwrap();
+        let a = content_fingerprint(&dir.join("a.safetensors")).unwrap();
+        assert_eq!(a, content_fingerprint(&dir.join("b.safetensors")).unwrap());
+        assert!(
+            a.starts_with(&format!("{} bytes, fnv1a64 ", bytes.len())),
+            "{a}"
+        );
+        // The reference: FNV-1a 64 of all the bytes at once.
+        let want = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        assert!(a.ends_with(&format!("{want:016x}")), "{a}");
+        let mut changed = bytes.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        std::fs::write(dir.join("b.safetensors"), &changed).unwrap();
+        assert_ne!(a, content_fingerprint(&dir.join("b.safetensors")).unwrap());
+        let e = content_fingerprint(&dir.join("missing.safetensors")).unwrap_err();
+        assert!(e.to_string().contains("missing.safetensors"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn a_given_path_wins_and_a_missing_install_says_how_to_get_it() {
