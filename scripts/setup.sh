@@ -130,7 +130,8 @@ STYLES_DIR="${ENGINE_STYLES_DIR:-$TOOLCHAIN/styles/gimp-patterns}"
 
 install_style_textures() {
     if [[ -d "$STYLES_DIR" ]] && compgen -G "$STYLES_DIR/*.png" >/dev/null; then
-        log "style textures present: $STYLES_DIR ($(ls "$STYLES_DIR" | wc -l) images)"
+        log "style textures present: $STYLES_DIR ($(ls "$STYLES_DIR" | wc -l) images$(
+            [[ -f "$STYLES_DIR/.source" ]] && printf ', %s' "$(head -1 "$STYLES_DIR/.source")"))"
         return
     fi
     if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then
@@ -147,11 +148,18 @@ install_style_textures() {
         return 1
     fi
     dpkg-deb -x "$tmp"/gimp-data_*.deb "$tmp/x"
-    log "gimp-data $(dpkg-deb -f "$tmp"/gimp-data_*.deb Version)"
+    local version
+    version="$(dpkg-deb -f "$tmp"/gimp-data_*.deb Version)"
+    log "gimp-data $version"
     local patterns=("$tmp"/x/usr/share/gimp/*/patterns/*/*.pat)
     [[ -f "${patterns[0]}" ]] || { log "ERROR: no .pat files in gimp-data"; return 1; }
     rm -rf "$STYLES_DIR.partial"
     "$PYTHON" "$REPO/tools/gimp_patterns.py" "$STYLES_DIR.partial" "${patterns[@]}" --skip-dir Legacy
+    # Where the images came from (a hidden file: style listings skip it). The version is not pinned
+    # (old versions leave Debian's mirrors); stylize-idx records the files' names and sizes, so a
+    # different set is noticed where it matters.
+    printf 'Debian gimp-data %s\nconverted by tools/gimp_patterns.py (Legacy patterns left out)\n' \
+        "$version" > "$STYLES_DIR.partial/.source"
     rm -rf "$STYLES_DIR"
     mv "$STYLES_DIR.partial" "$STYLES_DIR"
 }
