@@ -18,10 +18,10 @@
 //!   and the stop flag is read between batches, so an interruption loses at most one chunk. A
 //!   split's IDX files, written atomically, appear only when every chunk of it exists; the chunks
 //!   are then removed. `OUT/stylize-idx.json` holds what decides the pixels (`job_settings`: the
-//!   settings, the style files' names and sizes, the weights, the device and precision); a rerun
-//!   that differs in any of them is refused with the differences named, and so is a folder with
-//!   outputs but no settings file, instead of mixing two stylizations or passing other files off
-//!   as this one's.
+//!   settings, the style files' names and sizes, the weight files' sizes and hashes, the device and
+//!   precision); a rerun that differs in any of them is refused with the differences named, and so
+//!   is a folder with outputs but no settings file, instead of mixing two stylizations or passing
+//!   other files off as this one's.
 //! - `OUT/<split>-styles.txt` lists the style of every image, one line per index.
 
 use super::preprocess::{batch_tensor, resize};
