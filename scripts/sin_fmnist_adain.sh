@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift ;;
     --doc) DOC="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) POS+=("$1") ;;
   esac
   shift

@@ -9,11 +9,12 @@
 #
 #   scripts/sin_fmnist_adain_seeds.sh [--out DIR] [--doc FILE] SEED...
 #
-#   SEED...   training seeds, at least two; seed 0's results live in runs/sin-fmnist-adain (the
-#             first run's folder), seed S's in runs/sin-fmnist-adain-seed-S
+#   SEED...   training seeds, at least two; seed S's results live in runs/sin-fmnist-adain-seed-S,
+#             except that seed 0 reuses the first run's runs/sin-fmnist-adain when that holds
+#             results.md (and FORCE is not set)
 #   --out DIR where spread.md goes (default runs/sin-fmnist-adain-seeds)
-#   FORCE=1   score a seed again even if its folder holds results.md (training runs that finished
-#             are kept either way; delete a run's folder to train it again)
+#   FORCE=1   score every seed again, into runs/sin-fmnist-adain-seed-S (training runs that
+#             finished are kept either way; delete a run's folder to train it again)
 #
 # Each new seed costs about 40 minutes on 2 cores (three 5/5/3-epoch trainings and the scoring).
 # EPOCHS, JOIN_EPOCHS, SIZE, ALPHA, STYLES, PAIRS and ADAIN_PAIRS pass through to
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift ;;
     --doc) DOC="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) [[ "$1" =~ ^[0-9]+$ ]] || { echo "not a seed: $1 (seeds are non-negative integers)" >&2; exit 2; }
        [[ " ${SEEDS[*]} " != *" $1 "* ]] || { echo "seed $1 given twice" >&2; exit 2; }
        SEEDS+=("$1") ;;
@@ -36,7 +37,15 @@ while [ $# -gt 0 ]; do
 done
 [ "${#SEEDS[@]}" -ge 2 ] || { echo "usage: scripts/sin_fmnist_adain_seeds.sh [--out DIR] [--doc FILE] SEED SEED..." >&2; exit 2; }
 
-seed_dir() { if [ "$1" = 0 ]; then echo runs/sin-fmnist-adain; else echo "runs/sin-fmnist-adain-seed-$1"; fi; }
+# Seed 0's first run (scripts/sin_fmnist_adain.sh's default --out) also scored the texture-swap
+# network; a forced rescore goes to a folder of its own, so that run's results.md survives.
+seed_dir() {
+  if [ "$1" = 0 ] && [ -z "${FORCE:-}" ] && [ -f runs/sin-fmnist-adain/results.md ]; then
+    echo runs/sin-fmnist-adain
+  else
+    echo "runs/sin-fmnist-adain-seed-$1"
+  fi
+}
 DIRS=()
 for s in "${SEEDS[@]}"; do
   d="$(seed_dir "$s")"
@@ -106,6 +115,16 @@ def values(d):
     return got, sd
 
 per_seed = [(s, d, *values(d)) for s, d in runs]
+# Every seed must have been scored on the same cue conflicts (same PAIRS, ADAIN_PAIRS, draw seed).
+def pairs_of(d, k):
+    r = json.load(open(os.path.join(d, f"shape-bias-{k}-plain", "report.json")))
+    return [(t["shape_index"], t["texture_index"]) for t in r["trials"]]
+for k, _ in cues:
+    first = pairs_of(runs[0][1], k)
+    for s, d in runs[1:]:
+        if pairs_of(d, k) != first:
+            sys.exit(f"{d}: its {k} cue conflicts differ from {runs[0][1]}'s; score both with the "
+                     f"same PAIRS/ADAIN_PAIRS (FORCE=1 rescores)")
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 lines = [

@@ -525,20 +525,11 @@ fn folder_training_eval_and_predict_end_to_end() {
     assert_eq!(saved.model.num_classes, 2);
 
     let ckpt = out.join("checkpoint.safetensors");
-    let bin = env!("CARGO_BIN_EXE_engine");
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(bin).args(args).output().unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).to_string(),
-            String::from_utf8_lossy(&o.stderr).to_string(),
-        )
-    };
-    let (ok, stdout, stderr) = run(&["eval", ckpt.to_str().unwrap()]);
+    let (ok, stdout, stderr) = run_engine(&["eval", ckpt.to_str().unwrap()]);
     assert!(ok && stdout.contains("top-1"), "{stdout}{stderr}");
     let img = base.join("val/cat/a.png");
     let missing = base.join("nope.jpg");
-    let (ok, stdout, stderr) = run(&[
+    let (ok, stdout, stderr) = run_engine(&[
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),

@@ -13,7 +13,7 @@
 //! - clear errors for missing or empty folders, images that are not 2:1, and a diverging loss.
 
 mod common;
-use common::fresh_path;
+use common::{engine, fresh_path};
 
 use engine::models::{ResNet, ResNetConfig, VggEncoder};
 use engine::nn::init::Init;
@@ -309,7 +309,7 @@ fn training_lowers_l1_and_test_writes_outputs_grids_and_metrics() {
 
     // `engine pix2pix test` through the binary: a grid per image, outputs, JSON on stdout and disk.
     let test_out = out.join("test-cli");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+    let run = engine()
         .args(["pix2pix", "test", "--rows-per-grid", "1", "--checkpoint"])
         .arg(out.join("checkpoint.safetensors"))
         .arg("--data")

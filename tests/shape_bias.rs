@@ -4,7 +4,7 @@
 //! checkpoint with a random stylizer, writing its report and grid.
 
 mod common;
-use common::scratch_dir;
+use common::{engine, scratch_dir};
 
 use engine::data::idx::LabelledImages;
 use engine::data::idx::{load_mnist_style, FASHION_MNIST_CLASSES};
@@ -199,7 +199,7 @@ fn shape_bias_command_reports_every_trial() {
         },
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+    let out = engine()
         .args(["shape-bias", "--checkpoint"])
         .arg(dir.join("run/checkpoint.safetensors"))
         .args([
@@ -231,10 +231,7 @@ fn shape_bias_command_reports_every_trial() {
     );
     assert!(dir.join("sb/cue_conflict.png").exists());
     // Neither a model nor stylizer weights: clap says what is missing.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["shape-bias"])
-        .output()
-        .unwrap();
+    let out = engine().args(["shape-bias"]).output().unwrap();
     assert!(!out.status.success());
     std::fs::remove_dir_all(dir).ok();
 }

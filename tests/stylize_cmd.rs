@@ -12,15 +12,13 @@
 //! to do.
 
 mod common;
-use common::engine;
+use common::{engine, save_random_stylizer};
 
 use engine::data::folder::decode_image;
 use engine::models::Stylizer;
-use engine::nn::state::save_module;
 use engine::stylize::preprocess::{batch_tensor, prepare_content, prepare_style};
 use engine::stylize::{
-    random_stylizer, run_stylize, ManifestFormat, OutputFormat, StylizeConfig, StylizeOptions,
-    StylizeReport,
+    run_stylize, ManifestFormat, OutputFormat, StylizeConfig, StylizeOptions, StylizeReport,
 };
 use engine::viz::{tensor_to_rgb8, PixelRange};
 use engine::{DType, Device};
@@ -58,14 +56,7 @@ impl Setup {
         for p in sorted_files(&data("textures")) {
             std::fs::copy(&p, root.join("styles").join(p.file_name().unwrap())).unwrap();
         }
-        let s = random_stylizer(7, WIDTH, DType::F32, Device::Cpu).unwrap();
-        save_module(&root.join("vgg.safetensors"), &s.encoder, &BTreeMap::new()).unwrap();
-        save_module(
-            &root.join("decoder.safetensors"),
-            &s.decoder,
-            &BTreeMap::new(),
-        )
-        .unwrap();
+        save_random_stylizer(&root, 7, WIDTH);
         Setup { root }
     }
 

@@ -10,17 +10,18 @@
 //! settings on the same folder, bad sizes and missing data are refused with errors that say what
 //! to do.
 
+mod common;
+use common::{engine, save_random_stylizer};
+
 use engine::data::idx::{encode_idx, load_mnist_style, read_idx};
 use engine::data::Image;
 use engine::models::Stylizer;
-use engine::nn::state::save_module;
 use engine::stylize::idx_set::{stylize_idx, IdxStylizeConfig, IdxStylizeOptions, JOB_FILE};
 use engine::stylize::preprocess::{batch_tensor, prepare_style, resize};
 use engine::stylize::random_stylizer;
 use engine::viz::{tensor_to_rgb8, PixelRange};
 use engine::{DType, Device};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const SIDE: usize = 12;
@@ -341,8 +342,7 @@ fn refuses_mixed_settings_bad_sizes_and_missing_data() {
 #[test]
 fn the_command_runs_and_explains_itself() {
     let t = Setup::new("cli");
-    let bin = env!("CARGO_BIN_EXE_engine");
-    let out = std::process::Command::new(bin)
+    let out = engine()
         .args(["stylize-idx", "--random-weights", "4", "--size", "16"])
         .args([
             "--device",
@@ -373,7 +373,7 @@ fn the_command_runs_and_explains_itself() {
     assert_eq!(dims, [5, SIDE, SIDE]);
     // The flags `engine stylize` shares: --fp16 is refused on the CPU before anything is read.
     for cmd in ["stylize-idx", "stylize"] {
-        let out = std::process::Command::new(bin)
+        let out = engine()
             .args([
                 cmd, "--fp16", "--device", "cpu", "--styles", "nowhere", "--out", "nowhere",
             ])
@@ -386,10 +386,7 @@ fn the_command_runs_and_explains_itself() {
             "{cmd}: {stderr}"
         );
     }
-    let help = std::process::Command::new(bin)
-        .args(["stylize-idx", "--help"])
-        .output()
-        .unwrap();
+    let help = engine().args(["stylize-idx", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
         help.contains("engine train --data OUT") && help.contains("resumes"),
@@ -397,28 +394,12 @@ fn the_command_runs_and_explains_itself() {
     );
 }
 
-/// Saves a seeded random stylizer of width 4 as `DIR/vgg.safetensors` and `DIR/decoder.safetensors`
-/// (only the decoder with `decoder_only`).
-fn save_weights(dir: &Path, seed: u64, decoder_only: bool) {
-    std::fs::create_dir_all(dir).unwrap();
-    let s = random_stylizer(seed, 4, DType::F32, Device::Cpu).unwrap();
-    if !decoder_only {
-        save_module(&dir.join("vgg.safetensors"), &s.encoder, &BTreeMap::new()).unwrap();
-    }
-    save_module(
-        &dir.join("decoder.safetensors"),
-        &s.decoder,
-        &BTreeMap::new(),
-    )
-    .unwrap();
-}
-
 #[test]
 fn weight_files_are_known_by_their_bytes_not_their_paths() {
     let t = Setup::new("weight-files");
-    save_weights(&t.path("w"), 7, false);
+    save_random_stylizer(&t.path("w"), 7, 4);
     let run = |weights: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        let out = engine()
             .args(["stylize-idx", "--size", "16", "--device", "cpu", "--quiet"])
             .args(["--splits", "t10k", "--batch-size", "2"])
             .arg("--vgg")
@@ -455,11 +436,41 @@ fn weight_files_are_known_by_their_bytes_not_their_paths() {
             "{folder}: {text}"
         );
     }
+    // Settings from before weights were known by their bytes named the files: the same files are
+    // recognised (and recorded anew), other files are not.
+    let job = t.path("out").join(JOB_FILE);
+    let with_weights = |w: String| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&job).unwrap()).unwrap();
+        v["weights"] = serde_json::Value::String(w);
+        std::fs::write(&job, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    };
+    let by_path = |dir: &str| {
+        format!(
+            "{} + {}",
+            t.path(dir).join("vgg.safetensors").display(),
+            t.path(dir).join("decoder.safetensors").display()
+        )
+    };
+    let current = std::fs::read_to_string(&job).unwrap();
+    with_weights(by_path("w"));
+    let (ok, text) = run("w-copy");
+    assert!(ok && text.contains("recorded by path"), "{text}");
+    assert_eq!(std::fs::read_to_string(&job).unwrap(), current);
+    save_random_stylizer(&t.path("w-other"), 8, 4);
+    with_weights(by_path("w-other"));
+    let (ok, text) = run("w");
+    assert!(!ok && text.contains("other settings"), "{text}");
+    std::fs::write(&job, &current).unwrap();
     // The decoder rewritten in place (as a decoder trained further would be): another job.
-    save_weights(&t.path("w"), 8, true);
+    std::fs::copy(
+        t.path("w-other/decoder.safetensors"),
+        t.path("w/decoder.safetensors"),
+    )
+    .unwrap();
     let (ok, text) = run("w");
     assert!(
-        !ok && text.contains("other settings") && text.contains("weights"),
+        !ok && text.contains("other settings") && text.contains("weights: \"encoder"),
         "{text}"
     );
 }

@@ -17,6 +17,9 @@
 //! `ENGINE_REQUIRE_ADAIN_WEIGHTS=1` (set by scripts/test.sh, which CI runs after scripts/setup.sh),
 //! where a missing file fails the test.
 
+mod common;
+use common::engine;
+
 use engine::models::stylizer::Stylizer;
 use engine::models::{FeatureDistance, InputRange, PerceptualConfig, PerceptualLoss};
 use engine::testing::{assert_close_deep, test_devices, Fixtures};
@@ -231,7 +234,7 @@ fn stylize_uses_the_installed_weights_by_default_and_explains_their_absence() {
     let out = std::env::temp_dir().join(format!("engine-real-adain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let stylize = |adain_dir: &std::path::Path, out: &std::path::Path| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_engine"))
+        let o = engine()
             .env("ENGINE_ADAIN_DIR", adain_dir)
             .arg("stylize")
             .arg("--content")

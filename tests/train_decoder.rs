@@ -7,7 +7,7 @@
 //! `engine train-decoder` command.
 
 mod common;
-use common::fresh_path;
+use common::{engine, fresh_path};
 
 use engine::models::stylizer::{Decoder, Stylizer};
 use engine::nn::state::load_tensors;
@@ -341,7 +341,6 @@ fn unusable_files_are_skipped_and_counted_and_bad_inputs_fail_clearly() {
 
 #[test]
 fn command_line_trains_resumes_and_explains_missing_weights() {
-    let engine = || std::process::Command::new(env!("CARGO_BIN_EXE_engine"));
     let help = engine().args(["train-decoder", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(

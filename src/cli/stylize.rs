@@ -125,7 +125,7 @@ pub fn run_stylize_cmd(a: StylizeArgs) -> Result<()> {
     let (dev, dtype) = a.stylizer.placement()?;
     let cfg = config(&a, dev);
     cfg.validate()?;
-    let (stylizer, _) = a.stylizer.load(a.seed, dtype, dev)?;
+    let stylizer = a.stylizer.source(a.seed)?.load(dtype, dev)?;
     eprintln!(
         "stylizing {} with styles from {} → {} on {dev}{}, batch {}, α {}{}, seed {}",
         cfg.content_dir.display(),

@@ -73,7 +73,9 @@ pub fn run_stylize_idx(a: StylizeIdxArgs) -> Result<()> {
     if a.batch_size == 0 {
         return Err(Error::Msg("--batch-size must be at least 1".into()));
     }
-    let (stylizer, source) = a.stylizer.load(a.seed, dtype, dev)?;
+    let source = a.stylizer.source(a.seed)?;
+    let weights = source.identity()?;
+    let stylizer = source.load(dtype, dev)?;
     let cfg = IdxStylizeConfig {
         data_dir: a.data,
         styles_dir: a.styles,
@@ -84,7 +86,7 @@ pub fn run_stylize_idx(a: StylizeIdxArgs) -> Result<()> {
         seed: a.seed,
         limit: a.limit,
         chunk: a.chunk,
-        weights: source.identity()?,
+        weights,
     };
     eprintln!(
         "stylizing {} ({}) with styles from {} → {} at {}² on {dev}{}, α {}, seed {}",

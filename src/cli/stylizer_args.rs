@@ -27,6 +27,7 @@ pub(super) struct StylizerArgs {
     /// --vgg/--decoder; the outputs are not paintings.
     #[arg(long, value_name = "WIDTH", conflicts_with_all = ["vgg", "decoder"])]
     random_weights: Option<usize>,
+    /// Where the stylizer runs (auto: CUDA when a GPU is usable, else the CPU).
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
     /// FP16 weights and activations (CUDA only).
@@ -46,40 +47,40 @@ impl StylizerArgs {
         Ok((dev, if self.fp16 { DType::F16 } else { DType::F32 }))
     }
 
-    /// The stylizer these flags name (random weights seeded by `seed`) and where its weights came
-    /// from.
-    pub(super) fn load(
-        &self,
-        seed: u64,
-        dtype: DType,
-        dev: Device,
-    ) -> Result<(Stylizer, WeightsSource)> {
+    /// Where the weights come from: seeded random networks (seeded by `seed`) or the two files
+    /// (given, or the installed copies).
+    pub(super) fn source(&self, seed: u64) -> Result<WeightsSource> {
         if let Some(width) = self.random_weights {
-            let s = random_stylizer(seed, width, dtype, dev)?;
-            return Ok((s, WeightsSource::Random { width, seed }));
+            return Ok(WeightsSource::Random { width, seed });
         }
         let (vgg, decoder) =
             crate::stylize::weights::resolve_pair(self.vgg.as_deref(), self.decoder.as_deref())?;
-        let s = Stylizer::load(&vgg, &decoder, dtype, dev)?;
-        Ok((s, WeightsSource::Files { vgg, decoder }))
+        Ok(WeightsSource::Files { vgg, decoder })
     }
 }
 
-/// Where a loaded stylizer's weights came from.
+/// Where a stylizer's weights come from.
 pub(super) enum WeightsSource {
     Random { width: usize, seed: u64 },
     Files { vgg: PathBuf, decoder: PathBuf },
 }
 
 impl WeightsSource {
+    pub(super) fn load(&self, dtype: DType, dev: Device) -> Result<Stylizer> {
+        match self {
+            WeightsSource::Random { width, seed } => random_stylizer(*seed, *width, dtype, dev),
+            WeightsSource::Files { vgg, decoder } => Stylizer::load(vgg, decoder, dtype, dev),
+        }
+    }
+
     /// What identifies the weights in a job's recorded settings: the random width and seed, or
-    /// the two files' contents (size and hash, not their paths).
+    /// the two files' contents (size and hash, not their paths). A job that records it reads it
+    /// before `load`, so the record cannot describe a file rewritten after loading.
     pub(super) fn identity(&self) -> Result<String> {
         Ok(match self {
             WeightsSource::Random { width, seed } => format!("random width {width} seed {seed}"),
             WeightsSource::Files { vgg, decoder } => {
-                let fp = crate::stylize::weights::content_fingerprint;
-                format!("encoder {}; decoder {}", fp(vgg)?, fp(decoder)?)
+                crate::stylize::weights::pair_identity(vgg, decoder)?
             }
         })
     }

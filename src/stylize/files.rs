@@ -118,6 +118,18 @@ impl Fnv1a {
     }
 }
 
+/// So a file can be hashed with `std::io::copy` (which retries interrupted reads).
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        Fnv1a::write(self, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h = Fnv1a::new();
     h.write(bytes);

@@ -316,6 +316,27 @@ fn existing_outputs(out: &Path, splits: &[String]) -> Vec<PathBuf> {
     found
 }
 
+/// Settings written before weights were identified by content named the two files (`VGG +
+/// DECODER`). Where both still exist, that entry is replaced by their content identity, so a set
+/// made from the same files is recognised; returns whether it was. Files that are gone or changed
+/// leave a difference that `check_job` reports.
+fn upgrade_path_weights(theirs: &mut serde_json::Value) -> bool {
+    let Some(old) = theirs.get("weights").and_then(|w| w.as_str()) else {
+        return false;
+    };
+    if old.starts_with("encoder ") || old.starts_with("random width ") {
+        return false;
+    }
+    let Some((vgg, decoder)) = old.split_once(" + ") else {
+        return false;
+    };
+    let Ok(id) = super::weights::pair_identity(Path::new(vgg), Path::new(decoder)) else {
+        return false;
+    };
+    theirs["weights"] = serde_json::Value::String(id);
+    true
+}
+
 /// Compares `mine` with `OUT/stylize-idx.json`. Returns whether the file exists; a folder with
 /// outputs but no settings file is refused (they could be anything).
 fn check_job(cfg: &IdxStylizeConfig, mine: &serde_json::Value) -> Result<bool> {
@@ -336,13 +357,14 @@ fn check_job(cfg: &IdxStylizeConfig, mine: &serde_json::Value) -> Result<bool> {
         }
         Err(e) => return Err(io_err(&path)(e)),
     };
-    let theirs: serde_json::Value = serde_json::from_str(&saved).map_err(|e| {
+    let mut theirs: serde_json::Value = serde_json::from_str(&saved).map_err(|e| {
         Error::Msg(format!(
             "{}: unreadable ({e}); delete the folder {} to start over",
             path.display(),
             cfg.out_dir.display()
         ))
     })?;
+    let upgraded = upgrade_path_weights(&mut theirs);
     let fields = mine.as_object().expect("settings are an object");
     let differ: Vec<String> = fields
         .iter()
@@ -355,6 +377,15 @@ fn check_job(cfg: &IdxStylizeConfig, mine: &serde_json::Value) -> Result<bool> {
         })
         .collect();
     if differ.is_empty() {
+        if upgraded {
+            let text = serde_json::to_string_pretty(&theirs).expect("settings serialise");
+            write_atomic(&path, text.as_bytes())?;
+            eprintln!(
+                "{}: the weights were recorded by path (an older engine); the same files' sizes \
+                 and hashes are recorded now",
+                path.display()
+            );
+        }
         return Ok(true);
     }
     Err(Error::Msg(format!(

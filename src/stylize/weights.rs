@@ -39,28 +39,30 @@ pub fn resolve(given: Option<&Path>, stem: &str, how: &str) -> Result<PathBuf> {
 }
 
 /// What identifies a weight file's contents in a job's recorded settings: its size and a 64-bit
-/// FNV-1a hash of its bytes. The same bytes under another path or name give the same string (a
-/// moved checkout or a symlinked folder is the same job); a file rewritten in place (a decoder
-/// trained further) gives another.
+/// FNV-1a hash of its bytes. The same bytes under another name or through a symlinked folder give
+/// the same string; a file rewritten in place (a decoder trained further) gives another.
 pub fn content_fingerprint(path: &Path) -> Result<String> {
-    use std::io::Read;
     let io_err = |e| Error::Io {
         path: path.display().to_string(),
         source: e,
     };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let file = std::fs::File::open(path).map_err(io_err)?;
     let mut hash = super::files::Fnv1a::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
-        hash.write(&buf[..n]);
-        len += n as u64;
-    }
+    let len = std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, file),
+        &mut hash,
+    )
+    .map_err(io_err)?;
     Ok(format!("{len} bytes, fnv1a64 {:016x}", hash.finish()))
+}
+
+/// The identity `content_fingerprint` gives an encoder/decoder pair, as jobs record it.
+pub fn pair_identity(vgg: &Path, decoder: &Path) -> Result<String> {
+    Ok(format!(
+        "encoder {}; decoder {}",
+        content_fingerprint(vgg)?,
+        content_fingerprint(decoder)?
+    ))
 }
 
 /// The encoder and decoder weights (`--vgg`, `--decoder`): [`resolve`] for each.

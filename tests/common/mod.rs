@@ -1,11 +1,15 @@
-//! What the integration tests share (`mod common;` in each): scratch folders and running the
-//! `engine` binary. Not a test target itself (cargo builds only `tests/*.rs`).
+//! What the integration tests share (`mod common;` in each): scratch folders, running the `engine`
+//! binary, and stylizer weight files. Not a test target itself (cargo builds only `tests/*.rs`).
 //!
 //! Invariants: a scratch path is private to one test binary run (the binary's name and the process
 //! id are in it) and starts out absent or empty, never holding an earlier run's files.
 #![allow(dead_code)] // each test binary uses some of these
 
-use std::path::PathBuf;
+use engine::nn::state::save_module;
+use engine::stylize::random_stylizer;
+use engine::{DType, Device};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `$TMPDIR/engine-test-<binary>-<pid>-<name>`, removed if an earlier run left it; not created.
@@ -47,4 +51,18 @@ pub fn run_engine(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Writes a seeded random stylizer of `width` as `DIR/vgg.safetensors` and
+/// `DIR/decoder.safetensors` (the files `--vgg` and `--decoder` take), creating DIR.
+pub fn save_random_stylizer(dir: &Path, seed: u64, width: usize) {
+    std::fs::create_dir_all(dir).expect("create the weights folder");
+    let s = random_stylizer(seed, width, DType::F32, Device::Cpu).expect("random stylizer");
+    save_module(&dir.join("vgg.safetensors"), &s.encoder, &BTreeMap::new()).expect("save encoder");
+    save_module(
+        &dir.join("decoder.safetensors"),
+        &s.decoder,
+        &BTreeMap::new(),
+    )
+    .expect("save decoder");
 }
