@@ -94,6 +94,21 @@ impl Setup {
         self.root.join(name)
     }
 
+    /// `engine stylize-idx` on this setup's t10k split (16², CPU, batch 2) into `out`; weights
+    /// and anything else are the caller's to add.
+    fn command(&self, out: &str) -> std::process::Command {
+        let mut c = engine();
+        c.args(["stylize-idx", "--size", "16", "--device", "cpu", "--quiet"])
+            .args(["--splits", "t10k", "--batch-size", "2"])
+            .arg("--data")
+            .arg(self.path("data"))
+            .arg("--styles")
+            .arg(self.path("styles"))
+            .arg("--out")
+            .arg(self.path(out));
+        c
+    }
+
     fn config(&self, out: &str) -> IdxStylizeConfig {
         IdxStylizeConfig {
             data_dir: self.path("data"),
@@ -342,23 +357,9 @@ fn refuses_mixed_settings_bad_sizes_and_missing_data() {
 #[test]
 fn the_command_runs_and_explains_itself() {
     let t = Setup::new("cli");
-    let out = engine()
-        .args(["stylize-idx", "--random-weights", "4", "--size", "16"])
-        .args([
-            "--device",
-            "cpu",
-            "--quiet",
-            "--splits",
-            "t10k",
-            "--batch-size",
-            "2",
-        ])
-        .arg("--data")
-        .arg(t.path("data"))
-        .arg("--styles")
-        .arg(t.path("styles"))
-        .arg("--out")
-        .arg(t.path("out"))
+    let out = t
+        .command("out")
+        .args(["--random-weights", "4"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -399,19 +400,12 @@ fn weight_files_are_known_by_their_bytes_not_their_paths() {
     let t = Setup::new("weight-files");
     save_random_stylizer(&t.path("w"), 7, 4);
     let run = |weights: &str| {
-        let out = engine()
-            .args(["stylize-idx", "--size", "16", "--device", "cpu", "--quiet"])
-            .args(["--splits", "t10k", "--batch-size", "2"])
+        let out = t
+            .command("out")
             .arg("--vgg")
             .arg(t.path(weights).join("vgg.safetensors"))
             .arg("--decoder")
             .arg(t.path(weights).join("decoder.safetensors"))
-            .arg("--data")
-            .arg(t.path("data"))
-            .arg("--styles")
-            .arg(t.path("styles"))
-            .arg("--out")
-            .arg(t.path("out"))
             .output()
             .unwrap();
         let text = format!(
